@@ -1,0 +1,117 @@
+//! Identifiers. Plain strings with a type each, so an instance id is never passed where a
+//! deployment id belongs.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+    };
+}
+
+id!(
+    /// An EC2 instance id (`i-…`).
+    InstanceId
+);
+id!(
+    /// A CodeDeploy deployment id (`d-…`).
+    DeploymentId
+);
+id!(
+    /// A lifecycle action token (a UUID).
+    Token
+);
+id!(
+    /// An event id (EventBridge `id`, SQS message id, or a synthetic id from reconciliation).
+    EventId
+);
+id!(
+    /// Identifies one intent to create a deployment; written before `CreateDeployment` is
+    /// called and carried in the deployment's description, so a crashed creator's deployment
+    /// can be recognised and adopted.
+    IntentId
+);
+id!(
+    /// An opaque, comparable description of an application revision (S3 object + version/etag,
+    /// GitHub commit, or content hash), as produced by the CodeDeploy adapter.
+    Revision
+);
+
+/// A CodeDeploy deployment group, named by its application.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GroupKey {
+    pub application: String,
+    pub deployment_group: String,
+}
+
+impl GroupKey {
+    pub fn new(application: impl Into<String>, deployment_group: impl Into<String>) -> Self {
+        Self {
+            application: application.into(),
+            deployment_group: deployment_group.into(),
+        }
+    }
+}
+
+impl fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.application, self.deployment_group)
+    }
+}
+
+/// Milliseconds since the Unix epoch. The core never reads a clock: time is an argument.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Millis(pub u64);
+
+impl Millis {
+    pub const fn from_secs(s: u64) -> Self {
+        Self(s.saturating_mul(1000))
+    }
+    pub fn plus_secs(self, s: u64) -> Self {
+        Self(self.0.saturating_add(s.saturating_mul(1000)))
+    }
+    pub fn plus_ms(self, ms: u64) -> Self {
+        Self(self.0.saturating_add(ms))
+    }
+    pub fn since(self, earlier: Millis) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:03}s", self.0 / 1000, self.0 % 1000)
+    }
+}

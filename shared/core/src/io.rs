@@ -1,0 +1,251 @@
+//! What goes into the core ([`Input`]) and what comes out ([`Command`]).
+//!
+//! Inputs are either things AWS told us (lifecycle and CodeDeploy events), answers to commands
+//! the core issued earlier (`CreateOutcome`, `Revisions`, `ActionCompleted`, `ActionGone`,
+//! `DeploymentStatus` from a poll), the timer, or an operator. Commands are requests; the runner
+//! executes them in order and feeds their answers back as inputs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::*;
+use crate::plan::{Gate, Plan, PlanError};
+use crate::state::{ActionRef, HookTimeouts, LifecycleResult, Place};
+
+/// A lifecycle action notification (EventBridge or direct SQS), already parsed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleEvent {
+    pub event_id: Option<EventId>,
+    pub action: ActionRef,
+    pub origin: Option<Place>,
+    pub destination: Option<Place>,
+    /// When Auto Scaling emitted it.
+    pub time: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    /// `EC2 Instance-launch Lifecycle Action`, with the plan read from the hook's metadata and
+    /// the hook's timeouts as described by Auto Scaling.
+    Launch {
+        event: LifecycleEvent,
+        plan: Result<Plan, PlanError>,
+        timeouts: HookTimeouts,
+    },
+    /// `EC2 Instance-terminate Lifecycle Action`.
+    Terminate { event: LifecycleEvent },
+    /// A CodeDeploy deployment state-change event (START, SUCCESS, FAILURE, STOP).
+    DeploymentEvent {
+        event_id: Option<EventId>,
+        group: GroupKey,
+        deployment: DeploymentId,
+        state: DeploymentState,
+    },
+    /// A CodeDeploy instance state-change event: one target's result within a deployment.
+    TargetEvent {
+        event_id: Option<EventId>,
+        group: GroupKey,
+        deployment: DeploymentId,
+        instance: InstanceId,
+        state: TargetState,
+    },
+    /// Answer to [`Command::PollDeployment`]: the deployment's status and the targets the
+    /// orchestrator asked about. "Group became free" is a poll answer with a terminal status;
+    /// "busy with a foreign deployment" is a `DeploymentEvent::Started` or a `Busy` outcome.
+    DeploymentStatus {
+        group: GroupKey,
+        deployment: DeploymentId,
+        state: DeploymentState,
+        targets: Vec<(InstanceId, TargetState)>,
+    },
+    /// Answer to [`Command::CreateDeployment`] or [`Command::FindDeployment`].
+    CreateOutcome {
+        group: GroupKey,
+        intent: IntentId,
+        outcome: CreateOutcome,
+    },
+    /// Answer to [`Command::CheckRevisions`]: each group's current target revision.
+    Revisions {
+        instance: InstanceId,
+        current: Vec<(GroupKey, Option<Revision>)>,
+    },
+    /// `CompleteLifecycleAction` succeeded.
+    ActionCompleted { instance: InstanceId, token: Token },
+    /// Auto Scaling answered "No active Lifecycle Action found": completed, timed out or the
+    /// instance is gone. Never retried.
+    ActionGone { instance: InstanceId, token: Token },
+    /// The timer: look at this record now.
+    Tick(Key),
+    /// An operator's decision about a held or stuck instance.
+    Operator {
+        instance: InstanceId,
+        action: OperatorAction,
+    },
+    /// An operator resets a group's repeated-failure breaker.
+    ResetBreaker { group: GroupKey },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeploymentState {
+    Started,
+    Succeeded,
+    Failed,
+    Stopped,
+    /// Still running (poll answer).
+    InProgress,
+}
+
+impl DeploymentState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            DeploymentState::Succeeded | DeploymentState::Failed | DeploymentState::Stopped
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetState {
+    Pending,
+    InProgress,
+    Succeeded,
+    Failed,
+    Skipped,
+    /// CodeDeploy reports `Unknown` (e.g. the instance went away).
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CreateOutcome {
+    /// Created now, or found (adopted) by its intent marker.
+    Created {
+        deployment: DeploymentId,
+        revision: Option<Revision>,
+    },
+    /// The group already has an active deployment that is not this intent's.
+    Busy { deployment: DeploymentId },
+    /// The group has no target revision: there is nothing to deploy.
+    NoRevision,
+    /// Recovery lookup: no deployment carries this intent; it was never created.
+    NotFound,
+    /// CreateDeployment failed.
+    Failed { reason: String, retryable: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperatorAction {
+    /// Start the current step again with fresh attempts.
+    Retry,
+    /// Complete the lifecycle action with ABANDON.
+    Abandon,
+}
+
+/// A record the core reads or writes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Key {
+    Instance(InstanceId),
+    Group(GroupKey),
+}
+
+/// A request the runner carries out. Commands of one decision run in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Tag the instances with the gate (EC2 CreateTags). Idempotent.
+    OpenGate {
+        gate: Gate,
+        instances: Vec<InstanceId>,
+    },
+    /// Remove the gate tag from the instances (EC2 DeleteTags). Idempotent.
+    CloseGate {
+        gate: Gate,
+        instances: Vec<InstanceId>,
+    },
+    /// `CreateDeployment` with the group's target revision, `updateOutdatedInstancesOnly`,
+    /// the config override, and the intent id in the description. On
+    /// `DeploymentLimitExceededException` the runner reads the active deployment and answers
+    /// `Created` if it carries this intent (adoption), `Busy` otherwise.
+    CreateDeployment {
+        group: GroupKey,
+        intent: IntentId,
+        instances: Vec<InstanceId>,
+        config: Option<String>,
+    },
+    /// Recovery: look for a deployment of this group carrying the intent, created since `since`.
+    FindDeployment {
+        group: GroupKey,
+        intent: IntentId,
+        since: Millis,
+    },
+    StopDeployment {
+        group: GroupKey,
+        deployment: DeploymentId,
+    },
+    /// Reconciliation: ask CodeDeploy for the deployment's status and these targets' results.
+    PollDeployment {
+        group: GroupKey,
+        deployment: DeploymentId,
+        instances: Vec<InstanceId>,
+    },
+    /// Read each group's current target revision.
+    CheckRevisions {
+        instance: InstanceId,
+        groups: Vec<GroupKey>,
+    },
+    RecordHeartbeat {
+        action: ActionRef,
+    },
+    CompleteAction {
+        action: ActionRef,
+        result: LifecycleResult,
+    },
+    /// Look at this record again at `at` (a delayed message; the periodic sweep is the backstop).
+    Wakeup {
+        key: Key,
+        at: Millis,
+    },
+    Metric(Metric),
+    Alert(Alert),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub name: MetricName,
+    pub value: f64,
+    pub unit: MetricUnit,
+    pub asg: Option<String>,
+    pub group: Option<GroupKey>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetricName {
+    TimeToInService,
+    StepDuration,
+    StepRetry,
+    Abandon,
+    Held,
+    DeploymentCreated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetricUnit {
+    Milliseconds,
+    Count,
+}
+
+/// Something an operator must see: logged at error level and counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub instance: Option<InstanceId>,
+    pub group: Option<GroupKey>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlertKind {
+    PlanInvalid,
+    PlanCannotFit,
+    BreakerTripped,
+    InstanceHeld,
+    CreateFailed,
+    ForeignDeploymentOnInstance,
+}

@@ -1,0 +1,21 @@
+//! # turnstile-core
+//!
+//! The sans-IO orchestration core of turnstile, the Auto Scaling lifecycle-hook orchestrator
+//! for CodeDeploy: `decide(world, input, now) -> (world', commands)`.
+//!
+//! It has no AWS types, no I/O, no clock and no randomness. The runner (crate `turnstile-aws`)
+//! loads the records an input needs ([`Engine::keys_for`]), calls [`Engine::decide`], writes
+//! the changed records conditionally, then executes the [`Command`]s and feeds their answers
+//! back as [`Input`]s.
+
+pub mod engine;
+pub mod ids;
+pub mod io;
+pub mod plan;
+pub mod state;
+
+pub use engine::{Config, Decision, Engine, Missing, World};
+pub use ids::*;
+pub use io::*;
+pub use plan::{Gate, OnFailure, Plan, PlanError, PlanIssue, Step, WarmPoolPolicy};
+pub use state::*;

@@ -1,0 +1,553 @@
+//! The deployment plan of an Auto Scaling group: which CodeDeploy deployment groups an instance
+//! receives, in which order, and what to do when a step fails.
+//!
+//! A plan is JSON, small enough to live in the lifecycle hook's `NotificationMetadata`
+//! (≤ 4000 printable ASCII characters), so every lifecycle event carries its own plan.
+//! [`Plan::parse`] reports *every* problem it finds, each naming the field (a JSON path such as
+//! `steps[2].timeoutSecs`) and the reason. A plan that does not parse never skips a deployment:
+//! the core holds the instance and raises an alert instead.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::GroupKey;
+
+/// Longest `NotificationMetadata` Auto Scaling accepts.
+pub const MAX_METADATA_LEN: usize = 4000;
+/// CodeDeploy's limit on instances in one deployment.
+pub const CODEDEPLOY_MAX_INSTANCES_PER_DEPLOYMENT: u32 = 1000;
+/// CodeDeploy's in-place deployment maximum (12 h).
+pub const MAX_STEP_TIMEOUT_SECS: u64 = 12 * 3600;
+const MAX_STEPS: usize = 20;
+const MAX_RETRIES: u32 = 10;
+
+/// A validated plan with every default applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub warm_pool: WarmPoolPolicy,
+    /// How long a free group waits for more instances before it admits a batch.
+    pub batch_window_secs: u64,
+    /// Upper bound of instances admitted into one deployment.
+    pub max_batch: u32,
+    pub breaker: BreakerPolicy,
+}
+
+/// One deployment group the instance must receive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub group: GroupKey,
+    pub gate: Gate,
+    /// Attempts after the first one.
+    pub retries: u32,
+    /// Back-off before retry `n` (1-based) is `retry_backoff_secs * 2^(n-1)`.
+    pub retry_backoff_secs: u64,
+    /// Longest one attempt may run, counted from the instance's admission into a deployment.
+    pub timeout_secs: u64,
+    /// Deployment configuration used for launch deployments (`None`: the group's own).
+    pub deployment_config: Option<String>,
+    pub on_failure: OnFailure,
+}
+
+/// The EC2 tag that admits an instance into a deployment group (the group's tag set ANDs it).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Gate {
+    pub key: String,
+    pub value: String,
+}
+
+/// What happens when a step has used up its retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnFailure {
+    /// Complete the lifecycle action with ABANDON (the group replaces the instance), unless the
+    /// repeated-failure breaker is tripped, in which case hold.
+    Abandon,
+    /// Keep the instance in `Pending:Wait` (heartbeats continue) and alert an operator.
+    Hold,
+}
+
+/// Which launch transitions run the plan when the group has a warm pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WarmPoolPolicy {
+    /// Deploy when an instance enters the group (from EC2 or from the pool); let instances enter
+    /// the pool at once.
+    DeployOnExit,
+    /// Deploy while the instance is entering the pool; let it leave the pool at once.
+    DeployOnEntry,
+    /// Deploy on both transitions.
+    DeployOnBoth,
+}
+
+/// The repeated-failure breaker: after `threshold` abandons of the same step within
+/// `window_secs`, further failures of that step hold instead of abandon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerPolicy {
+    pub threshold: u32,
+    pub window_secs: u64,
+}
+
+/// One problem found in a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanIssue {
+    /// JSON path of the offending field, e.g. `steps[1].gateTag`.
+    pub field: String,
+    pub reason: String,
+}
+
+/// Every problem found in a plan. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("invalid plan: {}", render_issues(.issues))]
+pub struct PlanError {
+    pub issues: Vec<PlanIssue>,
+}
+
+fn render_issues(issues: &[PlanIssue]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("{}: {}", i.field, i.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl fmt::Display for PlanIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl PlanError {
+    fn single(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            issues: vec![PlanIssue {
+                field: field.into(),
+                reason: reason.into(),
+            }],
+        }
+    }
+}
+
+// ---- the document as users write it -------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PlanDoc {
+    version: u32,
+    steps: Vec<StepDoc>,
+    #[serde(default)]
+    defaults: StepOptions,
+    warm_pool: Option<WarmPoolPolicy>,
+    batch_window_secs: Option<u64>,
+    max_batch: Option<u32>,
+    breaker: Option<BreakerDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StepDoc {
+    application: String,
+    deployment_group: String,
+    gate_tag: String,
+    gate_value: Option<String>,
+    #[serde(flatten)]
+    options: StepOptions,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StepOptions {
+    retries: Option<u32>,
+    retry_backoff_secs: Option<u64>,
+    timeout_secs: Option<u64>,
+    deployment_config: Option<String>,
+    on_failure: Option<OnFailure>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BreakerDoc {
+    threshold: Option<u32>,
+    window_secs: Option<u64>,
+}
+
+/// Defaults, documented in the README's plan reference.
+pub mod defaults {
+    pub const RETRIES: u32 = 2;
+    pub const RETRY_BACKOFF_SECS: u64 = 30;
+    pub const TIMEOUT_SECS: u64 = 1800;
+    /// Launch deployments go to instances that serve no traffic yet.
+    pub const DEPLOYMENT_CONFIG: &str = "CodeDeployDefault.AllAtOnce";
+    pub const GATE_VALUE: &str = "open";
+    pub const BATCH_WINDOW_SECS: u64 = 2;
+    pub const MAX_BATCH: u32 = 500;
+    pub const BREAKER_THRESHOLD: u32 = 3;
+    pub const BREAKER_WINDOW_SECS: u64 = 3600;
+}
+
+impl Plan {
+    /// Parses and validates a plan, reporting every problem found.
+    pub fn parse(json: &str) -> Result<Plan, PlanError> {
+        if json.len() > MAX_METADATA_LEN {
+            return Err(PlanError::single(
+                "$",
+                format!(
+                    "plan is {} characters; lifecycle hook metadata holds at most {MAX_METADATA_LEN}",
+                    json.len()
+                ),
+            ));
+        }
+        let de = &mut serde_json::Deserializer::from_str(json);
+        let doc: PlanDoc = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." || path.is_empty() {
+                "$".to_owned()
+            } else {
+                path
+            };
+            PlanError::single(field, e.into_inner().to_string())
+        })?;
+        doc.resolve()
+    }
+
+    /// The step index of `group`, if the plan names it.
+    pub fn step_of(&self, group: &GroupKey) -> Option<usize> {
+        self.steps.iter().position(|s| &s.group == group)
+    }
+
+    /// Serializes the plan back into the user-facing document (used by tooling and tests).
+    pub fn to_document(&self) -> serde_json::Value {
+        let steps: Vec<serde_json::Value> = self
+            .steps
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::json!({
+                    "application": s.group.application,
+                    "deploymentGroup": s.group.deployment_group,
+                    "gateTag": s.gate.key,
+                    "gateValue": s.gate.value,
+                    "retries": s.retries,
+                    "retryBackoffSecs": s.retry_backoff_secs,
+                    "timeoutSecs": s.timeout_secs,
+                    "onFailure": s.on_failure,
+                });
+                if let (Some(cfg), Some(obj)) = (&s.deployment_config, v.as_object_mut()) {
+                    obj.insert("deploymentConfig".into(), cfg.clone().into());
+                }
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "version": 1,
+            "steps": steps,
+            "warmPool": self.warm_pool,
+            "batchWindowSecs": self.batch_window_secs,
+            "maxBatch": self.max_batch,
+            "breaker": {"threshold": self.breaker.threshold, "windowSecs": self.breaker.window_secs},
+        })
+    }
+}
+
+impl PlanDoc {
+    fn resolve(self) -> Result<Plan, PlanError> {
+        let mut issues = Vec::new();
+        let mut push = |field: String, reason: String| issues.push(PlanIssue { field, reason });
+
+        if self.version != 1 {
+            push(
+                "version".into(),
+                format!(
+                    "unsupported version {}; this release reads version 1",
+                    self.version
+                ),
+            );
+        }
+        if self.steps.is_empty() {
+            push("steps".into(), "a plan needs at least one step".into());
+        }
+        if self.steps.len() > MAX_STEPS {
+            push(
+                "steps".into(),
+                format!(
+                    "{} steps; at most {MAX_STEPS} are supported",
+                    self.steps.len()
+                ),
+            );
+        }
+        check_options("defaults", &self.defaults, &mut push);
+
+        let mut groups = BTreeSet::new();
+        let mut gates = BTreeSet::new();
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for (i, s) in self.steps.into_iter().enumerate() {
+            let at = |f: &str| format!("steps[{i}].{f}");
+            check_name(&at("application"), &s.application, &mut push);
+            check_name(&at("deploymentGroup"), &s.deployment_group, &mut push);
+            check_tag_key(&at("gateTag"), &s.gate_tag, &mut push);
+            let gate_value = s
+                .gate_value
+                .unwrap_or_else(|| defaults::GATE_VALUE.to_owned());
+            if gate_value.chars().count() > 256 {
+                push(
+                    at("gateValue"),
+                    "EC2 tag values are at most 256 characters".into(),
+                );
+            }
+            check_options(&format!("steps[{i}]"), &s.options, &mut push);
+
+            let group = GroupKey::new(s.application, s.deployment_group);
+            if !groups.insert(group.clone()) {
+                push(
+                    at("deploymentGroup"),
+                    format!("{group} appears twice; each deployment group runs once per instance"),
+                );
+            }
+            if !gates.insert(s.gate_tag.clone()) {
+                push(
+                    at("gateTag"),
+                    format!(
+                        "gate tag `{}` is used by an earlier step; each step needs its own gate",
+                        s.gate_tag
+                    ),
+                );
+            }
+            let d = &self.defaults;
+            let o = s.options;
+            steps.push(Step {
+                group,
+                gate: Gate {
+                    key: s.gate_tag,
+                    value: gate_value,
+                },
+                retries: o.retries.or(d.retries).unwrap_or(defaults::RETRIES),
+                retry_backoff_secs: o
+                    .retry_backoff_secs
+                    .or(d.retry_backoff_secs)
+                    .unwrap_or(defaults::RETRY_BACKOFF_SECS),
+                timeout_secs: o
+                    .timeout_secs
+                    .or(d.timeout_secs)
+                    .unwrap_or(defaults::TIMEOUT_SECS),
+                deployment_config: o
+                    .deployment_config
+                    .or_else(|| d.deployment_config.clone())
+                    .or_else(|| Some(defaults::DEPLOYMENT_CONFIG.to_owned()))
+                    .filter(|c| c != "inherit"),
+                on_failure: o.on_failure.or(d.on_failure).unwrap_or(OnFailure::Abandon),
+            });
+        }
+
+        let max_batch = self.max_batch.unwrap_or(defaults::MAX_BATCH);
+        if max_batch == 0 || max_batch > CODEDEPLOY_MAX_INSTANCES_PER_DEPLOYMENT {
+            push(
+                "maxBatch".into(),
+                format!(
+                    "must be 1..={CODEDEPLOY_MAX_INSTANCES_PER_DEPLOYMENT} (CodeDeploy's instances per deployment)"
+                ),
+            );
+        }
+        let batch_window_secs = self
+            .batch_window_secs
+            .unwrap_or(defaults::BATCH_WINDOW_SECS);
+        if batch_window_secs > 300 {
+            push("batchWindowSecs".into(), "must be at most 300".into());
+        }
+        let breaker = BreakerPolicy {
+            threshold: self
+                .breaker
+                .as_ref()
+                .and_then(|b| b.threshold)
+                .unwrap_or(defaults::BREAKER_THRESHOLD),
+            window_secs: self
+                .breaker
+                .as_ref()
+                .and_then(|b| b.window_secs)
+                .unwrap_or(defaults::BREAKER_WINDOW_SECS),
+        };
+        if breaker.threshold == 0 {
+            push("breaker.threshold".into(), "must be at least 1".into());
+        }
+        if breaker.window_secs == 0 {
+            push("breaker.windowSecs".into(), "must be at least 1".into());
+        }
+
+        if issues.is_empty() {
+            Ok(Plan {
+                steps,
+                warm_pool: self.warm_pool.unwrap_or(WarmPoolPolicy::DeployOnExit),
+                batch_window_secs,
+                max_batch,
+                breaker,
+            })
+        } else {
+            Err(PlanError { issues })
+        }
+    }
+}
+
+fn check_options(prefix: &str, o: &StepOptions, push: &mut impl FnMut(String, String)) {
+    if let Some(r) = o.retries
+        && r > MAX_RETRIES
+    {
+        push(
+            format!("{prefix}.retries"),
+            format!("must be at most {MAX_RETRIES}"),
+        );
+    }
+    if let Some(t) = o.timeout_secs
+        && !(60..=MAX_STEP_TIMEOUT_SECS).contains(&t)
+    {
+        push(
+            format!("{prefix}.timeoutSecs"),
+            format!("must be 60..={MAX_STEP_TIMEOUT_SECS} (CodeDeploy's in-place maximum is 12 h)"),
+        );
+    }
+    if let Some(b) = o.retry_backoff_secs
+        && b > 3600
+    {
+        push(
+            format!("{prefix}.retryBackoffSecs"),
+            "must be at most 3600".into(),
+        );
+    }
+    if let Some(c) = &o.deployment_config
+        && (c.is_empty() || c.len() > 100)
+    {
+        push(
+            format!("{prefix}.deploymentConfig"),
+            "must be 1..=100 characters (a deployment configuration name, or `inherit`)".into(),
+        );
+    }
+}
+
+fn check_name(field: &str, value: &str, push: &mut impl FnMut(String, String)) {
+    if value.is_empty() || value.chars().count() > 100 {
+        push(field.to_owned(), "must be 1..=100 characters".into());
+    }
+}
+
+fn check_tag_key(field: &str, key: &str, push: &mut impl FnMut(String, String)) {
+    if key.is_empty() || key.chars().count() > 128 {
+        push(
+            field.to_owned(),
+            "EC2 tag keys are 1..=128 characters".into(),
+        );
+    } else if key.to_ascii_lowercase().starts_with("aws:") {
+        push(
+            field.to_owned(),
+            "tag keys starting with `aws:` are reserved by AWS".into(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"version":1,"steps":[
+        {"application":"web","deploymentGroup":"web-dg","gateTag":"gate-web"},
+        {"application":"api","deploymentGroup":"api-dg","gateTag":"gate-api","retries":0,"timeoutSecs":600,"onFailure":"hold","deploymentConfig":"inherit"}
+      ],"defaults":{"retries":4}}"#;
+
+    #[test]
+    fn plan_parses_with_defaults_applied() {
+        let p = Plan::parse(GOOD).unwrap();
+        assert_eq!(p.steps.len(), 2);
+        assert_eq!(
+            p.steps[0].retries, 4,
+            "plan-level default wins over built-in"
+        );
+        assert_eq!(p.steps[0].timeout_secs, defaults::TIMEOUT_SECS);
+        assert_eq!(p.steps[0].gate.value, "open");
+        assert_eq!(
+            p.steps[0].deployment_config.as_deref(),
+            Some("CodeDeployDefault.AllAtOnce")
+        );
+        assert_eq!(p.steps[1].retries, 0, "step option wins over plan default");
+        assert_eq!(
+            p.steps[1].deployment_config, None,
+            "`inherit` keeps the group's config"
+        );
+        assert_eq!(p.steps[1].on_failure, OnFailure::Hold);
+        assert_eq!(p.warm_pool, WarmPoolPolicy::DeployOnExit);
+    }
+
+    #[test]
+    fn plan_round_trips_through_its_document() {
+        let p = Plan::parse(GOOD).unwrap();
+        let again = Plan::parse(&p.to_document().to_string()).unwrap();
+        assert_eq!(p, again);
+    }
+
+    fn issues(json: &str) -> Vec<(String, String)> {
+        Plan::parse(json)
+            .unwrap_err()
+            .issues
+            .into_iter()
+            .map(|i| (i.field, i.reason))
+            .collect()
+    }
+
+    #[test]
+    fn plan_validation_names_the_field_of_a_type_error() {
+        let got = issues(
+            r#"{"version":1,"steps":[{"application":"a","deploymentGroup":"g","gateTag":"t","retries":"two"}]}"#,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "steps[0].retries");
+        assert!(got[0].1.contains("invalid type"), "{got:?}");
+    }
+
+    #[test]
+    fn plan_validation_names_unknown_and_missing_fields() {
+        let got = issues(r#"{"version":1,"steps":[],"stepz":[]}"#);
+        assert!(got[0].1.contains("unknown field `stepz`"), "{got:?}");
+        let got = issues(r#"{"version":1,"steps":[{"application":"a","gateTag":"t"}]}"#);
+        assert_eq!(got[0].0, "steps[0]");
+        assert!(
+            got[0].1.contains("missing field `deploymentGroup`"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn plan_validation_reports_every_semantic_problem() {
+        let got = issues(
+            r#"{"version":2,"steps":[
+                {"application":"a","deploymentGroup":"g","gateTag":"aws:x","timeoutSecs":5},
+                {"application":"a","deploymentGroup":"g","gateTag":"aws:x","retries":99}
+              ],"maxBatch":0,"breaker":{"threshold":0}}"#,
+        );
+        let fields: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
+        for want in [
+            "version",
+            "steps[0].gateTag",
+            "steps[0].timeoutSecs",
+            "steps[1].retries",
+            "steps[1].deploymentGroup",
+            "steps[1].gateTag",
+            "maxBatch",
+            "breaker.threshold",
+        ] {
+            assert!(fields.contains(&want), "missing {want} in {got:?}");
+        }
+    }
+
+    #[test]
+    fn plan_validation_rejects_empty_and_oversized_plans() {
+        assert_eq!(issues(r#"{"version":1,"steps":[]}"#)[0].0, "steps");
+        let big = format!(r#"{{"version":1,"steps":[],"x":"{}"}}"#, "a".repeat(4000));
+        let got = issues(&big);
+        assert_eq!(got[0].0, "$");
+        assert!(got[0].1.contains("at most 4000"));
+    }
+
+    #[test]
+    fn plan_validation_rejects_non_json() {
+        let got = issues("additional-info");
+        assert_eq!(got[0].0, "$");
+        assert!(got[0].1.contains("expected value"), "{got:?}");
+    }
+}
