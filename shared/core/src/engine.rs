@@ -415,11 +415,11 @@ impl Cx<'_> {
             }
         };
 
-        let deploy = match (ev.origin, ev.destination, plan.warm_pool) {
-            (_, Some(Place::WarmPool), WarmPoolPolicy::DeployOnExit) => false,
-            (Some(Place::WarmPool), _, WarmPoolPolicy::DeployOnEntry) => false,
-            _ => true,
-        };
+        let deploy = !matches!(
+            (ev.origin, ev.destination, plan.warm_pool),
+            (_, Some(Place::WarmPool), WarmPoolPolicy::DeployOnExit)
+                | (Some(Place::WarmPool), _, WarmPoolPolicy::DeployOnEntry)
+        );
         if !deploy {
             self.complete(
                 id,
@@ -1526,19 +1526,17 @@ impl Cx<'_> {
                             };
                         }
                     }
-                    (StepWait::Queued { .. }, Standing::Waiting) => {
-                        if !self.fits(id, step) {
-                            self.leave_group(id, &key);
-                            let left = self
-                                .inst(id)
-                                .map_or(0, |i| i.global_deadline.since(now) / 1000);
-                            self.fail_instance(
-                                id,
-                                step,
-                                format!("still waiting for {key} with {left} s left before the global timeout: the remaining plan cannot fit"),
-                                Some(AlertKind::PlanCannotFit),
-                            );
-                        }
+                    (StepWait::Queued { .. }, Standing::Waiting) if !self.fits(id, step) => {
+                        self.leave_group(id, &key);
+                        let left = self
+                            .inst(id)
+                            .map_or(0, |i| i.global_deadline.since(now) / 1000);
+                        self.fail_instance(
+                            id,
+                            step,
+                            format!("still waiting for {key} with {left} s left before the global timeout: the remaining plan cannot fit"),
+                            Some(AlertKind::PlanCannotFit),
+                        );
                     }
                     _ => {}
                 }
@@ -1604,24 +1602,18 @@ impl Cx<'_> {
             return;
         };
         let mut woken = Vec::new();
-        for s in &g.settling {
+        for s in &mut g.settling {
+            if now.since(s.polled_at) < poll_every {
+                continue;
+            }
             let unknown = s.members.values().any(|m| !m.status.is_terminal());
             match &s.deployment {
-                Some(d) if unknown && now.since(s.polled_at) >= poll_every => polls.push(d.clone()),
-                _ if !unknown || s.deployment.is_none() => {
+                Some(d) if unknown => polls.push(d.clone()),
+                _ => {
                     // Results are known; wake members that have not read theirs yet.
-                    if now.since(s.polled_at) >= poll_every {
-                        woken.extend(s.members.keys().cloned());
-                    }
+                    woken.extend(s.members.keys().cloned());
+                    s.polled_at = now;
                 }
-                _ => {}
-            }
-        }
-        for s in &mut g.settling {
-            if now.since(s.polled_at) >= poll_every
-                && s.members.values().all(|m| m.status.is_terminal())
-            {
-                s.polled_at = now;
             }
         }
         polls.sort();

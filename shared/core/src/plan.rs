@@ -152,12 +152,29 @@ struct StepDoc {
     deployment_group: String,
     gate_tag: String,
     gate_value: Option<String>,
-    #[serde(flatten)]
-    options: StepOptions,
+    // The step options, spelled out rather than `#[serde(flatten)]`ed: flatten would lose the
+    // field path in errors and disable `deny_unknown_fields`.
+    retries: Option<u32>,
+    retry_backoff_secs: Option<u64>,
+    timeout_secs: Option<u64>,
+    deployment_config: Option<String>,
+    on_failure: Option<OnFailure>,
+}
+
+impl StepDoc {
+    fn options(&self) -> StepOptions {
+        StepOptions {
+            retries: self.retries,
+            retry_backoff_secs: self.retry_backoff_secs,
+            timeout_secs: self.timeout_secs,
+            deployment_config: self.deployment_config.clone(),
+            on_failure: self.on_failure,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct StepOptions {
     retries: Option<u32>,
     retry_backoff_secs: Option<u64>,
@@ -233,8 +250,9 @@ impl Plan {
                     "timeoutSecs": s.timeout_secs,
                     "onFailure": s.on_failure,
                 });
-                if let (Some(cfg), Some(obj)) = (&s.deployment_config, v.as_object_mut()) {
-                    obj.insert("deploymentConfig".into(), cfg.clone().into());
+                if let Some(obj) = v.as_object_mut() {
+                    let cfg = s.deployment_config.as_deref().unwrap_or("inherit");
+                    obj.insert("deploymentConfig".into(), cfg.into());
                 }
                 v
             })
@@ -283,6 +301,7 @@ impl PlanDoc {
         let mut steps = Vec::with_capacity(self.steps.len());
         for (i, s) in self.steps.into_iter().enumerate() {
             let at = |f: &str| format!("steps[{i}].{f}");
+            let o = s.options();
             check_name(&at("application"), &s.application, &mut push);
             check_name(&at("deploymentGroup"), &s.deployment_group, &mut push);
             check_tag_key(&at("gateTag"), &s.gate_tag, &mut push);
@@ -295,7 +314,7 @@ impl PlanDoc {
                     "EC2 tag values are at most 256 characters".into(),
                 );
             }
-            check_options(&format!("steps[{i}]"), &s.options, &mut push);
+            check_options(&format!("steps[{i}]"), &o, &mut push);
 
             let group = GroupKey::new(s.application, s.deployment_group);
             if !groups.insert(group.clone()) {
@@ -314,7 +333,6 @@ impl PlanDoc {
                 );
             }
             let d = &self.defaults;
-            let o = s.options;
             steps.push(Step {
                 group,
                 gate: Gate {

@@ -1,0 +1,1160 @@
+//! One table test per orchestration rule (design brief §3); each test is named `rule_<name>`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use turnstile_core::*;
+
+const HB: u64 = 600; // heartbeat timeout, seconds
+
+fn plan_json(steps: usize, extra: &str) -> String {
+    let steps: Vec<String> = (0..steps)
+        .map(|i| {
+            format!(r#"{{"application":"app{i}","deploymentGroup":"dg{i}","gateTag":"gate-{i}"}}"#)
+        })
+        .collect();
+    format!(r#"{{"version":1,"steps":[{}]{extra}}}"#, steps.join(","))
+}
+
+fn group(i: usize) -> GroupKey {
+    GroupKey::new(format!("app{i}"), format!("dg{i}"))
+}
+
+struct H {
+    engine: Engine,
+    world: World,
+    now: Millis,
+}
+
+impl H {
+    fn new() -> Self {
+        Self {
+            engine: Engine::default(),
+            world: World::default(),
+            now: Millis::from_secs(1_000_000),
+        }
+    }
+
+    /// Decides, loading any record the store does not have as absent.
+    fn feed(&mut self, input: Input) -> Decision {
+        loop {
+            match self.engine.decide(&mut self.world, &input, self.now) {
+                Ok(d) => return d,
+                Err(Missing(keys)) => {
+                    for k in keys {
+                        match k {
+                            Key::Instance(i) => {
+                                self.world.instances.entry(i).or_insert(None);
+                            }
+                            Key::Group(g) => {
+                                self.world.groups.entry(g).or_insert(None);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, secs: u64) {
+        self.now = self.now.plus_secs(secs);
+    }
+
+    fn launch_with(
+        &mut self,
+        id: &str,
+        token: &str,
+        plan: &str,
+        dest: Option<Place>,
+        origin: Option<Place>,
+    ) -> Decision {
+        let event = LifecycleEvent {
+            event_id: Some(EventId(format!("ev-{token}"))),
+            action: ActionRef {
+                asg: "asg".into(),
+                hook: "launch-hook".into(),
+                token: token.into(),
+                instance: id.into(),
+            },
+            origin,
+            destination: dest,
+            time: self.now,
+        };
+        self.feed(Input::Launch {
+            event,
+            plan: Plan::parse(plan),
+            timeouts: HookTimeouts::from_heartbeat(HB),
+        })
+    }
+
+    fn launch(&mut self, id: &str, steps: usize) -> Decision {
+        self.launch_with(id, &format!("tok-{id}"), &plan_json(steps, ""), None, None)
+    }
+
+    fn tick_group(&mut self, g: usize) -> Decision {
+        self.feed(Input::Tick(Key::Group(group(g))))
+    }
+
+    fn tick(&mut self, id: &str) -> Decision {
+        self.feed(Input::Tick(Key::Instance(id.into())))
+    }
+
+    /// Answers the pending creation of group `g` with `outcome`.
+    fn create_outcome(&mut self, g: usize, outcome: CreateOutcome) -> Decision {
+        let intent = self.intent(g);
+        self.feed(Input::CreateOutcome {
+            group: group(g),
+            intent,
+            outcome,
+        })
+    }
+
+    fn created(&mut self, g: usize, d: &str) -> Decision {
+        self.create_outcome(
+            g,
+            CreateOutcome::Created {
+                deployment: d.into(),
+                revision: Some(Revision(format!("rev-{g}"))),
+            },
+        )
+    }
+
+    fn intent(&self, g: usize) -> IntentId {
+        match &self.world.group(&group(g)).unwrap().active {
+            Some(Active::Creating { intent, .. }) => intent.clone(),
+            other => panic!("group {g} is not creating: {other:?}"),
+        }
+    }
+
+    fn target(&mut self, g: usize, d: &str, id: &str, state: TargetState) -> Decision {
+        self.feed(Input::TargetEvent {
+            event_id: None,
+            group: group(g),
+            deployment: d.into(),
+            instance: id.into(),
+            state,
+        })
+    }
+
+    fn deployment(&mut self, g: usize, d: &str, state: DeploymentState) -> Decision {
+        self.feed(Input::DeploymentEvent {
+            event_id: None,
+            group: group(g),
+            deployment: d.into(),
+            state,
+        })
+    }
+
+    fn inst(&self, id: &str) -> &Instance {
+        self.world.instance(&id.into()).unwrap()
+    }
+
+    fn phase(&self, id: &str) -> Phase {
+        self.inst(id).phase.clone()
+    }
+
+    /// Launches `id` and runs its first deployment up to "created as `d`".
+    fn launch_and_create(&mut self, id: &str, steps: usize, d: &str) {
+        self.launch(id, steps);
+        self.advance(2);
+        let dec = self.tick_group(0);
+        assert!(has_create(&dec, 0), "{dec:?}");
+        self.created(0, d);
+    }
+}
+
+fn has_create(d: &Decision, g: usize) -> bool {
+    d.commands
+        .iter()
+        .any(|c| matches!(c, Command::CreateDeployment { group: k, .. } if *k == group(g)))
+}
+
+fn creates(d: &Decision) -> Vec<(GroupKey, Vec<InstanceId>)> {
+    d.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::CreateDeployment {
+                group, instances, ..
+            } => Some((group.clone(), instances.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn completes(d: &Decision) -> Vec<LifecycleResult> {
+    d.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::CompleteAction { result, .. } => Some(*result),
+            _ => None,
+        })
+        .collect()
+}
+
+fn alerts(d: &Decision) -> Vec<AlertKind> {
+    d.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Alert(a) => Some(a.kind),
+            _ => None,
+        })
+        .collect()
+}
+
+fn stops(d: &Decision) -> Vec<DeploymentId> {
+    d.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::StopDeployment { deployment, .. } => Some(deployment.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn position(d: &Decision, f: impl Fn(&Command) -> bool) -> usize {
+    d.commands
+        .iter()
+        .position(f)
+        .unwrap_or_else(|| panic!("command missing in {:?}", d.commands))
+}
+
+#[test]
+fn rule_gate_admission_opens_the_gate_before_creating_the_deployment() {
+    let mut h = H::new();
+    let d = h.launch("i-1", 2);
+    assert!(creates(&d).is_empty(), "the batch window is still open");
+    h.advance(2);
+    let d = h.tick_group(0);
+    let open = position(
+        &d,
+        |c| matches!(c, Command::OpenGate { gate, instances } if gate.key == "gate-0" && instances == &vec![InstanceId::from("i-1")]),
+    );
+    let create = position(&d, |c| matches!(c, Command::CreateDeployment { .. }));
+    assert!(
+        open < create,
+        "gate must be open before CreateDeployment reads the tag set"
+    );
+    assert!(
+        !d.commands
+            .iter()
+            .any(|c| matches!(c, Command::OpenGate { gate, .. } if gate.key == "gate-1")),
+        "only the current step's gate is opened"
+    );
+    match &d.commands[create] {
+        Command::CreateDeployment { config, .. } => {
+            assert_eq!(config.as_deref(), Some("CodeDeployDefault.AllAtOnce"))
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn rule_batching_admits_every_waiting_instance_into_one_deployment() {
+    let mut h = H::new();
+    for i in 0..5 {
+        h.launch(&format!("i-{i}"), 1);
+    }
+    h.advance(2);
+    let d = h.tick_group(0);
+    let c = creates(&d);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].1.len(), 5, "one deployment serves the whole batch");
+}
+
+#[test]
+fn rule_batching_respects_max_batch() {
+    let mut h = H::new();
+    let plan = plan_json(1, r#","maxBatch":2"#);
+    for i in 0..5 {
+        h.launch_with(&format!("i-{i}"), &format!("t{i}"), &plan, None, None);
+    }
+    h.advance(2);
+    let d = h.tick_group(0);
+    assert_eq!(creates(&d)[0].1.len(), 2);
+    assert_eq!(h.world.group(&group(0)).unwrap().waiting.len(), 3);
+}
+
+#[test]
+fn rule_one_active_deployment_per_group_later_instances_wait() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-1");
+    h.launch("i-2", 1);
+    h.advance(5);
+    let d = h.tick_group(0);
+    assert!(creates(&d).is_empty(), "group busy with d-1: i-2 waits");
+    h.target(0, "d-1", "i-1", TargetState::Succeeded);
+    let d = h.deployment(0, "d-1", DeploymentState::Succeeded);
+    let c = creates(&d);
+    assert_eq!(
+        c.len(),
+        1,
+        "freed group admits the waiting instance at once"
+    );
+    assert_eq!(c[0].1, vec![InstanceId::from("i-2")]);
+}
+
+#[test]
+fn rule_per_instance_advance_when_own_target_finished() {
+    let mut h = H::new();
+    h.launch("a", 2);
+    h.launch("b", 2);
+    h.advance(2);
+    h.tick_group(0);
+    h.created(0, "d-1");
+    let d = h.target(0, "d-1", "a", TargetState::Succeeded);
+    assert!(d.commands.iter().any(|c| matches!(c, Command::CloseGate { gate, instances } if gate.key == "gate-0" && instances == &vec![InstanceId::from("a")])));
+    assert_eq!(
+        h.phase("a").step(),
+        Some(1),
+        "a moved on while b's target is still running"
+    );
+    assert_eq!(h.phase("b").step(), Some(0));
+    assert!(
+        creates(&d).is_empty(),
+        "a waits (up to the batch window) for its batch-mate before group 1 is admitted"
+    );
+    let d = h.target(0, "d-1", "b", TargetState::Succeeded);
+    let c = creates(&d);
+    assert_eq!(
+        c.len(),
+        1,
+        "last batch-mate done: group 1 admitted without waiting"
+    );
+    assert_eq!(c[0].1.len(), 2);
+}
+
+#[test]
+fn rule_plan_order_steps_run_in_sequence() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 3, "d-0");
+    assert!(
+        h.world.group(&group(1)).is_none(),
+        "nothing waits on step 2 before step 1 is done"
+    );
+    let d = h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    assert_eq!(creates(&d)[0].0, group(1));
+    h.created(1, "d-1");
+    let d = h.target(1, "d-1", "i-1", TargetState::Succeeded);
+    assert_eq!(creates(&d)[0].0, group(2));
+}
+
+#[test]
+fn rule_foreign_deployment_is_waited_on_not_fought() {
+    let mut h = H::new();
+    h.launch("i-1", 1);
+    h.advance(2);
+    h.tick_group(0);
+    let d = h.create_outcome(
+        0,
+        CreateOutcome::Busy {
+            deployment: "d-user".into(),
+        },
+    );
+    assert!(d.commands.iter().any(|c| matches!(c, Command::CloseGate { instances, .. } if instances == &vec![InstanceId::from("i-1")])), "gate closed while someone else deploys");
+    let g = h.world.group(&group(0)).unwrap();
+    assert!(matches!(g.active, Some(Active::Foreign { .. })));
+    assert!(g.waiting.contains_key(&"i-1".into()));
+    h.advance(10);
+    let d = h.tick_group(0);
+    assert!(
+        creates(&d).is_empty(),
+        "never a second create while the group is busy"
+    );
+    let d = h.deployment(0, "d-user", DeploymentState::Succeeded);
+    assert_eq!(
+        creates(&d).len(),
+        1,
+        "admitted as soon as the foreign deployment ends"
+    );
+}
+
+#[test]
+fn rule_foreign_deployment_seen_by_event_blocks_admission() {
+    let mut h = H::new();
+    h.launch("i-1", 1);
+    h.deployment(0, "d-user", DeploymentState::Started);
+    h.advance(5);
+    let d = h.tick_group(0);
+    assert!(creates(&d).is_empty());
+    // the end event is lost: the poll finds the group free
+    h.advance(60);
+    let d = h.tick_group(0);
+    assert!(d.commands.iter().any(|c| matches!(c, Command::PollDeployment { deployment, .. } if deployment.as_str() == "d-user")));
+    let d = h.feed(Input::DeploymentStatus {
+        group: group(0),
+        deployment: "d-user".into(),
+        state: DeploymentState::Succeeded,
+        targets: vec![],
+    });
+    assert_eq!(creates(&d).len(), 1);
+}
+
+#[test]
+fn rule_heartbeat_below_half_the_heartbeat_timeout() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-1");
+    let wake = h.inst("i-1").wake_at.unwrap();
+    assert!(
+        wake.since(h.inst("i-1").started_at) < HB * 1000 / 2,
+        "timer set before half the timeout"
+    );
+    h.now = h.inst("i-1").started_at.plus_secs(HB * 2 / 5);
+    let d = h.tick("i-1");
+    assert!(
+        d.commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordHeartbeat { .. }))
+    );
+    let d = h.tick("i-1");
+    assert!(
+        !d.commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordHeartbeat { .. })),
+        "no heartbeat storm"
+    );
+}
+
+#[test]
+fn rule_heartbeat_never_past_the_global_timeout() {
+    let mut h = H::new();
+    let plan = plan_json(1, r#","defaults":{"timeoutSecs":60}"#);
+    h.launch_with("i-1", "t", &plan, None, None);
+    let start = h.inst("i-1").started_at;
+    let global = h.inst("i-1").global_deadline;
+    assert_eq!(global, start.plus_secs(HB * 100));
+    h.now = global.plus_secs(0).plus_ms(0);
+    h.now = Millis(global.0 - HB * 1000 + 1);
+    h.world
+        .instances
+        .get_mut(&"i-1".into())
+        .unwrap()
+        .as_mut()
+        .unwrap()
+        .last_heartbeat = Millis(global.0 - HB * 1000 + 1);
+    h.advance(HB);
+    let d = h.tick("i-1");
+    assert!(
+        !d.commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordHeartbeat { .. })),
+        "a heartbeat cannot extend past the global timeout"
+    );
+}
+
+#[test]
+fn rule_fail_early_when_the_plan_cannot_fit_the_global_timeout() {
+    let mut h = H::new();
+    // 3 steps × 12 h > 100 × 600 s
+    let plan = plan_json(3, r#","defaults":{"timeoutSecs":43200}"#);
+    let d = h.launch_with("i-1", "t", &plan, None, None);
+    assert_eq!(
+        alerts(&d),
+        vec![AlertKind::PlanCannotFit, AlertKind::InstanceHeld]
+    );
+    assert!(
+        completes(&d).is_empty(),
+        "held, not abandoned: every replacement would fail the same way"
+    );
+    assert!(matches!(h.phase("i-1"), Phase::Held { .. }));
+    assert!(creates(&d).is_empty());
+}
+
+#[test]
+fn rule_fail_early_while_waiting_when_the_rest_cannot_fit() {
+    let mut h = H::new();
+    let plan = plan_json(
+        2,
+        r#","defaults":{"timeoutSecs":3600,"onFailure":"abandon"}"#,
+    );
+    h.launch_with("i-1", "t", &plan, None, None);
+    h.deployment(0, "d-user", DeploymentState::Started); // blocks step 1 for a long time
+    let global = h.inst("i-1").global_deadline;
+    h.now = Millis(global.0 - 7200 * 1000 + 1);
+    let d = h.tick("i-1");
+    assert_eq!(completes(&d), vec![LifecycleResult::Abandon]);
+    assert!(alerts(&d).contains(&AlertKind::PlanCannotFit));
+    assert!(
+        !h.world
+            .group(&group(0))
+            .map(|g| g.waiting.contains_key(&"i-1".into()))
+            .unwrap_or(false)
+    );
+}
+
+#[test]
+fn rule_retries_with_exponential_backoff_then_abandon() {
+    let mut h = H::new();
+    let plan = plan_json(1, r#","defaults":{"retries":2,"retryBackoffSecs":10}"#);
+    h.launch_with("i-1", "t", &plan, None, None);
+    let mut backoffs = vec![];
+    for attempt in 1..=3 {
+        h.advance(2);
+        let d = h.tick_group(0);
+        assert_eq!(creates(&d).len(), 1, "attempt {attempt}");
+        let dep = format!("d-{attempt}");
+        h.created(0, &dep);
+        let d = h.target(0, &dep, "i-1", TargetState::Failed);
+        h.deployment(0, &dep, DeploymentState::Failed);
+        if attempt < 3 {
+            let Phase::Running {
+                wait: StepWait::Backoff { until },
+                ..
+            } = h.phase("i-1")
+            else {
+                panic!("expected back-off, got {:?}", h.phase("i-1"));
+            };
+            backoffs.push(until.since(h.now) / 1000);
+            assert!(completes(&d).is_empty());
+            h.now = until;
+            h.tick("i-1");
+        } else {
+            assert_eq!(completes(&d), vec![LifecycleResult::Abandon]);
+        }
+    }
+    assert_eq!(backoffs, vec![10, 20], "exponential back-off");
+}
+
+#[test]
+fn rule_continue_only_when_all_steps_succeeded_after_revision_check() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 2, "d-0");
+    let d = h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    assert!(completes(&d).is_empty());
+    h.created(1, "d-1");
+    let d = h.target(1, "d-1", "i-1", TargetState::Succeeded);
+    assert!(
+        completes(&d).is_empty(),
+        "no CONTINUE before the revision check"
+    );
+    assert!(
+        d.commands
+            .iter()
+            .any(|c| matches!(c, Command::CheckRevisions { groups, .. } if groups.len() == 2))
+    );
+    let d = h.feed(Input::Revisions {
+        instance: "i-1".into(),
+        current: vec![
+            (group(0), Some("rev-0".into())),
+            (group(1), Some("rev-1".into())),
+        ],
+    });
+    assert_eq!(completes(&d), vec![LifecycleResult::Continue]);
+    let last_gate = d
+        .commands
+        .iter()
+        .rposition(|c| matches!(c, Command::OpenGate { .. }))
+        .unwrap();
+    let complete = position(&d, |c| matches!(c, Command::CompleteAction { .. }));
+    assert!(
+        last_gate < complete,
+        "every gate opens before the action completes"
+    );
+    let opened: Vec<_> = d
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::OpenGate { gate, .. } => Some(gate.key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(opened, vec!["gate-0", "gate-1"]);
+    h.feed(Input::ActionCompleted {
+        instance: "i-1".into(),
+        token: "tok-i-1".into(),
+    });
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Finished {
+            outcome: Outcome::InService,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn rule_final_revision_check_reruns_a_step_whose_group_moved_on() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 2, "d-0");
+    h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    h.created(1, "d-1");
+    h.target(1, "d-1", "i-1", TargetState::Succeeded);
+    h.deployment(0, "d-0", DeploymentState::Succeeded);
+    let d = h.feed(Input::Revisions {
+        instance: "i-1".into(),
+        current: vec![
+            (group(0), Some("rev-0-NEW".into())),
+            (group(1), Some("rev-1".into())),
+        ],
+    });
+    assert!(completes(&d).is_empty());
+    assert_eq!(h.phase("i-1").step(), Some(0), "stale step 1 runs again");
+    assert!(
+        creates(&d).iter().any(|(g, _)| *g == group(0)),
+        "stale step re-admitted at once when the group is free"
+    );
+}
+
+#[test]
+fn rule_gates_withheld_for_finished_steps() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 2, "d-0");
+    let d = h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    let close = position(
+        &d,
+        |c| matches!(c, Command::CloseGate { gate, .. } if gate.key == "gate-0"),
+    );
+    let open = position(
+        &d,
+        |c| matches!(c, Command::OpenGate { gate, .. } if gate.key == "gate-1"),
+    );
+    assert!(
+        close < open,
+        "the finished step's gate closes before the next one opens"
+    );
+}
+
+#[test]
+fn rule_skipped_target_counts_only_if_the_deployment_succeeded() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-1");
+    h.target(0, "d-1", "i-1", TargetState::Skipped);
+    assert_eq!(
+        h.phase("i-1").step(),
+        Some(0),
+        "skipped: undecided while the deployment runs"
+    );
+    let d = h.deployment(0, "d-1", DeploymentState::Succeeded);
+    assert!(d.commands.iter().any(
+        |c| matches!(c, Command::Wakeup { key: Key::Instance(i), .. } if i.as_str() == "i-1")
+    ));
+    h.tick("i-1");
+    assert!(
+        matches!(h.phase("i-1"), Phase::Verifying { .. }),
+        "up to date = success"
+    );
+
+    let mut h = H::new();
+    h.launch_and_create("i-2", 1, "d-2");
+    h.target(0, "d-2", "i-2", TargetState::Skipped);
+    h.deployment(0, "d-2", DeploymentState::Failed);
+    h.tick("i-2");
+    assert!(
+        matches!(
+            h.phase("i-2"),
+            Phase::Running {
+                wait: StepWait::Backoff { .. },
+                ..
+            }
+        ),
+        "not deployed = failed attempt"
+    );
+}
+
+#[test]
+fn rule_termination_stops_a_deployment_serving_only_that_instance() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 2, "d-1");
+    h.launch("i-2", 2); // waits behind d-1
+    let ev = LifecycleEvent {
+        event_id: Some("term-1".into()),
+        action: ActionRef {
+            asg: "asg".into(),
+            hook: "term-hook".into(),
+            token: "tt".into(),
+            instance: "i-1".into(),
+        },
+        origin: None,
+        destination: None,
+        time: h.now,
+    };
+    let d = h.feed(Input::Terminate { event: ev });
+    assert_eq!(stops(&d), vec![DeploymentId::from("d-1")]);
+    assert!(d.commands.iter().any(|c| matches!(c, Command::CompleteAction { action, result: LifecycleResult::Continue } if action.hook == "term-hook")));
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Finished {
+            outcome: Outcome::Terminated,
+            ..
+        }
+    ));
+    // the stopped deployment frees the group for i-2
+    let d = h.deployment(0, "d-1", DeploymentState::Stopped);
+    assert_eq!(creates(&d)[0].1, vec![InstanceId::from("i-2")]);
+}
+
+#[test]
+fn rule_termination_keeps_a_deployment_serving_others() {
+    let mut h = H::new();
+    h.launch("a", 1);
+    h.launch("b", 1);
+    h.advance(2);
+    h.tick_group(0);
+    h.created(0, "d-1");
+    let ev = LifecycleEvent {
+        event_id: None,
+        action: ActionRef {
+            asg: "asg".into(),
+            hook: "term-hook".into(),
+            token: "tt".into(),
+            instance: "a".into(),
+        },
+        origin: None,
+        destination: None,
+        time: h.now,
+    };
+    let d = h.feed(Input::Terminate { event: ev });
+    assert!(stops(&d).is_empty(), "b still needs d-1");
+    let g = h.world.group(&group(0)).unwrap();
+    assert!(
+        !g.instances().contains(&InstanceId::from("a")),
+        "a released from the group"
+    );
+}
+
+#[test]
+fn rule_action_gone_ends_the_pipeline_without_retrying() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 2, "d-1");
+    let d = h.feed(Input::ActionGone {
+        instance: "i-1".into(),
+        token: "tok-i-1".into(),
+    });
+    assert_eq!(stops(&d), vec![DeploymentId::from("d-1")]);
+    assert!(completes(&d).is_empty(), "a gone action is never completed");
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Finished {
+            outcome: Outcome::Gone,
+            ..
+        }
+    ));
+    let d = h.tick("i-1");
+    assert!(
+        d.commands.is_empty(),
+        "nothing more is done for a gone instance: {:?}",
+        d.commands
+    );
+}
+
+#[test]
+fn rule_action_gone_while_completing_means_done_not_retry() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-1");
+    h.target(0, "d-1", "i-1", TargetState::Succeeded);
+    h.feed(Input::Revisions {
+        instance: "i-1".into(),
+        current: vec![(group(0), Some("rev-0".into()))],
+    });
+    assert!(matches!(h.phase("i-1"), Phase::Completing { .. }));
+    h.feed(Input::ActionGone {
+        instance: "i-1".into(),
+        token: "tok-i-1".into(),
+    });
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Finished {
+            outcome: Outcome::InService,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn rule_completion_is_recorded_before_it_is_sent_and_resent_with_the_same_result() {
+    let mut h = H::new();
+    let plan = plan_json(1, r#","defaults":{"retries":0}"#);
+    h.launch_with("i-1", "t", &plan, None, None);
+    h.advance(2);
+    h.tick_group(0);
+    h.created(0, "d-1");
+    let d = h.target(0, "d-1", "i-1", TargetState::Failed);
+    assert_eq!(completes(&d), vec![LifecycleResult::Abandon]);
+    assert!(
+        matches!(
+            h.phase("i-1"),
+            Phase::Completing {
+                result: LifecycleResult::Abandon,
+                ..
+            }
+        ),
+        "the decision is in the record the runner persists before executing"
+    );
+    h.advance(31);
+    let d = h.tick("i-1");
+    assert_eq!(
+        completes(&d),
+        vec![LifecycleResult::Abandon],
+        "a retry repeats the same result"
+    );
+    h.feed(Input::ActionCompleted {
+        instance: "i-1".into(),
+        token: "t".into(),
+    });
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Finished {
+            outcome: Outcome::Abandoned,
+            ..
+        }
+    ));
+    h.advance(60);
+    assert!(
+        completes(&h.tick("i-1")).is_empty(),
+        "never completed twice"
+    );
+}
+
+#[test]
+fn rule_breaker_holds_instead_of_an_endless_abandon_loop() {
+    let mut h = H::new();
+    let plan = plan_json(
+        1,
+        r#","defaults":{"retries":0},"breaker":{"threshold":2,"windowSecs":3600}"#,
+    );
+    let mut results = vec![];
+    for n in 0..4 {
+        let id = format!("i-{n}");
+        h.launch_with(&id, &format!("t{n}"), &plan, None, None);
+        h.advance(2);
+        h.tick_group(0);
+        let dep = format!("d-{n}");
+        h.created(0, &dep);
+        let d = h.target(0, &dep, &id, TargetState::Failed);
+        h.deployment(0, &dep, DeploymentState::Failed);
+        results.push((completes(&d), alerts(&d)));
+    }
+    assert_eq!(results[0].0, vec![LifecycleResult::Abandon]);
+    assert_eq!(results[1].0, vec![LifecycleResult::Abandon]);
+    assert!(
+        results[2].0.is_empty(),
+        "third failure within the window holds"
+    );
+    assert!(results[2].1.contains(&AlertKind::BreakerTripped));
+    assert!(results[3].0.is_empty());
+    assert!(
+        !results[3].1.contains(&AlertKind::BreakerTripped),
+        "the trip is announced once"
+    );
+    assert!(matches!(h.phase("i-3"), Phase::Held { .. }));
+    // held instances keep their action alive
+    h.advance(HB / 2);
+    assert!(
+        h.tick("i-3")
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordHeartbeat { .. }))
+    );
+    // an operator resets the breaker and retries the held instance
+    h.feed(Input::ResetBreaker { group: group(0) });
+    let d = h.feed(Input::Operator {
+        instance: "i-3".into(),
+        action: OperatorAction::Retry,
+    });
+    assert_eq!(h.phase("i-3").step(), Some(0));
+    assert_eq!(creates(&d).len(), 1);
+}
+
+#[test]
+fn rule_dedupe_on_lifecycle_token() {
+    let mut h = H::new();
+    h.launch("i-1", 1);
+    let before = h.world.clone();
+    let d = h.launch("i-1", 1);
+    assert!(d.commands.is_empty() && d.changed.is_empty(), "{d:?}");
+    assert_eq!(before, h.world);
+    assert!(d.ignored.unwrap().contains("duplicate lifecycle token"));
+}
+
+#[test]
+fn rule_dedupe_on_event_id() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 2, "d-1");
+    let ev = Input::TargetEvent {
+        event_id: Some("e-1".into()),
+        group: group(0),
+        deployment: "d-1".into(),
+        instance: "i-1".into(),
+        state: TargetState::Succeeded,
+    };
+    let first = h.feed(ev.clone());
+    assert!(!first.commands.is_empty());
+    let again = h.feed(ev);
+    assert!(again.commands.is_empty());
+    assert!(again.ignored.unwrap().contains("duplicate event"));
+}
+
+#[test]
+fn rule_new_token_for_a_running_instance_supersedes_the_old_action() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-1");
+    let d = h.launch_with("i-1", "tok-2", &plan_json(1, ""), None, None);
+    assert_eq!(
+        stops(&d),
+        vec![DeploymentId::from("d-1")],
+        "old pipeline released"
+    );
+    assert_eq!(h.inst("i-1").action.token.as_str(), "tok-2");
+}
+
+#[test]
+fn rule_crash_recovery_finds_and_adopts_the_intended_deployment() {
+    let mut h = H::new();
+    h.launch("i-1", 1);
+    h.advance(2);
+    h.tick_group(0); // intent recorded; the runner "crashes" before the answer is recorded
+    let intent = h.intent(0);
+    h.advance(91);
+    let d = h.tick_group(0);
+    assert!(
+        d.commands
+            .iter()
+            .any(|c| matches!(c, Command::FindDeployment { intent: i, .. } if *i == intent))
+    );
+    assert!(
+        creates(&d).is_empty(),
+        "never a blind second CreateDeployment"
+    );
+    h.feed(Input::CreateOutcome {
+        group: group(0),
+        intent,
+        outcome: CreateOutcome::Created {
+            deployment: "d-1".into(),
+            revision: Some("rev-0".into()),
+        },
+    });
+    assert!(matches!(
+        h.world.group(&group(0)).unwrap().active,
+        Some(Active::Ours { .. })
+    ));
+}
+
+#[test]
+fn rule_crash_recovery_recreates_when_nothing_was_created() {
+    let mut h = H::new();
+    h.launch("i-1", 1);
+    h.advance(2);
+    h.tick_group(0);
+    let intent = h.intent(0);
+    h.advance(91);
+    h.tick_group(0);
+    let d = h.feed(Input::CreateOutcome {
+        group: group(0),
+        intent: intent.clone(),
+        outcome: CreateOutcome::NotFound,
+    });
+    let c: Vec<_> = d
+        .commands
+        .iter()
+        .filter(|c| matches!(c, Command::CreateDeployment { intent: i, .. } if *i == intent))
+        .collect();
+    assert_eq!(c.len(), 1, "created with the same intent");
+}
+
+#[test]
+fn rule_step_timeout_stops_a_sole_deployment_and_drains_before_retrying() {
+    let mut h = H::new();
+    let plan = plan_json(1, r#","defaults":{"timeoutSecs":600,"retries":1}"#);
+    h.launch_with("i-1", "t", &plan, None, None);
+    h.advance(2);
+    h.tick_group(0);
+    h.created(0, "d-1");
+    h.advance(600);
+    let d = h.tick("i-1");
+    assert_eq!(stops(&d), vec![DeploymentId::from("d-1")]);
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Running {
+            wait: StepWait::Draining { .. },
+            ..
+        }
+    ));
+    h.advance(60);
+    assert!(
+        creates(&h.tick_group(0)).is_empty(),
+        "no new attempt while d-1 may still run on it"
+    );
+    // the deployment reports it stopped; the timed-out attempt counts as failed
+    let d = h.feed(Input::DeploymentStatus {
+        group: group(0),
+        deployment: "d-1".into(),
+        state: DeploymentState::Stopped,
+        targets: vec![("i-1".into(), TargetState::Succeeded)],
+    });
+    assert!(
+        d.commands
+            .iter()
+            .any(|c| matches!(c, Command::Wakeup { .. }))
+    );
+    h.tick("i-1");
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Running {
+            wait: StepWait::Backoff { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn rule_lost_codedeploy_events_are_reconciled_by_polling() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-1");
+    h.advance(59);
+    assert!(
+        !h.tick_group(0)
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::PollDeployment { .. }))
+    );
+    h.advance(1);
+    let d = h.tick_group(0);
+    assert!(d.commands.iter().any(|c| matches!(c, Command::PollDeployment { deployment, instances, .. } if deployment.as_str() == "d-1" && instances == &vec![InstanceId::from("i-1")])));
+    let d = h.feed(Input::DeploymentStatus {
+        group: group(0),
+        deployment: "d-1".into(),
+        state: DeploymentState::Succeeded,
+        targets: vec![("i-1".into(), TargetState::Succeeded)],
+    });
+    assert!(d.commands.iter().any(|c| matches!(
+        c,
+        Command::Wakeup {
+            key: Key::Instance(_),
+            ..
+        }
+    )));
+    h.tick("i-1");
+    assert!(matches!(h.phase("i-1"), Phase::Verifying { .. }));
+}
+
+#[test]
+fn rule_warm_pool_policy_decides_which_transitions_deploy() {
+    let mut h = H::new();
+    let d = h.launch_with(
+        "i-1",
+        "t1",
+        &plan_json(1, ""),
+        Some(Place::WarmPool),
+        Some(Place::Ec2),
+    );
+    assert_eq!(
+        completes(&d),
+        vec![LifecycleResult::Continue],
+        "default: entering the pool passes through"
+    );
+    let d = h.launch_with(
+        "i-1",
+        "t2",
+        &plan_json(1, ""),
+        Some(Place::AutoScalingGroup),
+        Some(Place::WarmPool),
+    );
+    assert!(completes(&d).is_empty(), "leaving the pool deploys");
+
+    let mut h = H::new();
+    let plan = plan_json(1, r#","warmPool":"deployOnEntry""#);
+    let d = h.launch_with("i-1", "t1", &plan, Some(Place::WarmPool), Some(Place::Ec2));
+    assert!(completes(&d).is_empty());
+    let d = h.launch_with(
+        "i-2",
+        "t2",
+        &plan,
+        Some(Place::AutoScalingGroup),
+        Some(Place::WarmPool),
+    );
+    assert_eq!(completes(&d), vec![LifecycleResult::Continue]);
+}
+
+#[test]
+fn rule_invalid_plan_alerts_and_never_skips_a_deployment() {
+    let mut h = H::new();
+    let d = h.launch_with(
+        "i-1",
+        "t",
+        r#"{"version":1,"steps":[{"application":"a"}]}"#,
+        None,
+        None,
+    );
+    assert_eq!(alerts(&d), vec![AlertKind::PlanInvalid]);
+    assert!(
+        completes(&d).is_empty(),
+        "no CONTINUE without deployments, no ABANDON loop"
+    );
+    let Command::Alert(a) = &d.commands[0] else {
+        panic!()
+    };
+    assert!(
+        a.message.contains("steps[0]") && a.message.contains("deploymentGroup"),
+        "{}",
+        a.message
+    );
+}
+
+#[test]
+fn rule_create_failure_retryable_requeues_permanent_fails_the_attempt() {
+    let mut h = H::new();
+    h.launch("i-1", 1);
+    h.advance(2);
+    h.tick_group(0);
+    h.create_outcome(
+        0,
+        CreateOutcome::Failed {
+            reason: "Throttling".into(),
+            retryable: true,
+        },
+    );
+    assert!(
+        h.world
+            .group(&group(0))
+            .unwrap()
+            .waiting
+            .contains_key(&"i-1".into())
+    );
+    h.advance(15);
+    assert_eq!(creates(&h.tick_group(0)).len(), 1);
+    let d = h.create_outcome(
+        0,
+        CreateOutcome::Failed {
+            reason: "DeploymentGroupDoesNotExistException".into(),
+            retryable: false,
+        },
+    );
+    assert!(alerts(&d).contains(&AlertKind::CreateFailed));
+    h.tick("i-1");
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Running {
+            wait: StepWait::Backoff { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn rule_group_without_revision_has_nothing_to_deploy() {
+    let mut h = H::new();
+    h.launch("i-1", 1);
+    h.advance(2);
+    h.tick_group(0);
+    h.create_outcome(0, CreateOutcome::NoRevision);
+    h.tick("i-1");
+    assert!(matches!(h.phase("i-1"), Phase::Verifying { .. }));
+}
+
+#[test]
+fn rule_missing_records_are_requested_not_guessed() {
+    let engine = Engine::default();
+    let mut world = World::default();
+    let input = Input::Tick(Key::Instance("i-9".into()));
+    let err = engine.decide(&mut world, &input, Millis(0)).unwrap_err();
+    assert_eq!(err, Missing(vec![Key::Instance("i-9".into())]));
+}
+
+#[test]
+fn rule_operator_abandon_releases_and_completes() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-1");
+    let d = h.feed(Input::Operator {
+        instance: "i-1".into(),
+        action: OperatorAction::Abandon,
+    });
+    assert_eq!(stops(&d), vec![DeploymentId::from("d-1")]);
+    assert_eq!(completes(&d), vec![LifecycleResult::Abandon]);
+}
