@@ -1,5 +1,10 @@
 //! One table test per orchestration rule (design brief §3); each test is named `rule_<name>`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use turnstile_core::*;
 

@@ -1,0 +1,410 @@
+//! # turnstile-events
+//!
+//! Parses one SQS message body from turnstile's queue into a [`Message`]. The queue carries:
+//!
+//! - EventBridge events (the full envelope): `EC2 Instance-launch Lifecycle Action`,
+//!   `EC2 Instance-terminate Lifecycle Action`, `CodeDeploy Deployment State-change
+//!   Notification`, `CodeDeploy Instance State-change Notification`;
+//! - lifecycle notifications a hook sends straight to SQS (a flat JSON object), including
+//!   `autoscaling:TEST_NOTIFICATION`, and the same wrapped in an SNS envelope;
+//! - turnstile's own timer messages ([`wakeup_body`]).
+//!
+//! Anything else is a typed [`ParseError`] that names the offending field. Parsing never panics.
+//! Messages that are valid but need no action (the test notification, a detail-type the
+//! orchestrator does not handle, blue/green `READY`) parse to [`Message::Ignored`].
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use aws_lambda_events::event::codedeploy::CodeDeployEventDetail;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use turnstile_core::{
+    ActionRef, DeploymentId, DeploymentState, EventId, GroupKey, InstanceId, Key, LifecycleEvent,
+    Millis, Place, TargetState, Token,
+};
+
+pub const LAUNCH_DETAIL_TYPE: &str = "EC2 Instance-launch Lifecycle Action";
+pub const TERMINATE_DETAIL_TYPE: &str = "EC2 Instance-terminate Lifecycle Action";
+pub const DEPLOYMENT_DETAIL_TYPE: &str = "CodeDeploy Deployment State-change Notification";
+pub const INSTANCE_DETAIL_TYPE: &str = "CodeDeploy Instance State-change Notification";
+pub const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
+pub const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
+pub const TEST_NOTIFICATION: &str = "autoscaling:TEST_NOTIFICATION";
+
+/// One parsed queue message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Launch(Lifecycle),
+    Terminate(Lifecycle),
+    Deployment {
+        event_id: Option<EventId>,
+        group: GroupKey,
+        deployment: DeploymentId,
+        state: DeploymentState,
+    },
+    Target {
+        event_id: Option<EventId>,
+        group: GroupKey,
+        deployment: DeploymentId,
+        instance: InstanceId,
+        state: TargetState,
+    },
+    /// turnstile's own timer message.
+    Wakeup(Key),
+    /// Valid, but nothing to do: acknowledge it.
+    Ignored(Ignored),
+}
+
+/// A lifecycle action, with the hook's metadata (the plan) still unparsed: the plan's errors
+/// are the core's to report, not the parser's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lifecycle {
+    pub event: LifecycleEvent,
+    pub metadata: Option<String>,
+    pub via: Via,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    EventBridge,
+    /// The hook's own notification target (SQS, or SNS → SQS).
+    HookNotification,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ignored {
+    /// `autoscaling:TEST_NOTIFICATION`, sent when a hook's notification target is set.
+    TestNotification { asg: Option<String> },
+    /// An EventBridge event of a type the orchestrator does not act on.
+    OtherEvent { source: String, detail_type: String },
+    /// Blue/green `READY`: not an in-place deployment state.
+    BlueGreenReady { deployment: String },
+}
+
+/// Why a message could not be parsed. None of these can succeed on a retry.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("body is not JSON: {source}")]
+    NotJson {
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("field `{field}`: {reason}")]
+    Field { field: String, reason: String },
+    #[error("not a message turnstile knows: {reason}")]
+    Unrecognised { reason: String },
+}
+
+impl ParseError {
+    /// The offending field, if one is to blame.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ParseError::Field { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+    /// Parsing is deterministic: the same body fails the same way every time.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+    fn field_err(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ParseError::Field {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The body of a timer message for `key`.
+pub fn wakeup_body(key: &Key) -> String {
+    serde_json::json!({ "turnstile": "wakeup", "key": key }).to_string()
+}
+
+/// Parses one SQS message body.
+pub fn parse(body: &str) -> Result<Message, ParseError> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|source| ParseError::NotJson { source })?;
+    parse_value(value)
+}
+
+fn parse_value(value: Value) -> Result<Message, ParseError> {
+    let Some(obj) = value.as_object() else {
+        return Err(ParseError::Unrecognised {
+            reason: "the body is JSON but not an object".into(),
+        });
+    };
+    if obj.contains_key("detail-type") {
+        return parse_eventbridge(value);
+    }
+    if let Some(kind) = obj.get("turnstile") {
+        if kind != "wakeup" {
+            return Err(ParseError::field_err(
+                "turnstile",
+                format!("unknown turnstile message {kind}"),
+            ));
+        }
+        let key: WakeupMessage = typed(value, "")?;
+        return Ok(Message::Wakeup(key.key));
+    }
+    if let Some(event) = obj.get("Event") {
+        return match event.as_str() {
+            Some(TEST_NOTIFICATION) => Ok(Message::Ignored(Ignored::TestNotification {
+                asg: obj
+                    .get("AutoScalingGroupName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            })),
+            _ => Err(ParseError::field_err(
+                "Event",
+                format!("unknown Auto Scaling event {event}"),
+            )),
+        };
+    }
+    if obj.contains_key("LifecycleTransition") {
+        let meta: HookNotification = typed(value.clone(), "")?;
+        let detail: LifecycleDetail = typed(value, "")?;
+        let time = meta
+            .time
+            .ok_or_else(|| ParseError::field_err("Time", "missing"))?;
+        return lifecycle(
+            detail,
+            "",
+            time,
+            meta.request_id.map(EventId),
+            Via::HookNotification,
+        );
+    }
+    if obj.get("Type").and_then(Value::as_str) == Some("Notification") {
+        // SNS → SQS without raw message delivery: the notification is a string in `Message`.
+        let inner = obj.get("Message").and_then(Value::as_str).ok_or_else(|| {
+            ParseError::field_err("Message", "an SNS notification needs a string `Message`")
+        })?;
+        let inner: Value = serde_json::from_str(inner)
+            .map_err(|e| ParseError::field_err("Message", format!("not JSON: {e}")))?;
+        return parse_value(inner);
+    }
+    Err(ParseError::Unrecognised {
+        reason: "neither an EventBridge event (`detail-type`), a lifecycle hook notification (`LifecycleTransition`), an SNS notification, nor a turnstile timer message".into(),
+    })
+}
+
+#[derive(Deserialize)]
+struct WakeupMessage {
+    key: Key,
+}
+
+/// Deserializes with the JSON path of any error, prefixed by `prefix`.
+fn typed<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, ParseError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = match (prefix, path.as_str()) {
+            ("", ".") => "$".to_owned(),
+            ("", p) => p.to_owned(),
+            (pre, ".") => pre.to_owned(),
+            (pre, p) => format!("{pre}.{p}"),
+        };
+        ParseError::field_err(field, e.into_inner().to_string())
+    })
+}
+
+/// The lifecycle-action detail: identical in EventBridge events and hook notifications.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct LifecycleDetail {
+    lifecycle_action_token: String,
+    auto_scaling_group_name: String,
+    lifecycle_hook_name: String,
+    #[serde(rename = "EC2InstanceId")]
+    ec2_instance_id: String,
+    lifecycle_transition: String,
+    #[serde(default)]
+    notification_metadata: Option<String>,
+    #[serde(default)]
+    origin: Option<String>,
+    #[serde(default)]
+    destination: Option<String>,
+}
+
+/// The envelope fields of a hook notification (its detail fields are read separately, so a
+/// bad field is reported with its own name).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HookNotification {
+    #[serde(default)]
+    time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+fn parse_eventbridge(value: Value) -> Result<Message, ParseError> {
+    let ev: EventBridgeEvent<Value> = typed(value, "")?;
+    let event_id = ev.id.clone().map(EventId);
+    match (ev.source.as_str(), ev.detail_type.as_str()) {
+        ("aws.autoscaling", LAUNCH_DETAIL_TYPE) | ("aws.autoscaling", TERMINATE_DETAIL_TYPE) => {
+            let time = ev
+                .time
+                .ok_or_else(|| ParseError::field_err("time", "missing"))?;
+            let detail: LifecycleDetail = typed(ev.detail, "detail")?;
+            let want = if ev.detail_type == LAUNCH_DETAIL_TYPE {
+                LAUNCHING
+            } else {
+                TERMINATING
+            };
+            if detail.lifecycle_transition != want {
+                return Err(ParseError::field_err(
+                    "detail.LifecycleTransition",
+                    format!(
+                        "`{}` does not match detail-type `{}`",
+                        detail.lifecycle_transition, ev.detail_type
+                    ),
+                ));
+            }
+            lifecycle(detail, "detail.", time, event_id, Via::EventBridge)
+        }
+        ("aws.codedeploy", DEPLOYMENT_DETAIL_TYPE) | ("aws.codedeploy", INSTANCE_DETAIL_TYPE) => {
+            let detail: CodeDeployEventDetail = typed(ev.detail, "detail")?;
+            let need = |v: Option<String>, f: &str| {
+                v.filter(|s| !s.is_empty())
+                    .ok_or_else(|| ParseError::field_err(format!("detail.{f}"), "missing or empty"))
+            };
+            let group = GroupKey::new(
+                need(detail.application, "application")?,
+                need(detail.deployment_group, "deploymentGroup")?,
+            );
+            let deployment = DeploymentId(need(detail.deployment_id, "deploymentId")?);
+            if detail.state == "READY" {
+                return Ok(Message::Ignored(Ignored::BlueGreenReady {
+                    deployment: deployment.0,
+                }));
+            }
+            if ev.detail_type == DEPLOYMENT_DETAIL_TYPE {
+                let state = match detail.state.as_str() {
+                    "START" => DeploymentState::Started,
+                    "SUCCESS" => DeploymentState::Succeeded,
+                    "FAILURE" => DeploymentState::Failed,
+                    "STOP" => DeploymentState::Stopped,
+                    other => return Err(bad_state(other)),
+                };
+                Ok(Message::Deployment {
+                    event_id,
+                    group,
+                    deployment,
+                    state,
+                })
+            } else {
+                let instance = InstanceId(need(detail.instance_id, "instanceId")?);
+                check_instance_id(&instance.0, "detail.instanceId")?;
+                let state = match detail.state.as_str() {
+                    "START" => TargetState::InProgress,
+                    "SUCCESS" => TargetState::Succeeded,
+                    // A stopped deployment did not finish on the instance.
+                    "FAILURE" | "STOP" => TargetState::Failed,
+                    other => return Err(bad_state(other)),
+                };
+                Ok(Message::Target {
+                    event_id,
+                    group,
+                    deployment,
+                    instance,
+                    state,
+                })
+            }
+        }
+        (source, detail_type) => Ok(Message::Ignored(Ignored::OtherEvent {
+            source: source.to_owned(),
+            detail_type: detail_type.to_owned(),
+        })),
+    }
+}
+
+fn bad_state(state: &str) -> ParseError {
+    ParseError::field_err(
+        "detail.state",
+        format!("unknown state `{state}` (expected START, SUCCESS, FAILURE, STOP or READY)"),
+    )
+}
+
+fn check_instance_id(id: &str, field: &str) -> Result<(), ParseError> {
+    let ok = id.len() <= 19
+        && id
+            .strip_prefix("i-")
+            .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(ParseError::field_err(
+            field,
+            format!("`{id}` is not an EC2 instance id"),
+        ))
+    }
+}
+
+fn lifecycle(
+    d: LifecycleDetail,
+    prefix: &str,
+    time: DateTime<Utc>,
+    event_id: Option<EventId>,
+    via: Via,
+) -> Result<Message, ParseError> {
+    let f = |name: &str| format!("{prefix}{name}");
+    check_instance_id(&d.ec2_instance_id, &f("EC2InstanceId"))?;
+    if d.lifecycle_action_token.len() != 36 {
+        return Err(ParseError::field_err(
+            f("LifecycleActionToken"),
+            format!(
+                "`{}` is not a 36-character lifecycle action token",
+                d.lifecycle_action_token
+            ),
+        ));
+    }
+    for (name, v) in [
+        ("AutoScalingGroupName", &d.auto_scaling_group_name),
+        ("LifecycleHookName", &d.lifecycle_hook_name),
+    ] {
+        if v.is_empty() {
+            return Err(ParseError::field_err(f(name), "empty"));
+        }
+    }
+    let place = |v: Option<String>, name: &str| -> Result<Option<Place>, ParseError> {
+        match v.as_deref() {
+            None => Ok(None),
+            Some("EC2") => Ok(Some(Place::Ec2)),
+            Some("AutoScalingGroup") => Ok(Some(Place::AutoScalingGroup)),
+            Some("WarmPool") => Ok(Some(Place::WarmPool)),
+            Some(other) => Err(ParseError::field_err(
+                f(name),
+                format!("`{other}` is not EC2, AutoScalingGroup or WarmPool"),
+            )),
+        }
+    };
+    let origin = place(d.origin, "Origin")?;
+    let destination = place(d.destination, "Destination")?;
+    let millis = u64::try_from(time.timestamp_millis()).unwrap_or(0);
+    let event = LifecycleEvent {
+        event_id,
+        action: ActionRef {
+            asg: d.auto_scaling_group_name,
+            hook: d.lifecycle_hook_name,
+            token: Token(d.lifecycle_action_token),
+            instance: InstanceId(d.ec2_instance_id),
+        },
+        origin,
+        destination,
+        time: Millis(millis),
+    };
+    let msg = Lifecycle {
+        event,
+        metadata: d.notification_metadata,
+        via,
+    };
+    match d.lifecycle_transition.as_str() {
+        LAUNCHING => Ok(Message::Launch(msg)),
+        TERMINATING => Ok(Message::Terminate(msg)),
+        other => Err(ParseError::field_err(
+            f("LifecycleTransition"),
+            format!("unknown transition `{other}`"),
+        )),
+    }
+}
