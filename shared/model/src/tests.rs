@@ -1,0 +1,382 @@
+//! Each test names the aws-facts line it models.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use super::*;
+
+fn cloud(hb: u64, default_result: HookResult) -> Cloud {
+    let mut c = Cloud::new(7);
+    c.add_asg(Asg {
+        name: "asg".into(),
+        hooks: vec![Hook {
+            name: "launch".into(),
+            transition: Transition::Launching,
+            heartbeat_secs: hb,
+            default_result,
+            metadata: Some("{}".into()),
+        }],
+        replace_after_ms: Some(10_000),
+    });
+    c.add_group(DeploymentGroup {
+        app: "app".into(),
+        name: "dg".into(),
+        tag_set: vec![
+            vec![("role".into(), "web".into())],
+            vec![("gate".into(), "open".into())],
+        ],
+        target_revision: Some("rev-1".into()),
+        config: DeployConfig::OneAtATime,
+        profile: Profile {
+            min_ms: 60_000,
+            max_ms: 60_000,
+            fail_prob: 0.0,
+        },
+    });
+    c
+}
+
+fn key() -> GroupKey {
+    ("app".into(), "dg".into())
+}
+
+fn token_of(c: &Cloud, id: &str) -> String {
+    c.instances[id].actions[0].token.clone()
+}
+
+/// [aws-facts §1.1] one event per (instance, hook), `detail` fields, 36-char token;
+/// [aws-facts §2 States] the instance waits in Pending:Wait.
+#[test]
+fn launch_waits_and_publishes_one_lifecycle_event_per_hook() {
+    let mut c = cloud(300, HookResult::Abandon);
+    let ids = c.scale_out("asg", 2);
+    assert!(
+        ids.iter()
+            .all(|i| c.instances[i].state == InstanceState::PendingWait)
+    );
+    let out = c.drain();
+    assert_eq!(out.len(), 2);
+    let d = &out[0].json["detail"];
+    assert_eq!(
+        out[0].json["detail-type"],
+        "EC2 Instance-launch Lifecycle Action"
+    );
+    assert_eq!(
+        d["LifecycleTransition"],
+        "autoscaling:EC2_INSTANCE_LAUNCHING"
+    );
+    assert_eq!(d["LifecycleActionToken"].as_str().unwrap().len(), 36);
+    assert_eq!(d["NotificationMetadata"], "{}");
+}
+
+/// [aws-facts §2 RecordLifecycleActionHeartbeat] restarts the timer for a full heartbeat
+/// timeout and cannot extend past the global timeout (min(100 × heartbeat, 48 h)).
+#[test]
+fn heartbeat_restarts_the_timer_but_never_past_the_global_timeout() {
+    let mut c = cloud(30, HookResult::Abandon);
+    let id = c.scale_out("asg", 1).remove(0);
+    let tok = token_of(&c, &id);
+    c.advance_to(20_000);
+    c.record_heartbeat("asg", "launch", Some(&tok), None)
+        .unwrap();
+    assert_eq!(c.instances[&id].actions[0].heartbeat_deadline, 50_000);
+    assert_eq!(c.instances[&id].actions[0].global_deadline, 3_000_000);
+    for t in (40_000..=2_990_000).step_by(20_000) {
+        c.advance_to(t);
+        c.record_heartbeat("asg", "launch", Some(&tok), None)
+            .unwrap();
+    }
+    assert_eq!(
+        c.instances[&id].actions[0].heartbeat_deadline, 3_000_000,
+        "capped at the global deadline"
+    );
+    c.advance_to(3_000_000);
+    assert!(matches!(
+        c.facts
+            .iter()
+            .rev()
+            .find(|f| matches!(f, Fact::TimedOut { .. })),
+        Some(Fact::TimedOut { global: true, .. })
+    ));
+}
+
+/// [aws-facts §2] on timeout Auto Scaling applies DefaultResult; a launch ABANDON terminates
+/// and replaces the instance.
+#[test]
+fn heartbeat_timeout_applies_default_abandon_and_replaces() {
+    let mut c = cloud(30, HookResult::Abandon);
+    let id = c.scale_out("asg", 1).remove(0);
+    c.advance_to(30_000);
+    assert_eq!(c.instances[&id].state, InstanceState::Terminated);
+    c.advance_to(40_000);
+    assert_eq!(c.instances.len(), 2, "a replacement was launched");
+}
+
+/// [aws-facts §2] default result CONTINUE on timeout puts the instance in service.
+#[test]
+fn heartbeat_timeout_with_default_continue_goes_in_service() {
+    let mut c = cloud(30, HookResult::Continue);
+    let id = c.scale_out("asg", 1).remove(0);
+    c.advance_to(30_000);
+    assert_eq!(c.instances[&id].state, InstanceState::InService);
+}
+
+/// [aws-facts §2 "Stale token / already completed"] ValidationError with the exact wording.
+#[test]
+fn stale_token_is_no_active_lifecycle_action() {
+    let mut c = cloud(300, HookResult::Abandon);
+    let id = c.scale_out("asg", 1).remove(0);
+    let tok = token_of(&c, &id);
+    c.complete_lifecycle_action("asg", "launch", Some(&tok), None, HookResult::Continue)
+        .unwrap();
+    assert_eq!(c.instances[&id].state, InstanceState::InService);
+    let err = c
+        .complete_lifecycle_action("asg", "launch", Some(&tok), None, HookResult::Continue)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ApiError::NoActiveAction(format!("No active Lifecycle Action found with token {tok}"))
+    );
+    let err = c
+        .record_heartbeat("asg", "launch", None, Some(&id))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ApiError::NoActiveAction(format!(
+            "No active Lifecycle Action found with instance ID {id}"
+        ))
+    );
+}
+
+/// [aws-facts §3.1 "Group already busy"] one active deployment per group; the message names it.
+#[test]
+fn second_deployment_on_a_busy_group_is_deployment_limit_exceeded() {
+    let mut c = cloud(300, HookResult::Abandon);
+    let ids = c.scale_out("asg", 1);
+    c.create_tags(&ids, "role", "web");
+    c.create_tags(&ids, "gate", "open");
+    let first = c
+        .create_deployment(&key(), None, None, false, "", Creator::User)
+        .unwrap();
+    let err = c
+        .create_deployment(&key(), None, None, false, "", Creator::User)
+        .unwrap_err();
+    let ApiError::DeploymentLimitExceeded { message, active } = err else {
+        panic!()
+    };
+    assert_eq!(active, first);
+    assert_eq!(
+        message,
+        format!("The Deployment Group 'dg' already has an active Deployment '{first}'")
+    );
+}
+
+/// [design brief §3.1] tag groups are ANDed: an instance needs the role AND the gate.
+#[test]
+fn tag_set_groups_are_anded() {
+    let mut c = cloud(300, HookResult::Abandon);
+    let ids = c.scale_out("asg", 2);
+    c.create_tags(&ids, "role", "web");
+    c.create_tags(&ids[..1], "gate", "open");
+    let d = c
+        .create_deployment(&key(), None, None, false, "", Creator::User)
+        .unwrap();
+    let targets: Vec<_> = c.deployments[&d].targets.keys().cloned().collect();
+    assert_eq!(targets, vec![ids[0].clone()]);
+}
+
+/// [aws-facts §3.1 updateOutdatedInstancesOnly] up-to-date members are skipped.
+#[test]
+fn update_outdated_only_skips_up_to_date_members() {
+    let mut c = cloud(300, HookResult::Abandon);
+    let ids = c.scale_out("asg", 2);
+    c.create_tags(&ids, "role", "web");
+    c.create_tags(&ids, "gate", "open");
+    c.instances
+        .get_mut(&ids[0])
+        .unwrap()
+        .installed
+        .insert(key(), "rev-1".into());
+    let d = c
+        .create_deployment(&key(), Some("rev-1"), None, true, "", Creator::User)
+        .unwrap();
+    assert_eq!(
+        c.deployments[&d].targets[&ids[0]].status,
+        TargetStatus::Skipped
+    );
+    assert_eq!(
+        c.deployments[&d].targets[&ids[1]].status,
+        TargetStatus::InProgress
+    );
+}
+
+/// [design brief §1; aws-facts §3.2 "deployment fails if a lifecycle event does not start within
+/// 5 min"] the agent runs one deployment at a time and fails one that waited too long.
+#[test]
+fn agent_runs_one_deployment_at_a_time_and_fails_one_that_cannot_start_in_time() {
+    let mut c = cloud(3600, HookResult::Abandon);
+    for n in 0..2 {
+        c.add_group(DeploymentGroup {
+            app: format!("a{n}"),
+            name: format!("g{n}"),
+            tag_set: vec![vec![("role".into(), "web".into())]],
+            target_revision: Some("r".into()),
+            config: DeployConfig::AllAtOnce,
+            profile: Profile {
+                min_ms: 400_000,
+                max_ms: 400_000,
+                fail_prob: 0.0,
+            },
+        });
+    }
+    let id = c.scale_out("asg", 1).remove(0);
+    c.create_tags(std::slice::from_ref(&id), "role", "web");
+    let d0 = c
+        .create_deployment(
+            &("a0".into(), "g0".into()),
+            None,
+            None,
+            false,
+            "",
+            Creator::Autoscaling,
+        )
+        .unwrap();
+    let d1 = c
+        .create_deployment(
+            &("a1".into(), "g1".into()),
+            None,
+            None,
+            false,
+            "",
+            Creator::Autoscaling,
+        )
+        .unwrap();
+    assert_eq!(
+        c.deployments[&d0].targets[&id].status,
+        TargetStatus::InProgress
+    );
+    assert_eq!(
+        c.deployments[&d1].targets[&id].status,
+        TargetStatus::Pending,
+        "queued behind d0"
+    );
+    c.advance_to(400_000);
+    assert_eq!(c.deployments[&d0].status, DeploymentStatus::Succeeded);
+    assert_eq!(
+        c.deployments[&d1].targets[&id].status,
+        TargetStatus::Failed,
+        "its first event could not start within 5 min"
+    );
+    assert_eq!(c.deployments[&d1].status, DeploymentStatus::Failed);
+}
+
+/// [aws-facts §3.5 StopDeployment] in-flight targets fail, pending ones are skipped, a second
+/// stop is DeploymentAlreadyCompletedException.
+#[test]
+fn stop_deployment() {
+    let mut c = cloud(3600, HookResult::Abandon);
+    let ids = c.scale_out("asg", 2);
+    c.create_tags(&ids, "role", "web");
+    c.create_tags(&ids, "gate", "open");
+    let d = c
+        .create_deployment(&key(), None, None, false, "", Creator::User)
+        .unwrap();
+    c.stop_deployment(&d).unwrap();
+    let dep = &c.deployments[&d];
+    assert_eq!(dep.status, DeploymentStatus::Stopped);
+    let statuses: Vec<_> = dep.targets.values().map(|t| t.status).collect();
+    assert_eq!(statuses, vec![TargetStatus::Failed, TargetStatus::Skipped]);
+    assert_eq!(
+        c.stop_deployment(&d),
+        Err(ApiError::DeploymentAlreadyCompleted(d))
+    );
+}
+
+/// [aws-facts §1.3] deployment and instance state-change events carry the documented fields.
+#[test]
+fn codedeploy_events_have_the_documented_shape() {
+    let mut c = cloud(3600, HookResult::Abandon);
+    let ids = c.scale_out("asg", 1);
+    c.create_tags(&ids, "role", "web");
+    c.create_tags(&ids, "gate", "open");
+    c.drain();
+    let d = c
+        .create_deployment(&key(), None, None, false, "", Creator::User)
+        .unwrap();
+    c.advance_to(60_000);
+    let states: Vec<(String, String)> = c
+        .drain()
+        .iter()
+        .map(|p| {
+            (
+                p.json["detail-type"].as_str().unwrap().to_owned(),
+                p.json["detail"]["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (
+                "CodeDeploy Deployment State-change Notification".into(),
+                "START".into()
+            ),
+            (
+                "CodeDeploy Instance State-change Notification".into(),
+                "START".into()
+            ),
+            (
+                "CodeDeploy Instance State-change Notification".into(),
+                "SUCCESS".into()
+            ),
+            (
+                "CodeDeploy Deployment State-change Notification".into(),
+                "SUCCESS".into()
+            ),
+        ]
+    );
+    assert_eq!(c.groups[&key()].target_revision.as_deref(), Some("rev-1"));
+    assert_eq!(c.instances[&ids[0]].installed[&key()], "rev-1");
+    let _ = d;
+}
+
+/// [aws-facts §2 States] a terminate hook holds the instance in Terminating:Wait; the pending
+/// launch action is gone.
+#[test]
+fn terminate_with_hook_waits_and_ends_launch_action() {
+    let mut c = cloud(300, HookResult::Abandon);
+    c.asgs.get_mut("asg").unwrap().hooks.push(Hook {
+        name: "term".into(),
+        transition: Transition::Terminating,
+        heartbeat_secs: 300,
+        default_result: HookResult::Continue,
+        metadata: None,
+    });
+    let id = c.scale_out("asg", 1).remove(0);
+    let launch_tok = token_of(&c, &id);
+    c.terminate(&id);
+    assert_eq!(c.instances[&id].state, InstanceState::TerminatingWait);
+    assert!(
+        c.complete_lifecycle_action(
+            "asg",
+            "launch",
+            Some(&launch_tok),
+            None,
+            HookResult::Continue
+        )
+        .is_err()
+    );
+    let t = token_of(&c, &id);
+    c.complete_lifecycle_action("asg", "term", Some(&t), None, HookResult::Continue)
+        .unwrap();
+    assert_eq!(c.instances[&id].state, InstanceState::Terminated);
+}
+
+#[test]
+fn iso_time_matches_eventbridge_format() {
+    assert_eq!(iso(1_610_496_757_214), "2021-01-13T00:12:37.214Z");
+    assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
+}
