@@ -40,6 +40,9 @@ pub struct Config {
     pub create_retry_ms: u64,
     /// How many recent event ids a record remembers.
     pub seen_capacity: usize,
+    /// A pipeline still working this close to the global timeout fails rather than let the
+    /// hook's default result decide.
+    pub deadline_guard_ms: u64,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             resend_ms: 30_000,
             create_retry_ms: 15_000,
             seen_capacity: 32,
+            deadline_guard_ms: 30_000,
         }
     }
 }
@@ -518,7 +522,7 @@ impl Cx<'_> {
         if now.plus_secs(remaining) > inst.global_deadline {
             self.fail_instance(
                 id,
-                step,
+                Some(step),
                 format!(
                     "the remaining plan needs up to {remaining} s but only {left} s are left before the lifecycle hook's global timeout"
                 ),
@@ -885,7 +889,7 @@ impl Cx<'_> {
         }
         self.fail_instance(
             id,
-            step,
+            Some(step),
             format!(
                 "step {} ({}) failed after {attempts} attempt(s): {why}",
                 step + 1,
@@ -899,7 +903,7 @@ impl Cx<'_> {
     fn fail_instance(
         &mut self,
         id: &InstanceId,
-        step: usize,
+        step: Option<usize>,
         reason: String,
         alert: Option<AlertKind>,
     ) {
@@ -907,7 +911,7 @@ impl Cx<'_> {
         let Some(inst) = self.inst(id) else {
             return;
         };
-        let step_def = inst.plan.steps.get(step).cloned();
+        let step_def = step.and_then(|s| inst.plan.steps.get(s)).cloned();
         let breaker = inst.plan.breaker;
         if let Some(kind) = alert {
             self.alert(
@@ -921,7 +925,7 @@ impl Cx<'_> {
             .as_ref()
             .map_or(OnFailure::Abandon, |s| s.on_failure);
         if policy == OnFailure::Hold {
-            self.hold(id, Some(step), reason);
+            self.hold(id, step, reason);
             return;
         }
         if let Some(s) = &step_def
@@ -948,7 +952,7 @@ impl Cx<'_> {
                 }
                 self.hold(
                     id,
-                    Some(step),
+                    step,
                     format!(
                         "{reason} (repeated-failure breaker of {} is tripped)",
                         s.group
@@ -1014,10 +1018,8 @@ impl Cx<'_> {
         self.out.push(Command::CompleteAction { action, result });
     }
 
-    /// Ends the pipeline: leaves the current group, stopping a deployment that served only
-    /// this instance.
-    fn end_pipeline(&mut self, id: &InstanceId, outcome: Outcome) {
-        let now = self.now;
+    /// Leaves every group of the plan, stopping a deployment that served only this instance.
+    fn release(&mut self, id: &InstanceId) {
         let Some(inst) = self.inst(id) else {
             return;
         };
@@ -1025,17 +1027,24 @@ impl Cx<'_> {
         for key in groups {
             if let Some(deployment) = self.leave_group(id, &key) {
                 self.out.push(Command::StopDeployment {
-                    group: key.clone(),
+                    group: key,
                     deployment,
                 });
             }
         }
+    }
+
+    /// Ends the pipeline: releases what it held and records the outcome.
+    fn end_pipeline(&mut self, id: &InstanceId, outcome: Outcome) {
+        let now = self.now;
+        self.release(id);
         if let Some(inst) = self.inst_mut(id) {
             inst.phase = Phase::Finished { outcome, at: now };
         }
     }
 
-    fn on_revisions(&mut self, id: &InstanceId, current: &[(GroupKey, Option<Revision>)]) {
+    fn on_revisions(&mut self, id: &InstanceId, current: &[GroupRevision]) {
+        let now = self.now;
         let Some(inst) = self.inst(id) else {
             return;
         };
@@ -1045,13 +1054,34 @@ impl Cx<'_> {
         }
         let mut stale = Vec::new();
         for (i, (s, r)) in inst.plan.steps.iter().zip(&inst.steps).enumerate() {
-            match current.iter().find(|(g, _)| g == &s.group) {
-                Some((_, cur)) if r.installed.as_ref() == Some(cur) => {}
-                Some(_) => stale.push(i),
-                None => {
-                    self.ignore(format!("revision check answer lacks {}", s.group));
-                    return;
+            let Some(cur) = current.iter().find(|c| c.group == s.group) else {
+                self.ignore(format!("revision check answer lacks {}", s.group));
+                return;
+            };
+            let ours = self
+                .w
+                .group(&s.group)
+                .and_then(|g| g.active.as_ref())
+                .and_then(|a| match a {
+                    Active::Ours { deployment, .. } => Some(deployment),
+                    _ => None,
+                });
+            if let Some(d) = &cur.active
+                && Some(d) != ours
+            {
+                // Someone else is deploying to the group and that deployment cannot include
+                // this instance (its gate is closed): wait for it, then check again.
+                self.ignore(format!(
+                    "waiting for {d} on {} before the final check",
+                    s.group
+                ));
+                if let Some(inst) = self.inst_mut(id) {
+                    inst.phase = Phase::Verifying { since: now };
                 }
+                return;
+            }
+            if r.installed.as_ref() != Some(&cur.revision) {
+                stale.push(i);
             }
         }
         let gates: Vec<_> = inst.plan.steps.iter().map(|s| s.gate.clone()).collect();
@@ -1533,7 +1563,7 @@ impl Cx<'_> {
                             .map_or(0, |i| i.global_deadline.since(now) / 1000);
                         self.fail_instance(
                             id,
-                            step,
+                            Some(step),
                             format!("still waiting for {key} with {left} s left before the global timeout: the remaining plan cannot fit"),
                             Some(AlertKind::PlanCannotFit),
                         );
@@ -1647,16 +1677,7 @@ impl Cx<'_> {
             (OperatorAction::Retry, Phase::Held { step: None, .. }) => self.verify(id),
             (OperatorAction::Retry, _) => self.ignore(format!("{id} is not held")),
             (OperatorAction::Abandon, _) => {
-                let groups: Vec<GroupKey> =
-                    inst.plan.steps.iter().map(|s| s.group.clone()).collect();
-                for key in groups {
-                    if let Some(deployment) = self.leave_group(id, &key) {
-                        self.out.push(Command::StopDeployment {
-                            group: key,
-                            deployment,
-                        });
-                    }
-                }
+                self.release(id);
                 self.complete(
                     id,
                     LifecycleResult::Abandon,
@@ -1690,6 +1711,12 @@ impl Cx<'_> {
         for k in idle {
             self.w.groups.insert(k, None);
         }
+        // Several rules may ask to stop the same deployment in one decision: once is enough.
+        let mut stopped = BTreeSet::new();
+        self.out.retain(|c| match c {
+            Command::StopDeployment { deployment, .. } => stopped.insert(deployment.clone()),
+            _ => true,
+        });
         let mut changed = BTreeSet::new();
         for (id, rec) in &self.w.instances {
             if before.instances.get(id) != Some(rec) {
@@ -1711,7 +1738,7 @@ impl Cx<'_> {
 
     fn housekeep(&mut self, id: &InstanceId) {
         let now = self.now;
-        let permille = self.cfg.heartbeat_permille;
+        let (permille, guard) = (self.cfg.heartbeat_permille, self.cfg.deadline_guard_ms);
         let Some(inst) = self.inst(id) else {
             return;
         };
@@ -1723,13 +1750,25 @@ impl Cx<'_> {
             self.end_pipeline(id, Outcome::Gone);
             return;
         }
+        let working = matches!(inst.phase, Phase::Running { .. } | Phase::Verifying { .. });
+        if working && now.plus_ms(guard) >= inst.global_deadline {
+            let step = inst.phase.step();
+            self.release(id);
+            self.fail_instance(
+                id,
+                step,
+                "the lifecycle hook's global timeout is about to expire with the plan unfinished"
+                    .into(),
+                Some(AlertKind::PlanCannotFit),
+            );
+        }
         let Some(inst) = self.inst_mut(id) else {
             return;
         };
         let interval = inst.timeouts.heartbeat_secs.saturating_mul(permille);
         let useful =
             inst.last_heartbeat.plus_secs(inst.timeouts.heartbeat_secs) < inst.global_deadline;
-        if now >= inst.last_heartbeat.plus_ms(interval) && useful {
+        if now >= inst.last_heartbeat.plus_ms(interval) && useful && !inst.phase.is_finished() {
             inst.last_heartbeat = now;
             let action = inst.action.clone();
             self.out.push(Command::RecordHeartbeat { action });

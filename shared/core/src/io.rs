@@ -63,10 +63,11 @@ pub enum Input {
         intent: IntentId,
         outcome: CreateOutcome,
     },
-    /// Answer to [`Command::CheckRevisions`]: each group's current target revision.
+    /// Answer to [`Command::CheckRevisions`]: each group's current target revision and the
+    /// deployment active on it, if any.
     Revisions {
         instance: InstanceId,
-        current: Vec<(GroupKey, Option<Revision>)>,
+        current: Vec<GroupRevision>,
     },
     /// `CompleteLifecycleAction` succeeded.
     ActionCompleted { instance: InstanceId, token: Token },
@@ -82,6 +83,16 @@ pub enum Input {
     },
     /// An operator resets a group's repeated-failure breaker.
     ResetBreaker { group: GroupKey },
+}
+
+/// A group's state as read for the final revision check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRevision {
+    pub group: GroupKey,
+    /// The group's target revision (its last successful deployment's).
+    pub revision: Option<Revision>,
+    /// The deployment active on the group right now, if any.
+    pub active: Option<DeploymentId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -166,6 +166,14 @@ impl H {
     }
 }
 
+fn rev(g: usize, r: &str) -> GroupRevision {
+    GroupRevision {
+        group: group(g),
+        revision: Some(r.into()),
+        active: None,
+    }
+}
+
 fn has_create(d: &Decision, g: usize) -> bool {
     d.commands
         .iter()
@@ -536,10 +544,7 @@ fn rule_continue_only_when_all_steps_succeeded_after_revision_check() {
     );
     let d = h.feed(Input::Revisions {
         instance: "i-1".into(),
-        current: vec![
-            (group(0), Some("rev-0".into())),
-            (group(1), Some("rev-1".into())),
-        ],
+        current: vec![rev(0, "rev-0"), rev(1, "rev-1")],
     });
     assert_eq!(completes(&d), vec![LifecycleResult::Continue]);
     let last_gate = d
@@ -584,10 +589,7 @@ fn rule_final_revision_check_reruns_a_step_whose_group_moved_on() {
     h.deployment(0, "d-0", DeploymentState::Succeeded);
     let d = h.feed(Input::Revisions {
         instance: "i-1".into(),
-        current: vec![
-            (group(0), Some("rev-0-NEW".into())),
-            (group(1), Some("rev-1".into())),
-        ],
+        current: vec![rev(0, "rev-0-NEW"), rev(1, "rev-1")],
     });
     assert!(completes(&d).is_empty());
     assert_eq!(h.phase("i-1").step(), Some(0), "stale step 1 runs again");
@@ -746,7 +748,7 @@ fn rule_action_gone_while_completing_means_done_not_retry() {
     h.target(0, "d-1", "i-1", TargetState::Succeeded);
     h.feed(Input::Revisions {
         instance: "i-1".into(),
-        current: vec![(group(0), Some("rev-0".into()))],
+        current: vec![rev(0, "rev-0")],
     });
     assert!(matches!(h.phase("i-1"), Phase::Completing { .. }));
     h.feed(Input::ActionGone {
@@ -1162,4 +1164,59 @@ fn rule_operator_abandon_releases_and_completes() {
     });
     assert_eq!(stops(&d), vec![DeploymentId::from("d-1")]);
     assert_eq!(completes(&d), vec![LifecycleResult::Abandon]);
+}
+
+#[test]
+fn rule_final_revision_check_waits_for_a_foreign_deployment_in_flight() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-0");
+    h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    h.deployment(0, "d-0", DeploymentState::Succeeded);
+    let busy = GroupRevision {
+        active: Some("d-user".into()),
+        ..rev(0, "rev-0")
+    };
+    let d = h.feed(Input::Revisions {
+        instance: "i-1".into(),
+        current: vec![busy],
+    });
+    assert!(
+        completes(&d).is_empty(),
+        "a user deployment that excludes the instance may still change the revision"
+    );
+    assert!(matches!(h.phase("i-1"), Phase::Verifying { .. }));
+    h.advance(30);
+    let d = h.tick("i-1");
+    assert!(
+        d.commands
+            .iter()
+            .any(|c| matches!(c, Command::CheckRevisions { .. })),
+        "checked again later"
+    );
+    let d = h.feed(Input::Revisions {
+        instance: "i-1".into(),
+        current: vec![rev(0, "rev-user")],
+    });
+    assert!(completes(&d).is_empty());
+    assert_eq!(
+        h.phase("i-1").step(),
+        Some(0),
+        "the user's new revision is deployed before CONTINUE"
+    );
+}
+
+#[test]
+fn rule_deadline_guard_fails_a_pipeline_before_the_global_timeout() {
+    let mut h = H::new();
+    let plan = plan_json(1, r#","defaults":{"timeoutSecs":3600}"#);
+    h.launch_with("i-1", "t", &plan, None, None);
+    h.advance(2);
+    h.tick_group(0);
+    h.created(0, "d-1");
+    let global = h.inst("i-1").global_deadline;
+    h.now = Millis(global.0 - 30_000);
+    let d = h.tick("i-1");
+    assert_eq!(completes(&d), vec![LifecycleResult::Abandon]);
+    assert_eq!(stops(&d), vec![DeploymentId::from("d-1")]);
+    assert!(alerts(&d).contains(&AlertKind::PlanCannotFit));
 }
