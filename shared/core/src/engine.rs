@@ -24,6 +24,10 @@ use crate::io::*;
 use crate::plan::{OnFailure, Plan, PlanError, WarmPoolPolicy};
 use crate::state::*;
 
+/// Below this heartbeat timeout the periodic sweep (every 60 s, EventBridge's finest schedule)
+/// cannot cover a lost timer message: 0.4 × timeout + 60 s must stay under the timeout.
+pub const MIN_ROBUST_HEARTBEAT_SECS: u64 = 120;
+
 /// Tunables of the engine. The defaults are what the functions use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -166,6 +170,7 @@ fn primary_keys(input: &Input) -> (Vec<InstanceId>, Vec<GroupKey>) {
             group, instance, ..
         } => (vec![instance.clone()], vec![group.clone()]),
         Input::Revisions { instance, .. }
+        | Input::LeaveChecked { instance, .. }
         | Input::ActionCompleted { instance, .. }
         | Input::ActionGone { instance, .. }
         | Input::Operator { instance, .. } => (vec![instance.clone()], vec![]),
@@ -191,7 +196,10 @@ enum Standing {
 }
 
 enum StepResult {
-    Success(Option<Revision>),
+    Success {
+        revision: Option<Revision>,
+        deployment: Option<DeploymentId>,
+    },
     Failure(String),
 }
 
@@ -249,6 +257,11 @@ impl Cx<'_> {
                 outcome,
             } => self.on_create_outcome(group, intent, outcome),
             Input::Revisions { instance, current } => self.on_revisions(instance, current),
+            Input::LeaveChecked {
+                instance,
+                group,
+                blocking,
+            } => self.on_leave_checked(instance, group, blocking),
             Input::ActionCompleted { instance, token } => self.on_completed(instance, token),
             Input::ActionGone { instance, token } => self.on_gone(instance, token),
             Input::Tick(Key::Instance(i)) => self.on_instance_tick(i),
@@ -431,6 +444,17 @@ impl Cx<'_> {
                 "warm-pool transition the plan does not deploy on".into(),
             );
             return;
+        }
+        if timeouts.heartbeat_secs < MIN_ROBUST_HEARTBEAT_SECS {
+            self.alert(
+                AlertKind::HeartbeatTimeoutTooShort,
+                Some(id),
+                None,
+                format!(
+                    "lifecycle hook {} has a {} s heartbeat timeout: below {MIN_ROBUST_HEARTBEAT_SECS} s a single lost timer message can miss a heartbeat; raise it",
+                    ev.action.hook, timeouts.heartbeat_secs
+                ),
+            );
         }
         let need: u64 = plan.steps.iter().map(|s| s.timeout_secs).sum();
         if need > timeouts.global_secs {
@@ -647,9 +671,10 @@ impl Cx<'_> {
             }) => {
                 if let Some(m) = members.get(id) {
                     return match m.status {
-                        MemberStatus::Succeeded => {
-                            Standing::Done(StepResult::Success(revision.clone()))
-                        }
+                        MemberStatus::Succeeded => Standing::Done(StepResult::Success {
+                            revision: revision.clone(),
+                            deployment: Some(deployment.clone()),
+                        }),
                         MemberStatus::Failed => Standing::Done(StepResult::Failure(format!(
                             "deployment {deployment} failed on the instance"
                         ))),
@@ -673,13 +698,19 @@ impl Cx<'_> {
                 |d| format!("deployment {d}"),
             );
             return match (s.outcome, m.status) {
-                (DeploymentEnd::NothingToDeploy, _) => Standing::Done(StepResult::Success(None)),
+                (DeploymentEnd::NothingToDeploy, _) => Standing::Done(StepResult::Success {
+                    revision: None,
+                    deployment: None,
+                }),
                 (DeploymentEnd::NotCreated, _) => Standing::Done(StepResult::Failure(
                     "the deployment could not be created".into(),
                 )),
                 (_, MemberStatus::Succeeded)
                 | (DeploymentEnd::Succeeded, MemberStatus::Skipped) => {
-                    Standing::Done(StepResult::Success(s.revision.clone()))
+                    Standing::Done(StepResult::Success {
+                        revision: s.revision.clone(),
+                        deployment: s.deployment.clone(),
+                    })
                 }
                 (_, MemberStatus::Failed) => {
                     Standing::Done(StepResult::Failure(format!("{dep} failed on the instance")))
@@ -742,6 +773,8 @@ impl Cx<'_> {
                     self.start_attempt(id, step, false);
                 }
             }
+            // Waiting for the leave check (answered by `LeaveChecked`, re-sent by the timer).
+            (StepWait::Leaving { .. }, _) => {}
             (_, Standing::Waiting) => {}
             (StepWait::Queued { .. }, Standing::Absent) => {
                 // The group forgot the instance (record lost or reset): queue it again.
@@ -753,18 +786,120 @@ impl Cx<'_> {
             (StepWait::Queued { .. }, Standing::InFlight { .. })
             | (StepWait::Draining { .. }, Standing::InFlight { .. }) => {}
             (wait, Standing::Done(result)) => {
-                let batch_mates_pending = self.others_pending(id, &key);
+                let hold_back = self.others_pending(id, &key);
                 self.leave_group(id, &key);
                 match (wait, result) {
                     (StepWait::Draining { .. }, _) => {
                         self.step_failed(id, step, "the attempt timed out".into())
                     }
-                    (_, StepResult::Success(rev)) => {
-                        self.step_succeeded(id, step, rev, !batch_mates_pending)
-                    }
+                    (
+                        _,
+                        StepResult::Success {
+                            revision,
+                            deployment,
+                        },
+                    ) => self.leave(id, step, revision, deployment, hold_back),
                     (_, StepResult::Failure(why)) => self.step_failed(id, step, why),
                 }
             }
+        }
+    }
+
+    /// A step succeeded: close its gate, then confirm nothing else holds the instance.
+    fn leave(
+        &mut self,
+        id: &InstanceId,
+        step: usize,
+        revision: Option<Revision>,
+        done_in: Option<DeploymentId>,
+        hold_back: bool,
+    ) {
+        let now = self.now;
+        let Some(inst) = self.inst_mut(id) else {
+            return;
+        };
+        let Some(s) = inst.plan.steps.get(step).cloned() else {
+            return;
+        };
+        inst.phase = Phase::Running {
+            step,
+            wait: StepWait::Leaving {
+                since: now,
+                revision,
+                hold_back,
+                blocked_by: None,
+            },
+        };
+        self.out.push(Command::CloseGate {
+            gate: s.gate,
+            instances: vec![id.clone()],
+        });
+        self.out.push(Command::CheckLeave {
+            instance: id.clone(),
+            group: s.group,
+            done_in,
+        });
+    }
+
+    fn on_leave_checked(
+        &mut self,
+        id: &InstanceId,
+        key: &GroupKey,
+        blocking: &Option<DeploymentId>,
+    ) {
+        let now = self.now;
+        let Some(inst) = self.inst(id) else {
+            return;
+        };
+        let Phase::Running {
+            step,
+            wait:
+                StepWait::Leaving {
+                    revision,
+                    hold_back,
+                    blocked_by,
+                    ..
+                },
+        } = inst.phase.clone()
+        else {
+            self.ignore("leave check answer for an instance that is not leaving");
+            return;
+        };
+        if inst.plan.steps.get(step).map(|s| &s.group) != Some(key) {
+            self.ignore("leave check answer for another step");
+            return;
+        }
+        let Some(d) = blocking else {
+            if blocked_by.is_some() {
+                // Another deployment ran on the instance after our step finished: what it left
+                // there is unknown, so the step runs again (updateOutdatedInstancesOnly makes
+                // that a no-op if nothing changed). Not a failure: no retry is spent.
+                self.start_attempt_again(id, step);
+            } else {
+                self.step_succeeded(id, step, revision, !hold_back);
+            }
+            return;
+        };
+        // A deployment created while the gate was open still has the instance: wait for it.
+        if let Some(inst) = self.inst_mut(id) {
+            inst.phase = Phase::Running {
+                step,
+                wait: StepWait::Leaving {
+                    since: now,
+                    revision,
+                    hold_back,
+                    blocked_by: Some(d.clone()),
+                },
+            };
+        }
+        if let Some(g) = self.group_mut(key)
+            && g.active.is_none()
+        {
+            g.active = Some(Active::Foreign {
+                deployment: d.clone(),
+                since: now,
+                polled_at: now,
+            });
         }
     }
 
@@ -819,10 +954,6 @@ impl Cx<'_> {
             took = r.started_at.map_or(0, |t| now.since(t));
         }
         let next = inst.steps.iter().position(|r| r.installed.is_none());
-        self.out.push(Command::CloseGate {
-            gate: s.gate.clone(),
-            instances: vec![id.clone()],
-        });
         self.metric(
             MetricName::StepDuration,
             took as f64,
@@ -1516,6 +1647,34 @@ impl Cx<'_> {
             return;
         };
         match inst.phase.clone() {
+            Phase::Running {
+                step,
+                wait:
+                    StepWait::Leaving {
+                        since, blocked_by, ..
+                    },
+            } => {
+                let every = match blocked_by {
+                    Some(_) => self.cfg.poll_interval_ms,
+                    None => self.cfg.resend_ms,
+                };
+                if now.since(since) >= every
+                    && let Some(group) = inst.plan.steps.get(step).map(|s| s.group.clone())
+                {
+                    if let Some(Phase::Running {
+                        wait: StepWait::Leaving { since, .. },
+                        ..
+                    }) = self.inst_mut(id).map(|i| &mut i.phase)
+                    {
+                        *since = now;
+                    }
+                    self.out.push(Command::CheckLeave {
+                        instance: id.clone(),
+                        group,
+                        done_in: None,
+                    });
+                }
+            }
             Phase::Running { step, wait } => {
                 let Some(key) = inst.plan.steps.get(step).map(|s| s.group.clone()) else {
                     return;
@@ -1834,16 +1993,25 @@ impl Cx<'_> {
                             at.push(admitted_at.plus_secs(s.timeout_secs))
                         }
                         Standing::Waiting => {
+                            // The first moment the rest of the plan no longer fits (a wake
+                            // time that is not in the future would never be rescheduled).
                             let remaining = inst.remaining_secs(*step);
                             at.push(Millis(
                                 inst.global_deadline
                                     .0
-                                    .saturating_sub(remaining.saturating_mul(1000)),
+                                    .saturating_sub(remaining.saturating_mul(1000))
+                                    .saturating_add(1),
                             ));
                         }
                         Standing::Done(_) | Standing::Absent => at.push(self.now),
                     },
                     StepWait::Draining { .. } => at.push(self.now.plus_ms(cfg.poll_interval_ms)),
+                    StepWait::Leaving {
+                        since, blocked_by, ..
+                    } => at.push(since.plus_ms(match blocked_by {
+                        Some(_) => cfg.poll_interval_ms,
+                        None => cfg.resend_ms,
+                    })),
                 }
             }
             Phase::Verifying { since } | Phase::Completing { since, .. } => {

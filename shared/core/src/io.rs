@@ -69,6 +69,13 @@ pub enum Input {
         instance: InstanceId,
         current: Vec<GroupRevision>,
     },
+    /// Answer to [`Command::CheckLeave`]: the active deployment of the group that still has
+    /// the instance as an unfinished target, if any.
+    LeaveChecked {
+        instance: InstanceId,
+        group: GroupKey,
+        blocking: Option<DeploymentId>,
+    },
     /// `CompleteLifecycleAction` succeeded.
     ActionCompleted { instance: InstanceId, token: Token },
     /// Auto Scaling answered "No active Lifecycle Action found": completed, timed out or the
@@ -196,6 +203,14 @@ pub enum Command {
         deployment: DeploymentId,
         instances: Vec<InstanceId>,
     },
+    /// After the gate closed: is the instance an unfinished target of the group's active
+    /// deployment (GetDeploymentGroup's last attempted deployment, then its target)?
+    /// `done_in` is the deployment the instance is known to have finished in.
+    CheckLeave {
+        instance: InstanceId,
+        group: GroupKey,
+        done_in: Option<DeploymentId>,
+    },
     /// Read each group's current target revision.
     CheckRevisions {
         instance: InstanceId,
@@ -258,5 +273,7 @@ pub enum AlertKind {
     BreakerTripped,
     InstanceHeld,
     CreateFailed,
-    ForeignDeploymentOnInstance,
+    /// The hook's heartbeat timeout is too short for the timer sweep to cover a lost timer
+    /// message (below [`crate::engine::MIN_ROBUST_HEARTBEAT_SECS`]).
+    HeartbeatTimeoutTooShort,
 }

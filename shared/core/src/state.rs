@@ -116,6 +116,17 @@ pub enum StepWait {
     Queued { since: Millis },
     /// A failed attempt; the next one starts at `until`.
     Backoff { until: Millis },
+    /// The step succeeded and its gate is closed; the instance moves on once CodeDeploy
+    /// confirms that no active deployment of the group still has it as an unfinished target
+    /// (one may have been created while the gate was still open).
+    Leaving {
+        since: Millis,
+        revision: Option<Revision>,
+        /// Wait (up to the batch window) for batch-mates before the next group is admitted.
+        hold_back: bool,
+        /// The deployment that still had the instance as a target at the last check.
+        blocked_by: Option<DeploymentId>,
+    },
     /// The attempt timed out while a deployment still runs on the instance; the attempt is
     /// failed once that deployment no longer touches it.
     Draining {

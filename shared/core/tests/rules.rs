@@ -27,6 +27,8 @@ struct H {
     engine: Engine,
     world: World,
     now: Millis,
+    /// Answer every `CheckLeave` with "nothing else holds the instance".
+    auto_clear: bool,
 }
 
 impl H {
@@ -35,11 +37,38 @@ impl H {
             engine: Engine::default(),
             world: World::default(),
             now: Millis::from_secs(1_000_000),
+            auto_clear: true,
         }
     }
 
-    /// Decides, loading any record the store does not have as absent.
+    /// Decides (and, with `auto_clear`, answers leave checks), returning every command.
     fn feed(&mut self, input: Input) -> Decision {
+        let mut d = self.feed_one(input);
+        if self.auto_clear {
+            let checks: Vec<Input> = d
+                .commands
+                .iter()
+                .filter_map(|c| match c {
+                    Command::CheckLeave {
+                        instance, group, ..
+                    } => Some(Input::LeaveChecked {
+                        instance: instance.clone(),
+                        group: group.clone(),
+                        blocking: None,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            for check in checks {
+                let more = self.feed(check);
+                d.commands.extend(more.commands);
+            }
+        }
+        d
+    }
+
+    /// Decides, loading any record the store does not have as absent.
+    fn feed_one(&mut self, input: Input) -> Decision {
         loop {
             match self.engine.decide(&mut self.world, &input, self.now) {
                 Ok(d) => return d,
@@ -1219,4 +1248,69 @@ fn rule_deadline_guard_fails_a_pipeline_before_the_global_timeout() {
     assert_eq!(completes(&d), vec![LifecycleResult::Abandon]);
     assert_eq!(stops(&d), vec![DeploymentId::from("d-1")]);
     assert!(alerts(&d).contains(&AlertKind::PlanCannotFit));
+}
+
+#[test]
+fn rule_leave_check_holds_an_instance_a_foreign_deployment_caught_while_its_gate_was_open() {
+    // The race the property test found: our deployment ended, a user deployment started on the
+    // same group before the orchestrator heard, and captured the instance through its open gate.
+    let mut h = H::new();
+    h.auto_clear = false;
+    h.launch_and_create("i-1", 2, "d-0");
+    let d = h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    let close = position(
+        &d,
+        |c| matches!(c, Command::CloseGate { gate, .. } if gate.key == "gate-0"),
+    );
+    let check = position(
+        &d,
+        |c| matches!(c, Command::CheckLeave { done_in: Some(dep), .. } if dep.as_str() == "d-0"),
+    );
+    assert!(
+        close < check,
+        "the check must come after the gate is closed"
+    );
+    assert!(creates(&d).is_empty(), "no next step before the check");
+    h.deployment(0, "d-0", DeploymentState::Succeeded);
+    let d = h.feed(Input::LeaveChecked {
+        instance: "i-1".into(),
+        group: group(0),
+        blocking: Some("d-user".into()),
+    });
+    assert!(
+        creates(&d).is_empty(),
+        "still held by d-user: never two deployments in flight"
+    );
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Running {
+            step: 0,
+            wait: StepWait::Leaving {
+                blocked_by: Some(_),
+                ..
+            }
+        }
+    ));
+    h.advance(60);
+    let d = h.tick("i-1");
+    assert!(
+        d.commands
+            .iter()
+            .any(|c| matches!(c, Command::CheckLeave { .. })),
+        "checked again"
+    );
+    // d-user may have installed something else (or failed half-way): the step runs again.
+    h.deployment(0, "d-user", DeploymentState::Failed);
+    let d = h.feed(Input::LeaveChecked {
+        instance: "i-1".into(),
+        group: group(0),
+        blocking: None,
+    });
+    assert_eq!(h.phase("i-1").step(), Some(0));
+    assert_eq!(creates(&d)[0].0, group(0), "step 1 again, in plan order");
+    assert_eq!(
+        h.inst("i-1").steps[0].attempts,
+        1,
+        "a re-run is not a retry"
+    );
 }
