@@ -179,6 +179,17 @@ fn primary_keys(input: &Input) -> (Vec<InstanceId>, Vec<GroupKey>) {
     }
 }
 
+/// When a group may admit an instance that just joined its waiting list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// At once (a re-run, an operator retry, the last of a batch).
+    Now,
+    /// After the batch window, so that instances launched together share a deployment.
+    Window,
+    /// After the batch-follow window, unless the batch-mates catch up sooner.
+    Follow,
+}
+
 /// Where an instance stands in its current group.
 enum Standing {
     Waiting,
@@ -392,6 +403,7 @@ impl Cx<'_> {
                 steps: Vec::new(),
                 warm_pool: WarmPoolPolicy::DeployOnExit,
                 batch_window_secs: 0,
+                batch_follow_secs: 0,
                 max_batch: 1,
                 breaker: crate::plan::BreakerPolicy {
                     threshold: 1,
@@ -468,7 +480,7 @@ impl Cx<'_> {
             self.hold(id, None, why);
             return;
         }
-        self.start_attempt(id, 0, false);
+        self.start_attempt(id, 0, Admit::Window);
     }
 
     fn on_terminate(&mut self, ev: &LifecycleEvent) {
@@ -532,8 +544,7 @@ impl Cx<'_> {
     // ---- steps ------------------------------------------------------------------------------
 
     /// Starts an attempt of `step`: joins the group's waiting list.
-    /// `immediate`: admit without waiting for the batch window.
-    fn start_attempt(&mut self, id: &InstanceId, step: usize, immediate: bool) {
+    fn start_attempt(&mut self, id: &InstanceId, step: usize, admit: Admit) {
         let now = self.now;
         let Some(inst) = self.inst(id) else {
             return;
@@ -554,7 +565,12 @@ impl Cx<'_> {
             );
             return;
         }
-        let (batch_window, max_batch) = (inst.plan.batch_window_secs, inst.plan.max_batch);
+        let max_batch = inst.plan.max_batch;
+        let wait = match admit {
+            Admit::Now => 0,
+            Admit::Window => inst.plan.batch_window_secs,
+            Admit::Follow => inst.plan.batch_follow_secs,
+        };
         if let Some(inst) = self.inst_mut(id) {
             if let Some(r) = inst.steps.get_mut(step) {
                 r.attempts += 1;
@@ -573,14 +589,9 @@ impl Cx<'_> {
             .get_or_insert_with(|| Group::new(s.group.clone(), s.gate.clone()));
         group.gate = s.gate.clone();
         group.config = s.deployment_config.clone();
-        group.batch_window_secs = batch_window;
         group.max_batch = max_batch;
         group.waiting.insert(id.clone(), now);
-        let at = if immediate {
-            now
-        } else {
-            now.plus_secs(batch_window)
-        };
+        let at = now.plus_secs(wait);
         group.admit_at = Some(group.admit_at.map_or(at, |a| a.min(at)));
         self.touched.insert(Key::Group(s.group.clone()));
         self.try_admit(&s.group);
@@ -770,7 +781,7 @@ impl Cx<'_> {
         match (wait, self.standing(id, &key)) {
             (StepWait::Backoff { until }, _) => {
                 if self.now >= until {
-                    self.start_attempt(id, step, false);
+                    self.start_attempt(id, step, Admit::Window);
                 }
             }
             // Waiting for the leave check (answered by `LeaveChecked`, re-sent by the timer).
@@ -799,10 +810,35 @@ impl Cx<'_> {
                             deployment,
                         },
                     ) => self.leave(id, step, revision, deployment, hold_back),
-                    (_, StepResult::Failure(why)) => self.step_failed(id, step, why),
+                    (_, StepResult::Failure(why)) => {
+                        self.step_failed(id, step, why);
+                        if !hold_back {
+                            self.nudge_next(id, step);
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// The last pending member of a batch failed: batch-mates that already moved on to the
+    /// next group need not wait out the follow window for it.
+    fn nudge_next(&mut self, id: &InstanceId, step: usize) {
+        let now = self.now;
+        let Some(next) = self
+            .inst(id)
+            .and_then(|i| i.plan.steps.get(step + 1))
+            .map(|s| s.group.clone())
+        else {
+            return;
+        };
+        if let Some(g) = self.group_mut(&next)
+            && !g.waiting.is_empty()
+            && g.admit_at.is_some_and(|a| a > now)
+        {
+            g.admit_at = Some(now);
+        }
+        self.try_admit(&next);
     }
 
     /// A step succeeded: close its gate, then confirm nothing else holds the instance.
@@ -876,7 +912,8 @@ impl Cx<'_> {
                 // that a no-op if nothing changed). Not a failure: no retry is spent.
                 self.start_attempt_again(id, step);
             } else {
-                self.step_succeeded(id, step, revision, !hold_back);
+                let admit = if hold_back { Admit::Follow } else { Admit::Now };
+                self.step_succeeded(id, step, revision, admit);
             }
             return;
         };
@@ -908,7 +945,7 @@ impl Cx<'_> {
         if let Some(r) = self.inst_mut(id).and_then(|i| i.steps.get_mut(step)) {
             r.attempts = r.attempts.saturating_sub(1);
         }
-        self.start_attempt(id, step, true);
+        self.start_attempt(id, step, Admit::Now);
     }
 
     /// Whether other members of the deployment serving `id` in `key` are still pending
@@ -937,7 +974,7 @@ impl Cx<'_> {
         id: &InstanceId,
         step: usize,
         revision: Option<Revision>,
-        immediate: bool,
+        admit: Admit,
     ) {
         let now = self.now;
         let Some(inst) = self.inst_mut(id) else {
@@ -965,7 +1002,7 @@ impl Cx<'_> {
             g.breaker = Breaker::default();
         }
         match next {
-            Some(n) => self.start_attempt(id, n, immediate),
+            Some(n) => self.start_attempt(id, n, admit),
             None => self.verify(id),
         }
     }
@@ -1224,7 +1261,7 @@ impl Cx<'_> {
                     }
                 }
             }
-            self.start_attempt(id, first, true);
+            self.start_attempt(id, first, Admit::Now);
             return;
         }
         for gate in gates {
@@ -1831,7 +1868,7 @@ impl Cx<'_> {
                 if let Some(r) = self.inst_mut(id).and_then(|i| i.steps.get_mut(step)) {
                     r.attempts = 0;
                 }
-                self.start_attempt(id, step, true);
+                self.start_attempt(id, step, Admit::Now);
             }
             (OperatorAction::Retry, Phase::Held { step: None, .. }) => self.verify(id),
             (OperatorAction::Retry, _) => self.ignore(format!("{id} is not held")),

@@ -30,6 +30,10 @@ pub struct Plan {
     pub warm_pool: WarmPoolPolicy,
     /// How long a free group waits for more instances before it admits a batch.
     pub batch_window_secs: u64,
+    /// How long an instance that finished a step waits for its batch-mates (still running the
+    /// same deployment) before the next group is admitted without them. Moving a batch
+    /// together keeps the next group from being taken by its fastest member alone.
+    pub batch_follow_secs: u64,
     /// Upper bound of instances admitted into one deployment.
     pub max_batch: u32,
     pub breaker: BreakerPolicy,
@@ -141,6 +145,7 @@ struct PlanDoc {
     defaults: StepOptions,
     warm_pool: Option<WarmPoolPolicy>,
     batch_window_secs: Option<u64>,
+    batch_follow_secs: Option<u64>,
     max_batch: Option<u32>,
     breaker: Option<BreakerDoc>,
 }
@@ -199,6 +204,7 @@ pub mod defaults {
     pub const DEPLOYMENT_CONFIG: &str = "CodeDeployDefault.AllAtOnce";
     pub const GATE_VALUE: &str = "open";
     pub const BATCH_WINDOW_SECS: u64 = 2;
+    pub const BATCH_FOLLOW_SECS: u64 = 300;
     pub const MAX_BATCH: u32 = 500;
     pub const BREAKER_THRESHOLD: u32 = 3;
     pub const BREAKER_WINDOW_SECS: u64 = 3600;
@@ -262,6 +268,7 @@ impl Plan {
             "steps": steps,
             "warmPool": self.warm_pool,
             "batchWindowSecs": self.batch_window_secs,
+            "batchFollowSecs": self.batch_follow_secs,
             "maxBatch": self.max_batch,
             "breaker": {"threshold": self.breaker.threshold, "windowSecs": self.breaker.window_secs},
         })
@@ -372,6 +379,12 @@ impl PlanDoc {
         if batch_window_secs > 300 {
             push("batchWindowSecs".into(), "must be at most 300".into());
         }
+        let batch_follow_secs = self
+            .batch_follow_secs
+            .unwrap_or(defaults::BATCH_FOLLOW_SECS);
+        if batch_follow_secs > 3600 {
+            push("batchFollowSecs".into(), "must be at most 3600".into());
+        }
         let breaker = BreakerPolicy {
             threshold: self
                 .breaker
@@ -396,6 +409,7 @@ impl PlanDoc {
                 steps,
                 warm_pool: self.warm_pool.unwrap_or(WarmPoolPolicy::DeployOnExit),
                 batch_window_secs,
+                batch_follow_secs,
                 max_batch,
                 breaker,
             })

@@ -186,7 +186,6 @@ pub struct Group {
     pub gate: Gate,
     /// Deployment configuration override for the next launch deployment.
     pub config: Option<String>,
-    pub batch_window_secs: u64,
     pub max_batch: u32,
     /// Instances waiting for this group, with the time they started waiting.
     pub waiting: BTreeMap<InstanceId, Millis>,
@@ -291,7 +290,6 @@ impl Group {
             key,
             gate,
             config: None,
-            batch_window_secs: crate::plan::defaults::BATCH_WINDOW_SECS,
             max_batch: crate::plan::defaults::MAX_BATCH,
             waiting: BTreeMap::new(),
             admit_at: None,

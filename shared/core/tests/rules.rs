@@ -351,7 +351,12 @@ fn rule_per_instance_advance_when_own_target_finished() {
     assert_eq!(h.phase("b").step(), Some(0));
     assert!(
         creates(&d).is_empty(),
-        "a waits (up to the batch window) for its batch-mate before group 1 is admitted"
+        "a waits (up to the batch-follow window) for its batch-mate before group 1 is admitted"
+    );
+    assert_eq!(
+        h.world.group(&group(1)).unwrap().admit_at,
+        Some(h.now.plus_secs(300)),
+        "bounded by batchFollowSecs"
     );
     let d = h.target(0, "d-1", "b", TargetState::Succeeded);
     let c = creates(&d);

@@ -9,6 +9,7 @@
 //! `updateOutdatedInstancesOnly`, adoption of a deployment that carries the intent).
 
 pub mod scenario;
+pub mod timeline;
 pub use scenario::{Report, Scenario, StepSpec};
 
 use std::collections::BTreeMap;
