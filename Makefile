@@ -8,9 +8,15 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit demo simulate check-toolchain
+.PHONY: test fmt-check clippy unit core-deps demo simulate check-toolchain
 
-test: check-toolchain fmt-check clippy unit
+test: check-toolchain fmt-check clippy core-deps unit
+
+# The orchestration core stays sans-IO: no AWS SDK, tokio or Lambda crates in its tree.
+core-deps:
+	@if $(CARGO) tree --locked -p turnstile-core -e normal --prefix none | grep -E '^(aws-|tokio|lambda)'; then \
+	  echo "turnstile-core must not depend on the crates listed above" >&2; exit 1; \
+	else echo "turnstile-core: no aws-*, tokio or lambda crates in its dependency tree"; fi
 
 check-toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
