@@ -1,0 +1,467 @@
+//! The CodeDeploy adapter.
+
+use aws_sdk_codedeploy::Client;
+use aws_sdk_codedeploy::error::ProvideErrorMetadata;
+use aws_sdk_codedeploy::types::{
+    DeploymentStatus, RevisionLocation, RevisionLocationType, TargetStatus as SdkTargetStatus,
+    TimeRange,
+};
+use aws_smithy_types::DateTime;
+use turnstile_core::{
+    CreateOutcome, DeploymentId, DeploymentState, GroupKey, GroupRevision, InstanceId, IntentId,
+    Millis, Revision, TargetState,
+};
+
+use crate::autoscaling::classify;
+use crate::ports::{Deployments, INTENT_MARKER, PortError, intent_of};
+
+/// `BatchGetDeploymentTargets` takes at most 25 target ids.
+pub const TARGETS_PER_CALL: usize = 25;
+
+pub struct CodeDeploy {
+    client: Client,
+}
+
+impl CodeDeploy {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// Every target id of a deployment (`ListDeploymentTargets`, all pages).
+    pub async fn target_ids(&self, deployment: &DeploymentId) -> Result<Vec<String>, PortError> {
+        let mut ids = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_deployment_targets()
+                .deployment_id(deployment.as_str())
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListDeploymentTargets", e))?;
+            ids.extend(page.target_ids().iter().cloned());
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(ids),
+            }
+        }
+    }
+
+    /// Target states of the given instances, 25 per call. Instances that are not targets are
+    /// left out.
+    pub async fn targets(
+        &self,
+        deployment: &DeploymentId,
+        instances: &[InstanceId],
+    ) -> Result<Vec<(InstanceId, TargetState)>, PortError> {
+        let mut out = Vec::new();
+        for chunk in instances.chunks(TARGETS_PER_CALL) {
+            let resp = self
+                .client
+                .batch_get_deployment_targets()
+                .deployment_id(deployment.as_str())
+                .set_target_ids(Some(chunk.iter().map(|i| i.0.clone()).collect()))
+                .send()
+                .await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) => {
+                    let code = e.code().map(str::to_owned);
+                    match code.as_deref() {
+                        // Not started yet: every target is still pending.
+                        Some("DeploymentNotStartedException") => {
+                            out.extend(chunk.iter().map(|i| (i.clone(), TargetState::Pending)));
+                            continue;
+                        }
+                        // Some instance is not a target of this deployment (e.g. terminated):
+                        // ask one by one so the others still get an answer.
+                        Some(
+                            "DeploymentTargetDoesNotExistException"
+                            | "InstanceDoesNotExistException",
+                        ) if chunk.len() > 1 => {
+                            for i in chunk {
+                                out.extend(
+                                    Box::pin(self.targets(deployment, std::slice::from_ref(i)))
+                                        .await?,
+                                );
+                            }
+                            continue;
+                        }
+                        Some(
+                            "DeploymentTargetDoesNotExistException"
+                            | "InstanceDoesNotExistException",
+                        ) => continue,
+                        _ => return Err(classify("BatchGetDeploymentTargets", e)),
+                    }
+                }
+            };
+            for t in resp.deployment_targets() {
+                let Some(it) = t.instance_target() else {
+                    continue;
+                };
+                let (Some(id), Some(status)) = (it.target_id(), it.status()) else {
+                    continue;
+                };
+                out.push((InstanceId(id.to_owned()), target_state(status)));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn group_info(
+        &self,
+        group: &GroupKey,
+    ) -> Result<aws_sdk_codedeploy::types::DeploymentGroupInfo, PortError> {
+        self.client
+            .get_deployment_group()
+            .application_name(&group.application)
+            .deployment_group_name(&group.deployment_group)
+            .send()
+            .await
+            .map_err(|e| classify("GetDeploymentGroup", e))?
+            .deployment_group_info
+            .ok_or_else(|| PortError::Permanent {
+                op: "GetDeploymentGroup",
+                source: format!("no deployment group info for {group}").into(),
+            })
+    }
+
+    async fn deployment(
+        &self,
+        id: &str,
+    ) -> Result<aws_sdk_codedeploy::types::DeploymentInfo, PortError> {
+        self.client
+            .get_deployment()
+            .deployment_id(id)
+            .send()
+            .await
+            .map_err(|e| classify("GetDeployment", e))?
+            .deployment_info
+            .ok_or_else(|| PortError::Permanent {
+                op: "GetDeployment",
+                source: format!("no deployment info for {id}").into(),
+            })
+    }
+}
+
+/// The deployment id in a `DeploymentLimitExceededException` message, in either wording AWS
+/// has used: `… already has an active Deployment 'd-…'` or `… is already deploying 'd-…'`.
+pub fn busy_deployment(message: &str) -> Option<DeploymentId> {
+    for marker in [
+        "already has an active Deployment '",
+        "is already deploying '",
+    ] {
+        if let Some(rest) = message.split(marker).nth(1) {
+            let id: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            if id.starts_with("d-") && id.len() > 2 {
+                return Some(DeploymentId(id));
+            }
+        }
+    }
+    None
+}
+
+/// A stable, comparable rendering of a revision location.
+pub fn revision_of(r: &RevisionLocation) -> Revision {
+    let text = match r.revision_type() {
+        Some(RevisionLocationType::S3) => {
+            let s3 = r.s3_location();
+            format!(
+                "s3://{}/{}?version={}&etag={}&bundle={}",
+                s3.and_then(|s| s.bucket()).unwrap_or_default(),
+                s3.and_then(|s| s.key()).unwrap_or_default(),
+                s3.and_then(|s| s.version()).unwrap_or_default(),
+                s3.and_then(|s| s.e_tag()).unwrap_or_default(),
+                s3.and_then(|s| s.bundle_type())
+                    .map(|b| b.as_str())
+                    .unwrap_or_default(),
+            )
+        }
+        Some(RevisionLocationType::GitHub) => {
+            let g = r.git_hub_location();
+            format!(
+                "github:{}@{}",
+                g.and_then(|g| g.repository()).unwrap_or_default(),
+                g.and_then(|g| g.commit_id()).unwrap_or_default()
+            )
+        }
+        Some(RevisionLocationType::String) => {
+            let s = r.string();
+            format!(
+                "string:{}",
+                s.and_then(|s| s.sha256())
+                    .or_else(|| s.and_then(|s| s.content()))
+                    .unwrap_or_default()
+            )
+        }
+        Some(RevisionLocationType::AppSpecContent) => {
+            let s = r.app_spec_content();
+            format!(
+                "appspec:{}",
+                s.and_then(|s| s.sha256())
+                    .or_else(|| s.and_then(|s| s.content()))
+                    .unwrap_or_default()
+            )
+        }
+        other => format!("{other:?}"),
+    };
+    Revision(text)
+}
+
+fn target_state(s: &SdkTargetStatus) -> TargetState {
+    match s {
+        SdkTargetStatus::Pending | SdkTargetStatus::Ready => TargetState::Pending,
+        SdkTargetStatus::InProgress => TargetState::InProgress,
+        SdkTargetStatus::Succeeded => TargetState::Succeeded,
+        SdkTargetStatus::Failed => TargetState::Failed,
+        SdkTargetStatus::Skipped => TargetState::Skipped,
+        _ => TargetState::Unknown,
+    }
+}
+
+fn deployment_state(s: Option<&DeploymentStatus>) -> DeploymentState {
+    match s {
+        Some(DeploymentStatus::Succeeded) => DeploymentState::Succeeded,
+        Some(DeploymentStatus::Failed) => DeploymentState::Failed,
+        Some(DeploymentStatus::Stopped) => DeploymentState::Stopped,
+        _ => DeploymentState::InProgress,
+    }
+}
+
+fn is_active(s: Option<&DeploymentStatus>) -> bool {
+    matches!(
+        s,
+        Some(
+            DeploymentStatus::Created
+                | DeploymentStatus::Queued
+                | DeploymentStatus::InProgress
+                | DeploymentStatus::Baking
+                | DeploymentStatus::Ready
+        )
+    )
+}
+
+impl Deployments for CodeDeploy {
+    async fn create(
+        &self,
+        group: &GroupKey,
+        intent: &IntentId,
+        config: Option<&str>,
+    ) -> Result<CreateOutcome, PortError> {
+        let info = match self.group_info(group).await {
+            Ok(i) => i,
+            Err(e) if !e.is_retryable() => {
+                return Ok(CreateOutcome::Failed {
+                    reason: e.to_string(),
+                    retryable: false,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(revision) = info.target_revision().cloned() else {
+            return Ok(CreateOutcome::NoRevision);
+        };
+        let description = format!("{INTENT_MARKER}{intent} (launch deployment by turnstile)");
+        let resp = self
+            .client
+            .create_deployment()
+            .application_name(&group.application)
+            .deployment_group_name(&group.deployment_group)
+            .revision(revision.clone())
+            .update_outdated_instances_only(true)
+            .set_deployment_config_name(config.map(str::to_owned))
+            .description(description)
+            .send()
+            .await;
+        match resp {
+            Ok(out) => match out.deployment_id {
+                Some(d) => Ok(CreateOutcome::Created {
+                    deployment: DeploymentId(d),
+                    revision: Some(revision_of(&revision)),
+                }),
+                None => Ok(CreateOutcome::Failed {
+                    reason: "CreateDeployment returned no deployment id".into(),
+                    retryable: true,
+                }),
+            },
+            Err(e) => {
+                let limit = e
+                    .as_service_error()
+                    .is_some_and(|se| se.is_deployment_limit_exceeded_exception());
+                if limit {
+                    let message = e.message().unwrap_or_default().to_owned();
+                    let Some(active) = busy_deployment(&message) else {
+                        // The account's concurrent-deployment quota, not this group.
+                        return Ok(CreateOutcome::Failed {
+                            reason: message,
+                            retryable: true,
+                        });
+                    };
+                    let info = self.deployment(active.as_str()).await?;
+                    if info.description().and_then(intent_of) == Some(intent.as_str()) {
+                        let revision = info.revision().map(revision_of);
+                        return Ok(CreateOutcome::Created {
+                            deployment: active,
+                            revision,
+                        });
+                    }
+                    return Ok(CreateOutcome::Busy { deployment: active });
+                }
+                let err = classify("CreateDeployment", e);
+                Ok(CreateOutcome::Failed {
+                    reason: err.to_string(),
+                    retryable: err.is_retryable(),
+                })
+            }
+        }
+    }
+
+    async fn find(
+        &self,
+        group: &GroupKey,
+        intent: &IntentId,
+        since: Millis,
+    ) -> Result<CreateOutcome, PortError> {
+        let range = TimeRange::builder()
+            .start(DateTime::from_millis(
+                i64::try_from(since.0.saturating_sub(60_000)).unwrap_or(0),
+            ))
+            .build();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_deployments()
+                .application_name(&group.application)
+                .deployment_group_name(&group.deployment_group)
+                .create_time_range(range.clone())
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListDeployments", e))?;
+            for id in page.deployments() {
+                let info = self.deployment(id).await?;
+                if info.description().and_then(intent_of) == Some(intent.as_str()) {
+                    return Ok(CreateOutcome::Created {
+                        deployment: DeploymentId(id.clone()),
+                        revision: info.revision().map(revision_of),
+                    });
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(CreateOutcome::NotFound),
+            }
+        }
+    }
+
+    async fn status(
+        &self,
+        deployment: &DeploymentId,
+        instances: &[InstanceId],
+    ) -> Result<(DeploymentState, Vec<(InstanceId, TargetState)>), PortError> {
+        let info = self.deployment(deployment.as_str()).await?;
+        let mut targets = if instances.is_empty() {
+            Vec::new()
+        } else {
+            self.targets(deployment, instances).await?
+        };
+        // An instance that is not a target (never selected, or gone) is Unknown to the core.
+        for i in instances {
+            if !targets.iter().any(|(t, _)| t == i) {
+                targets.push((i.clone(), TargetState::Unknown));
+            }
+        }
+        Ok((deployment_state(info.status()), targets))
+    }
+
+    async fn stop(&self, deployment: &DeploymentId) -> Result<(), PortError> {
+        match self
+            .client
+            .stop_deployment()
+            .deployment_id(deployment.as_str())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_deployment_already_completed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify("StopDeployment", e)),
+        }
+    }
+
+    async fn revision(&self, group: &GroupKey) -> Result<GroupRevision, PortError> {
+        let info = self.group_info(group).await?;
+        let active = info
+            .last_attempted_deployment()
+            .filter(|d| is_active(d.status()))
+            .and_then(|d| d.deployment_id())
+            .map(|d| DeploymentId(d.to_owned()));
+        Ok(GroupRevision {
+            group: group.clone(),
+            revision: info.target_revision().map(revision_of),
+            active,
+        })
+    }
+
+    async fn holding(
+        &self,
+        group: &GroupKey,
+        instance: &InstanceId,
+        done_in: Option<&DeploymentId>,
+    ) -> Result<Option<DeploymentId>, PortError> {
+        let info = self.group_info(group).await?;
+        let Some(active) = info
+            .last_attempted_deployment()
+            .filter(|d| is_active(d.status()))
+            .and_then(|d| d.deployment_id())
+            .map(|d| DeploymentId(d.to_owned()))
+        else {
+            return Ok(None);
+        };
+        if Some(&active) == done_in {
+            return Ok(None);
+        }
+        let targets = self
+            .targets(&active, std::slice::from_ref(instance))
+            .await?;
+        let unfinished = targets.iter().any(|(_, s)| {
+            matches!(
+                s,
+                TargetState::Pending | TargetState::InProgress | TargetState::Unknown
+            )
+        });
+        Ok(unfinished.then_some(active))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_deployment_id_is_parsed_from_both_wordings() {
+        assert_eq!(
+            busy_deployment(
+                "The Deployment Group 'web' already has an active Deployment 'd-ABC123XYZ'"
+            ),
+            Some(DeploymentId("d-ABC123XYZ".into()))
+        );
+        assert_eq!(
+            busy_deployment("Deployment group web is already deploying 'd-1234567'"),
+            Some(DeploymentId("d-1234567".into()))
+        );
+        assert_eq!(
+            busy_deployment("The maximum number of concurrent deployments was exceeded"),
+            None
+        );
+    }
+}

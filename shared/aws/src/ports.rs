@@ -1,0 +1,166 @@
+//! Narrow ports the runner needs, one per AWS service, in the core's terms. The SDK adapters
+//! implement them; tests implement them over the AWS model.
+
+use std::future::Future;
+
+use turnstile_core::{
+    ActionRef, CreateOutcome, DeploymentId, DeploymentState, Gate, GroupKey, GroupRevision,
+    HookTimeouts, InstanceId, IntentId, Key, LifecycleResult, Millis, TargetState,
+};
+
+/// The marker written into the description of every deployment the orchestrator creates, so a
+/// crashed creator's deployment can be recognised and adopted instead of created twice.
+pub const INTENT_MARKER: &str = "turnstile intent=";
+
+/// Extracts the intent id from a deployment description, if turnstile created it.
+pub fn intent_of(description: &str) -> Option<&str> {
+    let rest = description.split(INTENT_MARKER).nth(1)?;
+    rest.split_whitespace().next()
+}
+
+/// Why a port call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// Auto Scaling has no such active lifecycle action (completed, timed out, instance gone).
+    /// Never retried.
+    #[error("{op}: lifecycle action gone: {message}")]
+    Gone { op: &'static str, message: String },
+    /// Throttling, contention, timeouts, 5xx: a later retry can help.
+    #[error("{op}: {source}")]
+    Transient {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Validation, permissions, missing resources: retrying cannot help.
+    #[error("{op}: {source}")]
+    Permanent {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl PortError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PortError::Transient { .. })
+    }
+    pub fn is_gone(&self) -> bool {
+        matches!(self, PortError::Gone { .. })
+    }
+}
+
+/// A lifecycle hook as Auto Scaling describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookInfo {
+    pub timeouts: HookTimeouts,
+    pub metadata: Option<String>,
+}
+
+/// EC2 Auto Scaling lifecycle actions.
+pub trait Lifecycle: Send + Sync {
+    fn complete(
+        &self,
+        action: &ActionRef,
+        result: LifecycleResult,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn heartbeat(&self, action: &ActionRef) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn hook(
+        &self,
+        asg: &str,
+        hook: &str,
+    ) -> impl Future<Output = Result<HookInfo, PortError>> + Send;
+}
+
+/// CodeDeploy.
+pub trait Deployments: Send + Sync {
+    /// Creates a deployment of the group's target revision with `updateOutdatedInstancesOnly`
+    /// and the intent marker; answers `Busy`, or `Created` when the active deployment carries
+    /// this intent (adoption). A retryable failure is `Failed { retryable: true }`.
+    fn create(
+        &self,
+        group: &GroupKey,
+        intent: &IntentId,
+        config: Option<&str>,
+    ) -> impl Future<Output = Result<CreateOutcome, PortError>> + Send;
+    /// Looks for a deployment of the group carrying the intent, created since `since`.
+    fn find(
+        &self,
+        group: &GroupKey,
+        intent: &IntentId,
+        since: Millis,
+    ) -> impl Future<Output = Result<CreateOutcome, PortError>> + Send;
+    /// The deployment's state and the given instances' target states.
+    fn status(
+        &self,
+        deployment: &DeploymentId,
+        instances: &[InstanceId],
+    ) -> impl Future<Output = Result<(DeploymentState, Vec<(InstanceId, TargetState)>), PortError>> + Send;
+    fn stop(&self, deployment: &DeploymentId)
+    -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The group's target revision and active deployment.
+    fn revision(
+        &self,
+        group: &GroupKey,
+    ) -> impl Future<Output = Result<GroupRevision, PortError>> + Send;
+    /// The group's active deployment, if it still has the instance as an unfinished target.
+    /// `done_in` is a deployment the instance is known to have finished in.
+    fn holding(
+        &self,
+        group: &GroupKey,
+        instance: &InstanceId,
+        done_in: Option<&DeploymentId>,
+    ) -> impl Future<Output = Result<Option<DeploymentId>, PortError>> + Send;
+}
+
+/// EC2 instance tags (the gates).
+pub trait Tags: Send + Sync {
+    fn open(
+        &self,
+        gate: &Gate,
+        instances: &[InstanceId],
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn close(
+        &self,
+        gate: &Gate,
+        instances: &[InstanceId],
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Delayed wakeups (SQS delayed messages in AWS).
+pub trait Timer: Send + Sync {
+    fn wake(&self, key: &Key, at: Millis) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// The time, from outside the core.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Millis;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Millis(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intent_marker_round_trips() {
+        assert_eq!(
+            intent_of("turnstile intent=123-4 for 3 instance(s)"),
+            Some("123-4")
+        );
+        assert_eq!(intent_of("turnstile intent=9-0"), Some("9-0"));
+        assert_eq!(intent_of("a user's deployment"), None);
+    }
+}

@@ -1,0 +1,532 @@
+//! The runner: for one input, load the records → the core decides → commit the new records,
+//! the processed event id and the outbox atomically → run the commands → feed their answers
+//! back as inputs.
+//!
+//! Crash safety: a decision is durable before any of its commands runs, and its commands stay
+//! in the outbox until they all ran, so a crash at any point leaves either nothing (the message
+//! is redelivered and decided again) or an outbox the timer replays. Every command is
+//! idempotent: tags; `CreateDeployment` adopts the deployment that carries its intent; a second
+//! `CompleteLifecycleAction` answers "gone", which the core reads as done.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use turnstile_core::{
+    Command, CreateOutcome, Decision, Engine, EventId, Input, Key, Missing, Plan, World,
+};
+use turnstile_events::Message;
+
+use crate::ports::{Clock, Deployments, Lifecycle, PortError, Tags, Timer};
+use crate::store::{Commit, Loaded, Outbox, Record, Store, StoreError};
+
+/// How often a decision is retried after conflicting writes before the input is handed back.
+pub const MAX_CONFLICTS: u32 = 8;
+/// "Wake now" ticks handled in the same invocation; more go through the timer.
+pub const INLINE_WAKEUPS: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("gave up after {0} conflicting attempts")]
+    Contention(u32),
+    #[error("{command}: {source}")]
+    Port {
+        command: &'static str,
+        #[source]
+        source: PortError,
+    },
+    /// Injected by tests to simulate the process dying.
+    #[error("crashed (test injection)")]
+    Crashed,
+}
+
+impl RunError {
+    /// Whether handing the message back for a later retry can help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RunError::Store(e) => e.is_retryable(),
+            RunError::Contention(_) | RunError::Crashed => true,
+            RunError::Port { source, .. } => source.is_retryable(),
+        }
+    }
+}
+
+/// What handling one input did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    /// Decisions committed (the input and the answers it led to).
+    pub decisions: usize,
+    /// Commands run.
+    pub commands: usize,
+    /// The input's event had been processed before.
+    pub duplicate: bool,
+    /// Why inputs changed nothing, for the log.
+    pub ignored: Vec<String>,
+    /// Conflicting commits that were re-decided.
+    pub conflicts: u32,
+}
+
+/// Called before each command runs; tests use it to simulate a crash.
+pub trait Hook: Send + Sync {
+    fn before(&self, command: &Command) -> Result<(), RunError>;
+}
+
+/// No hook.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHook;
+
+impl Hook for NoHook {
+    fn before(&self, _: &Command) -> Result<(), RunError> {
+        Ok(())
+    }
+}
+
+pub struct Runner<S, L, D, T, W, C, H = NoHook> {
+    pub engine: Engine,
+    pub store: S,
+    pub lifecycle: L,
+    pub deployments: D,
+    pub tags: T,
+    pub timer: W,
+    pub clock: C,
+    pub hook: H,
+    seq: AtomicU64,
+}
+
+fn effectful(c: &Command) -> bool {
+    !matches!(
+        c,
+        Command::Metric(_) | Command::Alert(_) | Command::Wakeup { .. }
+    )
+}
+
+fn name(c: &Command) -> &'static str {
+    match c {
+        Command::OpenGate { .. } => "OpenGate",
+        Command::CloseGate { .. } => "CloseGate",
+        Command::CreateDeployment { .. } => "CreateDeployment",
+        Command::FindDeployment { .. } => "FindDeployment",
+        Command::StopDeployment { .. } => "StopDeployment",
+        Command::PollDeployment { .. } => "PollDeployment",
+        Command::CheckLeave { .. } => "CheckLeave",
+        Command::CheckRevisions { .. } => "CheckRevisions",
+        Command::RecordHeartbeat { .. } => "RecordHeartbeat",
+        Command::CompleteAction { .. } => "CompleteAction",
+        Command::Wakeup { .. } => "Wakeup",
+        Command::Metric(_) => "Metric",
+        Command::Alert(_) => "Alert",
+    }
+}
+
+impl<S, L, D, T, W, C, H> Runner<S, L, D, T, W, C, H>
+where
+    S: Store,
+    L: Lifecycle,
+    D: Deployments,
+    T: Tags,
+    W: Timer,
+    C: Clock,
+    H: Hook,
+{
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: Engine,
+        store: S,
+        lifecycle: L,
+        deployments: D,
+        tags: T,
+        timer: W,
+        clock: C,
+        hook: H,
+    ) -> Self {
+        Self {
+            engine,
+            store,
+            lifecycle,
+            deployments,
+            tags,
+            timer,
+            clock,
+            hook,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Handles one input (and every answer it leads to). `event` is recorded as processed in the
+    /// same transaction as the first decision; a redelivered event is acknowledged as duplicate.
+    pub async fn handle(&self, input: Input, event: Option<EventId>) -> Result<Outcome, RunError> {
+        let mut out = Outcome::default();
+        let mut queue: VecDeque<(Input, Option<EventId>)> = VecDeque::from([(input, event)]);
+        let mut inline_wakeups = 0;
+        while let Some((input, event)) = queue.pop_front() {
+            let (decision, outbox) = match self.decide_and_commit(&input, event, &mut out).await {
+                Ok(x) => x,
+                Err(RunError::Store(StoreError::Duplicate(e))) => {
+                    tracing::info!(event_id = %e, "event already processed");
+                    out.duplicate = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            out.decisions += 1;
+            if let Some(why) = decision.ignored {
+                out.ignored.push(why);
+            }
+            let answers = self
+                .run(&decision.commands, &mut out, &mut inline_wakeups)
+                .await?;
+            if let Some(id) = outbox {
+                self.store.outbox_done(&id).await?;
+            }
+            queue.extend(answers.into_iter().map(|a| (a, None)));
+        }
+        Ok(out)
+    }
+
+    /// Turns a parsed queue message into the core's input and the event id to dedupe on.
+    /// `None` for messages that need no action (the test notification, other event types).
+    /// A launch needs the hook's timeouts, described once and cached by the adapter; its plan is
+    /// the event's metadata (or the hook's, if the event carries none).
+    pub async fn input_of(
+        &self,
+        message: Message,
+    ) -> Result<Option<(Input, Option<EventId>)>, RunError> {
+        Ok(Some(match message {
+            Message::Launch(l) => {
+                let hook = self
+                    .lifecycle
+                    .hook(&l.event.action.asg, &l.event.action.hook)
+                    .await
+                    .map_err(|source| RunError::Port {
+                        command: "DescribeLifecycleHooks",
+                        source,
+                    })?;
+                let metadata = l.metadata.or(hook.metadata).unwrap_or_default();
+                let event_id = l.event.event_id.clone();
+                (
+                    Input::Launch {
+                        event: l.event,
+                        plan: Plan::parse(&metadata),
+                        timeouts: hook.timeouts,
+                    },
+                    event_id,
+                )
+            }
+            Message::Terminate(l) => {
+                let event_id = l.event.event_id.clone();
+                (Input::Terminate { event: l.event }, event_id)
+            }
+            Message::Deployment {
+                event_id,
+                group,
+                deployment,
+                state,
+            } => (
+                Input::DeploymentEvent {
+                    event_id: event_id.clone(),
+                    group,
+                    deployment,
+                    state,
+                },
+                event_id,
+            ),
+            Message::Target {
+                event_id,
+                group,
+                deployment,
+                instance,
+                state,
+            } => (
+                Input::TargetEvent {
+                    event_id: event_id.clone(),
+                    group,
+                    deployment,
+                    instance,
+                    state,
+                },
+                event_id,
+            ),
+            Message::Wakeup(key) => (Input::Tick(key), None),
+            Message::Ignored(_) => return Ok(None),
+        }))
+    }
+
+    /// Runs the commands of an outbox a crashed invocation left behind, then their answers.
+    pub async fn replay(&self, outbox: &str) -> Result<Outcome, RunError> {
+        let mut out = Outcome::default();
+        let Some(o) = self.store.outbox(outbox).await? else {
+            return Ok(out);
+        };
+        tracing::warn!(
+            outbox,
+            commands = o.commands.len(),
+            "replaying the commands of an interrupted decision"
+        );
+        let mut inline = 0;
+        let answers = self.run(&o.commands, &mut out, &mut inline).await?;
+        self.store.outbox_done(outbox).await?;
+        for a in answers {
+            let more = Box::pin(self.handle(a, None)).await?;
+            out.decisions += more.decisions;
+            out.commands += more.commands;
+            out.ignored.extend(more.ignored);
+        }
+        Ok(out)
+    }
+
+    async fn load(&self, input: &Input, world_keys: Vec<Key>) -> Result<Loaded, RunError> {
+        let mut loaded = self.store.load(&world_keys).await?;
+        let more: Vec<Key> = self
+            .engine
+            .keys_for(&loaded.world, input)
+            .into_iter()
+            .filter(|k| !loaded.versions.contains_key(k))
+            .collect();
+        if !more.is_empty() {
+            loaded.merge(self.store.load(&more).await?);
+        }
+        Ok(loaded)
+    }
+
+    async fn decide_and_commit(
+        &self,
+        input: &Input,
+        event: Option<EventId>,
+        out: &mut Outcome,
+    ) -> Result<(Decision, Option<String>), RunError> {
+        for attempt in 0..MAX_CONFLICTS {
+            let keys = self.engine.keys_for(&World::default(), input);
+            let mut loaded = self.load(input, keys).await?;
+            let now = self.clock.now();
+            let mut world = loaded.world.clone();
+            let decision = loop {
+                match self.engine.decide(&mut world, input, now) {
+                    Ok(d) => break d,
+                    Err(Missing(keys)) => {
+                        let extra = self.store.load(&keys).await?;
+                        world.instances.extend(extra.world.instances.clone());
+                        world.groups.extend(extra.world.groups.clone());
+                        loaded.merge(extra);
+                    }
+                }
+            };
+            let writes = decision
+                .changed
+                .iter()
+                .map(|k| {
+                    let rec = match k {
+                        Key::Instance(i) => world.instance(i).cloned().map(Record::Instance),
+                        Key::Group(g) => world.group(g).cloned().map(Record::Group),
+                    };
+                    (k.clone(), rec, loaded.version(k))
+                })
+                .collect();
+            let effects: Vec<Command> = decision
+                .commands
+                .iter()
+                .filter(|c| effectful(c))
+                .cloned()
+                .collect();
+            let outbox = (!effects.is_empty()).then(|| Outbox {
+                id: format!(
+                    "{}-{}-{}",
+                    now.0,
+                    std::process::id(),
+                    self.seq.fetch_add(1, Ordering::Relaxed)
+                ),
+                commands: effects,
+            });
+            let deployments = match input {
+                Input::CreateOutcome {
+                    group,
+                    outcome: CreateOutcome::Created { deployment, .. },
+                    ..
+                } => {
+                    vec![(deployment.clone(), group.clone())]
+                }
+                _ => Vec::new(),
+            };
+            let outbox_id = outbox.as_ref().map(|o| o.id.clone());
+            let commit = Commit {
+                writes,
+                event: event.clone(),
+                outbox,
+                deployments,
+                now,
+            };
+            match self.store.commit(commit).await {
+                Ok(()) => return Ok((decision, outbox_id)),
+                Err(StoreError::Conflict) => {
+                    out.conflicts += 1;
+                    tracing::debug!(attempt, "conflicting write; deciding again");
+                    tokio::time::sleep(std::time::Duration::from_millis(5 << attempt.min(6))).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RunError::Contention(MAX_CONFLICTS))
+    }
+
+    /// Runs commands in order; returns the answers to feed back. A transient failure stops the
+    /// run (the outbox keeps the commands for a replay); a permanent one is logged and skipped,
+    /// since retrying cannot help.
+    async fn run(
+        &self,
+        commands: &[Command],
+        out: &mut Outcome,
+        inline_wakeups: &mut usize,
+    ) -> Result<Vec<Input>, RunError> {
+        let mut answers = Vec::new();
+        for c in commands {
+            self.hook.before(c)?;
+            out.commands += 1;
+            match self.execute(c, inline_wakeups).await {
+                Ok(Some(a)) => answers.push(a),
+                Ok(None) => {}
+                Err(source) if source.is_retryable() => {
+                    return Err(RunError::Port {
+                        command: name(c),
+                        source,
+                    });
+                }
+                Err(source) => {
+                    tracing::error!(command = name(c), error = %source, "command failed and cannot succeed on retry");
+                }
+            }
+        }
+        Ok(answers)
+    }
+
+    async fn execute(
+        &self,
+        c: &Command,
+        inline_wakeups: &mut usize,
+    ) -> Result<Option<Input>, PortError> {
+        Ok(match c {
+            Command::OpenGate { gate, instances } => {
+                self.tags.open(gate, instances).await?;
+                None
+            }
+            Command::CloseGate { gate, instances } => {
+                self.tags.close(gate, instances).await?;
+                None
+            }
+            Command::CreateDeployment {
+                group,
+                intent,
+                config,
+                ..
+            } => {
+                let outcome = match self
+                    .deployments
+                    .create(group, intent, config.as_deref())
+                    .await
+                {
+                    Ok(o) => o,
+                    Err(e) => CreateOutcome::Failed {
+                        reason: e.to_string(),
+                        retryable: e.is_retryable(),
+                    },
+                };
+                Some(Input::CreateOutcome {
+                    group: group.clone(),
+                    intent: intent.clone(),
+                    outcome,
+                })
+            }
+            Command::FindDeployment {
+                group,
+                intent,
+                since,
+            } => {
+                let outcome = self.deployments.find(group, intent, *since).await?;
+                Some(Input::CreateOutcome {
+                    group: group.clone(),
+                    intent: intent.clone(),
+                    outcome,
+                })
+            }
+            Command::StopDeployment { deployment, .. } => {
+                self.deployments.stop(deployment).await?;
+                None
+            }
+            Command::PollDeployment {
+                group,
+                deployment,
+                instances,
+            } => {
+                let (state, targets) = self.deployments.status(deployment, instances).await?;
+                Some(Input::DeploymentStatus {
+                    group: group.clone(),
+                    deployment: deployment.clone(),
+                    state,
+                    targets,
+                })
+            }
+            Command::CheckLeave {
+                instance,
+                group,
+                done_in,
+            } => {
+                let blocking = self
+                    .deployments
+                    .holding(group, instance, done_in.as_ref())
+                    .await?;
+                Some(Input::LeaveChecked {
+                    instance: instance.clone(),
+                    group: group.clone(),
+                    blocking,
+                })
+            }
+            Command::CheckRevisions { instance, groups } => {
+                let mut current = Vec::with_capacity(groups.len());
+                for g in groups {
+                    current.push(self.deployments.revision(g).await?);
+                }
+                Some(Input::Revisions {
+                    instance: instance.clone(),
+                    current,
+                })
+            }
+            Command::RecordHeartbeat { action } => match self.lifecycle.heartbeat(action).await {
+                Ok(()) => None,
+                Err(e) if e.is_gone() => Some(Input::ActionGone {
+                    instance: action.instance.clone(),
+                    token: action.token.clone(),
+                }),
+                Err(e) => return Err(e),
+            },
+            Command::CompleteAction { action, result } => {
+                match self.lifecycle.complete(action, *result).await {
+                    Ok(()) => Some(Input::ActionCompleted {
+                        instance: action.instance.clone(),
+                        token: action.token.clone(),
+                    }),
+                    Err(e) if e.is_gone() => Some(Input::ActionGone {
+                        instance: action.instance.clone(),
+                        token: action.token.clone(),
+                    }),
+                    Err(e) => return Err(e),
+                }
+            }
+            Command::Wakeup { key, at } => {
+                if *at <= self.clock.now() && *inline_wakeups < INLINE_WAKEUPS {
+                    *inline_wakeups += 1;
+                    Some(Input::Tick(key.clone()))
+                } else {
+                    self.timer.wake(key, *at).await?;
+                    None
+                }
+            }
+            Command::Metric(m) => {
+                tracing::info!(metric = ?m.name, value = m.value, unit = ?m.unit, asg = m.asg.as_deref(), group = ?m.group, "metric");
+                None
+            }
+            Command::Alert(a) => {
+                tracing::error!(alert = ?a.kind, instance_id = a.instance.as_ref().map(|i| i.as_str()), group = ?a.group, "{}", a.message);
+                None
+            }
+        })
+    }
+}

@@ -1,0 +1,571 @@
+//! The store on DynamoDB (see the module docs of [`super`] for the key design).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+};
+use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, to_attribute_value};
+use turnstile_core::{DeploymentId, GroupKey, InstanceId, Key, Millis};
+
+use super::*;
+
+const PK: &str = "pk";
+const SK: &str = "sk";
+const VER: &str = "ver";
+const REC: &str = "rec";
+const TTL: &str = "ttl";
+const INFLIGHT: &str = "asg_inflight";
+const SHARD: &str = "due_shard";
+const WAKE: &str = "wake";
+pub const INFLIGHT_INDEX: &str = "inflight";
+pub const DUE_INDEX: &str = "due";
+/// DynamoDB's limit of items in one transaction.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn transient<E: std::error::Error + Send + Sync + 'static>(op: &'static str, e: E) -> StoreError {
+    StoreError::Transient {
+        op,
+        source: Box::new(e),
+    }
+}
+
+/// Sorts an SDK error into retryable or not, keeping it as the source.
+fn classify<E, R>(op: &'static str, e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let retryable = match &e {
+        SdkError::ServiceError(se) => matches!(
+            se.err().code(),
+            Some(
+                "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+                    | "TransactionInProgressException"
+            )
+        ),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        _ => false,
+    };
+    let source = crate::error::sdk_failure(e);
+    if retryable {
+        StoreError::Transient { op, source }
+    } else {
+        StoreError::Permanent { op, source }
+    }
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table with its indexes and TTL (the SAM template does the same in AWS).
+    pub async fn create_table(&self) -> Result<(), StoreError> {
+        let attr = |name: &str, t: ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(t)
+                .build()
+                .map_err(|e| transient("CreateTable", e))
+        };
+        let key = |name: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+                .map_err(|e| transient("CreateTable", e))
+        };
+        let keys_only = Projection::builder()
+            .projection_type(ProjectionType::KeysOnly)
+            .build();
+        let inflight = GlobalSecondaryIndex::builder()
+            .index_name(INFLIGHT_INDEX)
+            .key_schema(key(INFLIGHT, KeyType::Hash)?)
+            .key_schema(key(PK, KeyType::Range)?)
+            .projection(keys_only.clone())
+            .build()
+            .map_err(|e| transient("CreateTable", e))?;
+        let due = GlobalSecondaryIndex::builder()
+            .index_name(DUE_INDEX)
+            .key_schema(key(SHARD, KeyType::Hash)?)
+            .key_schema(key(WAKE, KeyType::Range)?)
+            .projection(keys_only)
+            .build()
+            .map_err(|e| transient("CreateTable", e))?;
+        self.client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr(PK, ScalarAttributeType::S)?)
+            .attribute_definitions(attr(SK, ScalarAttributeType::S)?)
+            .attribute_definitions(attr(INFLIGHT, ScalarAttributeType::S)?)
+            .attribute_definitions(attr(SHARD, ScalarAttributeType::S)?)
+            .attribute_definitions(attr(WAKE, ScalarAttributeType::N)?)
+            .key_schema(key(PK, KeyType::Hash)?)
+            .key_schema(key(SK, KeyType::Range)?)
+            .global_secondary_indexes(inflight)
+            .global_secondary_indexes(due)
+            .send()
+            .await
+            .map_err(|e| classify("CreateTable", e))?;
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(TTL)
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| transient("UpdateTimeToLive", e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| classify("UpdateTimeToLive", e))?;
+        Ok(())
+    }
+
+    fn item_key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+    }
+
+    fn sk(key: &Key) -> &'static str {
+        match key {
+            Key::Instance(_) => "I",
+            Key::Group(_) => "G",
+        }
+    }
+
+    fn record_item(
+        key: &Key,
+        record: &Record,
+        version: u64,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let pk = pk(key);
+        let rec = to_attribute_value(record).map_err(|e| StoreError::Corrupt {
+            key: pk.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut item = Self::item_key(pk.clone(), Self::sk(key));
+        item.insert(VER.into(), n(version));
+        item.insert(REC.into(), rec);
+        if let Some(asg) = in_flight_asg(record) {
+            item.insert(INFLIGHT.into(), s(asg));
+        }
+        if let Some(w) = wake_of(record) {
+            item.insert(SHARD.into(), s(shard_of(&pk).to_string()));
+            item.insert(WAKE.into(), n(w.0));
+        }
+        if let Some(t) = ttl_of(record) {
+            item.insert(TTL.into(), n(t));
+        }
+        Ok(item)
+    }
+
+    fn version_condition(version: u64) -> (String, Option<(String, AttributeValue)>) {
+        if version == 0 {
+            (format!("attribute_not_exists({PK})"), None)
+        } else {
+            (format!("{VER} = :v"), Some((":v".to_owned(), n(version))))
+        }
+    }
+
+    fn decode(item: &HashMap<String, AttributeValue>) -> Result<(Key, Record, u64), StoreError> {
+        let pk = match item.get(PK) {
+            Some(AttributeValue::S(p)) => p.clone(),
+            _ => {
+                return Err(StoreError::Corrupt {
+                    key: "?".into(),
+                    reason: "no pk".into(),
+                });
+            }
+        };
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: pk.clone(),
+            reason,
+        };
+        let key = key_of(&pk).ok_or_else(|| corrupt("not a record key".into()))?;
+        let version = match item.get(VER) {
+            Some(AttributeValue::N(v)) => v.parse().map_err(|e| corrupt(format!("ver: {e}")))?,
+            _ => return Err(corrupt("no ver".into())),
+        };
+        let rec = item
+            .get(REC)
+            .cloned()
+            .ok_or_else(|| corrupt("no rec".into()))?;
+        let record: Record = from_attribute_value(rec).map_err(|e| corrupt(e.to_string()))?;
+        Ok((key, record, version))
+    }
+
+    async fn query_keys(
+        &self,
+        index: &str,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+        names: HashMap<String, String>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression(condition)
+                .set_expression_attribute_values(Some(values.clone()))
+                .set_exclusive_start_key(start.take());
+            if !names.is_empty() {
+                q = q.set_expression_attribute_names(Some(names.clone()));
+            }
+            let page = q.send().await.map_err(|e| classify("Query", e))?;
+            for item in page.items() {
+                if let Some(AttributeValue::S(p)) = item.get(PK) {
+                    out.push(p.clone());
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if out.len() < limit => start = Some(k),
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
+impl Store for DynamoStore {
+    async fn load(&self, keys: &[Key]) -> Result<Loaded, StoreError> {
+        let mut out = Loaded::default();
+        for k in keys {
+            out.versions.insert(k.clone(), 0);
+            match k {
+                Key::Instance(i) => {
+                    out.world.instances.insert(i.clone(), None);
+                }
+                Key::Group(g) => {
+                    out.world.groups.insert(g.clone(), None);
+                }
+            }
+        }
+        for chunk in keys.chunks(100) {
+            let mut pending = KeysAndAttributes::builder()
+                .consistent_read(true)
+                .set_keys(Some(
+                    chunk
+                        .iter()
+                        .map(|k| Self::item_key(pk(k), Self::sk(k)))
+                        .collect(),
+                ))
+                .build()
+                .map_err(|e| transient("BatchGetItem", e))?;
+            for attempt in 0..8u32 {
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, pending.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify("BatchGetItem", e))?;
+                for item in resp
+                    .responses
+                    .as_ref()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let (key, record, version) = Self::decode(item)?;
+                    out.versions.insert(key.clone(), version);
+                    match (key, record) {
+                        (Key::Instance(i), Record::Instance(r)) => {
+                            out.world.instances.insert(i, Some(r));
+                        }
+                        (Key::Group(g), Record::Group(r)) => {
+                            out.world.groups.insert(g, Some(r));
+                        }
+                        (k, _) => {
+                            return Err(StoreError::Corrupt {
+                                key: pk(&k),
+                                reason: "record kind does not match its key".into(),
+                            });
+                        }
+                    }
+                }
+                match resp
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                {
+                    Some(rest) if !rest.keys().is_empty() => {
+                        pending = rest;
+                        tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&self, c: Commit) -> Result<(), StoreError> {
+        if c.is_empty() {
+            return Ok(());
+        }
+        let mut items = Vec::new();
+        let mut event_index = None;
+        for (key, record, version) in &c.writes {
+            let (cond, value) = Self::version_condition(*version);
+            let item = match record {
+                Some(r) => {
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(Self::record_item(key, r, version + 1)?))
+                        .condition_expression(cond)
+                        .set_expression_attribute_values(
+                            value.map(|(k, v)| HashMap::from([(k, v)])),
+                        )
+                        .build()
+                        .map_err(|e| transient("TransactWriteItems", e))?;
+                    TransactWriteItem::builder().put(put).build()
+                }
+                None => {
+                    let del = Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(Self::item_key(pk(key), Self::sk(key))))
+                        .condition_expression(cond)
+                        .set_expression_attribute_values(
+                            value.map(|(k, v)| HashMap::from([(k, v)])),
+                        )
+                        .build()
+                        .map_err(|e| transient("TransactWriteItems", e))?;
+                    TransactWriteItem::builder().delete(del).build()
+                }
+            };
+            items.push(item);
+        }
+        if let Some(e) = &c.event {
+            let mut item = Self::item_key(format!("E#{e}"), "E");
+            item.insert(TTL.into(), n(c.now.0 / 1000 + EVENT_RETENTION_SECS));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(format!("attribute_not_exists({PK})"))
+                .build()
+                .map_err(|e| transient("TransactWriteItems", e))?;
+            event_index = Some(items.len());
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        if let Some(o) = &c.outbox {
+            let pk = format!("O#{}", o.id);
+            let mut item = Self::item_key(pk.clone(), "O");
+            let commands = to_attribute_value(&o.commands).map_err(|e| StoreError::Corrupt {
+                key: pk.clone(),
+                reason: e.to_string(),
+            })?;
+            item.insert(REC.into(), commands);
+            item.insert(SHARD.into(), s(shard_of(&pk).to_string()));
+            item.insert(WAKE.into(), n(c.now.0 + OUTBOX_LEASE_MS));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| transient("TransactWriteItems", e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for (d, g) in &c.deployments {
+            let mut item = Self::item_key(format!("D#{d}"), "D");
+            item.insert("app".into(), s(g.application.clone()));
+            item.insert("dg".into(), s(g.deployment_group.clone()));
+            item.insert(TTL.into(), n(c.now.0 / 1000 + 30 * 24 * 3600));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| transient("TransactWriteItems", e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::Permanent {
+                op: "TransactWriteItems",
+                source: format!(
+                    "{} items exceed DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction",
+                    items.len()
+                )
+                .into(),
+            });
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(t)) =
+                    e.as_service_error()
+                {
+                    let reasons = t.cancellation_reasons();
+                    let failed = |i: usize| {
+                        reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+                    };
+                    if let (Some(i), Some(ev)) = (event_index, &c.event)
+                        && failed(i)
+                    {
+                        return Err(StoreError::Duplicate(ev.clone()));
+                    }
+                    if reasons.iter().any(|r| {
+                        matches!(
+                            r.code(),
+                            Some("ConditionalCheckFailed" | "TransactionConflict")
+                        )
+                    }) {
+                        return Err(StoreError::Conflict);
+                    }
+                }
+                Err(classify("TransactWriteItems", e))
+            }
+        }
+    }
+
+    async fn outbox_done(&self, id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(format!("O#{id}"), "O")))
+            .send()
+            .await
+            .map_err(|e| classify("DeleteItem", e))?;
+        Ok(())
+    }
+
+    async fn outbox(&self, id: &str) -> Result<Option<Outbox>, StoreError> {
+        let resp = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(format!("O#{id}"), "O")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        let Some(item) = resp.item else {
+            return Ok(None);
+        };
+        let commands = item.get(REC).cloned().ok_or_else(|| StoreError::Corrupt {
+            key: format!("O#{id}"),
+            reason: "no rec".into(),
+        })?;
+        let commands = from_attribute_value(commands).map_err(|e| StoreError::Corrupt {
+            key: format!("O#{id}"),
+            reason: e.to_string(),
+        })?;
+        Ok(Some(Outbox {
+            id: id.to_owned(),
+            commands,
+        }))
+    }
+
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
+        let mut out = Vec::new();
+        for shard in 0..DUE_SHARDS {
+            let values = HashMap::from([
+                (":s".to_owned(), s(shard.to_string())),
+                (":now".to_owned(), n(now.0)),
+            ]);
+            let names = HashMap::from([("#w".to_owned(), WAKE.to_owned())]);
+            let pks = self
+                .query_keys(
+                    DUE_INDEX,
+                    &format!("{SHARD} = :s AND #w <= :now"),
+                    values,
+                    names,
+                    limit.saturating_sub(out.len()),
+                )
+                .await?;
+            for p in pks {
+                if let Some(id) = p.strip_prefix("O#") {
+                    out.push(Due::Outbox(id.to_owned()));
+                } else if let Some(k) = key_of(&p) {
+                    out.push(Due::Record(k));
+                }
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn in_flight(&self, asg: &str) -> Result<Vec<InstanceId>, StoreError> {
+        let values = HashMap::from([(":a".to_owned(), s(asg))]);
+        let pks = self
+            .query_keys(
+                INFLIGHT_INDEX,
+                &format!("{INFLIGHT} = :a"),
+                values,
+                HashMap::new(),
+                usize::MAX,
+            )
+            .await?;
+        Ok(pks
+            .into_iter()
+            .filter_map(|p| p.strip_prefix("I#").map(|i| InstanceId(i.to_owned())))
+            .collect())
+    }
+
+    async fn deployment_group(&self, d: &DeploymentId) -> Result<Option<GroupKey>, StoreError> {
+        let resp = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(format!("D#{d}"), "D")))
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        let Some(item) = resp.item else {
+            return Ok(None);
+        };
+        match (item.get("app"), item.get("dg")) {
+            (Some(AttributeValue::S(a)), Some(AttributeValue::S(g))) => {
+                Ok(Some(GroupKey::new(a, g)))
+            }
+            _ => Err(StoreError::Corrupt {
+                key: format!("D#{d}"),
+                reason: "no app/dg".into(),
+            }),
+        }
+    }
+}

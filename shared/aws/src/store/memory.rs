@@ -1,0 +1,175 @@
+//! An in-memory store with the same semantics as the DynamoDB one (versions, conditional
+//! atomic commits, event dedupe, outbox, indexes). Used by the simulation and the crash tests;
+//! the DynamoDB store's own tests run against DynamoDB Local.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use turnstile_core::{DeploymentId, EventId, GroupKey, InstanceId, Key, Millis};
+
+use super::*;
+
+#[derive(Debug, Default)]
+struct State {
+    records: BTreeMap<Key, (Record, u64)>,
+    events: BTreeMap<EventId, Millis>,
+    outboxes: BTreeMap<String, (Outbox, Millis)>,
+    deployments: BTreeMap<DeploymentId, GroupKey>,
+    commits: u64,
+    writes: u64,
+}
+
+/// Cloning shares the state (like two Lambda invocations sharing one table).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a test failure already; keep the data usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every record, for invariant checks and tooling in tests.
+    pub fn snapshot(&self) -> World {
+        let s = self.lock();
+        let mut w = World::default();
+        for (k, (r, _)) in &s.records {
+            match (k, r) {
+                (Key::Instance(i), Record::Instance(x)) => {
+                    w.instances.insert(i.clone(), Some(x.clone()));
+                }
+                (Key::Group(g), Record::Group(x)) => {
+                    w.groups.insert(g.clone(), Some(x.clone()));
+                }
+                _ => {}
+            }
+        }
+        w
+    }
+
+    /// Items written so far (records, events, outboxes, index entries), for cost figures.
+    pub fn writes(&self) -> u64 {
+        self.lock().writes
+    }
+
+    pub fn pending_outboxes(&self) -> usize {
+        self.lock().outboxes.len()
+    }
+}
+
+impl Store for MemoryStore {
+    async fn load(&self, keys: &[Key]) -> Result<Loaded, StoreError> {
+        let s = self.lock();
+        let mut out = Loaded::default();
+        for k in keys {
+            let found = s.records.get(k);
+            out.versions.insert(k.clone(), found.map_or(0, |(_, v)| *v));
+            match k {
+                Key::Instance(i) => {
+                    let rec = match found {
+                        Some((Record::Instance(x), _)) => Some(x.clone()),
+                        _ => None,
+                    };
+                    out.world.instances.insert(i.clone(), rec);
+                }
+                Key::Group(g) => {
+                    let rec = match found {
+                        Some((Record::Group(x), _)) => Some(x.clone()),
+                        _ => None,
+                    };
+                    out.world.groups.insert(g.clone(), rec);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&self, c: Commit) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        for (k, _, v) in &c.writes {
+            let current = s.records.get(k).map_or(0, |(_, v)| *v);
+            if current != *v {
+                return Err(StoreError::Conflict);
+            }
+        }
+        if let Some(e) = &c.event
+            && s.events.contains_key(e)
+        {
+            return Err(StoreError::Duplicate(e.clone()));
+        }
+        s.commits += 1;
+        for (k, rec, v) in c.writes {
+            s.writes += 1;
+            match rec {
+                Some(r) => {
+                    s.records.insert(k, (r, v + 1));
+                }
+                None => {
+                    s.records.remove(&k);
+                }
+            }
+        }
+        if let Some(e) = c.event {
+            s.writes += 1;
+            s.events.insert(e, c.now);
+        }
+        if let Some(o) = c.outbox {
+            s.writes += 1;
+            s.outboxes
+                .insert(o.id.clone(), (o, c.now.plus_ms(OUTBOX_LEASE_MS)));
+        }
+        for (d, g) in c.deployments {
+            s.writes += 1;
+            s.deployments.insert(d, g);
+        }
+        Ok(())
+    }
+
+    async fn outbox_done(&self, id: &str) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if s.outboxes.remove(id).is_some() {
+            s.writes += 1;
+        }
+        Ok(())
+    }
+
+    async fn outbox(&self, id: &str) -> Result<Option<Outbox>, StoreError> {
+        Ok(self.lock().outboxes.get(id).map(|(o, _)| o.clone()))
+    }
+
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
+        let s = self.lock();
+        let records = s
+            .records
+            .iter()
+            .filter(|(_, (r, _))| wake_of(r).is_some_and(|w| w <= now))
+            .map(|(k, _)| Due::Record(k.clone()));
+        let outboxes = s
+            .outboxes
+            .iter()
+            .filter(|(_, (_, due))| *due <= now)
+            .map(|(id, _)| Due::Outbox(id.clone()));
+        Ok(outboxes.chain(records).take(limit).collect())
+    }
+
+    async fn in_flight(&self, asg: &str) -> Result<Vec<InstanceId>, StoreError> {
+        let s = self.lock();
+        Ok(s.records
+            .iter()
+            .filter_map(|(k, (r, _))| match k {
+                Key::Instance(i) if in_flight_asg(r) == Some(asg) => Some(i.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn deployment_group(&self, d: &DeploymentId) -> Result<Option<GroupKey>, StoreError> {
+        Ok(self.lock().deployments.get(d).cloned())
+    }
+}

@@ -1,0 +1,131 @@
+//! The EC2 tags adapter: opens and closes gates (CreateTags / DeleteTags).
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::Tag;
+use turnstile_core::{Gate, InstanceId};
+
+use crate::autoscaling::classify;
+use crate::ports::{PortError, Tags};
+
+/// Instances per CreateTags / DeleteTags call.
+pub const INSTANCES_PER_CALL: usize = 500;
+
+pub struct Ec2Tags {
+    client: Client,
+}
+
+impl Ec2Tags {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    async fn apply(
+        &self,
+        gate: &Gate,
+        instances: &[InstanceId],
+        open: bool,
+    ) -> Result<(), PortError> {
+        for chunk in instances.chunks(INSTANCES_PER_CALL) {
+            let mut ids: Vec<String> = chunk.iter().map(|i| i.0.clone()).collect();
+            // CreateTags is all-or-nothing: a terminated instance fails the whole call, and the
+            // error names it. Drop the named instances and try again with the rest.
+            for _ in 0..3 {
+                if ids.is_empty() {
+                    break;
+                }
+                let result = if open {
+                    let tag = Tag::builder().key(&gate.key).value(&gate.value).build();
+                    self.client
+                        .create_tags()
+                        .set_resources(Some(ids.clone()))
+                        .tags(tag)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| {
+                            (
+                                e.code().map(str::to_owned),
+                                e.message().map(str::to_owned),
+                                classify("CreateTags", e),
+                            )
+                        })
+                } else {
+                    // A tag without a value deletes the key whatever its value.
+                    let tag = Tag::builder().key(&gate.key).build();
+                    self.client
+                        .delete_tags()
+                        .set_resources(Some(ids.clone()))
+                        .tags(tag)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| {
+                            (
+                                e.code().map(str::to_owned),
+                                e.message().map(str::to_owned),
+                                classify("DeleteTags", e),
+                            )
+                        })
+                };
+                match result {
+                    Ok(()) => break,
+                    Err((Some(code), Some(message), _))
+                        if code.starts_with("InvalidInstanceID") =>
+                    {
+                        let missing = instance_ids_in(&message);
+                        let before = ids.len();
+                        ids.retain(|i| !missing.contains(i));
+                        if ids.len() == before {
+                            // Nothing we can drop: report it.
+                            return Err(PortError::Permanent {
+                                op: if open { "CreateTags" } else { "DeleteTags" },
+                                source: message.into(),
+                            });
+                        }
+                        tracing::info!(gone = ?missing, gate = %gate.key, "instances no longer exist; tagging the others");
+                    }
+                    Err((_, _, e)) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Instance ids (`i-` followed by hex) mentioned in an error message.
+pub fn instance_ids_in(message: &str) -> Vec<String> {
+    message
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| {
+            w.strip_prefix("i-")
+                .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Tags for Ec2Tags {
+    async fn open(&self, gate: &Gate, instances: &[InstanceId]) -> Result<(), PortError> {
+        self.apply(gate, instances, true).await
+    }
+
+    async fn close(&self, gate: &Gate, instances: &[InstanceId]) -> Result<(), PortError> {
+        self.apply(gate, instances, false).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn missing_instances_are_read_from_the_error_message() {
+        assert_eq!(
+            super::instance_ids_in("The instance IDs 'i-0abc1, i-0def2' do not exist"),
+            vec!["i-0abc1".to_owned(), "i-0def2".to_owned()]
+        );
+        assert_eq!(
+            super::instance_ids_in("The instance ID 'i-1234567890abcdef0' does not exist"),
+            vec!["i-1234567890abcdef0".to_owned()]
+        );
+    }
+}
