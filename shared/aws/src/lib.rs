@@ -5,10 +5,15 @@
 //! crash-safe ordering.
 
 pub mod autoscaling;
+pub mod bootstrap;
 pub mod codedeploy;
+pub mod config;
+pub mod emf;
 pub mod error;
+pub mod handler;
 pub mod ports;
 pub mod runner;
+pub mod sqs;
 pub mod store;
 pub mod tags;
 

@@ -520,11 +520,13 @@ where
                 }
             }
             Command::Metric(m) => {
-                tracing::info!(metric = ?m.name, value = m.value, unit = ?m.unit, asg = m.asg.as_deref(), group = ?m.group, "metric");
+                // Embedded metric format: CloudWatch reads metrics from the log stream.
+                println!("{}", crate::emf::metric_line(m, self.clock.now()));
                 None
             }
             Command::Alert(a) => {
                 tracing::error!(alert = ?a.kind, instance_id = a.instance.as_ref().map(|i| i.as_str()), group = ?a.group, "{}", a.message);
+                println!("{}", crate::emf::alert_line(a, self.clock.now()));
                 None
             }
         })

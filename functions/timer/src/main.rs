@@ -1,0 +1,23 @@
+//! The timer function, invoked every minute: heartbeats, reconciliation and the replay of
+//! interrupted decisions, for everything the `due` index says is due.
+
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use turnstile_aws::config::Config;
+use turnstile_aws::ports::{Clock, SystemClock};
+use turnstile_aws::{bootstrap, handler};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    bootstrap::init_logging();
+    let config = Config::from_env().inspect_err(|e| tracing::error!("{e}"))?;
+    let runner = bootstrap::runner(&config).await;
+    run(service_fn(|_: LambdaEvent<serde_json::Value>| {
+        let (runner, limit) = (&runner, config.sweep_limit);
+        async move {
+            let s = handler::sweep(runner, SystemClock.now(), limit).await?;
+            tracing::info!(due = s.due, replayed = s.replayed, ticked = s.ticked, failed = s.failed, "sweep");
+            Ok::<serde_json::Value, Error>(serde_json::json!({"due": s.due, "replayed": s.replayed, "ticked": s.ticked, "failed": s.failed}))
+        }
+    }))
+    .await
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""turnstile's own checks of its SAM templates, for what cfn-lint does not catch.
+
+Usage: check.py TEMPLATE [TEMPLATE ...]   (exit 1 and one line per problem on failure)
+
+Checks:
+- every function runs on provided.al2023, arm64, built by cargo-lambda from a binary the
+  workspace defines;
+- SQS event sources: BatchSize 1..10 and ReportBatchItemFailures; the queue's visibility
+  timeout is at least six times the function's timeout (Lambda's advice for SQS sources);
+- schedule expressions are well-formed rate(...) or cron(...) expressions;
+- no IAM `Resource: "*"` unless the line says why (`# justified: ...`);
+- the DynamoDB table has the indexes and attributes the store code queries.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+CRON = re.compile(r"^cron\((\S+ ){5}\S+\)$")
+
+
+def binaries():
+    names = set()
+    for cargo in ROOT.glob("functions/*/Cargo.toml"):
+        names.update(re.findall(r'^name = "([^"]+)"', cargo.read_text(), re.M))
+    return names
+
+
+def store_constants():
+    src = (ROOT / "shared/aws/src/store/dynamo.rs").read_text()
+    consts = dict(re.findall(r'const (\w+): &str = "([^"]+)";', src))
+    return consts
+
+
+def rate_ok(expr):
+    m = RATE.match(expr)
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        return n >= 1 and (unit.endswith("s") == (n != 1))
+    return bool(CRON.match(expr))
+
+
+def check(path):
+    problems = []
+    template, matches = decode(str(path))
+    if template is None:
+        return [f"{path}: cannot parse: {matches}"]
+    resources = template.get("Resources", {})
+    glob_fn = template.get("Globals", {}).get("Function", {})
+    bins = binaries()
+
+    def fn_prop(props, name):
+        return props.get(name, glob_fn.get(name))
+
+    queues = {k: v.get("Properties", {}) for k, v in resources.items() if isinstance(v, dict) and v.get("Type") == "AWS::SQS::Queue"}
+    for name, res in resources.items():
+        if not isinstance(res, dict):
+            continue
+        if res.get("Type") == "AWS::Serverless::Function":
+            props = res.get("Properties", {})
+            if fn_prop(props, "Runtime") != "provided.al2023":
+                problems.append(f"{path}: {name}: Runtime must be provided.al2023, is {fn_prop(props, 'Runtime')!r}")
+            if fn_prop(props, "Architectures") != ["arm64"]:
+                problems.append(f"{path}: {name}: Architectures must be [arm64], is {fn_prop(props, 'Architectures')!r}")
+            meta = res.get("Metadata", {})
+            if meta.get("BuildMethod") != "rust-cargolambda":
+                problems.append(f"{path}: {name}: Metadata.BuildMethod must be rust-cargolambda")
+            binary = meta.get("BuildProperties", {}).get("Binary")
+            if binary not in bins:
+                problems.append(f"{path}: {name}: BuildProperties.Binary {binary!r} is not a binary of functions/ ({sorted(bins)})")
+            timeout = fn_prop(props, "Timeout") or 3
+            for ev_name, ev in (props.get("Events") or {}).items():
+                kind, ep = ev.get("Type"), ev.get("Properties", {})
+                if kind == "SQS":
+                    size = ep.get("BatchSize", 10)
+                    if not (isinstance(size, int) and 1 <= size <= 10):
+                        problems.append(f"{path}: {name}.{ev_name}: BatchSize must be 1..10, is {size!r}")
+                    if "ReportBatchItemFailures" not in (ep.get("FunctionResponseTypes") or []):
+                        problems.append(f"{path}: {name}.{ev_name}: FunctionResponseTypes must include ReportBatchItemFailures")
+                    q = ep.get("Queue")
+                    qname = q.get("Fn::GetAtt", [None])[0] if isinstance(q, dict) else None
+                    vis = queues.get(qname, {}).get("VisibilityTimeout", 30)
+                    if isinstance(vis, int) and isinstance(timeout, int) and vis < 6 * timeout:
+                        problems.append(f"{path}: {name}.{ev_name}: queue {qname} VisibilityTimeout {vis} < 6 x function Timeout {timeout}")
+                if kind == "Schedule":
+                    expr = ep.get("Schedule")
+                    if not (isinstance(expr, str) and rate_ok(expr)):
+                        problems.append(f"{path}: {name}.{ev_name}: malformed schedule expression {expr!r}")
+        if res.get("Type") == "AWS::Events::Rule":
+            expr = res.get("Properties", {}).get("ScheduleExpression")
+            if expr is not None and not (isinstance(expr, str) and rate_ok(expr)):
+                problems.append(f"{path}: {name}: malformed ScheduleExpression {expr!r}")
+        if res.get("Type") == "AWS::DynamoDB::Table" and path.parent.name == "infra":
+            consts = store_constants()
+            props = res.get("Properties", {})
+            idx = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in props.get("GlobalSecondaryIndexes", [])}
+            want = {
+                consts["INFLIGHT_INDEX"]: [consts["INFLIGHT"], consts["PK"]],
+                consts["DUE_INDEX"]: [consts["SHARD"], consts["WAKE"]],
+            }
+            if idx != want:
+                problems.append(f"{path}: {name}: indexes {idx} differ from what the store queries {want}")
+            ttl = props.get("TimeToLiveSpecification", {}).get("AttributeName")
+            if ttl != consts["TTL"]:
+                problems.append(f"{path}: {name}: TTL attribute {ttl!r} is not the store's {consts['TTL']!r}")
+
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if re.search(r"Resource:\s*[\"']\*[\"']", line) and "# justified:" not in line:
+            problems.append(f"{path}:{n}: Resource \"*\" without a `# justified:` comment")
+    return problems
+
+
+def main(paths):
+    problems = [p for path in paths for p in check(Path(path).resolve())]
+    for p in problems:
+        print(p)
+    if problems:
+        return 1
+    print(f"infra/check.py: {len(paths)} template(s) pass turnstile's checks")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

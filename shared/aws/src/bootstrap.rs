@@ -1,0 +1,50 @@
+//! What a Lambda `main` does once per cold start: logging, configuration, clients, runner.
+
+use aws_config::BehaviorVersion;
+use turnstile_core::Engine;
+
+use crate::autoscaling::AutoScaling;
+use crate::codedeploy::CodeDeploy;
+use crate::config::Config;
+use crate::ports::SystemClock;
+use crate::runner::{NoHook, Runner};
+use crate::sqs::SqsTimer;
+use crate::store::dynamo::DynamoStore;
+use crate::tags::Ec2Tags;
+
+/// The runner wired to AWS.
+pub type AwsRunner =
+    Runner<DynamoStore, AutoScaling, CodeDeploy, Ec2Tags, SqsTimer, SystemClock, NoHook>;
+
+/// JSON logs on stdout (CloudWatch Logs), level from `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .flatten_event(true)
+        .with_target(false)
+        .with_ansi(false)
+        .without_time()
+        .init();
+}
+
+/// Builds every client once from the environment. `aws-config` honours `AWS_ENDPOINT_URL` and
+/// the per-service `AWS_ENDPOINT_URL_*`, which is how the local cloud points the real functions
+/// at its stand-ins.
+pub async fn runner(config: &Config) -> AwsRunner {
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    Runner::new(
+        Engine::default(),
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table),
+        AutoScaling::new(aws_sdk_autoscaling::Client::new(&sdk)),
+        CodeDeploy::new(aws_sdk_codedeploy::Client::new(&sdk)),
+        Ec2Tags::new(aws_sdk_ec2::Client::new(&sdk)),
+        SqsTimer::new(aws_sdk_sqs::Client::new(&sdk), &config.queue_url),
+        SystemClock,
+        NoHook,
+    )
+}

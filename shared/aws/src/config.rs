@@ -1,0 +1,142 @@
+//! Function configuration from the environment, validated at start: every problem is listed at
+//! once, not one per deploy.
+
+use std::fmt;
+
+/// What both functions need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// DynamoDB table (`TURNSTILE_TABLE`).
+    pub table: String,
+    /// The queue the queue function consumes; timer messages are sent to it
+    /// (`TURNSTILE_QUEUE_URL`).
+    pub queue_url: String,
+    /// How many due items one timer sweep handles (`TURNSTILE_SWEEP_LIMIT`, default 500).
+    pub sweep_limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `var` (the environment in production).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut required = |name: &str, what: &str| match var(name).filter(|v| !v.trim().is_empty())
+        {
+            Some(v) => v,
+            None => {
+                problems.push(format!("{name} is not set: {what}"));
+                String::new()
+            }
+        };
+        let table = required("TURNSTILE_TABLE", "the DynamoDB table name");
+        let queue_url = required(
+            "TURNSTILE_QUEUE_URL",
+            "the URL of the orchestrator's SQS queue",
+        );
+        let looks_like_url = queue_url.starts_with("https://") || queue_url.starts_with("http://");
+        if !queue_url.is_empty() && !looks_like_url {
+            problems.push(format!(
+                "TURNSTILE_QUEUE_URL is `{queue_url}`: expected an SQS queue URL (https://…)"
+            ));
+        }
+        if var("AWS_REGION").filter(|v| !v.is_empty()).is_none()
+            && var("AWS_DEFAULT_REGION")
+                .filter(|v| !v.is_empty())
+                .is_none()
+        {
+            problems.push(
+                "AWS_REGION is not set (Lambda sets it; set it when running elsewhere)".into(),
+            );
+        }
+        let sweep_limit = match var("TURNSTILE_SWEEP_LIMIT") {
+            None => 500,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=10_000).contains(&n) => n,
+                _ => {
+                    problems.push(format!(
+                        "TURNSTILE_SWEEP_LIMIT is `{v}`: expected a number from 1 to 10000"
+                    ));
+                    500
+                }
+            },
+        };
+        if problems.is_empty() {
+            Ok(Self {
+                table,
+                queue_url,
+                sweep_limit,
+            })
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let err = with(&[
+            ("TURNSTILE_QUEUE_URL", "my-queue"),
+            ("TURNSTILE_SWEEP_LIMIT", "lots"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 4, "{err}");
+        let text = err.to_string();
+        for needle in [
+            "TURNSTILE_TABLE",
+            "TURNSTILE_QUEUE_URL is `my-queue`",
+            "AWS_REGION",
+            "TURNSTILE_SWEEP_LIMIT",
+        ] {
+            assert!(text.contains(needle), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_complete_environment_is_accepted() {
+        let c = with(&[
+            ("TURNSTILE_TABLE", "t"),
+            (
+                "TURNSTILE_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/1/q",
+            ),
+            ("AWS_REGION", "us-east-1"),
+        ])
+        .unwrap();
+        assert_eq!(c.sweep_limit, 500);
+    }
+}

@@ -1,0 +1,229 @@
+//! What the Lambda functions do, without the Lambda runtime (so it is testable): the queue
+//! function handles a batch of SQS records with partial batch failures; the timer function
+//! sweeps what is due.
+//!
+//! Rule for bad input (stated once, in the README too):
+//! - a message that is valid but needs no action (`autoscaling:TEST_NOTIFICATION`, an event type
+//!   the orchestrator does not act on, blue/green `READY`) is **acknowledged** and logged;
+//! - a message that cannot be parsed (not JSON, unknown shape, a missing or invalid field) is
+//!   logged at error level with its message id and the field, and **reported as a batch item
+//!   failure**: after the queue's `maxReceiveCount` receives it lands in the dead-letter queue,
+//!   whose alarm makes it visible. It is never dropped silently;
+//! - a failure a retry can fix (throttling, a conflict storm, a dead dependency) is reported as a
+//!   batch item failure and redelivered after the visibility timeout;
+//! - one record never blocks or loses another: each is handled on its own.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use turnstile_core::{Input, Key, Millis};
+use turnstile_events::{Message, ParseError};
+
+use crate::ports::{Clock, Deployments, Lifecycle, Tags, Timer};
+use crate::runner::{Hook, RunError, Runner};
+use crate::store::{Due, Store};
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    Processed,
+    /// The event was processed before (a redelivery or an EventBridge duplicate).
+    Duplicate,
+    /// Valid, nothing to do.
+    Ignored(String),
+    /// Cannot be parsed; goes to the dead-letter queue after `maxReceiveCount` receives.
+    Poison(String),
+    /// Failed in a way a retry can fix.
+    Retry(String),
+    /// Failed in a way a retry cannot fix (after bounded retries it reaches the DLQ).
+    Failed(String),
+}
+
+impl Disposition {
+    /// Whether SQS should deliver the record again.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Disposition::Poison(_) | Disposition::Retry(_) | Disposition::Failed(_)
+        )
+    }
+}
+
+/// The instance, deployment and group an input is about, for log fields.
+fn fields(input: &Input) -> (Option<String>, Option<String>, Option<String>) {
+    match input {
+        Input::Launch { event, .. } | Input::Terminate { event } => {
+            (Some(event.action.instance.0.clone()), None, None)
+        }
+        Input::DeploymentEvent {
+            group, deployment, ..
+        }
+        | Input::DeploymentStatus {
+            group, deployment, ..
+        } => (None, Some(deployment.0.clone()), Some(group.to_string())),
+        Input::TargetEvent {
+            group,
+            deployment,
+            instance,
+            ..
+        } => (
+            Some(instance.0.clone()),
+            Some(deployment.0.clone()),
+            Some(group.to_string()),
+        ),
+        Input::Tick(Key::Instance(i)) => (Some(i.0.clone()), None, None),
+        Input::Tick(Key::Group(g)) => (None, None, Some(g.to_string())),
+        _ => (None, None, None),
+    }
+}
+
+fn parse_failure(message_id: &str, e: &ParseError) -> Disposition {
+    tracing::error!(message_id, field = e.field(), error = %e, "unparseable message; it goes to the dead-letter queue after maxReceiveCount receives");
+    Disposition::Poison(e.to_string())
+}
+
+fn run_failure(e: &RunError) -> Disposition {
+    if e.is_retryable() {
+        tracing::warn!(error = %e, "will be retried");
+        Disposition::Retry(e.to_string())
+    } else {
+        tracing::error!(error = %e, "failed and cannot succeed on retry");
+        Disposition::Failed(e.to_string())
+    }
+}
+
+/// Handles one SQS message body.
+pub async fn handle_body<S, L, D, T, W, C, H>(
+    runner: &Runner<S, L, D, T, W, C, H>,
+    message_id: &str,
+    body: Option<&str>,
+) -> Disposition
+where
+    S: Store,
+    L: Lifecycle,
+    D: Deployments,
+    T: Tags,
+    W: Timer,
+    C: Clock,
+    H: Hook,
+{
+    let Some(body) = body else {
+        tracing::error!(message_id, field = "body", "message has no body");
+        return Disposition::Poison("message has no body".into());
+    };
+    let message = match turnstile_events::parse(body) {
+        Ok(m) => m,
+        Err(e) => return parse_failure(message_id, &e),
+    };
+    if let Message::Ignored(why) = &message {
+        tracing::info!(message_id, reason = ?why, "acknowledged without action");
+        return Disposition::Ignored(format!("{why:?}"));
+    }
+    let (input, event) = match runner.input_of(message).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return Disposition::Ignored("nothing to do".into()),
+        Err(e) => return run_failure(&e),
+    };
+    let (instance_id, deployment_id, group) = fields(&input);
+    let span = tracing::info_span!(
+        "message",
+        message_id,
+        event_id = event.as_ref().map(|e| e.0.clone()),
+        instance_id,
+        deployment_id,
+        group
+    );
+    let _enter = span.enter();
+    match runner.handle(input, event).await {
+        Ok(o) if o.duplicate => {
+            tracing::info!("duplicate event: already processed");
+            Disposition::Duplicate
+        }
+        Ok(o) => {
+            tracing::info!(decisions = o.decisions, commands = o.commands, conflicts = o.conflicts, ignored = ?o.ignored, "processed");
+            Disposition::Processed
+        }
+        Err(e) => run_failure(&e),
+    }
+}
+
+/// Handles a batch of records and reports the ones SQS must deliver again.
+pub async fn handle_batch<S, L, D, T, W, C, H>(
+    runner: &Runner<S, L, D, T, W, C, H>,
+    event: SqsEvent,
+) -> (SqsBatchResponse, Vec<Disposition>)
+where
+    S: Store,
+    L: Lifecycle,
+    D: Deployments,
+    T: Tags,
+    W: Timer,
+    C: Clock,
+    H: Hook,
+{
+    let mut response = SqsBatchResponse::default();
+    let mut dispositions = Vec::with_capacity(event.records.len());
+    for record in event.records {
+        let SqsMessage {
+            message_id, body, ..
+        } = record;
+        let id = message_id.unwrap_or_default();
+        let d = handle_body(runner, &id, body.as_deref()).await;
+        if d.is_failure() {
+            if id.is_empty() {
+                // Without an id the failure cannot be reported for this record alone; report
+                // nothing rather than fail the whole batch, and say so.
+                tracing::error!(
+                    "a failed record has no message id; it cannot be redelivered alone"
+                );
+            } else {
+                response.add_failure(id);
+            }
+        }
+        dispositions.push(d);
+    }
+    (response, dispositions)
+}
+
+/// What a timer sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sweep {
+    pub due: usize,
+    pub replayed: usize,
+    pub ticked: usize,
+    pub failed: usize,
+}
+
+/// The timer path: every record and outbox whose wake time has come.
+pub async fn sweep<S, L, D, T, W, C, H>(
+    runner: &Runner<S, L, D, T, W, C, H>,
+    now: Millis,
+    limit: usize,
+) -> Result<Sweep, RunError>
+where
+    S: Store,
+    L: Lifecycle,
+    D: Deployments,
+    T: Tags,
+    W: Timer,
+    C: Clock,
+    H: Hook,
+{
+    let due = runner.store.due(now, limit).await?;
+    let mut report = Sweep {
+        due: due.len(),
+        ..Sweep::default()
+    };
+    for d in due {
+        let result = match &d {
+            Due::Outbox(id) => runner.replay(id).await.map(|_| report.replayed += 1),
+            Due::Record(key) => runner
+                .handle(Input::Tick(key.clone()), None)
+                .await
+                .map(|_| report.ticked += 1),
+        };
+        if let Err(e) = result {
+            report.failed += 1;
+            tracing::warn!(due = ?d, error = %e, "sweep item failed; the next sweep retries it");
+        }
+    }
+    Ok(report)
+}
