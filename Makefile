@@ -8,7 +8,7 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit core-deps tools infra-check demo simulate check-toolchain check-java
+.PHONY: test fmt-check clippy unit core-deps tools infra-check build demo simulate check-toolchain check-java
 
 test: check-toolchain tools fmt-check clippy core-deps infra-check unit
 
@@ -58,6 +58,25 @@ clippy:
 
 unit:
 	$(CARGO) test --workspace --locked
+
+BUILD_VENV := .venv-build
+LAMBDA_DIR := target/lambda
+
+# arm64 `bootstrap` zips of both functions, built by cargo-lambda (with zig as the linker).
+build: check-toolchain $(BUILD_VENV)/.installed
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
+	  --bin turnstile-queue --bin turnstile-timer
+	@for f in queue timer; do \
+	  z=$(LAMBDA_DIR)/turnstile-$$f/bootstrap.zip; \
+	  printf 'turnstile-%s: bootstrap %s bytes, zip %s bytes\n' $$f \
+	    "$$(unzip -Zt $$z | awk '{print $$3}')" "$$(stat -c %s $$z)"; \
+	done
+
+$(BUILD_VENV)/.installed: tools/requirements-build.txt
+	python3 -m venv $(BUILD_VENV)
+	$(BUILD_VENV)/bin/pip install -q --disable-pip-version-check -r tools/requirements-build.txt
+	@touch $@
 
 demo: check-toolchain
 	$(CARGO) run --release --locked -q -p turnstile-sim --bin simulate -- --instances 10 --groups 3 --faults

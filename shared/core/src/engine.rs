@@ -77,6 +77,20 @@ impl World {
     pub fn group(&self, key: &GroupKey) -> Option<&Group> {
         self.groups.get(key).and_then(Option::as_ref)
     }
+
+    /// Records the keys as loaded and absent (a store that has none of them).
+    pub fn insert_absent(&mut self, keys: impl IntoIterator<Item = Key>) {
+        for k in keys {
+            match k {
+                Key::Instance(i) => {
+                    self.instances.entry(i).or_insert(None);
+                }
+                Key::Group(g) => {
+                    self.groups.entry(g).or_insert(None);
+                }
+            }
+        }
+    }
 }
 
 /// What a decision changed and what must happen next.
@@ -177,6 +191,18 @@ fn primary_keys(input: &Input) -> (Vec<InstanceId>, Vec<GroupKey>) {
         Input::Tick(Key::Instance(i)) => (vec![i.clone()], vec![]),
         Input::Tick(Key::Group(g)) => (vec![], vec![g.clone()]),
     }
+}
+
+/// Whether `event` is among a record's recent event ids; remembers it if not.
+fn seen_before(seen: Option<&mut Vec<EventId>>, event: Option<&EventId>, cap: usize) -> bool {
+    let (Some(seen), Some(event)) = (seen, event) else {
+        return false;
+    };
+    if seen.contains(event) {
+        return true;
+    }
+    Cx::remember(seen, event, cap);
+    false
 }
 
 /// When a group may admit an instance that just joined its waiting list.
@@ -314,33 +340,33 @@ impl Cx<'_> {
 
     /// Dedupe on event id for instance-keyed inputs. Returns true for a duplicate.
     fn instance_seen(&mut self, id: &InstanceId, event: Option<&EventId>) -> bool {
-        let (Some(event), cap) = (event, self.cfg.seen_capacity) else {
-            return false;
-        };
-        let Some(inst) = self.w.instances.get_mut(id).and_then(Option::as_mut) else {
-            return false;
-        };
-        if inst.seen.contains(event) {
-            self.ignore(format!("duplicate event {event}"));
-            return true;
-        }
-        Self::remember(&mut inst.seen, event, cap);
-        false
+        let seen = self
+            .w
+            .instances
+            .get_mut(id)
+            .and_then(Option::as_mut)
+            .map(|i| &mut i.seen);
+        let duplicate = seen_before(seen, event, self.cfg.seen_capacity);
+        self.note_duplicate(duplicate, event)
     }
 
+    /// Dedupe on event id for group-keyed inputs. Returns true for a duplicate.
     fn group_seen(&mut self, key: &GroupKey, event: Option<&EventId>) -> bool {
-        let (Some(event), cap) = (event, self.cfg.seen_capacity) else {
-            return false;
-        };
-        let Some(g) = self.w.groups.get_mut(key).and_then(Option::as_mut) else {
-            return false;
-        };
-        if g.seen.contains(event) {
-            self.ignore(format!("duplicate event {event}"));
-            return true;
+        let seen = self
+            .w
+            .groups
+            .get_mut(key)
+            .and_then(Option::as_mut)
+            .map(|g| &mut g.seen);
+        let duplicate = seen_before(seen, event, self.cfg.seen_capacity);
+        self.note_duplicate(duplicate, event)
+    }
+
+    fn note_duplicate(&mut self, duplicate: bool, event: Option<&EventId>) -> bool {
+        if let (true, Some(e)) = (duplicate, event) {
+            self.ignore(format!("duplicate event {e}"));
         }
-        Self::remember(&mut g.seen, event, cap);
-        false
+        duplicate
     }
 
     fn metric(

@@ -72,18 +72,7 @@ impl H {
         loop {
             match self.engine.decide(&mut self.world, &input, self.now) {
                 Ok(d) => return d,
-                Err(Missing(keys)) => {
-                    for k in keys {
-                        match k {
-                            Key::Instance(i) => {
-                                self.world.instances.entry(i).or_insert(None);
-                            }
-                            Key::Group(g) => {
-                                self.world.groups.entry(g).or_insert(None);
-                            }
-                        }
-                    }
-                }
+                Err(Missing(keys)) => self.world.insert_absent(keys),
             }
         }
     }

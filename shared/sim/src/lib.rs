@@ -25,6 +25,35 @@ use turnstile_model::{
     Transition,
 };
 
+/// What CodeDeploy would answer about a deployment and some of its targets (GetDeployment and
+/// BatchGetDeploymentTargets), in the core's terms.
+pub fn deployment_status(
+    d: &turnstile_model::Deployment,
+    instances: &[InstanceId],
+) -> (DeploymentState, Vec<(InstanceId, TargetState)>) {
+    let state = match d.status {
+        DeploymentStatus::InProgress => DeploymentState::InProgress,
+        DeploymentStatus::Succeeded => DeploymentState::Succeeded,
+        DeploymentStatus::Failed => DeploymentState::Failed,
+        DeploymentStatus::Stopped => DeploymentState::Stopped,
+    };
+    let targets = instances
+        .iter()
+        .map(|i| {
+            let s = match d.targets.get(&i.0).map(|t| t.status) {
+                Some(TargetStatus::Pending) => TargetState::Pending,
+                Some(TargetStatus::InProgress) => TargetState::InProgress,
+                Some(TargetStatus::Succeeded) => TargetState::Succeeded,
+                Some(TargetStatus::Failed) => TargetState::Failed,
+                Some(TargetStatus::Skipped) => TargetState::Skipped,
+                None => TargetState::Unknown,
+            };
+            (i.clone(), s)
+        })
+        .collect();
+    (state, targets)
+}
+
 /// Marks deployments the orchestrator creates (the real adapter writes the same marker).
 pub const INTENT_MARKER: &str = "turnstile intent=";
 
@@ -376,18 +405,7 @@ impl Sim {
             let decision = loop {
                 match self.engine.decide(&mut self.world, &input, now) {
                     Ok(d) => break d,
-                    Err(Missing(keys)) => {
-                        for k in keys {
-                            match k {
-                                Key::Instance(i) => {
-                                    self.world.instances.entry(i).or_insert(None);
-                                }
-                                Key::Group(g) => {
-                                    self.world.groups.entry(g).or_insert(None);
-                                }
-                            }
-                        }
-                    }
+                    Err(Missing(keys)) => self.world.insert_absent(keys),
                 }
             };
             self.stats.record_writes += decision.changed.len() as u64;
@@ -519,27 +537,7 @@ impl Sim {
                 let Ok(d) = self.cloud.get_deployment(&deployment.0) else {
                     return vec![];
                 };
-                let state = match d.status {
-                    DeploymentStatus::InProgress => DeploymentState::InProgress,
-                    DeploymentStatus::Succeeded => DeploymentState::Succeeded,
-                    DeploymentStatus::Failed => DeploymentState::Failed,
-                    DeploymentStatus::Stopped => DeploymentState::Stopped,
-                };
-                let targets = instances
-                    .iter()
-                    .map(|i| {
-                        let t = d.targets.get(&i.0).map(|t| t.status);
-                        let s = match t {
-                            Some(TargetStatus::Pending) => TargetState::Pending,
-                            Some(TargetStatus::InProgress) => TargetState::InProgress,
-                            Some(TargetStatus::Succeeded) => TargetState::Succeeded,
-                            Some(TargetStatus::Failed) => TargetState::Failed,
-                            Some(TargetStatus::Skipped) => TargetState::Skipped,
-                            None => TargetState::Unknown,
-                        };
-                        (i.clone(), s)
-                    })
-                    .collect();
+                let (state, targets) = deployment_status(&d, &instances);
                 vec![Input::DeploymentStatus {
                     group,
                     deployment,

@@ -10,7 +10,7 @@ use turnstile_aws::ports::{
 };
 use turnstile_aws::runner::{Hook, RunError};
 use turnstile_core::*;
-use turnstile_model::{ApiError, Cloud, Creator, DeploymentStatus, HookResult, TargetStatus};
+use turnstile_model::{ApiError, Cloud, Creator, HookResult};
 
 /// The model, shared by every port (one AWS account).
 #[derive(Clone)]
@@ -143,26 +143,7 @@ impl Deployments for Aws {
             .lock()
             .get_deployment(d.as_str())
             .map_err(|e| gone("GetDeployment", e))?;
-        let state = match dep.status {
-            DeploymentStatus::InProgress => DeploymentState::InProgress,
-            DeploymentStatus::Succeeded => DeploymentState::Succeeded,
-            DeploymentStatus::Failed => DeploymentState::Failed,
-            DeploymentStatus::Stopped => DeploymentState::Stopped,
-        };
-        let targets = instances
-            .iter()
-            .map(|i| {
-                let s = match dep.targets.get(&i.0).map(|t| t.status) {
-                    Some(TargetStatus::Pending) => TargetState::Pending,
-                    Some(TargetStatus::InProgress) => TargetState::InProgress,
-                    Some(TargetStatus::Succeeded) => TargetState::Succeeded,
-                    Some(TargetStatus::Failed) => TargetState::Failed,
-                    Some(TargetStatus::Skipped) => TargetState::Skipped,
-                    None => TargetState::Unknown,
-                };
-                (i.clone(), s)
-            })
-            .collect();
+        let (state, targets) = turnstile_sim::deployment_status(&dep, instances);
         Ok((state, targets))
     }
     async fn stop(&self, d: &DeploymentId) -> Result<(), PortError> {
