@@ -8,7 +8,7 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit core-deps tools infra-check build demo simulate check-toolchain check-java
+.PHONY: test fmt-check clippy unit core-deps tools infra-check build sam-build demo simulate check-toolchain check-java
 
 test: check-toolchain tools fmt-check clippy core-deps infra-check unit
 
@@ -72,6 +72,13 @@ build: check-toolchain $(BUILD_VENV)/.installed
 	  printf 'turnstile-%s: bootstrap %s bytes, zip %s bytes\n' $$f \
 	    "$$(unzip -Zt $$z | awk '{print $$3}')" "$$(stat -c %s $$z)"; \
 	done
+
+# `sam build` as a user runs it (offline; BuildMethod rust-cargolambda), with example parameters.
+sam-build: $(BUILD_VENV)/.installed $(INFRA_VENV)/.installed
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(BUILD_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 \
+	  $(INFRA_VENV)/bin/sam build --language-extensions -t infra/template.yaml --build-dir target/sam \
+	  --parameter-overrides ManagedAutoScalingGroupNames=shared-fleet ManagedApplications=web,api,worker
 
 $(BUILD_VENV)/.installed: tools/requirements-build.txt
 	python3 -m venv $(BUILD_VENV)

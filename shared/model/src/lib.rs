@@ -260,6 +260,9 @@ pub struct Deployment {
     pub ended_at: Option<Ms>,
     /// Targets not yet handed to their agent (OneAtATime / HalfAtATime pacing).
     undispatched: VecDeque<String>,
+    /// For a deployment CodeDeploy's own launch hook started: the action it completes
+    /// (Auto Scaling group, hook, token).
+    pub native: Option<(String, String, String)>,
 }
 
 impl Deployment {
@@ -378,6 +381,8 @@ pub struct Cloud {
     /// API calls served, by operation name.
     pub calls: BTreeMap<&'static str, u64>,
     replacements: Vec<(Ms, String)>,
+    /// Launch hooks CodeDeploy installed for a deployment group associated with the group.
+    pub native_hooks: BTreeMap<(String, String), GroupKey>,
     pub account: String,
     pub region: String,
 }
@@ -396,6 +401,7 @@ impl Cloud {
             facts: Vec::new(),
             calls: BTreeMap::new(),
             replacements: Vec::new(),
+            native_hooks: BTreeMap::new(),
             account: "123456789012".into(),
             region: "us-east-1".into(),
         }
@@ -429,6 +435,92 @@ impl Cloud {
 
     pub fn add_group(&mut self, g: DeploymentGroup) {
         self.groups.insert(g.key(), g);
+    }
+
+    /// Associates a deployment group with an Auto Scaling group the way CodeDeploy does: it
+    /// installs its own launch hook (`CodeDeploy-managed-automatic-launch-deployment-hook-<group>-<uuid>`,
+    /// 600 s heartbeat, ABANDON) [aws-facts §3.6].
+    pub fn associate_asg(&mut self, asg: &str, group: &GroupKey) {
+        let uuid = self.uuid();
+        let name = format!(
+            "CodeDeploy-managed-automatic-launch-deployment-hook-{}-{uuid}",
+            group.1
+        );
+        let Some(a) = self.asgs.get_mut(asg) else {
+            return;
+        };
+        a.hooks.push(Hook {
+            name: name.clone(),
+            transition: Transition::Launching,
+            heartbeat_secs: 600,
+            default_result: HookResult::Abandon,
+            metadata: Some(uuid),
+        });
+        self.native_hooks
+            .insert((asg.to_owned(), name), group.clone());
+    }
+
+    /// CodeDeploy's answer to its own hook's notification: a deployment (creator
+    /// `autoscaling`) of the group's last successful revision to the new instance, heartbeated
+    /// until it ends, then CONTINUE or ABANDON [aws-facts §3.6 Flow].
+    fn native_launch(
+        &mut self,
+        instance: &str,
+        asg: &str,
+        hook: &str,
+        token: &str,
+        group: &GroupKey,
+    ) {
+        let Some(revision) = self
+            .groups
+            .get(group)
+            .and_then(|g| g.target_revision.clone())
+        else {
+            let _ =
+                self.complete_lifecycle_action(asg, hook, Some(token), None, HookResult::Continue);
+            return;
+        };
+        let config = self
+            .groups
+            .get(group)
+            .map_or(DeployConfig::OneAtATime, |g| g.config);
+        let id = format!("d-{:09X}", self.next());
+        let mut targets = BTreeMap::new();
+        targets.insert(
+            instance.to_owned(),
+            Target {
+                status: TargetStatus::Pending,
+                started_at: None,
+                ended_at: None,
+            },
+        );
+        self.facts.push(Fact::DeploymentCreated {
+            deployment: id.clone(),
+            group: group.clone(),
+            creator: Creator::Autoscaling,
+            targets: vec![instance.to_owned()],
+            at: self.now,
+        });
+        self.deployments.insert(
+            id.clone(),
+            Deployment {
+                id: id.clone(),
+                group: group.clone(),
+                revision,
+                config,
+                creator: Creator::Autoscaling,
+                description: String::new(),
+                status: DeploymentStatus::InProgress,
+                targets,
+                created_at: self.now,
+                ended_at: None,
+                undispatched: VecDeque::from([instance.to_owned()]),
+                native: Some((asg.to_owned(), hook.to_owned(), token.to_owned())),
+            },
+        );
+        self.publish_deployment(&id, "START");
+        self.dispatch(&id);
+        self.maybe_finish(&id);
     }
 
     // ---- Auto Scaling -----------------------------------------------------------------------
@@ -476,7 +568,19 @@ impl Cloud {
             if inst.state == InstanceState::InService {
                 inst.in_service_at = Some(self.now);
             }
+            let natives: Vec<(String, String, GroupKey)> = inst
+                .actions
+                .iter()
+                .filter_map(|a| {
+                    self.native_hooks
+                        .get(&(asg.to_owned(), a.hook.clone()))
+                        .map(|g| (a.hook.clone(), a.token.clone(), g.clone()))
+                })
+                .collect();
             self.instances.insert(id.clone(), inst);
+            for (hook, token, group) in natives {
+                self.native_launch(&id, asg, &hook, &token, &group);
+            }
             ids.push(id);
         }
         ids
@@ -843,6 +947,7 @@ impl Cloud {
             created_at: self.now,
             ended_at: None,
             undispatched,
+            native: None,
         };
         self.facts.push(Fact::DeploymentCreated {
             deployment: id.clone(),
@@ -1138,6 +1243,15 @@ impl Cloud {
             _ => "FAILURE",
         };
         self.publish_deployment(id, state);
+        let native = self.deployments.get(id).and_then(|d| d.native.clone());
+        if let Some((asg, hook, token)) = native {
+            let result = if status == DeploymentStatus::Succeeded {
+                HookResult::Continue
+            } else {
+                HookResult::Abandon
+            };
+            let _ = self.complete_lifecycle_action(&asg, &hook, Some(&token), None, result);
+        }
     }
 
     /// `CodeDeploy Deployment State-change Notification` [aws-facts §1.3].
@@ -1240,6 +1354,21 @@ impl Cloud {
                 TargetStatus::Succeeded
             };
             self.finish_target(&dep, &inst, status);
+        }
+        // CodeDeploy heartbeats its own hook's action while its deployment runs (every 5 min
+        // [aws-facts §3.6]); modelled as the heartbeat timer never running out meanwhile.
+        let heartbeated: Vec<String> = self
+            .deployments
+            .values()
+            .filter(|d| d.status.is_active())
+            .filter_map(|d| d.native.as_ref().map(|(_, _, t)| t.clone()))
+            .collect();
+        for i in self.instances.values_mut() {
+            for a in &mut i.actions {
+                if heartbeated.contains(&a.token) {
+                    a.heartbeat_deadline = (now + a.heartbeat_ms).min(a.global_deadline);
+                }
+            }
         }
         // Lifecycle actions that ran out of time get their hook's default result [aws-facts §2].
         let expired: Vec<(String, Action)> = self

@@ -380,3 +380,84 @@ fn iso_time_matches_eventbridge_format() {
     assert_eq!(iso(1_610_496_757_214), "2021-01-13T00:12:37.214Z");
     assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
 }
+
+/// [aws-facts §3.6; design brief §1] CodeDeploy's own hooks: every associated group deploys to
+/// a new instance at once; the agent runs them one at a time, the later ones cannot start
+/// within 5 minutes and fail, the hook is abandoned, the instance replaced, and so on.
+#[test]
+fn native_hooks_of_three_groups_abandon_and_relaunch() {
+    let mut c = Cloud::new(11);
+    c.add_asg(Asg {
+        name: "asg".into(),
+        hooks: vec![],
+        replace_after_ms: Some(10_000),
+    });
+    for n in 0..3 {
+        c.add_group(DeploymentGroup {
+            app: format!("a{n}"),
+            name: format!("g{n}"),
+            tag_set: vec![vec![("role".into(), "web".into())]],
+            target_revision: Some(format!("r{n}")),
+            config: DeployConfig::OneAtATime,
+            profile: Profile {
+                min_ms: 240_000,
+                max_ms: 240_000,
+                fail_prob: 0.0,
+            },
+        });
+        c.associate_asg("asg", &(format!("a{n}"), format!("g{n}")));
+    }
+    assert!(c.asgs["asg"].hooks.iter().all(|h| {
+        h.name
+            .starts_with("CodeDeploy-managed-automatic-launch-deployment-hook-g")
+    }));
+    let first = c.scale_out("asg", 1).remove(0);
+    let natives = c
+        .deployments
+        .values()
+        .filter(|d| d.creator == Creator::Autoscaling)
+        .count();
+    assert_eq!(natives, 3, "all three groups deploy at the same moment");
+    c.advance_to(600_000);
+    assert_eq!(
+        c.instances[&first].state,
+        InstanceState::Terminated,
+        "abandoned after the third deployment could not start in time"
+    );
+    assert!(c.facts.iter().any(|f| matches!(f, Fact::Completed { result: HookResult::Abandon, instance, .. } if *instance == first)));
+    assert!(
+        c.instances.len() >= 2,
+        "a replacement was launched: the loop begins"
+    );
+}
+
+/// [aws-facts §3.6] with one associated group the native hook works: CONTINUE on success.
+#[test]
+fn a_single_native_hook_continues_on_success() {
+    let mut c = Cloud::new(12);
+    c.add_asg(Asg {
+        name: "asg".into(),
+        hooks: vec![],
+        replace_after_ms: None,
+    });
+    c.add_group(DeploymentGroup {
+        app: "a".into(),
+        name: "g".into(),
+        tag_set: vec![vec![("role".into(), "web".into())]],
+        target_revision: Some("r".into()),
+        config: DeployConfig::OneAtATime,
+        profile: Profile {
+            min_ms: 60_000,
+            max_ms: 60_000,
+            fail_prob: 0.0,
+        },
+    });
+    c.associate_asg("asg", &("a".into(), "g".into()));
+    let id = c.scale_out("asg", 1).remove(0);
+    c.advance_to(60_000);
+    assert_eq!(c.instances[&id].state, InstanceState::InService);
+    assert_eq!(
+        c.instances[&id].installed[&("a".to_owned(), "g".to_owned())],
+        "r"
+    );
+}
