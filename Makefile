@@ -8,7 +8,7 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit core-deps tools infra-check build sam-build demo simulate check-toolchain check-java
+.PHONY: test fmt-check clippy unit core-deps tools infra-check build sam-build soak demo simulate check-toolchain check-java
 
 test: check-toolchain tools fmt-check clippy core-deps infra-check unit
 
@@ -84,6 +84,11 @@ $(BUILD_VENV)/.installed: tools/requirements-build.txt
 	python3 -m venv $(BUILD_VENV)
 	$(BUILD_VENV)/bin/pip install -q --disable-pip-version-check -r tools/requirements-build.txt
 	@touch $@
+
+# The deterministic simulation of the real runner with many more seeds than `make test` runs.
+SOAK_SEEDS ?= 100000
+soak: check-toolchain
+	DST_SEEDS=$(SOAK_SEEDS) DST_SEED_START=10000 $(CARGO) test --locked -p turnstile-aws --test dst -- --nocapture
 
 demo: check-toolchain
 	$(CARGO) run --release --locked -q -p turnstile-sim --bin simulate -- --instances 10 --groups 3 --faults

@@ -15,8 +15,10 @@ async fn main() -> Result<(), Error> {
         let (runner, limit) = (&runner, config.sweep_limit);
         async move {
             let s = handler::sweep(runner, SystemClock.now(), limit).await?;
-            tracing::info!(due = s.due, replayed = s.replayed, ticked = s.ticked, failed = s.failed, "sweep");
-            Ok::<serde_json::Value, Error>(serde_json::json!({"due": s.due, "replayed": s.replayed, "ticked": s.ticked, "failed": s.failed}))
+            tracing::info!(due = s.due, ticked = s.ticked, failed = s.failed, "sweep");
+            Ok::<serde_json::Value, Error>(
+                serde_json::json!({"due": s.due, "ticked": s.ticked, "failed": s.failed}),
+            )
         }
     }))
     .await

@@ -19,7 +19,7 @@ use turnstile_events::{Message, ParseError};
 
 use crate::ports::{Clock, Deployments, Lifecycle, Tags, Timer};
 use crate::runner::{Hook, RunError, Runner};
-use crate::store::{Due, Store};
+use crate::store::Store;
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,12 +187,11 @@ where
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Sweep {
     pub due: usize,
-    pub replayed: usize,
     pub ticked: usize,
     pub failed: usize,
 }
 
-/// The timer path: every record and outbox whose wake time has come.
+/// The timer path: every record whose wake time has come.
 pub async fn sweep<S, L, D, T, W, C, H>(
     runner: &Runner<S, L, D, T, W, C, H>,
     now: Millis,
@@ -212,17 +211,14 @@ where
         due: due.len(),
         ..Sweep::default()
     };
-    for d in due {
-        let result = match &d {
-            Due::Outbox(id) => runner.replay(id).await.map(|_| report.replayed += 1),
-            Due::Record(key) => runner
-                .handle(Input::Tick(key.clone()), None)
-                .await
-                .map(|_| report.ticked += 1),
-        };
+    for key in due {
+        let result = runner
+            .handle(Input::Tick(key.clone()), None)
+            .await
+            .map(|_| report.ticked += 1);
         if let Err(e) = result {
             report.failed += 1;
-            tracing::warn!(due = ?d, error = %e, "sweep item failed; the next sweep retries it");
+            tracing::warn!(due = ?key, error = %e, "sweep item failed; the next sweep retries it");
         }
     }
     Ok(report)

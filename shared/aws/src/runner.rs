@@ -1,15 +1,16 @@
-//! The runner: for one input, load the records → the core decides → commit the new records,
-//! the processed event id and the outbox atomically → run the commands → feed their answers
-//! back as inputs.
+//! The runner: for one input, load the records → the core decides → commit the new records and
+//! the processed event id atomically → run the commands → feed their answers back as inputs.
 //!
-//! Crash safety: a decision is durable before any of its commands runs, and its commands stay
-//! in the outbox until they all ran, so a crash at any point leaves either nothing (the message
-//! is redelivered and decided again) or an outbox the timer replays. Every command is
-//! idempotent: tags; `CreateDeployment` adopts the deployment that carries its intent; a second
-//! `CompleteLifecycleAction` answers "gone", which the core reads as done.
+//! Crash safety: a decision is durable before any of its commands runs. If the invocation dies
+//! before the commit, the message is redelivered and decided again; if it dies after, every
+//! record the decision left waiting carries a wake time, and the core re-sends what an answer
+//! never confirmed (the creation intent's lookup, gate changes, checks, heartbeats, the
+//! completion). Every command is idempotent: tags; `CreateDeployment` adopts the deployment
+//! that carries its intent; a second `CompleteLifecycleAction` answers "gone", which the core
+//! reads as done. (Replaying a dead invocation's commands instead was tried and is wrong: they
+//! can be stale by the time they run; see docs/design.md.)
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use turnstile_core::{
     Command, CreateOutcome, Decision, Engine, EventId, Input, Key, Missing, Plan, World,
@@ -17,7 +18,7 @@ use turnstile_core::{
 use turnstile_events::Message;
 
 use crate::ports::{Clock, Deployments, Lifecycle, PortError, Tags, Timer};
-use crate::store::{Commit, Loaded, Outbox, Record, Store, StoreError};
+use crate::store::{Commit, Loaded, Record, Store, StoreError};
 
 /// How often a decision is retried after conflicting writes before the input is handed back.
 pub const MAX_CONFLICTS: u32 = 8;
@@ -91,14 +92,6 @@ pub struct Runner<S, L, D, T, W, C, H = NoHook> {
     pub timer: W,
     pub clock: C,
     pub hook: H,
-    seq: AtomicU64,
-}
-
-fn effectful(c: &Command) -> bool {
-    !matches!(
-        c,
-        Command::Metric(_) | Command::Alert(_) | Command::Wakeup { .. }
-    )
 }
 
 fn name(c: &Command) -> &'static str {
@@ -149,7 +142,6 @@ where
             timer,
             clock,
             hook,
-            seq: AtomicU64::new(0),
         }
     }
 
@@ -160,7 +152,7 @@ where
         let mut queue: VecDeque<(Input, Option<EventId>)> = VecDeque::from([(input, event)]);
         let mut inline_wakeups = 0;
         while let Some((input, event)) = queue.pop_front() {
-            let (decision, outbox) = match self.decide_and_commit(&input, event, &mut out).await {
+            let decision = match self.decide_and_commit(&input, event, &mut out).await {
                 Ok(x) => x,
                 Err(RunError::Store(StoreError::Duplicate(e))) => {
                     tracing::info!(event_id = %e, "event already processed");
@@ -176,9 +168,6 @@ where
             let answers = self
                 .run(&decision.commands, &mut out, &mut inline_wakeups)
                 .await?;
-            if let Some(id) = outbox {
-                self.store.outbox_done(&id).await?;
-            }
             queue.extend(answers.into_iter().map(|a| (a, None)));
         }
         Ok(out)
@@ -252,29 +241,6 @@ where
         }))
     }
 
-    /// Runs the commands of an outbox a crashed invocation left behind, then their answers.
-    pub async fn replay(&self, outbox: &str) -> Result<Outcome, RunError> {
-        let mut out = Outcome::default();
-        let Some(o) = self.store.outbox(outbox).await? else {
-            return Ok(out);
-        };
-        tracing::warn!(
-            outbox,
-            commands = o.commands.len(),
-            "replaying the commands of an interrupted decision"
-        );
-        let mut inline = 0;
-        let answers = self.run(&o.commands, &mut out, &mut inline).await?;
-        self.store.outbox_done(outbox).await?;
-        for a in answers {
-            let more = Box::pin(self.handle(a, None)).await?;
-            out.decisions += more.decisions;
-            out.commands += more.commands;
-            out.ignored.extend(more.ignored);
-        }
-        Ok(out)
-    }
-
     async fn load(&self, input: &Input, world_keys: Vec<Key>) -> Result<Loaded, RunError> {
         let mut loaded = self.store.load(&world_keys).await?;
         let more: Vec<Key> = self
@@ -294,7 +260,7 @@ where
         input: &Input,
         event: Option<EventId>,
         out: &mut Outcome,
-    ) -> Result<(Decision, Option<String>), RunError> {
+    ) -> Result<Decision, RunError> {
         for attempt in 0..MAX_CONFLICTS {
             let keys = self.engine.keys_for(&World::default(), input);
             let mut loaded = self.load(input, keys).await?;
@@ -322,21 +288,6 @@ where
                     (k.clone(), rec, loaded.version(k))
                 })
                 .collect();
-            let effects: Vec<Command> = decision
-                .commands
-                .iter()
-                .filter(|c| effectful(c))
-                .cloned()
-                .collect();
-            let outbox = (!effects.is_empty()).then(|| Outbox {
-                id: format!(
-                    "{}-{}-{}",
-                    now.0,
-                    std::process::id(),
-                    self.seq.fetch_add(1, Ordering::Relaxed)
-                ),
-                commands: effects,
-            });
             let deployments = match input {
                 Input::CreateOutcome {
                     group,
@@ -347,16 +298,14 @@ where
                 }
                 _ => Vec::new(),
             };
-            let outbox_id = outbox.as_ref().map(|o| o.id.clone());
             let commit = Commit {
                 writes,
                 event: event.clone(),
-                outbox,
                 deployments,
                 now,
             };
             match self.store.commit(commit).await {
-                Ok(()) => return Ok((decision, outbox_id)),
+                Ok(()) => return Ok(decision),
                 Err(StoreError::Conflict) => {
                     out.conflicts += 1;
                     tracing::debug!(attempt, "conflicting write; deciding again");
@@ -369,8 +318,8 @@ where
     }
 
     /// Runs commands in order; returns the answers to feed back. A transient failure stops the
-    /// run (the outbox keeps the commands for a replay); a permanent one is logged and skipped,
-    /// since retrying cannot help.
+    /// run (the core re-sends what it needs on its timers); a permanent one is logged and
+    /// skipped, since retrying cannot help.
     async fn run(
         &self,
         commands: &[Command],
@@ -490,7 +439,11 @@ where
                 })
             }
             Command::RecordHeartbeat { action } => match self.lifecycle.heartbeat(action).await {
-                Ok(()) => None,
+                Ok(()) => Some(Input::HeartbeatRecorded {
+                    instance: action.instance.clone(),
+                    token: action.token.clone(),
+                    at: self.clock.now(),
+                }),
                 Err(e) if e.is_gone() => Some(Input::ActionGone {
                     instance: action.instance.clone(),
                     token: action.token.clone(),

@@ -1,6 +1,5 @@
-//! Durable state: one DynamoDB table holding instance pipelines, deployment-group records, the
-//! outbox of commands a decision still has to run, processed event ids, and a deployment →
-//! group index.
+//! Durable state: one DynamoDB table holding instance pipelines, deployment-group records,
+//! processed event ids, and a deployment → group index.
 //!
 //! Every state change is one `TransactWriteItems` in which each record is conditional on the
 //! version it was read at (optimistic concurrency): two concurrent invocations never both win.
@@ -11,19 +10,18 @@
 //! |---|---|---|---|
 //! | instance pipeline | `I#<instance-id>` | `I` | `asg_inflight` while in flight (GSI `inflight`), `ttl` once finished |
 //! | deployment group | `G#<application>#<group>` | `G` | |
-//! | outbox | `O#<id>` | `O` | the commands a committed decision still has to run |
 //! | processed event | `E#<event-id>` | `E` | `ttl` |
 //! | deployment index | `D#<deployment-id>` | `D` | `app`, `dg`, `ttl` |
 //!
-//! Records and outboxes carry `due_shard` + `wake` (GSI `due`) while they need the timer, so
-//! the timer path queries what is due instead of scanning.
+//! Records carry `due_shard` + `wake` (GSI `due`) while they need the timer, so the timer path
+//! queries what is due instead of scanning.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 use turnstile_core::{
-    Command, DeploymentId, EventId, Group, GroupKey, Instance, InstanceId, Key, Millis, World,
+    DeploymentId, EventId, Group, GroupKey, Instance, InstanceId, Key, Millis, World,
 };
 
 pub mod dynamo;
@@ -35,8 +33,6 @@ pub const DUE_SHARDS: u32 = 4;
 pub const FINISHED_RETENTION_SECS: u64 = 7 * 24 * 3600;
 /// Processed event ids are remembered this long (longer than any redelivery).
 pub const EVENT_RETENTION_SECS: u64 = 2 * 24 * 3600;
-/// An outbox not deleted this long after its commit belongs to a crashed invocation.
-pub const OUTBOX_LEASE_MS: u64 = 60_000;
 
 /// A record the core reads and writes, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,8 +69,6 @@ pub struct Commit {
     pub writes: Vec<(Key, Option<Record>, u64)>,
     /// Recorded as processed in the same transaction; a second commit with it fails.
     pub event: Option<EventId>,
-    /// Commands to run after the commit, kept until `outbox_done`.
-    pub outbox: Option<Outbox>,
     /// Deployments created, for the deployment → group index.
     pub deployments: Vec<(DeploymentId, GroupKey)>,
     pub now: Millis,
@@ -82,25 +76,8 @@ pub struct Commit {
 
 impl Commit {
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
-            && self.event.is_none()
-            && self.outbox.is_none()
-            && self.deployments.is_empty()
+        self.writes.is_empty() && self.event.is_none() && self.deployments.is_empty()
     }
-}
-
-/// Commands a committed decision still has to run (at least once; all are idempotent).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outbox {
-    pub id: String,
-    pub commands: Vec<Command>,
-}
-
-/// Something the timer path must look at.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Due {
-    Record(Key),
-    Outbox(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,16 +119,12 @@ pub trait Store: Send + Sync {
     fn load(&self, keys: &[Key]) -> impl Future<Output = Result<Loaded, StoreError>> + Send;
     /// Applies the commit atomically, or fails with `Conflict` / `Duplicate` and changes nothing.
     fn commit(&self, commit: Commit) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The outbox's commands ran: forget it.
-    fn outbox_done(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Reads an outbox left behind by a crashed invocation.
-    fn outbox(&self, id: &str) -> impl Future<Output = Result<Option<Outbox>, StoreError>> + Send;
-    /// Records and outboxes whose wake time is at or before `now`.
+    /// Records whose wake time is at or before `now`.
     fn due(
         &self,
         now: Millis,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<Due>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Key>, StoreError>> + Send;
     /// Instances of an Auto Scaling group whose pipeline is still in flight.
     fn in_flight(
         &self,

@@ -18,7 +18,7 @@ use tokio::sync::Barrier;
 use turnstile_aws::Runner;
 use turnstile_aws::runner::NoHook;
 use turnstile_aws::store::dynamo::DynamoStore;
-use turnstile_aws::store::{Commit, Due, Loaded, Outbox, Record, Store, StoreError};
+use turnstile_aws::store::{Commit, Loaded, Record, Store, StoreError};
 use turnstile_core::*;
 use turnstile_model::{
     Asg, Cloud, DeployConfig, DeploymentGroup, Hook, HookResult, Profile, Transition,
@@ -162,13 +162,7 @@ impl Store for Interleaved {
     async fn commit(&self, c: Commit) -> Result<(), StoreError> {
         self.inner.commit(c).await
     }
-    async fn outbox_done(&self, id: &str) -> Result<(), StoreError> {
-        self.inner.outbox_done(id).await
-    }
-    async fn outbox(&self, id: &str) -> Result<Option<Outbox>, StoreError> {
-        self.inner.outbox(id).await
-    }
-    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Key>, StoreError> {
         self.inner.due(now, limit).await
     }
     async fn in_flight(&self, asg: &str) -> Result<Vec<InstanceId>, StoreError> {
@@ -420,47 +414,26 @@ async fn in_flight_and_due_queries_at_1000_instances() {
     assert!(s.due(Millis(wake.0 - 1), 5000).await.unwrap().is_empty());
     let due = s.due(wake, 5000).await.unwrap();
     assert_eq!(due.len(), 1050);
-    assert!(
-        due.iter()
-            .all(|d| matches!(d, Due::Record(Key::Instance(_))))
-    );
+    assert!(due.iter().all(|d| matches!(d, Key::Instance(_))));
 }
 
 #[tokio::test]
-async fn outbox_event_dedupe_and_deployment_index() {
+async fn event_dedupe_and_deployment_index() {
     let db = DynamoLocal::start();
     let s = store(&db, "turnstile-t7").await;
-    let outbox = Outbox {
-        id: "o-1".into(),
-        commands: vec![Command::StopDeployment {
-            group: GroupKey::new("a", "g"),
-            deployment: "d-1".into(),
-        }],
-    };
     let commit = Commit {
         event: Some("e-1".into()),
-        outbox: Some(outbox.clone()),
         deployments: vec![("d-1".into(), GroupKey::new("a", "g"))],
         now: Millis(10_000),
         ..Commit::default()
     };
     s.commit(commit.clone()).await.unwrap();
-    assert_eq!(s.outbox("o-1").await.unwrap(), Some(outbox));
     assert_eq!(
         s.deployment_group(&"d-1".into()).await.unwrap(),
         Some(GroupKey::new("a", "g"))
     );
+    assert_eq!(s.deployment_group(&"d-2".into()).await.unwrap(), None);
     assert!(
-        s.due(Millis(10_000), 10).await.unwrap().is_empty(),
-        "an outbox is due only after its lease"
+        matches!(s.commit(Commit { deployments: vec![], ..commit }).await, Err(StoreError::Duplicate(e)) if e.as_str() == "e-1")
     );
-    assert_eq!(
-        s.due(Millis(70_000), 10).await.unwrap(),
-        vec![Due::Outbox("o-1".into())]
-    );
-    assert!(
-        matches!(s.commit(Commit { outbox: None, deployments: vec![], ..commit }).await, Err(StoreError::Duplicate(e)) if e.as_str() == "e-1")
-    );
-    s.outbox_done("o-1").await.unwrap();
-    assert_eq!(s.outbox("o-1").await.unwrap(), None);
 }

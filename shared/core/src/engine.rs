@@ -185,6 +185,7 @@ fn primary_keys(input: &Input) -> (Vec<InstanceId>, Vec<GroupKey>) {
         } => (vec![instance.clone()], vec![group.clone()]),
         Input::Revisions { instance, .. }
         | Input::LeaveChecked { instance, .. }
+        | Input::HeartbeatRecorded { instance, .. }
         | Input::ActionCompleted { instance, .. }
         | Input::ActionGone { instance, .. }
         | Input::Operator { instance, .. } => (vec![instance.clone()], vec![]),
@@ -299,6 +300,18 @@ impl Cx<'_> {
                 group,
                 blocking,
             } => self.on_leave_checked(instance, group, blocking),
+            Input::HeartbeatRecorded {
+                instance,
+                token,
+                at,
+            } => {
+                if let Some(inst) = self.inst_mut(instance)
+                    && &inst.action.token == token
+                {
+                    inst.last_heartbeat = inst.last_heartbeat.max(*at);
+                    inst.heartbeat_sent = None;
+                }
+            }
             Input::ActionCompleted { instance, token } => self.on_completed(instance, token),
             Input::ActionGone { instance, token } => self.on_gone(instance, token),
             Input::Tick(Key::Instance(i)) => self.on_instance_tick(i),
@@ -440,6 +453,7 @@ impl Cx<'_> {
             started_at,
             global_deadline: started_at.plus_secs(timeouts.global_secs),
             last_heartbeat: started_at,
+            heartbeat_sent: None,
             steps: vec![StepRecord::default(); plan_ok.as_ref().map_or(0, |p| p.steps.len())],
             phase: Phase::Finished {
                 outcome: Outcome::Rejected,
@@ -1722,7 +1736,11 @@ impl Cx<'_> {
                     None => self.cfg.resend_ms,
                 };
                 if now.since(since) >= every
-                    && let Some(group) = inst.plan.steps.get(step).map(|s| s.group.clone())
+                    && let Some((group, gate)) = inst
+                        .plan
+                        .steps
+                        .get(step)
+                        .map(|s| (s.group.clone(), s.gate.clone()))
                 {
                     if let Some(Phase::Running {
                         wait: StepWait::Leaving { since, .. },
@@ -1731,6 +1749,12 @@ impl Cx<'_> {
                     {
                         *since = now;
                     }
+                    // The close may have been lost with the invocation that decided it: closing
+                    // again is idempotent, and the check only means something after it.
+                    self.out.push(Command::CloseGate {
+                        gate,
+                        instances: vec![id.clone()],
+                    });
                     self.out.push(Command::CheckLeave {
                         instance: id.clone(),
                         group,
@@ -1778,6 +1802,20 @@ impl Cx<'_> {
                             };
                         }
                     }
+                    // A stop lost with the invocation that decided it is sent again.
+                    (
+                        StepWait::Draining { .. },
+                        Standing::InFlight {
+                            deployment: Some(d),
+                            sole: true,
+                            ..
+                        },
+                    ) => {
+                        self.out.push(Command::StopDeployment {
+                            group: key.clone(),
+                            deployment: d,
+                        });
+                    }
                     (StepWait::Queued { .. }, Standing::Waiting) if !self.fits(id, step) => {
                         self.leave_group(id, &key);
                         let left = self
@@ -1800,6 +1838,19 @@ impl Cx<'_> {
                 {
                     *since = now;
                     let action = inst.action.clone();
+                    // CONTINUE follows opening every gate; those may have been lost with the
+                    // invocation that decided them, so they are opened again (idempotent).
+                    let all_done =
+                        !inst.steps.is_empty() && inst.steps.iter().all(|s| s.installed.is_some());
+                    let gates: Vec<_> = inst.plan.steps.iter().map(|s| s.gate.clone()).collect();
+                    if result == LifecycleResult::Continue && all_done {
+                        for gate in gates {
+                            self.out.push(Command::OpenGate {
+                                gate,
+                                instances: vec![id.clone()],
+                            });
+                        }
+                    }
                     self.out.push(Command::CompleteAction { action, result });
                 }
             }
@@ -1960,7 +2011,11 @@ impl Cx<'_> {
 
     fn housekeep(&mut self, id: &InstanceId) {
         let now = self.now;
-        let (permille, guard) = (self.cfg.heartbeat_permille, self.cfg.deadline_guard_ms);
+        let (permille, guard, resend) = (
+            self.cfg.heartbeat_permille,
+            self.cfg.deadline_guard_ms,
+            self.cfg.resend_ms,
+        );
         let Some(inst) = self.inst(id) else {
             return;
         };
@@ -1990,8 +2045,14 @@ impl Cx<'_> {
         let interval = inst.timeouts.heartbeat_secs.saturating_mul(permille);
         let useful =
             inst.last_heartbeat.plus_secs(inst.timeouts.heartbeat_secs) < inst.global_deadline;
-        if now >= inst.last_heartbeat.plus_ms(interval) && useful && !inst.phase.is_finished() {
-            inst.last_heartbeat = now;
+        // Only a confirmed heartbeat counts: one sent by an invocation that died is sent again.
+        let unconfirmed = inst.heartbeat_sent.is_some_and(|t| now.since(t) < resend);
+        if now >= inst.last_heartbeat.plus_ms(interval)
+            && useful
+            && !unconfirmed
+            && !inst.phase.is_finished()
+        {
+            inst.heartbeat_sent = Some(now);
             let action = inst.action.clone();
             self.out.push(Command::RecordHeartbeat { action });
         }
@@ -2038,13 +2099,15 @@ impl Cx<'_> {
         let cfg = self.cfg;
         let mut at = vec![inst.global_deadline];
         if inst.last_heartbeat.plus_secs(inst.timeouts.heartbeat_secs) < inst.global_deadline {
-            at.push(
-                inst.last_heartbeat.plus_ms(
-                    inst.timeouts
-                        .heartbeat_secs
-                        .saturating_mul(cfg.heartbeat_permille),
-                ),
+            let next = inst.last_heartbeat.plus_ms(
+                inst.timeouts
+                    .heartbeat_secs
+                    .saturating_mul(cfg.heartbeat_permille),
             );
+            at.push(match inst.heartbeat_sent {
+                Some(sent) => next.max(sent.plus_ms(cfg.resend_ms)),
+                None => next,
+            });
         }
         match &inst.phase {
             Phase::Running { step, wait } => {

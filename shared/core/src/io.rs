@@ -76,6 +76,12 @@ pub enum Input {
         group: GroupKey,
         blocking: Option<DeploymentId>,
     },
+    /// `RecordLifecycleActionHeartbeat` succeeded at `at`.
+    HeartbeatRecorded {
+        instance: InstanceId,
+        token: Token,
+        at: Millis,
+    },
     /// `CompleteLifecycleAction` succeeded.
     ActionCompleted { instance: InstanceId, token: Token },
     /// Auto Scaling answered "No active Lifecycle Action found": completed, timed out or the

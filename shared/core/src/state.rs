@@ -65,7 +65,11 @@ pub struct Instance {
     /// When the lifecycle action started (event time).
     pub started_at: Millis,
     pub global_deadline: Millis,
+    /// The last heartbeat Auto Scaling confirmed (or the action's start).
     pub last_heartbeat: Millis,
+    /// A heartbeat sent but not yet confirmed (re-sent if no confirmation comes).
+    #[serde(default)]
+    pub heartbeat_sent: Option<Millis>,
     pub steps: Vec<StepRecord>,
     pub phase: Phase,
     /// Recently handled event ids (bounded), for duplicate detection.

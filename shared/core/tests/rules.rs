@@ -1308,3 +1308,47 @@ fn rule_leave_check_holds_an_instance_a_foreign_deployment_caught_while_its_gate
         "a re-run is not a retry"
     );
 }
+
+#[test]
+fn rule_heartbeat_only_a_confirmed_heartbeat_counts() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-1");
+    h.now = h.inst("i-1").started_at.plus_secs(HB * 2 / 5);
+    assert!(
+        h.tick("i-1")
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordHeartbeat { .. }))
+    );
+    h.advance(10);
+    assert!(
+        !h.tick("i-1")
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordHeartbeat { .. })),
+        "in flight: not re-sent yet"
+    );
+    h.advance(20);
+    let d = h.tick("i-1");
+    assert!(
+        d.commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordHeartbeat { .. })),
+        "unconfirmed after 30 s: sent again (the first may have died with its invocation)"
+    );
+    let at = h.now;
+    h.feed(Input::HeartbeatRecorded {
+        instance: "i-1".into(),
+        token: "tok-i-1".into(),
+        at,
+    });
+    assert_eq!(h.inst("i-1").last_heartbeat, at);
+    h.advance(60);
+    assert!(
+        !h.tick("i-1")
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordHeartbeat { .. })),
+        "confirmed: next one at 40 % of the timeout"
+    );
+}

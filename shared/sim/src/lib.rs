@@ -598,7 +598,11 @@ impl Sim {
                     Some(&action.token.0),
                     None,
                 ) {
-                    Ok(()) => vec![],
+                    Ok(()) => vec![Input::HeartbeatRecorded {
+                        instance: action.instance.clone(),
+                        token: action.token.clone(),
+                        at: Millis(now),
+                    }],
                     Err(_) => vec![Input::ActionGone {
                         instance: action.instance,
                         token: action.token,

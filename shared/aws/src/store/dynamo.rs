@@ -386,23 +386,6 @@ impl Store for DynamoStore {
             event_index = Some(items.len());
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        if let Some(o) = &c.outbox {
-            let pk = format!("O#{}", o.id);
-            let mut item = Self::item_key(pk.clone(), "O");
-            let commands = to_attribute_value(&o.commands).map_err(|e| StoreError::Corrupt {
-                key: pk.clone(),
-                reason: e.to_string(),
-            })?;
-            item.insert(REC.into(), commands);
-            item.insert(SHARD.into(), s(shard_of(&pk).to_string()));
-            item.insert(WAKE.into(), n(c.now.0 + OUTBOX_LEASE_MS));
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .build()
-                .map_err(|e| transient("TransactWriteItems", e))?;
-            items.push(TransactWriteItem::builder().put(put).build());
-        }
         for (d, g) in &c.deployments {
             let mut item = Self::item_key(format!("D#{d}"), "D");
             item.insert("app".into(), s(g.application.clone()));
@@ -460,45 +443,7 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn outbox_done(&self, id: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::item_key(format!("O#{id}"), "O")))
-            .send()
-            .await
-            .map_err(|e| classify("DeleteItem", e))?;
-        Ok(())
-    }
-
-    async fn outbox(&self, id: &str) -> Result<Option<Outbox>, StoreError> {
-        let resp = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::item_key(format!("O#{id}"), "O")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem", e))?;
-        let Some(item) = resp.item else {
-            return Ok(None);
-        };
-        let commands = item.get(REC).cloned().ok_or_else(|| StoreError::Corrupt {
-            key: format!("O#{id}"),
-            reason: "no rec".into(),
-        })?;
-        let commands = from_attribute_value(commands).map_err(|e| StoreError::Corrupt {
-            key: format!("O#{id}"),
-            reason: e.to_string(),
-        })?;
-        Ok(Some(Outbox {
-            id: id.to_owned(),
-            commands,
-        }))
-    }
-
-    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Key>, StoreError> {
         let mut out = Vec::new();
         for shard in 0..DUE_SHARDS {
             let values = HashMap::from([
@@ -516,10 +461,8 @@ impl Store for DynamoStore {
                 )
                 .await?;
             for p in pks {
-                if let Some(id) = p.strip_prefix("O#") {
-                    out.push(Due::Outbox(id.to_owned()));
-                } else if let Some(k) = key_of(&p) {
-                    out.push(Due::Record(k));
+                if let Some(k) = key_of(&p) {
+                    out.push(k);
                 }
             }
             if out.len() >= limit {

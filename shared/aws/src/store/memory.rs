@@ -1,5 +1,5 @@
 //! An in-memory store with the same semantics as the DynamoDB one (versions, conditional
-//! atomic commits, event dedupe, outbox, indexes). Used by the simulation and the crash tests;
+//! atomic commits, event dedupe, indexes). Used by the simulation and the crash tests;
 //! the DynamoDB store's own tests run against DynamoDB Local.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,6 @@ use super::*;
 struct State {
     records: BTreeMap<Key, (Record, u64)>,
     events: BTreeMap<EventId, Millis>,
-    outboxes: BTreeMap<String, (Outbox, Millis)>,
     deployments: BTreeMap<DeploymentId, GroupKey>,
     commits: u64,
     writes: u64,
@@ -53,13 +52,9 @@ impl MemoryStore {
         w
     }
 
-    /// Items written so far (records, events, outboxes, index entries), for cost figures.
+    /// Items written so far (records, events, index entries), for cost figures.
     pub fn writes(&self) -> u64 {
         self.lock().writes
-    }
-
-    pub fn pending_outboxes(&self) -> usize {
-        self.lock().outboxes.len()
     }
 }
 
@@ -119,11 +114,6 @@ impl Store for MemoryStore {
             s.writes += 1;
             s.events.insert(e, c.now);
         }
-        if let Some(o) = c.outbox {
-            s.writes += 1;
-            s.outboxes
-                .insert(o.id.clone(), (o, c.now.plus_ms(OUTBOX_LEASE_MS)));
-        }
         for (d, g) in c.deployments {
             s.writes += 1;
             s.deployments.insert(d, g);
@@ -131,31 +121,14 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn outbox_done(&self, id: &str) -> Result<(), StoreError> {
-        let mut s = self.lock();
-        if s.outboxes.remove(id).is_some() {
-            s.writes += 1;
-        }
-        Ok(())
-    }
-
-    async fn outbox(&self, id: &str) -> Result<Option<Outbox>, StoreError> {
-        Ok(self.lock().outboxes.get(id).map(|(o, _)| o.clone()))
-    }
-
-    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
+    async fn due(&self, now: Millis, limit: usize) -> Result<Vec<Key>, StoreError> {
         let s = self.lock();
-        let records = s
-            .records
+        Ok(s.records
             .iter()
             .filter(|(_, (r, _))| wake_of(r).is_some_and(|w| w <= now))
-            .map(|(k, _)| Due::Record(k.clone()));
-        let outboxes = s
-            .outboxes
-            .iter()
-            .filter(|(_, (_, due))| *due <= now)
-            .map(|(id, _)| Due::Outbox(id.clone()));
-        Ok(outboxes.chain(records).take(limit).collect())
+            .map(|(k, _)| k.clone())
+            .take(limit)
+            .collect())
     }
 
     async fn in_flight(&self, asg: &str) -> Result<Vec<InstanceId>, StoreError> {

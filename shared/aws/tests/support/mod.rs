@@ -256,4 +256,5 @@ impl Hook for CrashAt {
     }
 }
 
+pub mod driver;
 pub mod dynamo_local;

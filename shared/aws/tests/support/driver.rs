@@ -1,0 +1,387 @@
+//! Drives the real runner (in-memory store, ports over the AWS model) through simulated time the
+//! way Lambda and SQS would: published events become queue messages (duplicated, delayed and
+//! lost as configured), a failed invocation's message comes back after the visibility timeout,
+//! wakeups are delayed messages, and the timer sweeps what is due every minute. Invariants are
+//! checked after every step.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use turnstile_aws::Runner;
+use turnstile_aws::runner::Hook;
+use turnstile_aws::store::Store;
+use turnstile_aws::store::memory::MemoryStore;
+use turnstile_core::{Engine, Input, Millis, Phase};
+use turnstile_model::{Cloud, Creator, EventKind, Fact, InstanceState, Ms, Rng, Transition};
+use turnstile_sim::Script;
+
+use super::{Aws, ModelClock, Wakeups};
+
+pub const VISIBILITY_MS: Ms = 30_000;
+pub const SWEEP_MS: Ms = 60_000;
+/// How long a wrong gate may stay open: a gate change lost with a dying invocation is re-sent
+/// by the core after 30 s, found by the sweep within 60 s, delivered after a visibility timeout.
+pub const GATE_GRACE_MS: Ms = 150_000;
+
+/// Delivery faults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    pub duplicate: f64,
+    pub drop_codedeploy: f64,
+    pub max_delay_ms: Ms,
+}
+
+pub struct Driver<H: Hook> {
+    pub aws: Aws,
+    pub store: MemoryStore,
+    wakeups: Wakeups,
+    runner: Runner<MemoryStore, Aws, Aws, Aws, Wakeups, ModelClock, H>,
+    inbox: BTreeMap<(Ms, u64), String>,
+    seq: u64,
+    rng: Rng,
+    faults: Faults,
+    script: BTreeMap<(Ms, u64), Script>,
+    launched: Vec<String>,
+    facts_seen: usize,
+    user_revisions: u64,
+    /// Plan groups in plan order: gate hygiene and the revision check use them.
+    plan: Vec<(String, String)>,
+    /// Since when each (instance, gate) has been wrongly open.
+    wrong_gates: BTreeMap<(String, String), Ms>,
+    pub crashes: u32,
+    pub violations: Vec<String>,
+}
+
+impl<H: Hook> Driver<H> {
+    pub fn new(
+        cloud: Cloud,
+        hook: H,
+        faults: Faults,
+        seed: u64,
+        plan: Vec<(String, String)>,
+    ) -> Self {
+        let aws = Aws::new(cloud);
+        let store = MemoryStore::new();
+        let wakeups = Wakeups::default();
+        let runner = Runner::new(
+            Engine::default(),
+            store.clone(),
+            aws.clone(),
+            aws.clone(),
+            aws.clone(),
+            wakeups.clone(),
+            ModelClock(aws.clone()),
+            hook,
+        );
+        Self {
+            aws,
+            store,
+            wakeups,
+            runner,
+            inbox: BTreeMap::new(),
+            seq: 0,
+            rng: Rng::new(seed ^ 0xd51),
+            faults,
+            script: BTreeMap::new(),
+            launched: Vec::new(),
+            facts_seen: 0,
+            user_revisions: 0,
+            plan,
+            wrong_gates: BTreeMap::new(),
+            crashes: 0,
+            violations: Vec::new(),
+        }
+    }
+
+    pub fn schedule(&mut self, at: Ms, what: Script) {
+        self.seq += 1;
+        self.script.insert((at, self.seq), what);
+    }
+
+    pub fn now(&self) -> Ms {
+        self.aws.lock().now
+    }
+
+    fn enqueue(&mut self, body: String, at: Ms) {
+        self.seq += 1;
+        self.inbox.insert((at, self.seq), body);
+    }
+
+    fn violation(&mut self, v: String) {
+        if !self.violations.contains(&v) {
+            self.violations.push(v);
+        }
+    }
+
+    /// Published events become messages, with the configured faults.
+    fn publish(&mut self) {
+        let published = self.aws.lock().drain();
+        for p in published {
+            if p.kind == EventKind::CodeDeploy && self.rng.chance(self.faults.drop_codedeploy) {
+                continue;
+            }
+            let copies = if self.rng.chance(self.faults.duplicate) {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let delay = self.rng.range(0, self.faults.max_delay_ms);
+                self.enqueue(p.json.to_string(), p.at + delay);
+            }
+        }
+    }
+
+    /// One message, as Lambda's event source mapping delivers it.
+    async fn deliver(&mut self, body: String) {
+        let Ok(msg) = turnstile_events::parse(&body) else {
+            self.violation(format!(
+                "the model published a body the parser rejects: {body}"
+            ));
+            return;
+        };
+        let result = match self.runner.input_of(msg).await {
+            Ok(Some((input, event))) => self.runner.handle(input, event).await.map(|_| ()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            if !e.is_retryable() {
+                self.violation(format!("a message failed for good: {e}"));
+            }
+            self.crashes += 1;
+            let at = self.now() + VISIBILITY_MS;
+            self.enqueue(body, at);
+        }
+    }
+
+    async fn tick(&mut self, input: Input) {
+        if self.runner.handle(input, None).await.is_err() {
+            self.crashes += 1; // the sweep finds the record again
+        }
+    }
+
+    fn run_script(&mut self, what: Script) {
+        let mut c = self.aws.lock();
+        match what {
+            Script::Launch(n) => {
+                let asgs: Vec<String> = c.asgs.keys().cloned().collect();
+                for asg in asgs {
+                    let ids = c.scale_out(&asg, n);
+                    self.launched.extend(ids);
+                }
+            }
+            Script::Terminate(n) => {
+                if let Some(id) = self.launched.get(n % self.launched.len().max(1)).cloned() {
+                    c.terminate(&id);
+                }
+            }
+            Script::UserDeploy {
+                group,
+                new_revision,
+            } => {
+                if let Some(k) = self.plan.get(group % self.plan.len().max(1)).cloned() {
+                    let revision = new_revision.then(|| {
+                        self.user_revisions += 1;
+                        format!("rev-user-{}", self.user_revisions)
+                    });
+                    let _ = c.create_deployment(
+                        &k,
+                        revision.as_deref(),
+                        None,
+                        false,
+                        "a user's deployment",
+                        Creator::User,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Runs until nothing is left to do or `horizon` (simulated ms from now) passes.
+    pub async fn run(&mut self, horizon: Ms) {
+        let end = self.now() + horizon;
+        let mut next_sweep = self.now() + SWEEP_MS;
+        loop {
+            self.publish();
+            let now = self.now();
+            let script = self
+                .script
+                .keys()
+                .next()
+                .copied()
+                .filter(|(t, _)| *t <= now);
+            let message = self.inbox.keys().next().copied().filter(|(t, _)| *t <= now);
+            let wakeup = {
+                let mut w = self.wakeups.0.lock().unwrap_or_else(|p| p.into_inner());
+                let k = w.keys().next().copied().filter(|(t, _)| t.0 <= now);
+                k.and_then(|k| w.remove(&k))
+            };
+            if let Some(k) = script {
+                if let Some(what) = self.script.remove(&k) {
+                    self.run_script(what);
+                }
+                self.requeue_wakeup(wakeup, now);
+            } else if let Some(k) = message {
+                if let Some(body) = self.inbox.remove(&k) {
+                    self.deliver(body).await;
+                }
+                self.requeue_wakeup(wakeup, now);
+            } else if let Some(key) = wakeup {
+                self.tick(Input::Tick(key)).await;
+            } else if now >= next_sweep {
+                next_sweep = now + SWEEP_MS;
+                let due = self.store.due(Millis(now), 1000).await.unwrap_or_default();
+                for key in due {
+                    self.tick(Input::Tick(key)).await;
+                }
+            } else {
+                let waiting = self
+                    .aws
+                    .lock()
+                    .instances
+                    .values()
+                    .any(|i| !i.actions.is_empty());
+                if !waiting && self.inbox.is_empty() && self.script.is_empty() {
+                    break;
+                }
+                let w = self
+                    .wakeups
+                    .0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .keys()
+                    .next()
+                    .map(|(t, _)| t.0);
+                let next = [
+                    self.script.keys().next().map(|(t, _)| *t),
+                    self.inbox.keys().next().map(|(t, _)| *t),
+                    w,
+                    Some(next_sweep),
+                    self.aws.lock().next_due(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(end);
+                if next > end {
+                    break;
+                }
+                self.aws.lock().advance_to(next.max(now));
+            }
+            self.check();
+        }
+    }
+
+    fn requeue_wakeup(&mut self, wakeup: Option<turnstile_core::Key>, now: Ms) {
+        if let Some(key) = wakeup {
+            let n = self
+                .wakeups
+                .1
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.wakeups
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((Millis(now), n), key);
+        }
+    }
+
+    /// The invariants of the design brief that hold at every moment.
+    fn check(&mut self) {
+        let mut found = Vec::new();
+        let world = self.store.snapshot();
+        let now = self.now();
+        let mut wrong: BTreeSet<(String, String)> = BTreeSet::new();
+        {
+            let c = self.aws.lock();
+            for i in c
+                .instances
+                .values()
+                .filter(|i| i.state == InstanceState::PendingWait)
+            {
+                // 1: never two deployments in flight on a pipeline instance.
+                let on = c.in_flight_on(&i.id);
+                if on.len() > 1 {
+                    found.push(format!("invariant 1: {} has {on:?} in flight", i.id));
+                }
+                // Gate hygiene: an instance on step k carries at most gate k, a verifying one
+                // none (eventually: a lost gate change is re-sent, see GATE_GRACE_MS).
+                let Some(rec) = world.instance(&i.id.as_str().into()) else {
+                    continue;
+                };
+                let allowed: Option<BTreeSet<String>> = match &rec.phase {
+                    Phase::Running { step, .. } => rec
+                        .plan
+                        .steps
+                        .get(*step)
+                        .map(|s| BTreeSet::from([s.gate.key.clone()])),
+                    Phase::Verifying { .. } => Some(BTreeSet::new()),
+                    _ => None,
+                };
+                if let Some(allowed) = allowed {
+                    let gates: BTreeSet<String> =
+                        rec.plan.steps.iter().map(|s| s.gate.key.clone()).collect();
+                    for g in i
+                        .tags
+                        .keys()
+                        .filter(|k| gates.contains(*k) && !allowed.contains(*k))
+                    {
+                        wrong.insert((i.id.clone(), g.clone()));
+                        let since = *self
+                            .wrong_gates
+                            .entry((i.id.clone(), g.clone()))
+                            .or_insert(now);
+                        if now.saturating_sub(since) > GATE_GRACE_MS {
+                            found.push(format!(
+                                "gate hygiene: {} in {:?} has carried {g} for {} s",
+                                i.id,
+                                rec.phase,
+                                (now - since) / 1000
+                            ));
+                        }
+                    }
+                }
+            }
+            let new: Vec<Fact> = c.facts.get(self.facts_seen..).unwrap_or_default().to_vec();
+            for f in new {
+                match f {
+                    // 3, 6: in service only with the current revision of every plan group.
+                    Fact::InService { instance, .. } => {
+                        let Some(inst) = c.instances.get(&instance) else {
+                            continue;
+                        };
+                        for g in &self.plan {
+                            let current = c.groups.get(g).and_then(|x| x.target_revision.clone());
+                            if inst.installed.get(g).cloned() != current {
+                                found.push(format!("invariant 6: {instance} went InService with {g:?} at {:?}, current {current:?}", inst.installed.get(g)));
+                            }
+                        }
+                    }
+                    // 5, 7: an action the orchestrator works on never runs out of time.
+                    Fact::TimedOut {
+                        instance,
+                        token,
+                        transition: Transition::Launching,
+                        global,
+                        ..
+                    } => {
+                        let rec = world
+                            .instance(&instance.as_str().into())
+                            .filter(|r| r.action.token.0 == token);
+                        let ok =
+                            rec.is_some_and(|r| matches!(r.phase, Phase::Held { .. }) && global);
+                        if !ok {
+                            found.push(format!("invariant 5/7: launch action of {instance} timed out (global: {global}) in {:?}", rec.map(|r| &r.phase)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.facts_seen = c.facts.len();
+        }
+        self.wrong_gates.retain(|k, _| wrong.contains(k));
+        for v in found {
+            self.violation(v);
+        }
+    }
+}
