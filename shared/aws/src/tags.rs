@@ -1,7 +1,7 @@
 //! The EC2 tags adapter: opens and closes gates (CreateTags / DeleteTags).
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Tag;
 use turnstile_core::{Gate, InstanceId};
 
@@ -26,6 +26,7 @@ impl Ec2Tags {
         instances: &[InstanceId],
         open: bool,
     ) -> Result<(), PortError> {
+        let op = if open { "CreateTags" } else { "DeleteTags" };
         for chunk in instances.chunks(INSTANCES_PER_CALL) {
             let mut ids: Vec<String> = chunk.iter().map(|i| i.0.clone()).collect();
             // CreateTags is all-or-nothing: a terminated instance fails the whole call, and the
@@ -36,37 +37,21 @@ impl Ec2Tags {
                 }
                 let result = if open {
                     let tag = Tag::builder().key(&gate.key).value(&gate.value).build();
-                    self.client
+                    let call = self
+                        .client
                         .create_tags()
                         .set_resources(Some(ids.clone()))
-                        .tags(tag)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| {
-                            (
-                                e.code().map(str::to_owned),
-                                e.message().map(str::to_owned),
-                                classify("CreateTags", e),
-                            )
-                        })
+                        .tags(tag);
+                    call.send().await.map(|_| ()).map_err(|e| failure(op, e))
                 } else {
                     // A tag without a value deletes the key whatever its value.
                     let tag = Tag::builder().key(&gate.key).build();
-                    self.client
+                    let call = self
+                        .client
                         .delete_tags()
                         .set_resources(Some(ids.clone()))
-                        .tags(tag)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| {
-                            (
-                                e.code().map(str::to_owned),
-                                e.message().map(str::to_owned),
-                                classify("DeleteTags", e),
-                            )
-                        })
+                        .tags(tag);
+                    call.send().await.map(|_| ()).map_err(|e| failure(op, e))
                 };
                 match result {
                     Ok(()) => break,
@@ -79,7 +64,7 @@ impl Ec2Tags {
                         if ids.len() == before {
                             // Nothing we can drop: report it.
                             return Err(PortError::Permanent {
-                                op: if open { "CreateTags" } else { "DeleteTags" },
+                                op,
                                 source: message.into(),
                             });
                         }
@@ -91,6 +76,19 @@ impl Ec2Tags {
         }
         Ok(())
     }
+}
+
+/// The error's code and message (to recognise missing instances) and its classification.
+fn failure<E, R>(op: &'static str, e: SdkError<E, R>) -> (Option<String>, Option<String>, PortError)
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    (
+        e.code().map(str::to_owned),
+        e.message().map(str::to_owned),
+        classify(op, e),
+    )
 }
 
 /// Instance ids (`i-` followed by hex) mentioned in an error message.

@@ -1256,47 +1256,52 @@ impl Cloud {
 
     /// `CodeDeploy Deployment State-change Notification` [aws-facts §1.3].
     fn publish_deployment(&mut self, id: &str, state: &str) {
-        let Some(d) = self.deployments.get(id) else {
-            return;
-        };
-        let (app, dg) = d.group.clone();
-        let event_id = self.uuid();
-        let json = json!({
-            "account": self.account, "region": self.region,
-            "detail-type": "CodeDeploy Deployment State-change Notification",
-            "source": "aws.codedeploy", "version": "0", "time": iso(self.now), "id": event_id,
-            "resources": [
-                format!("arn:aws:codedeploy:{}:{}:application:{app}", self.region, self.account),
-                format!("arn:aws:codedeploy:{}:{}:deploymentgroup:{app}/{dg}", self.region, self.account),
-            ],
-            "detail": {"instanceGroupId": "9fd2fbef-2157-40d8-91e7-6845af69e2d2", "region": self.region,
-                        "application": app, "deploymentId": id, "state": state, "deploymentGroup": dg},
-        });
-        self.outbox.push(Published {
-            at: self.now,
-            json,
-            kind: EventKind::CodeDeploy,
-        });
+        self.publish_codedeploy(id, None, state);
     }
 
     /// `CodeDeploy Instance State-change Notification` [aws-facts §1.3].
     fn publish_instance(&mut self, id: &str, inst: &str, state: &str) {
+        self.publish_codedeploy(id, Some(inst), state);
+    }
+
+    /// The two CodeDeploy events share their envelope; the instance event adds the instance
+    /// (in `detail` and first in `resources`).
+    fn publish_codedeploy(&mut self, id: &str, inst: Option<&str>, state: &str) {
         let Some(d) = self.deployments.get(id) else {
             return;
         };
         let (app, dg) = d.group.clone();
         let event_id = self.uuid();
+        let (region, account) = (&self.region, &self.account);
+        let application = format!("arn:aws:codedeploy:{region}:{account}:application:{app}");
+        let group = format!("arn:aws:codedeploy:{region}:{account}:deploymentgroup:{app}/{dg}");
+        let mut detail = json!({"region": region, "application": app, "deploymentId": id, "state": state, "deploymentGroup": dg});
+        let (detail_type, resources, instance_group) = match inst {
+            None => (
+                "CodeDeploy Deployment State-change Notification",
+                vec![application, group],
+                "9fd2fbef-2157-40d8-91e7-6845af69e2d2",
+            ),
+            Some(i) => (
+                "CodeDeploy Instance State-change Notification",
+                vec![
+                    format!("arn:aws:ec2:{region}:{account}:instance/{i}"),
+                    group,
+                    application,
+                ],
+                "8cd3bfa8-9e72-4cbe-a1e5-da4efc7efd49",
+            ),
+        };
+        if let Some(obj) = detail.as_object_mut() {
+            obj.insert("instanceGroupId".into(), instance_group.into());
+            if let Some(i) = inst {
+                obj.insert("instanceId".into(), i.into());
+            }
+        }
         let json = json!({
-            "account": self.account, "region": self.region,
-            "detail-type": "CodeDeploy Instance State-change Notification",
+            "account": account, "region": region, "detail-type": detail_type,
             "source": "aws.codedeploy", "version": "0", "time": iso(self.now), "id": event_id,
-            "resources": [
-                format!("arn:aws:ec2:{}:{}:instance/{inst}", self.region, self.account),
-                format!("arn:aws:codedeploy:{}:{}:deploymentgroup:{app}/{dg}", self.region, self.account),
-                format!("arn:aws:codedeploy:{}:{}:application:{app}", self.region, self.account),
-            ],
-            "detail": {"instanceId": inst, "region": self.region, "state": state, "application": app,
-                        "deploymentId": id, "instanceGroupId": "8cd3bfa8-9e72-4cbe-a1e5-da4efc7efd49", "deploymentGroup": dg},
+            "resources": resources, "detail": detail,
         });
         self.outbox.push(Published {
             at: self.now,
