@@ -1,16 +1,16 @@
 # turnstile: Auto Scaling lifecycle-hook orchestrator for CodeDeploy.
 #
 #   make test    formatting, lints, and every test (what CI runs)
-#   make demo    the whole flow in the in-process simulation (see README)
+#   make demo    the whole flow on the local cloud, before and after (see README)
 
 CARGO ?= cargo
 # Property tests run this many cases per property (proptest's PROPTEST_CASES).
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit core-deps tools infra-check build sam-build soak demo simulate check-toolchain check-java
+.PHONY: test fmt-check clippy unit core-deps tools moto infra-check build sam-build soak demo simulate localcloud check-toolchain check-java
 
-test: check-toolchain tools fmt-check clippy core-deps infra-check unit
+test: check-toolchain tools moto fmt-check clippy core-deps infra-check unit
 
 TEMPLATES := infra/template.yaml infra/example/template.yaml
 INFRA_VENV := .venv-infra
@@ -33,6 +33,15 @@ tools: tools/node_modules/.installed
 tools/node_modules/.installed: tools/package.json tools/package-lock.json | check-java
 	@command -v npm >/dev/null || { echo "npm not found: install Node.js (20+) first" >&2; exit 1; }
 	cd tools && npm ci --no-audit --no-fund
+	@touch $@
+
+# moto server (SQS, EventBridge) for the local cloud, in its own pinned virtualenv.
+MOTO_VENV := .venv-moto
+moto: $(MOTO_VENV)/.installed
+
+$(MOTO_VENV)/.installed: tools/requirements-moto.txt
+	python3 -m venv $(MOTO_VENV)
+	$(MOTO_VENV)/bin/pip install -q --disable-pip-version-check -r tools/requirements-moto.txt
 	@touch $@
 
 check-java:
@@ -90,8 +99,12 @@ SOAK_SEEDS ?= 100000
 soak: check-toolchain
 	DST_SEEDS=$(SOAK_SEEDS) DST_SEED_START=10000 $(CARGO) test --locked -p turnstile-aws --test dst -- --nocapture
 
-demo: check-toolchain
-	$(CARGO) run --release --locked -q -p turnstile-sim --bin simulate -- --instances 10 --groups 3 --faults
+# The default scenario twice on the same fleet: CodeDeploy's own hooks, then turnstile's real
+# handlers on the local cloud (simulator + moto + DynamoDB Local). SCENARIO=path picks another.
+SCENARIO ?= scenarios/default.toml
+demo: check-toolchain tools moto
+	$(CARGO) build --locked -q -p turnstile-localcloud --bin localcloud
+	target/debug/localcloud $(SCENARIO)
 
 simulate: check-toolchain
 	$(CARGO) run --release --locked -q -p turnstile-sim --bin simulate -- $(ARGS)

@@ -71,6 +71,12 @@ pub struct Outcome {
 /// Called before each command runs; tests use it to simulate a crash.
 pub trait Hook: Send + Sync {
     fn before(&self, command: &Command) -> Result<(), RunError>;
+
+    /// Writes one embedded-metric-format line. On Lambda that is stdout, which CloudWatch reads;
+    /// the local cloud collects them instead.
+    fn emit(&self, line: String) {
+        println!("{line}");
+    }
 }
 
 /// No hook.
@@ -474,12 +480,12 @@ where
             }
             Command::Metric(m) => {
                 // Embedded metric format: CloudWatch reads metrics from the log stream.
-                println!("{}", crate::emf::metric_line(m, self.clock.now()));
+                self.hook.emit(crate::emf::metric_line(m, self.clock.now()));
                 None
             }
             Command::Alert(a) => {
                 tracing::error!(alert = ?a.kind, instance_id = a.instance.as_ref().map(|i| i.as_str()), group = ?a.group, "{}", a.message);
-                println!("{}", crate::emf::alert_line(a, self.clock.now()));
+                self.hook.emit(crate::emf::alert_line(a, self.clock.now()));
                 None
             }
         })

@@ -385,6 +385,9 @@ pub struct Cloud {
     pub native_hooks: BTreeMap<(String, String), GroupKey>,
     pub account: String,
     pub region: String,
+    /// Scripted failures: the next N per-instance deployments of a group fail, whatever its
+    /// failure rate (for tests that need a failure at a known place).
+    pub fail_next: BTreeMap<GroupKey, u32>,
 }
 
 impl Cloud {
@@ -404,6 +407,7 @@ impl Cloud {
             native_hooks: BTreeMap::new(),
             account: "123456789012".into(),
             region: "us-east-1".into(),
+            fail_next: BTreeMap::new(),
         }
     }
 
@@ -1112,7 +1116,12 @@ impl Cloud {
                     fail_prob: 0.0,
                 });
             let took = self.rng.range(profile.min_ms, profile.max_ms);
-            let fails = self.rng.chance(profile.fail_prob);
+            let scripted = self
+                .fail_next
+                .get_mut(&group)
+                .filter(|n| **n > 0)
+                .map(|n| *n -= 1);
+            let fails = self.rng.chance(profile.fail_prob) || scripted.is_some();
             if let Some(i) = self.instances.get_mut(inst) {
                 i.agent.running = Some(Running {
                     deployment: dep.clone(),

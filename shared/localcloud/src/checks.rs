@@ -1,0 +1,195 @@
+//! The design brief's invariants, checked on the simulator's record while a run goes and at its
+//! end. In the native mode the same observations are counted rather than reported: breaking
+//! them is what CodeDeploy's own hooks do, and what the "before" picture shows.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use turnstile_model::{Cloud, Fact, HookResult, InstanceState, Transition};
+
+use crate::scenario::{LAUNCH_HOOK, Mode, Scenario};
+
+pub struct Checker {
+    mode: Mode,
+    steps: Vec<(String, String)>,
+    gates: BTreeSet<String>,
+    facts_seen: usize,
+    /// Plan step indices in the order each was first installed, per instance.
+    order: BTreeMap<String, Vec<usize>>,
+    pub violations: Vec<String>,
+    pub checks: u64,
+    /// Instances that had two deployments in flight at once.
+    pub collided: BTreeSet<String>,
+}
+
+impl Checker {
+    pub fn new(scenario: &Scenario, mode: Mode) -> Self {
+        Self {
+            mode,
+            steps: scenario.steps(),
+            gates: scenario
+                .groups
+                .iter()
+                .map(|g| Scenario::gate_tag(&g.application))
+                .collect(),
+            facts_seen: 0,
+            order: BTreeMap::new(),
+            violations: Vec::new(),
+            checks: 0,
+            collided: BTreeSet::new(),
+        }
+    }
+
+    fn violation(&mut self, v: String) {
+        if self.mode == Mode::Orchestrator && !self.violations.contains(&v) {
+            tracing::error!(violation = %v, "invariant violated");
+            self.violations.push(v);
+        }
+    }
+
+    /// Checks what holds at every moment and what the newest facts say.
+    pub fn check(&mut self, cloud: &Cloud) {
+        self.checks += 1;
+        // 1: an instance never has two deployments in flight at once.
+        for i in cloud.instances.values() {
+            if i.state != InstanceState::PendingWait {
+                continue;
+            }
+            let on = cloud.in_flight_on(&i.id);
+            if on.len() > 1 {
+                self.collided.insert(i.id.clone());
+                self.violation(format!("invariant 1: {} has {on:?} in flight", i.id));
+            }
+        }
+        let new = cloud
+            .facts
+            .get(self.facts_seen..)
+            .unwrap_or_default()
+            .to_vec();
+        self.facts_seen = cloud.facts.len();
+        for f in new {
+            match f {
+                Fact::Installed {
+                    instance, group, ..
+                } => {
+                    if let Some(k) = self.steps.iter().position(|s| *s == group) {
+                        let seen = self.order.entry(instance).or_default();
+                        if !seen.contains(&k) {
+                            seen.push(k);
+                        }
+                    }
+                }
+                // 4 and 6: in service only with every step, in plan order, at the current revision.
+                Fact::InService { instance, .. } => {
+                    let Some(inst) = cloud.instances.get(&instance) else {
+                        continue;
+                    };
+                    let mut wrong = Vec::new();
+                    for g in &self.steps {
+                        let current = cloud.groups.get(g).and_then(|x| x.target_revision.clone());
+                        if current.is_some() && inst.installed.get(g) != current.as_ref() {
+                            wrong.push(format!(
+                                "{}/{} has {:?}, current {:?}",
+                                g.0,
+                                g.1,
+                                inst.installed.get(g),
+                                current
+                            ));
+                        }
+                    }
+                    if !wrong.is_empty() {
+                        self.violation(format!(
+                            "invariant 6: {instance} went InService with {}",
+                            wrong.join("; ")
+                        ));
+                    }
+                    let order = self.order.get(&instance).cloned().unwrap_or_default();
+                    if order.windows(2).any(|w| matches!(w, [a, b] if a > b)) {
+                        self.violation(format!(
+                            "invariant 4: {instance} installed plan steps in the order {order:?}"
+                        ));
+                    }
+                }
+                // 5 and 7: an action the orchestrator works on never runs out of time (the
+                // global timeout of a held instance excepted).
+                Fact::TimedOut {
+                    instance,
+                    hook,
+                    transition: Transition::Launching,
+                    global,
+                    result,
+                    ..
+                } if hook == LAUNCH_HOOK => {
+                    let what = if global {
+                        "5 (global timeout)"
+                    } else {
+                        "7 (heartbeat missed)"
+                    };
+                    self.violation(format!(
+                        "invariant {what}: launch action of {instance} timed out with {result:?}"
+                    ));
+                }
+                Fact::Completed {
+                    instance,
+                    hook,
+                    result: HookResult::Continue,
+                    ..
+                } if hook == LAUNCH_HOOK => {
+                    // 3: CONTINUE only once every step succeeded on the instance.
+                    let Some(inst) = cloud.instances.get(&instance) else {
+                        continue;
+                    };
+                    let missing: Vec<String> = self
+                        .steps
+                        .iter()
+                        .filter(|g| {
+                            cloud
+                                .groups
+                                .get(*g)
+                                .is_some_and(|x| x.target_revision.is_some())
+                                && !inst.installed.contains_key(*g)
+                        })
+                        .map(|g| format!("{}/{}", g.0, g.1))
+                        .collect();
+                    if !missing.is_empty() {
+                        self.violation(format!(
+                            "invariant 3: CONTINUE for {instance} without {}",
+                            missing.join(", ")
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// End-of-run checks: nobody is left waiting (5) unless held, and instances in service
+    /// carry every gate.
+    pub fn finish(&mut self, cloud: &Cloud, held: &BTreeSet<String>) {
+        self.check(cloud);
+        for i in cloud.instances.values() {
+            if i.state == InstanceState::PendingWait && !held.contains(&i.id) {
+                self.violation(format!(
+                    "invariant 5: {} still waits in Pending:Wait at the end",
+                    i.id
+                ));
+            }
+            // 3.1 of the brief: an instance goes in service with all its gates open, so later
+            // deployments of every group reach it.
+            let launched_by_us = i.in_service_at.is_some()
+                && cloud.facts.iter().any(|f| matches!(f, Fact::Completed { instance, hook, result: HookResult::Continue, .. } if *instance == i.id && hook == LAUNCH_HOOK));
+            if i.state == InstanceState::InService && launched_by_us {
+                let closed: Vec<&String> = self
+                    .gates
+                    .iter()
+                    .filter(|g| i.tags.get(*g).map(String::as_str) != Some("open"))
+                    .collect();
+                if !closed.is_empty() {
+                    self.violation(format!(
+                        "gates: {} is in service with gates {closed:?} closed",
+                        i.id
+                    ));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! What a run shows: the per-instance timeline and a summary.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use turnstile_model::{Creator, Fact, HookResult, Ms};
+use turnstile_sim::timeline::{percentile, render, time_to_in_service};
+
+use crate::run::RunRecord;
+use crate::scenario::{Mode, Scenario};
+
+/// The figures of one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub launched: usize,
+    /// Launched by Auto Scaling to replace an abandoned instance.
+    pub replacements: usize,
+    pub in_service: usize,
+    /// In service with every plan group deployed.
+    pub complete: usize,
+    pub abandoned: usize,
+    pub held: usize,
+    pub collided: usize,
+    pub p50_ms: Option<Ms>,
+    pub p99_ms: Option<Ms>,
+    /// Median over in-service instances of time to InService minus the sum of that instance's
+    /// own deployment durations.
+    pub overhead_p50_ms: Option<Ms>,
+    pub makespan_ms: Ms,
+    pub deployments_ours: usize,
+    pub deployments_other: usize,
+    pub aws_calls: BTreeMap<String, u64>,
+}
+
+impl Summary {
+    pub fn of(record: &RunRecord, scenario: &Scenario) -> Self {
+        let cloud = &record.cloud;
+        let steps = scenario.steps();
+        let launched = cloud.instances.len();
+        let initial: usize = scenario.events.iter().filter_map(|e| e.launch).sum();
+        let abandoned = cloud
+            .facts
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f,
+                    Fact::Completed {
+                        result: HookResult::Abandon,
+                        ..
+                    } | Fact::TimedOut {
+                        result: HookResult::Abandon,
+                        transition: turnstile_model::Transition::Launching,
+                        ..
+                    }
+                )
+            })
+            .count();
+        let mut in_service = 0;
+        let mut complete = 0;
+        let mut overheads = Vec::new();
+        for i in cloud.instances.values() {
+            let Some(at) = i.in_service_at.filter(|_| i.terminated_at.is_none()) else {
+                continue;
+            };
+            in_service += 1;
+            if steps.iter().all(|g| {
+                cloud
+                    .groups
+                    .get(g)
+                    .is_none_or(|x| x.target_revision.is_none())
+                    || i.installed.contains_key(g)
+            }) {
+                complete += 1;
+            }
+            let own: Ms = cloud
+                .deployments
+                .values()
+                .filter_map(|d| d.targets.get(&i.id))
+                .filter_map(|t| Some(t.ended_at? - t.started_at?))
+                .sum();
+            overheads.push((at - i.launched_at).saturating_sub(own));
+        }
+        overheads.sort_unstable();
+        let tis = time_to_in_service(cloud);
+        let makespan_ms = cloud
+            .facts
+            .iter()
+            .filter_map(|f| match f {
+                Fact::InService { at, .. } | Fact::Terminated { at, .. } => Some(*at),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let marker = turnstile_aws::ports::INTENT_MARKER;
+        let deployments_ours = cloud
+            .deployments
+            .values()
+            .filter(|d| d.description.starts_with(marker))
+            .count();
+        let deployments_other = cloud
+            .deployments
+            .values()
+            .filter(|d| {
+                !d.description.starts_with(marker)
+                    && (d.creator == Creator::Autoscaling || record.mode == Mode::Orchestrator)
+            })
+            .count();
+        Summary {
+            launched,
+            replacements: launched.saturating_sub(initial),
+            in_service,
+            complete,
+            abandoned,
+            held: record.held.len(),
+            collided: record.collided.len(),
+            p50_ms: percentile(&tis, 50),
+            p99_ms: percentile(&tis, 99),
+            overhead_p50_ms: percentile(&overheads, 50),
+            makespan_ms,
+            deployments_ours,
+            deployments_other,
+            aws_calls: cloud
+                .calls
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+        }
+    }
+}
+
+fn secs(ms: Option<Ms>) -> String {
+    ms.map_or("-".into(), |m| format!("{:.0} s", m as f64 / 1000.0))
+}
+
+/// The timeline and the summary of a run, as printed.
+pub fn render_run(record: &RunRecord, scenario: &Scenario, summary: &Summary) -> String {
+    let mut out = String::new();
+    let title = match record.mode {
+        Mode::Native => "CodeDeploy's built-in per-group launch hooks",
+        Mode::Orchestrator => "turnstile (the real handlers on the local cloud)",
+    };
+    let _ = writeln!(out, "== {}: {title}", scenario.name);
+    out.push_str(&render(&record.cloud, &scenario.steps()));
+    let s = summary;
+    let _ = writeln!(
+        out,
+        "instances: {} launched ({} replacements), {} InService ({} with every group), {} abandoned, {} held",
+        s.launched, s.replacements, s.in_service, s.complete, s.abandoned, s.held
+    );
+    let _ = writeln!(
+        out,
+        "time to InService: p50 {}, p99 {}; orchestration overhead p50 {}; makespan {}",
+        secs(s.p50_ms),
+        secs(s.p99_ms),
+        secs(s.overhead_p50_ms),
+        secs(Some(s.makespan_ms))
+    );
+    let _ = writeln!(
+        out,
+        "instances with two deployments in flight at once: {}",
+        s.collided
+    );
+    match record.mode {
+        Mode::Native => {
+            let _ = writeln!(
+                out,
+                "deployments created by CodeDeploy's hooks: {}",
+                s.deployments_other
+            );
+        }
+        Mode::Orchestrator => {
+            let a = &record.activity;
+            let _ = writeln!(
+                out,
+                "deployments: {} by turnstile, {} by users",
+                s.deployments_ours, s.deployments_other
+            );
+            let total: u64 = s.aws_calls.values().sum();
+            let calls: Vec<String> = s
+                .aws_calls
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "AWS calls to the simulator: {total} ({})",
+                calls.join(", ")
+            );
+            let _ = writeln!(
+                out,
+                "functions: {} queue invocations ({} messages: {:?}), {} timer sweeps; {} DynamoDB calls; {} timer messages",
+                a.queue_invocations,
+                a.messages,
+                a.dispositions,
+                a.timer_invocations,
+                a.dynamodb_calls,
+                a.sqs_sends
+            );
+            let _ = writeln!(
+                out,
+                "faults: {} events dropped, {} duplicates, {} calls throttled, {} redeliveries, {} dead-lettered",
+                a.events_dropped,
+                a.duplicates_injected,
+                a.throttled,
+                a.redeliveries,
+                a.dead_lettered
+            );
+        }
+    }
+    if record.mode == Mode::Orchestrator {
+        if record.violations.is_empty() {
+            let _ = writeln!(out, "invariants: {} checks, all held", record.checks);
+        } else {
+            let _ = writeln!(out, "invariants: {} VIOLATED:", record.violations.len());
+            for v in &record.violations {
+                let _ = writeln!(out, "  - {v}");
+            }
+        }
+    }
+    let _ = writeln!(out, "wall time: {:.1} s", record.wall.as_secs_f64());
+    out
+}

@@ -1,0 +1,478 @@
+//! Scenarios as TOML files: the fleet, the deployment groups with their duration distributions
+//! and failure rates, the plan options, what happens over time, the faults and the seed.
+//! `scenarios/default.toml` is the one `make demo` runs; its comments document every field.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::json;
+use turnstile_model::{
+    Asg, Cloud, Creator, DeployConfig, DeploymentGroup, Hook, HookResult, Ms, Profile, Transition,
+};
+
+/// The orchestrator's launch hook on the fleet.
+pub const LAUNCH_HOOK: &str = "turnstile-launch";
+/// The orchestrator's terminate hook.
+pub const TERMINATE_HOOK: &str = "turnstile-terminate";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub seed: u64,
+    /// Simulated seconds per wall-clock second; 0 runs as fast as the machine allows (time
+    /// jumps to the next thing that can happen whenever nothing is in flight).
+    #[serde(default)]
+    pub clock_scale: f64,
+    /// The run ends this long after the last scripted event, or earlier once every instance
+    /// has settled and nothing is left to do.
+    #[serde(default = "default_horizon")]
+    pub horizon_secs: u64,
+    pub fleet: Fleet,
+    #[serde(default)]
+    pub orchestrator: Orchestrator,
+    pub groups: Vec<GroupSpec>,
+    #[serde(default)]
+    pub events: Vec<Event>,
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+fn default_horizon() -> u64 {
+    7200
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fleet {
+    pub auto_scaling_group: String,
+    /// The lifecycle hooks' heartbeat timeout, 30..=7200 s.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_timeout_secs: u64,
+    #[serde(default = "yes")]
+    pub terminate_hook: bool,
+    /// Auto Scaling launches a replacement this long after an instance is abandoned.
+    #[serde(default = "default_replace")]
+    pub replace_after_secs: Option<u64>,
+}
+
+fn default_heartbeat() -> u64 {
+    300
+}
+fn default_replace() -> Option<u64> {
+    Some(30)
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Orchestrator {
+    #[serde(default = "default_batch_window")]
+    pub batch_window_secs: u64,
+    #[serde(default = "default_breaker")]
+    pub breaker_threshold: u32,
+    #[serde(default = "default_backoff")]
+    pub retry_backoff_secs: u64,
+}
+
+fn default_batch_window() -> u64 {
+    2
+}
+fn default_breaker() -> u32 {
+    3
+}
+fn default_backoff() -> u64 {
+    10
+}
+
+impl Default for Orchestrator {
+    fn default() -> Self {
+        Self {
+            batch_window_secs: default_batch_window(),
+            breaker_threshold: default_breaker(),
+            retry_backoff_secs: default_backoff(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    pub application: String,
+    pub deployment_group: String,
+    /// `CodeDeployDefault.OneAtATime` | `HalfAtATime` | `AllAtOnce`.
+    #[serde(default = "default_config")]
+    pub config: String,
+    /// One instance's deployment takes a duration drawn uniformly from `[min, max]` seconds.
+    pub duration_secs: [u64; 2],
+    /// Probability that one instance's deployment fails.
+    #[serde(default)]
+    pub fail_rate: f64,
+    /// The first N per-instance deployments of this group fail (scripted failures).
+    #[serde(default)]
+    pub fail_first: u32,
+    /// The group's last successful revision; without one the step is skipped.
+    #[serde(default = "default_revision")]
+    pub revision: Option<String>,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// `abandon` | `hold`.
+    #[serde(default = "default_on_failure")]
+    pub on_failure: String,
+}
+
+fn default_config() -> String {
+    "CodeDeployDefault.AllAtOnce".into()
+}
+fn default_revision() -> Option<String> {
+    Some("v1".into())
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_timeout() -> u64 {
+    1800
+}
+fn default_on_failure() -> String {
+    "abandon".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub at_secs: u64,
+    /// Scale out by this many instances.
+    #[serde(default)]
+    pub launch: Option<usize>,
+    /// Terminate this many instances that are still waiting in `Pending:Wait` (oldest first).
+    #[serde(default)]
+    pub terminate: Option<usize>,
+    /// A user's own deployment on a managed group.
+    #[serde(default)]
+    pub user_deployment: Option<UserDeployment>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserDeployment {
+    pub application: String,
+    pub deployment_group: String,
+    pub revision: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Probability that a CodeDeploy event never reaches the queue.
+    #[serde(default)]
+    pub drop_codedeploy: f64,
+    /// Probability that a message is delivered twice (same body, same event id), as SQS and
+    /// EventBridge may.
+    #[serde(default)]
+    pub duplicate: f64,
+    /// Probability that an AWS call to the simulator is throttled.
+    #[serde(default)]
+    pub throttle: f64,
+}
+
+/// What the scripted timeline does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Launch(usize),
+    Terminate(usize),
+    UserDeployment {
+        group: (String, String),
+        revision: String,
+    },
+}
+
+/// Which fleet to build: the orchestrator's hooks, or CodeDeploy's own per-group hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Native,
+    Orchestrator,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: {field}: {problem}")]
+    Invalid {
+        path: String,
+        field: String,
+        problem: String,
+    },
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        Self::parse(&name, &text)
+    }
+
+    pub fn parse(name: &str, text: &str) -> Result<Self, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|source| ScenarioError::Parse {
+            path: name.to_owned(),
+            source: Box::new(source),
+        })?;
+        s.validate()
+            .map_err(|(field, problem)| ScenarioError::Invalid {
+                path: name.to_owned(),
+                field,
+                problem,
+            })?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let hb = self.fleet.heartbeat_timeout_secs;
+        if !(30..=7200).contains(&hb) {
+            return Err((
+                "fleet.heartbeat_timeout_secs".into(),
+                format!("{hb} is outside 30..=7200"),
+            ));
+        }
+        if self.groups.is_empty() {
+            return Err((
+                "groups".into(),
+                "at least one deployment group is needed".into(),
+            ));
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            let at = |f: &str| format!("groups[{i}].{f}");
+            if DeployConfig::parse(&g.config).is_none() {
+                return Err((
+                    at("config"),
+                    format!("unknown deployment config `{}`", g.config),
+                ));
+            }
+            let [lo, hi] = g.duration_secs;
+            if lo == 0 || lo > hi {
+                return Err((
+                    at("duration_secs"),
+                    format!("[{lo}, {hi}] must be 0 < min <= max"),
+                ));
+            }
+            if !(0.0..=1.0).contains(&g.fail_rate) {
+                return Err((at("fail_rate"), "must be within 0..=1".into()));
+            }
+            if !matches!(g.on_failure.as_str(), "abandon" | "hold") {
+                return Err((
+                    at("on_failure"),
+                    format!("`{}`: expected abandon or hold", g.on_failure),
+                ));
+            }
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            let set = usize::from(e.launch.is_some())
+                + usize::from(e.terminate.is_some())
+                + usize::from(e.user_deployment.is_some());
+            if set != 1 {
+                return Err((
+                    format!("events[{i}]"),
+                    "exactly one of launch, terminate, user_deployment".into(),
+                ));
+            }
+            if let Some(u) = &e.user_deployment
+                && !self.groups.iter().any(|g| {
+                    g.application == u.application && g.deployment_group == u.deployment_group
+                })
+            {
+                return Err((
+                    format!("events[{i}].user_deployment"),
+                    format!(
+                        "{}/{} is not a group of this scenario",
+                        u.application, u.deployment_group
+                    ),
+                ));
+            }
+        }
+        for (field, p) in [
+            ("faults.drop_codedeploy", self.faults.drop_codedeploy),
+            ("faults.duplicate", self.faults.duplicate),
+            ("faults.throttle", self.faults.throttle),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err((field.into(), "must be within 0..=1".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The plan steps as (application, deployment group).
+    pub fn steps(&self) -> Vec<(String, String)> {
+        self.groups
+            .iter()
+            .map(|g| (g.application.clone(), g.deployment_group.clone()))
+            .collect()
+    }
+
+    pub fn gate_tag(app: &str) -> String {
+        format!("turnstile:gate:{app}")
+    }
+
+    /// The plan, as the launch hook's notification metadata.
+    pub fn plan_json(&self) -> String {
+        let steps: Vec<serde_json::Value> = self
+            .groups
+            .iter()
+            .map(|g| {
+                json!({
+                    "application": g.application,
+                    "deploymentGroup": g.deployment_group,
+                    "gateTag": Self::gate_tag(&g.application),
+                    "retries": g.retries,
+                    "retryBackoffSecs": self.orchestrator.retry_backoff_secs,
+                    "timeoutSecs": g.timeout_secs,
+                    "onFailure": g.on_failure,
+                })
+            })
+            .collect();
+        json!({
+            "version": 1,
+            "steps": steps,
+            "batchWindowSecs": self.orchestrator.batch_window_secs,
+            "breaker": {"threshold": self.orchestrator.breaker_threshold, "windowSecs": 3600},
+        })
+        .to_string()
+    }
+
+    /// The scripted timeline, in time order.
+    pub fn script(&self) -> Vec<(Ms, Action)> {
+        let mut v: Vec<(Ms, Action)> = self
+            .events
+            .iter()
+            .filter_map(|e| {
+                let a = if let Some(n) = e.launch {
+                    Action::Launch(n)
+                } else if let Some(n) = e.terminate {
+                    Action::Terminate(n)
+                } else {
+                    let u = e.user_deployment.as_ref()?;
+                    Action::UserDeployment {
+                        group: (u.application.clone(), u.deployment_group.clone()),
+                        revision: u.revision.clone(),
+                    }
+                };
+                Some((e.at_secs * 1000, a))
+            })
+            .collect();
+        v.sort_by_key(|(t, _)| *t);
+        v
+    }
+
+    pub fn horizon_ms(&self) -> Ms {
+        let last = self.events.iter().map(|e| e.at_secs).max().unwrap_or(0);
+        (last + self.horizon_secs) * 1000
+    }
+
+    /// The modelled account: the fleet with either the orchestrator's hooks or CodeDeploy's own
+    /// per-group launch hooks, and the deployment groups (selecting instances by gate tag).
+    pub fn cloud(&self, mode: Mode) -> Cloud {
+        let mut cloud = Cloud::new(self.seed);
+        let asg = &self.fleet.auto_scaling_group;
+        let hb = self.fleet.heartbeat_timeout_secs;
+        let mut hooks = Vec::new();
+        if mode == Mode::Orchestrator {
+            hooks.push(Hook {
+                name: LAUNCH_HOOK.into(),
+                transition: Transition::Launching,
+                heartbeat_secs: hb,
+                default_result: HookResult::Abandon,
+                metadata: Some(self.plan_json()),
+            });
+            if self.fleet.terminate_hook {
+                hooks.push(Hook {
+                    name: TERMINATE_HOOK.into(),
+                    transition: Transition::Terminating,
+                    heartbeat_secs: hb,
+                    default_result: HookResult::Continue,
+                    metadata: None,
+                });
+            }
+        }
+        cloud.add_asg(Asg {
+            name: asg.clone(),
+            hooks,
+            replace_after_ms: self.fleet.replace_after_secs.map(|s| s * 1000),
+        });
+        for g in &self.groups {
+            let [lo, hi] = g.duration_secs;
+            cloud.add_group(DeploymentGroup {
+                app: g.application.clone(),
+                name: g.deployment_group.clone(),
+                tag_set: vec![vec![(Self::gate_tag(&g.application), "open".into())]],
+                target_revision: g.revision.clone(),
+                config: DeployConfig::parse(&g.config).unwrap_or(DeployConfig::AllAtOnce),
+                profile: Profile {
+                    min_ms: lo * 1000,
+                    max_ms: hi * 1000,
+                    fail_prob: g.fail_rate,
+                },
+            });
+            if g.fail_first > 0 {
+                cloud.fail_next.insert(
+                    (g.application.clone(), g.deployment_group.clone()),
+                    g.fail_first,
+                );
+            }
+            if mode == Mode::Native {
+                cloud.associate_asg(asg, &(g.application.clone(), g.deployment_group.clone()));
+            }
+        }
+        cloud
+    }
+}
+
+/// Applies one scripted action to the model.
+pub fn apply(cloud: &mut Cloud, asg: &str, action: &Action) {
+    match action {
+        Action::Launch(n) => {
+            cloud.scale_out(asg, *n);
+        }
+        Action::Terminate(n) => {
+            let mut waiting: Vec<(Ms, String)> = cloud
+                .instances
+                .values()
+                .filter(|i| i.state == turnstile_model::InstanceState::PendingWait)
+                .map(|i| (i.launched_at, i.id.clone()))
+                .collect();
+            waiting.sort();
+            for (_, id) in waiting.into_iter().take(*n) {
+                cloud.terminate(&id);
+            }
+        }
+        Action::UserDeployment { group, revision } => {
+            let _ = cloud.create_deployment(
+                group,
+                Some(revision),
+                None,
+                false,
+                "deployment by a user",
+                Creator::User,
+            );
+        }
+    }
+}

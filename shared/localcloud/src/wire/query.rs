@@ -1,0 +1,292 @@
+//! Auto Scaling (`Version=2011-01-01`) and EC2 (`Version=2016-11-15`) over the Query protocol:
+//! a form-encoded POST, an XML `<Action>Response`, and the service's XML error document
+//! (`ErrorResponse` for Auto Scaling, `Response/Errors` for EC2).
+
+use std::collections::BTreeMap;
+
+use hyper::StatusCode;
+use turnstile_model::{ApiError, HookResult};
+
+use super::{Reply, Simulator, xml_escape};
+
+const AUTOSCALING_NS: &str = "http://autoscaling.amazonaws.com/doc/2011-01-01/";
+const EC2_NS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
+
+/// Form parameters, in order of appearance (last one wins for a repeated name).
+type Params = BTreeMap<String, String>;
+
+pub fn handle(sim: &Simulator, body: &[u8], request_id: &str) -> Reply {
+    let params: Params = form_urlencoded::parse(body).into_owned().collect();
+    let action = params.get("Action").cloned().unwrap_or_default();
+    let ec2 = params.get("Version").map(String::as_str) == Some("2016-11-15");
+    if sim.throttle() {
+        return if ec2 {
+            ec2_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "RequestLimitExceeded",
+                "Request limit exceeded.",
+                request_id,
+            )
+        } else {
+            autoscaling_error("Throttling", "Rate exceeded", request_id)
+        };
+    }
+    match (ec2, action.as_str()) {
+        (false, "CompleteLifecycleAction") => complete(sim, &params, request_id),
+        (false, "RecordLifecycleActionHeartbeat") => heartbeat(sim, &params, request_id),
+        (false, "DescribeLifecycleHooks") => describe_hooks(sim, &params, request_id),
+        (true, "CreateTags") => tags(sim, &params, request_id, true),
+        (true, "DeleteTags") => tags(sim, &params, request_id, false),
+        (true, other) => ec2_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidAction",
+            &format!("The action {other} is not valid for this web service."),
+            request_id,
+        ),
+        (false, other) => autoscaling_error(
+            "InvalidAction",
+            &format!("The action {other} is not valid for this web service."),
+            request_id,
+        ),
+    }
+}
+
+fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, String> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            format!("1 validation error detected: Value null at '{name}' failed to satisfy constraint: Member must not be null")
+        })
+}
+
+/// The lifecycle action a request names: group, hook, and the token or the instance id.
+type ActionName<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
+fn action_of(params: &Params) -> Result<ActionName<'_>, String> {
+    let asg = required(params, "AutoScalingGroupName")?;
+    let hook = required(params, "LifecycleHookName")?;
+    let token = params.get("LifecycleActionToken").map(String::as_str);
+    let instance = params.get("InstanceId").map(String::as_str);
+    if token.is_none() && instance.is_none() {
+        return Err("Either LifecycleActionToken or InstanceId must be specified".into());
+    }
+    Ok((asg, hook, token, instance))
+}
+
+fn complete(sim: &Simulator, params: &Params, request_id: &str) -> Reply {
+    let (asg, hook, token, instance) = match action_of(params) {
+        Ok(x) => x,
+        Err(m) => return autoscaling_error("ValidationError", &m, request_id),
+    };
+    let Some(result) = params
+        .get("LifecycleActionResult")
+        .and_then(|r| HookResult::parse(r))
+    else {
+        return autoscaling_error(
+            "ValidationError",
+            "LifecycleActionResult must be CONTINUE or ABANDON",
+            request_id,
+        );
+    };
+    let outcome = sim
+        .cloud()
+        .complete_lifecycle_action(asg, hook, token, instance, result);
+    match outcome {
+        Ok(()) => autoscaling_ok("CompleteLifecycleAction", request_id),
+        Err(e) => autoscaling_api_error(&e, request_id),
+    }
+}
+
+fn heartbeat(sim: &Simulator, params: &Params, request_id: &str) -> Reply {
+    let (asg, hook, token, instance) = match action_of(params) {
+        Ok(x) => x,
+        Err(m) => return autoscaling_error("ValidationError", &m, request_id),
+    };
+    match sim.cloud().record_heartbeat(asg, hook, token, instance) {
+        Ok(()) => autoscaling_ok("RecordLifecycleActionHeartbeat", request_id),
+        Err(e) => autoscaling_api_error(&e, request_id),
+    }
+}
+
+/// DescribeLifecycleHooks: the group's hooks (all, or those named in
+/// `LifecycleHookNames.member.N`), with the global timeout AWS derives [aws-facts §2].
+fn describe_hooks(sim: &Simulator, params: &Params, request_id: &str) -> Reply {
+    let asg = match required(params, "AutoScalingGroupName") {
+        Ok(a) => a,
+        Err(m) => return autoscaling_error("ValidationError", &m, request_id),
+    };
+    let names: Vec<String> = indexed(params, "LifecycleHookNames.member.", "")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let mut cloud = sim.cloud();
+    *cloud.calls.entry("DescribeLifecycleHooks").or_default() += 1;
+    let Some(group) = cloud.asgs.get(asg) else {
+        return autoscaling_error(
+            "ValidationError",
+            &format!("Group {asg} not found"),
+            request_id,
+        );
+    };
+    let mut members = String::new();
+    for h in group
+        .hooks
+        .iter()
+        .filter(|h| names.is_empty() || names.contains(&h.name))
+    {
+        let transition = match h.transition {
+            turnstile_model::Transition::Launching => "autoscaling:EC2_INSTANCE_LAUNCHING",
+            turnstile_model::Transition::Terminating => "autoscaling:EC2_INSTANCE_TERMINATING",
+        };
+        let result = match h.default_result {
+            HookResult::Continue => "CONTINUE",
+            HookResult::Abandon => "ABANDON",
+        };
+        let metadata = h
+            .metadata
+            .as_deref()
+            .map(|m| {
+                format!(
+                    "<NotificationMetadata>{}</NotificationMetadata>",
+                    xml_escape(m)
+                )
+            })
+            .unwrap_or_default();
+        members.push_str(&format!(
+            "<member><LifecycleHookName>{}</LifecycleHookName><AutoScalingGroupName>{}</AutoScalingGroupName><LifecycleTransition>{transition}</LifecycleTransition>{metadata}<HeartbeatTimeout>{}</HeartbeatTimeout><GlobalTimeout>{}</GlobalTimeout><DefaultResult>{result}</DefaultResult></member>",
+            xml_escape(&h.name),
+            xml_escape(asg),
+            h.heartbeat_secs,
+            h.global_ms() / 1000,
+        ));
+    }
+    Reply {
+        status: StatusCode::OK,
+        content_type: "text/xml",
+        body: format!(
+            r#"<DescribeLifecycleHooksResponse xmlns="{AUTOSCALING_NS}"><DescribeLifecycleHooksResult><LifecycleHooks>{members}</LifecycleHooks></DescribeLifecycleHooksResult><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></DescribeLifecycleHooksResponse>"#
+        ),
+    }
+}
+
+/// `ResourceId.N` and `Tag.N.Key` / `Tag.N.Value`, in N order.
+fn indexed(params: &Params, prefix: &str, suffix: &str) -> Vec<(u32, String)> {
+    let mut v: Vec<(u32, String)> = params
+        .iter()
+        .filter_map(|(k, val)| {
+            let n = k.strip_prefix(prefix)?.strip_suffix(suffix)?;
+            Some((n.parse().ok()?, val.clone()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// CreateTags / DeleteTags. The call is all-or-nothing: if any resource id is unknown, nothing
+/// is tagged and `InvalidInstanceID.NotFound` names the unknown ids.
+fn tags(sim: &Simulator, params: &Params, request_id: &str, create: bool) -> Reply {
+    let op = if create { "CreateTags" } else { "DeleteTags" };
+    let ids: Vec<String> = indexed(params, "ResourceId.", "")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let keys = indexed(params, "Tag.", ".Key");
+    let values: BTreeMap<u32, String> = indexed(params, "Tag.", ".Value").into_iter().collect();
+    if ids.is_empty() || (create && keys.is_empty()) {
+        return ec2_error(
+            StatusCode::BAD_REQUEST,
+            "MissingParameter",
+            &format!(
+                "The request must contain the parameter {}",
+                if ids.is_empty() {
+                    "resourceIdSet"
+                } else {
+                    "tagSet"
+                }
+            ),
+            request_id,
+        );
+    }
+    tracing::debug!(op, ?ids, ?keys, "tags");
+    let mut cloud = sim.cloud();
+    let unknown: Vec<&String> = ids
+        .iter()
+        .filter(|i| !cloud.instances.contains_key(*i))
+        .collect();
+    if !unknown.is_empty() {
+        let list: Vec<String> = unknown.iter().map(|i| format!("'{i}'")).collect();
+        let message = if list.len() == 1 {
+            format!("The instance ID {} does not exist", list.join(", "))
+        } else {
+            format!("The instance IDs {} do not exist", list.join(", "))
+        };
+        return ec2_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidInstanceID.NotFound",
+            &message,
+            request_id,
+        );
+    }
+    for (n, key) in keys {
+        if create {
+            let value = values.get(&n).cloned().unwrap_or_default();
+            cloud.create_tags(&ids, &key, &value);
+        } else {
+            cloud.delete_tags(&ids, &key);
+        }
+    }
+    Reply {
+        status: StatusCode::OK,
+        content_type: "text/xml;charset=UTF-8",
+        body: format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<{op}Response xmlns="{EC2_NS}"><requestId>{request_id}</requestId><return>true</return></{op}Response>"#
+        ),
+    }
+}
+
+fn autoscaling_ok(op: &str, request_id: &str) -> Reply {
+    Reply {
+        status: StatusCode::OK,
+        content_type: "text/xml",
+        body: format!(
+            r#"<{op}Response xmlns="{AUTOSCALING_NS}"><{op}Result/><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{op}Response>"#
+        ),
+    }
+}
+
+fn autoscaling_api_error(e: &ApiError, request_id: &str) -> Reply {
+    match e {
+        ApiError::NoActiveAction(m) => autoscaling_error("ValidationError", m, request_id),
+        other => autoscaling_error("ValidationError", &format!("{other:?}"), request_id),
+    }
+}
+
+/// Auto Scaling's error document: HTTP 400, `ErrorResponse/Error/{Type,Code,Message}`.
+pub fn autoscaling_error(code: &str, message: &str, request_id: &str) -> Reply {
+    Reply {
+        status: StatusCode::BAD_REQUEST,
+        content_type: "text/xml",
+        body: format!(
+            r#"<ErrorResponse xmlns="{AUTOSCALING_NS}"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"#,
+            xml_escape(code),
+            xml_escape(message)
+        ),
+    }
+}
+
+/// EC2's error document: `Response/Errors/Error/{Code,Message}` and `RequestID`.
+pub fn ec2_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Reply {
+    Reply {
+        status,
+        content_type: "text/xml;charset=UTF-8",
+        body: format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"#,
+            xml_escape(code),
+            xml_escape(message)
+        ),
+    }
+}

@@ -1,0 +1,491 @@
+//! The simulator's wire protocols, exercised with the real SDK clients and the project's own
+//! adapters. Each test names the aws-facts line it models.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_autoscaling::error::ProvideErrorMetadata;
+use turnstile_localcloud::wire::{self, Server, Simulator, WireFaults};
+use turnstile_model::{
+    Asg, Cloud, DeployConfig, DeploymentGroup, Hook, HookResult, InstanceState, Profile, Transition,
+};
+
+fn cloud() -> Cloud {
+    let mut c = Cloud::new(1);
+    c.add_asg(Asg {
+        name: "fleet".into(),
+        hooks: vec![Hook {
+            name: "launch".into(),
+            transition: Transition::Launching,
+            heartbeat_secs: 300,
+            default_result: HookResult::Abandon,
+            metadata: Some("{\"version\":1}".into()),
+        }],
+        replace_after_ms: None,
+    });
+    c.add_group(DeploymentGroup {
+        app: "web".into(),
+        name: "web-dg".into(),
+        tag_set: vec![vec![("gate".into(), "open".into())]],
+        target_revision: Some("v1".into()),
+        config: DeployConfig::AllAtOnce,
+        profile: Profile {
+            min_ms: 60_000,
+            max_ms: 60_000,
+            fail_prob: 0.0,
+        },
+    });
+    c
+}
+
+struct Fixture {
+    sim: Arc<Simulator>,
+    _server: Server,
+    asg: aws_sdk_autoscaling::Client,
+    ec2: aws_sdk_ec2::Client,
+    cd: aws_sdk_codedeploy::Client,
+}
+
+async fn fixture(c: Cloud) -> Fixture {
+    let sim = Simulator::new(c, WireFaults::default(), 1);
+    let server = wire::serve(sim.clone()).await.unwrap();
+    let conf = turnstile_harness::sdk_config(&server.endpoint()).await;
+    Fixture {
+        sim,
+        asg: aws_sdk_autoscaling::Client::new(&conf),
+        ec2: aws_sdk_ec2::Client::new(&conf),
+        cd: aws_sdk_codedeploy::Client::new(&conf),
+        _server: server,
+    }
+}
+
+fn launch(f: &Fixture) -> (String, String) {
+    let mut c = f.sim.cloud();
+    let id = c.scale_out("fleet", 1).remove(0);
+    let token = c.instances[&id].actions[0].token.clone();
+    (id, token)
+}
+
+/// aws-facts §2 CompleteLifecycleAction: by token, CONTINUE puts the instance in service; the
+/// same token again is `ValidationError` "No active Lifecycle Action found" (§2 stale token).
+#[tokio::test]
+async fn complete_by_token_then_stale_token_is_validation_error() {
+    let f = fixture(cloud()).await;
+    let (id, token) = launch(&f);
+    f.asg
+        .complete_lifecycle_action()
+        .auto_scaling_group_name("fleet")
+        .lifecycle_hook_name("launch")
+        .lifecycle_action_token(&token)
+        .lifecycle_action_result("CONTINUE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(f.sim.cloud().instances[&id].state, InstanceState::InService);
+    let err = f
+        .asg
+        .complete_lifecycle_action()
+        .auto_scaling_group_name("fleet")
+        .lifecycle_hook_name("launch")
+        .lifecycle_action_token(&token)
+        .lifecycle_action_result("CONTINUE")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationError"));
+    assert!(
+        err.message()
+            .unwrap()
+            .contains("No active Lifecycle Action found"),
+        "{err:?}"
+    );
+}
+
+/// aws-facts §2 RecordLifecycleActionHeartbeat restarts the heartbeat timer; DescribeLifecycleHooks
+/// reports HeartbeatTimeout and GlobalTimeout = min(100 × heartbeat, 48 h).
+#[tokio::test]
+async fn heartbeat_extends_and_describe_reports_timeouts() {
+    let f = fixture(cloud()).await;
+    let (id, token) = launch(&f);
+    f.sim.cloud().advance_to(200_000);
+    f.asg
+        .record_lifecycle_action_heartbeat()
+        .auto_scaling_group_name("fleet")
+        .lifecycle_hook_name("launch")
+        .lifecycle_action_token(&token)
+        .send()
+        .await
+        .unwrap();
+    f.sim.cloud().advance_to(450_000);
+    assert_eq!(
+        f.sim.cloud().instances[&id].state,
+        InstanceState::PendingWait,
+        "the heartbeat at 200 s moved the deadline to 500 s"
+    );
+    f.sim.cloud().advance_to(501_000);
+    assert_eq!(
+        f.sim.cloud().instances[&id].state,
+        InstanceState::Terminated
+    );
+    let hooks = f
+        .asg
+        .describe_lifecycle_hooks()
+        .auto_scaling_group_name("fleet")
+        .lifecycle_hook_names("launch")
+        .send()
+        .await
+        .unwrap();
+    let h = &hooks.lifecycle_hooks()[0];
+    assert_eq!(h.heartbeat_timeout(), Some(300));
+    assert_eq!(h.global_timeout(), Some(30_000));
+    assert_eq!(h.default_result(), Some("ABANDON"));
+    assert_eq!(h.notification_metadata(), Some("{\"version\":1}"));
+}
+
+/// EC2 CreateTags / DeleteTags (a tag without a value deletes the key); the group selects the
+/// instance by its tag set (aws-facts §3.1 targets by tag).
+#[tokio::test]
+async fn tags_are_created_and_deleted() {
+    let f = fixture(cloud()).await;
+    let (id, _) = launch(&f);
+    f.ec2
+        .create_tags()
+        .resources(&id)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("gate")
+                .value("open")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        f.sim.cloud().instances[&id]
+            .tags
+            .get("gate")
+            .map(String::as_str),
+        Some("open")
+    );
+    f.ec2
+        .delete_tags()
+        .resources(&id)
+        .tags(aws_sdk_ec2::types::Tag::builder().key("gate").build())
+        .send()
+        .await
+        .unwrap();
+    assert!(f.sim.cloud().instances[&id].tags.is_empty());
+    let err = f
+        .ec2
+        .create_tags()
+        .resources("i-0123456789abcdef0")
+        .resources(&id)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("gate")
+                .value("open")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidInstanceID.NotFound"));
+    assert!(err.message().unwrap().contains("i-0123456789abcdef0"));
+    assert!(
+        f.sim.cloud().instances[&id].tags.is_empty(),
+        "all or nothing"
+    );
+}
+
+fn revision(rev: &str) -> aws_sdk_codedeploy::types::RevisionLocation {
+    use aws_sdk_codedeploy::types::{
+        BundleType, RevisionLocation, RevisionLocationType, S3Location,
+    };
+    RevisionLocation::builder()
+        .revision_type(RevisionLocationType::S3)
+        .s3_location(
+            S3Location::builder()
+                .bucket(wire::codedeploy::REVISION_BUCKET)
+                .key(format!("{rev}.zip"))
+                .bundle_type(BundleType::Zip)
+                .build(),
+        )
+        .build()
+}
+
+async fn gate(f: &Fixture, id: &str) {
+    f.ec2
+        .create_tags()
+        .resources(id)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("gate")
+                .value("open")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// aws-facts §3.1: one active deployment per group; a second CreateDeployment is
+/// `DeploymentLimitExceededException` "The Deployment Group '<group>' already has an active
+/// Deployment '<d-ID>'", which the adapter parses.
+#[tokio::test]
+async fn a_busy_group_refuses_with_the_real_message() {
+    let f = fixture(cloud()).await;
+    let (id, _) = launch(&f);
+    gate(&f, &id).await;
+    let first =
+        f.cd.create_deployment()
+            .application_name("web")
+            .deployment_group_name("web-dg")
+            .revision(revision("v2"))
+            .send()
+            .await
+            .unwrap()
+            .deployment_id
+            .unwrap();
+    let err =
+        f.cd.create_deployment()
+            .application_name("web")
+            .deployment_group_name("web-dg")
+            .revision(revision("v2"))
+            .send()
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), Some("DeploymentLimitExceededException"));
+    let message = err.message().unwrap();
+    assert_eq!(
+        message,
+        format!("The Deployment Group 'web-dg' already has an active Deployment '{first}'")
+    );
+    assert_eq!(
+        turnstile_aws::codedeploy::busy_deployment(message).map(|d| d.0),
+        Some(first)
+    );
+}
+
+/// aws-facts §3.1 `updateOutdatedInstancesOnly` and "target revision": an instance already on
+/// the revision is skipped; a successful deployment makes its revision the group's target.
+#[tokio::test]
+async fn outdated_only_skips_up_to_date_instances_and_success_sets_the_target_revision() {
+    let f = fixture(cloud()).await;
+    let (a, _) = launch(&f);
+    gate(&f, &a).await;
+    let d1 =
+        f.cd.create_deployment()
+            .application_name("web")
+            .deployment_group_name("web-dg")
+            .revision(revision("v2"))
+            .send()
+            .await
+            .unwrap()
+            .deployment_id
+            .unwrap();
+    f.sim.cloud().advance_to(120_000);
+    let info =
+        f.cd.get_deployment()
+            .deployment_id(&d1)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(
+        info.deployment_info().unwrap().status().map(|s| s.as_str()),
+        Some("Succeeded")
+    );
+    let group =
+        f.cd.get_deployment_group()
+            .application_name("web")
+            .deployment_group_name("web-dg")
+            .send()
+            .await
+            .unwrap();
+    let g = group.deployment_group_info().unwrap();
+    let target = g.target_revision().unwrap();
+    assert_eq!(
+        turnstile_aws::codedeploy::revision_of(target),
+        turnstile_aws::codedeploy::revision_of(&revision("v2"))
+    );
+    assert_eq!(
+        g.last_attempted_deployment().unwrap().deployment_id(),
+        Some(d1.as_str())
+    );
+    let (b, _) = launch(&f);
+    gate(&f, &b).await;
+    let d2 =
+        f.cd.create_deployment()
+            .application_name("web")
+            .deployment_group_name("web-dg")
+            .revision(revision("v2"))
+            .update_outdated_instances_only(true)
+            .send()
+            .await
+            .unwrap()
+            .deployment_id
+            .unwrap();
+    let targets =
+        f.cd.batch_get_deployment_targets()
+            .deployment_id(&d2)
+            .target_ids(&a)
+            .target_ids(&b)
+            .send()
+            .await
+            .unwrap();
+    let status: BTreeMap<String, String> = targets
+        .deployment_targets()
+        .iter()
+        .map(|t| {
+            let it = t.instance_target().unwrap();
+            (
+                it.target_id().unwrap().to_owned(),
+                it.status().unwrap().as_str().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(status[&a], "Skipped");
+    assert_eq!(status[&b], "InProgress");
+}
+
+/// aws-facts §3.2: BatchGetDeploymentTargets takes at most 25 ids; §3.4 a non-target is
+/// `DeploymentTargetDoesNotExistException`.
+#[tokio::test]
+async fn target_batches_are_limited_to_25() {
+    let f = fixture(cloud()).await;
+    let (a, _) = launch(&f);
+    gate(&f, &a).await;
+    let d =
+        f.cd.create_deployment()
+            .application_name("web")
+            .deployment_group_name("web-dg")
+            .revision(revision("v2"))
+            .send()
+            .await
+            .unwrap()
+            .deployment_id
+            .unwrap();
+    let ids: Vec<String> = (0..26).map(|i| format!("i-{i:017x}")).collect();
+    let err =
+        f.cd.batch_get_deployment_targets()
+            .deployment_id(&d)
+            .set_target_ids(Some(ids))
+            .send()
+            .await
+            .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some("DeploymentTargetListSizeExceededException")
+    );
+    let err =
+        f.cd.batch_get_deployment_targets()
+            .deployment_id(&d)
+            .target_ids("i-0000000000000ffff")
+            .send()
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), Some("DeploymentTargetDoesNotExistException"));
+    let listed =
+        f.cd.list_deployment_targets()
+            .deployment_id(&d)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(listed.target_ids(), [a]);
+}
+
+/// aws-facts §3.5 StopDeployment: in-flight targets end failed; stopping a finished deployment
+/// is `DeploymentAlreadyCompletedException`.
+#[tokio::test]
+async fn stop_fails_in_flight_targets_then_reports_already_completed() {
+    let f = fixture(cloud()).await;
+    let (a, _) = launch(&f);
+    gate(&f, &a).await;
+    let d =
+        f.cd.create_deployment()
+            .application_name("web")
+            .deployment_group_name("web-dg")
+            .revision(revision("v2"))
+            .send()
+            .await
+            .unwrap()
+            .deployment_id
+            .unwrap();
+    f.cd.stop_deployment()
+        .deployment_id(&d)
+        .send()
+        .await
+        .unwrap();
+    let info =
+        f.cd.get_deployment()
+            .deployment_id(&d)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(
+        info.deployment_info().unwrap().status().map(|s| s.as_str()),
+        Some("Stopped")
+    );
+    assert!(f.sim.cloud().in_flight_on(&a).is_empty());
+    let err =
+        f.cd.stop_deployment()
+            .deployment_id(&d)
+            .send()
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), Some("DeploymentAlreadyCompletedException"));
+}
+
+/// aws-facts §3.7: throttling errors are `ThrottlingException` (CodeDeploy), `Throttling`
+/// (Auto Scaling) and `RequestLimitExceeded` (EC2); the SDK retries them, then gives up.
+#[tokio::test]
+async fn throttled_calls_use_each_services_error_code() {
+    let sim = Simulator::new(cloud(), WireFaults { throttle: 1.0 }, 1);
+    let server = wire::serve(sim.clone()).await.unwrap();
+    let conf = turnstile_harness::sdk_config(&server.endpoint()).await;
+    let conf = aws_config::SdkConfig::builder()
+        .region(conf.region().cloned())
+        .credentials_provider(conf.credentials_provider().unwrap())
+        .endpoint_url(server.endpoint())
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let cd = aws_sdk_codedeploy::Client::new(&conf);
+    let asg = aws_sdk_autoscaling::Client::new(&conf);
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let e = cd
+        .get_deployment()
+        .deployment_id("d-1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ThrottlingException"));
+    let e = asg
+        .record_lifecycle_action_heartbeat()
+        .auto_scaling_group_name("fleet")
+        .lifecycle_hook_name("launch")
+        .lifecycle_action_token("t")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("Throttling"));
+    let e = ec2
+        .create_tags()
+        .resources("i-1")
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("k")
+                .value("v")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("RequestLimitExceeded"));
+    assert_eq!(sim.counts().1, 3);
+}

@@ -1,0 +1,334 @@
+//! End-to-end: scenarios through the real handlers on the local cloud (the wire-protocol
+//! simulator of Auto Scaling, EC2 and CodeDeploy; EventBridge and SQS on moto; DynamoDB Local),
+//! asserting on the simulator's record. Each test starts its own stand-ins on free ports and
+//! stops them by PID.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::collections::BTreeMap;
+
+use turnstile_localcloud::report::{Summary, render_run};
+use turnstile_localcloud::{Mode, RunRecord, Scenario, Stack, run};
+use turnstile_model::{Creator, DeploymentStatus, Fact, HookResult, InstanceState};
+
+/// A scenario with `groups` deployment groups `g0`..; `group` is appended to each group table
+/// and `rest` to the file.
+fn scenario(groups: usize, group: &str, rest: &str) -> String {
+    let mut s = String::from(
+        "name = \"e2e\"\nseed = 11\nhorizon_secs = 3600\n[fleet]\nauto_scaling_group = \"fleet\"\nheartbeat_timeout_secs = 300\n",
+    );
+    for i in 0..groups {
+        s.push_str(&format!(
+            "[[groups]]\napplication = \"app{i}\"\ndeployment_group = \"g{i}\"\nduration_secs = [30, 60]\n{group}\n"
+        ));
+    }
+    s.push_str(rest);
+    s
+}
+
+async fn run_orchestrated(toml: &str) -> (Scenario, RunRecord) {
+    let scenario = Scenario::parse("e2e", toml).unwrap();
+    let stack = Stack::start().unwrap();
+    let record = run(Some(&stack), &scenario, Mode::Orchestrator)
+        .await
+        .unwrap();
+    let summary = Summary::of(&record, &scenario);
+    println!("{}", render_run(&record, &scenario, &summary));
+    (scenario, record)
+}
+
+fn assert_clean(r: &RunRecord) {
+    assert!(r.violations.is_empty(), "invariants: {:#?}", r.violations);
+    assert_eq!(r.activity.dead_lettered, 0, "nothing may reach the DLQ");
+}
+
+/// Every instance launched went InService with every group, installed in plan order.
+fn assert_all_in_service(s: &Scenario, r: &RunRecord) {
+    let steps = s.steps();
+    for i in r.cloud.instances.values() {
+        assert_eq!(
+            i.state,
+            InstanceState::InService,
+            "{} is {:?}",
+            i.id,
+            i.state
+        );
+        let mut order: Vec<(u64, usize)> = r
+            .cloud
+            .facts
+            .iter()
+            .filter_map(|f| match f {
+                Fact::Installed {
+                    instance,
+                    group,
+                    at,
+                    ..
+                } if *instance == i.id => Some((*at, steps.iter().position(|g| g == group)?)),
+                _ => None,
+            })
+            .collect();
+        order.sort();
+        // First installations (a user's later deployment may install a group again).
+        let mut steps_in_order: Vec<usize> = Vec::new();
+        for (_, k) in order {
+            if !steps_in_order.contains(&k) {
+                steps_in_order.push(k);
+            }
+        }
+        assert_eq!(
+            steps_in_order,
+            (0..steps.len()).collect::<Vec<_>>(),
+            "{}",
+            i.id
+        );
+    }
+}
+
+/// Deployments turnstile created, per group.
+fn ours(r: &RunRecord) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for d in r.cloud.deployments.values() {
+        if d.description.starts_with("turnstile intent=") {
+            *m.entry(d.group.1.clone()).or_default() += 1;
+        }
+    }
+    m
+}
+
+fn completions(r: &RunRecord, result: HookResult) -> usize {
+    r.cloud
+        .facts
+        .iter()
+        .filter(|f| matches!(f, Fact::Completed { hook, result: x, .. } if hook == "turnstile-launch" && *x == result))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_path_six_groups() {
+    let (s, r) = run_orchestrated(&scenario(6, "", "[[events]]\nat_secs = 0\nlaunch = 4\n")).await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    assert_eq!(completions(&r, HookResult::Continue), 4);
+    assert_eq!(ours(&r).len(), 6, "every group deployed: {:?}", ours(&r));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_failing_then_succeeding_on_retry() {
+    let toml = scenario(3, "", "[[events]]\nat_secs = 0\nlaunch = 1\n").replace(
+        "application = \"app1\"",
+        "application = \"app1\"\nfail_first = 1",
+    );
+    let (s, r) = run_orchestrated(&toml).await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    assert_eq!(ours(&r)["g1"], 2, "the failed attempt and the retry");
+    assert_eq!(ours(&r)["g0"], 1);
+    let failed = r
+        .cloud
+        .deployments
+        .values()
+        .filter(|d| d.group.1 == "g1" && d.status == DeploymentStatus::Failed)
+        .count();
+    assert_eq!(failed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_failing_for_good_abandons_and_the_breaker_holds() {
+    let toml = scenario(
+        2,
+        "retries = 0",
+        "[orchestrator]\nbreaker_threshold = 2\n[[events]]\nat_secs = 0\nlaunch = 1\n",
+    )
+    .replace(
+        "application = \"app1\"",
+        "application = \"app1\"\nfail_rate = 1.0",
+    )
+    .replace("horizon_secs = 3600", "horizon_secs = 1500");
+    let (_, r) = run_orchestrated(&toml).await;
+    assert_clean(&r);
+    assert!(
+        completions(&r, HookResult::Abandon) >= 2,
+        "abandoned until the breaker opened"
+    );
+    assert_eq!(completions(&r, HookResult::Continue), 0);
+    assert!(!r.held.is_empty(), "the breaker holds the next replacement");
+    assert!(r.activity.alerts >= 1, "holding raises an alert");
+    for id in &r.held {
+        assert_eq!(r.cloud.instances[id].state, InstanceState::PendingWait);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_during_a_deployment_stops_it_and_frees_the_group() {
+    let toml = scenario(
+        2,
+        "",
+        "[[events]]\nat_secs = 0\nlaunch = 1\n[[events]]\nat_secs = 20\nterminate = 1\n",
+    )
+    .replace("duration_secs = [30, 60]", "duration_secs = [200, 200]");
+    let (_, r) = run_orchestrated(&toml).await;
+    assert_clean(&r);
+    let i = r.cloud.instances.values().next().unwrap();
+    assert_eq!(i.state, InstanceState::Terminated);
+    assert!(r.cloud.deployments.values().all(|d| !d.status.is_active()));
+    let d = r
+        .cloud
+        .deployments
+        .values()
+        .find(|d| d.group.1 == "g0")
+        .unwrap();
+    assert_ne!(d.status, DeploymentStatus::Succeeded);
+    assert!(
+        r.cloud.deployments.values().all(|d| d.group.1 != "g1"),
+        "no later step started"
+    );
+    let terminate_completed = r
+        .cloud
+        .facts
+        .iter()
+        .any(|f| matches!(f, Fact::Completed { hook, .. } if hook == "turnstile-terminate"));
+    assert!(terminate_completed, "the terminate action was completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_deployment_occupying_a_group_during_scale_out() {
+    let toml = scenario(
+        2,
+        "",
+        "[[events]]\nat_secs = 0\nlaunch = 1\n[[events]]\nat_secs = 400\nuser_deployment = { application = \"app0\", deployment_group = \"g0\", revision = \"v2\" }\n[[events]]\nat_secs = 401\nlaunch = 3\n",
+    );
+    let (s, r) = run_orchestrated(&toml).await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    let user = r
+        .cloud
+        .deployments
+        .values()
+        .find(|d| d.creator == Creator::User && !d.description.starts_with("turnstile intent="))
+        .unwrap();
+    let ours_g0 = r
+        .cloud
+        .deployments
+        .values()
+        .filter(|d| d.group.1 == "g0" && d.description.starts_with("turnstile intent="))
+        .map(|d| d.created_at)
+        .max()
+        .unwrap();
+    assert!(
+        user.created_at < 401_000 && user.targets.len() == 1,
+        "it had the first instance"
+    );
+    assert!(
+        ours_g0 >= user.ended_at.unwrap(),
+        "waited for the user's deployment"
+    );
+    for i in r.cloud.instances.values() {
+        assert_eq!(
+            i.installed[&("app0".to_owned(), "g0".to_owned())],
+            "v2",
+            "the current revision"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_codedeploy_events_are_recovered_by_reconciliation() {
+    let (s, r) = run_orchestrated(&scenario(
+        3,
+        "",
+        "[[events]]\nat_secs = 0\nlaunch = 2\n[faults]\ndrop_codedeploy = 1.0\n",
+    ))
+    .await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    assert!(r.activity.events_dropped > 0);
+    assert!(
+        r.cloud.calls.get("GetDeployment").copied().unwrap_or(0) > 0,
+        "polled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_lifecycle_events_complete_each_action_once() {
+    let (s, r) = run_orchestrated(&scenario(
+        2,
+        "",
+        "[[events]]\nat_secs = 0\nlaunch = 3\n[faults]\nduplicate = 0.5\n",
+    ))
+    .await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    assert!(r.activity.duplicates_injected > 0);
+    assert!(
+        r.activity
+            .dispositions
+            .get("duplicate")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    assert_eq!(completions(&r, HookResult::Continue), 3, "once per action");
+    assert_eq!(
+        r.cloud.calls.get("CompleteLifecycleAction").copied(),
+        Some(3),
+        "no second completion attempt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_longer_than_the_heartbeat_timeout_is_kept_alive() {
+    let toml = scenario(3, "", "[[events]]\nat_secs = 0\nlaunch = 1\n")
+        .replace(
+            "heartbeat_timeout_secs = 300",
+            "heartbeat_timeout_secs = 60",
+        )
+        .replace("duration_secs = [30, 60]", "duration_secs = [100, 100]");
+    let (s, r) = run_orchestrated(&toml).await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    let i = r.cloud.instances.values().next().unwrap();
+    assert!(
+        i.in_service_at.unwrap() - i.launched_at > 300_000,
+        "longer than 5 timeouts"
+    );
+    assert!(r.cloud.calls["RecordLifecycleActionHeartbeat"] >= 5);
+    assert!(
+        !r.cloud
+            .facts
+            .iter()
+            .any(|f| matches!(f, Fact::TimedOut { .. }))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_instances_launched_together_share_one_deployment_per_group() {
+    let toml = scenario(6, "", "[[events]]\nat_secs = 0\nlaunch = 20\n")
+        .replace("duration_secs = [30, 60]", "duration_secs = [45, 45]");
+    let (s, r) = run_orchestrated(&toml).await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    let per_group = ours(&r);
+    assert_eq!(per_group.len(), 6);
+    assert!(per_group.values().all(|n| *n == 1), "{per_group:?}");
+    for d in r.cloud.deployments.values() {
+        assert_eq!(d.targets.len(), 20, "{} targets all 20", d.id);
+    }
+}
+
+/// The "before" picture: CodeDeploy's own per-group hooks fire at once on the same instances.
+#[tokio::test]
+async fn native_hooks_collide_and_relaunch() {
+    let s = Scenario::parse(
+        "e2e",
+        &scenario(6, "", "[[events]]\nat_secs = 0\nlaunch = 5\n"),
+    )
+    .unwrap();
+    let r = run(None, &s, Mode::Native).await.unwrap();
+    let summary = Summary::of(&r, &s);
+    assert!(summary.collided > 0, "deployments overlap on one instance");
+    assert!(summary.deployments_other >= 30, "{summary:?}");
+}
