@@ -4,6 +4,7 @@
 //! [`checks`] for the invariants checked on the simulator's record.
 
 pub mod checks;
+pub mod direct;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -1,0 +1,238 @@
+//! The real runner without HTTP: ports implemented directly over the AWS model, the model's
+//! clock, and a driver that delivers events the way Lambda and SQS would. The deterministic
+//! simulation (`shared/aws/tests/dst.rs`), the crash tests and `make bench` use it.
+
+pub mod driver;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use turnstile_aws::ports::{
+    Clock, Deployments, HookInfo, INTENT_MARKER, Lifecycle, PortError, Tags, Timer, intent_of,
+};
+use turnstile_core::{
+    ActionRef, CreateOutcome, DeploymentId, DeploymentState, Gate, GroupKey, GroupRevision,
+    HookTimeouts, InstanceId, IntentId, Key, LifecycleResult, Millis, Revision, TargetState,
+};
+use turnstile_model::{ApiError, Cloud, Creator, HookResult};
+
+/// The model, shared by every port (one AWS account).
+#[derive(Clone)]
+pub struct Aws(pub Arc<Mutex<Cloud>>);
+
+impl Aws {
+    pub fn new(cloud: Cloud) -> Self {
+        Self(Arc::new(Mutex::new(cloud)))
+    }
+    pub fn lock(&self) -> MutexGuard<'_, Cloud> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn key(g: &GroupKey) -> (String, String) {
+    (g.application.clone(), g.deployment_group.clone())
+}
+
+fn gone(op: &'static str, e: ApiError) -> PortError {
+    match e {
+        ApiError::NoActiveAction(message) => PortError::Gone { op, message },
+        other => PortError::Permanent {
+            op,
+            source: format!("{other:?}").into(),
+        },
+    }
+}
+
+impl Lifecycle for Aws {
+    async fn complete(&self, a: &ActionRef, r: LifecycleResult) -> Result<(), PortError> {
+        let r = if r == LifecycleResult::Continue {
+            HookResult::Continue
+        } else {
+            HookResult::Abandon
+        };
+        self.lock()
+            .complete_lifecycle_action(&a.asg, &a.hook, Some(a.token.as_str()), None, r)
+            .map_err(|e| gone("CompleteLifecycleAction", e))
+    }
+    async fn heartbeat(&self, a: &ActionRef) -> Result<(), PortError> {
+        self.lock()
+            .record_heartbeat(&a.asg, &a.hook, Some(a.token.as_str()), None)
+            .map_err(|e| gone("RecordLifecycleActionHeartbeat", e))
+    }
+    async fn hook(&self, asg: &str, hook: &str) -> Result<HookInfo, PortError> {
+        let h = self
+            .lock()
+            .describe_hook(asg, hook)
+            .ok_or_else(|| PortError::Permanent {
+                op: "DescribeLifecycleHooks",
+                source: "no such hook".into(),
+            })?;
+        Ok(HookInfo {
+            timeouts: HookTimeouts::from_heartbeat(h.heartbeat_secs),
+            metadata: h.metadata,
+        })
+    }
+}
+
+impl Deployments for Aws {
+    async fn create(
+        &self,
+        g: &GroupKey,
+        intent: &IntentId,
+        config: Option<&str>,
+    ) -> Result<CreateOutcome, PortError> {
+        let mut c = self.lock();
+        let Ok(group) = c.get_deployment_group(&key(g)) else {
+            return Ok(CreateOutcome::Failed {
+                reason: "no such group".into(),
+                retryable: false,
+            });
+        };
+        let Some(rev) = group.target_revision else {
+            return Ok(CreateOutcome::NoRevision);
+        };
+        let desc = format!("{INTENT_MARKER}{intent} (launch deployment by turnstile)");
+        match c.create_deployment(&key(g), Some(&rev), config, true, &desc, Creator::User) {
+            Ok(d) => Ok(CreateOutcome::Created {
+                deployment: DeploymentId(d),
+                revision: Some(Revision(rev)),
+            }),
+            Err(ApiError::DeploymentLimitExceeded { active, .. }) => {
+                let d = c
+                    .get_deployment(&active)
+                    .map_err(|e| gone("GetDeployment", e))?;
+                if intent_of(&d.description) == Some(intent.as_str()) {
+                    Ok(CreateOutcome::Created {
+                        deployment: DeploymentId(active),
+                        revision: Some(Revision(d.revision)),
+                    })
+                } else {
+                    Ok(CreateOutcome::Busy {
+                        deployment: DeploymentId(active),
+                    })
+                }
+            }
+            Err(e) => Ok(CreateOutcome::Failed {
+                reason: format!("{e:?}"),
+                retryable: false,
+            }),
+        }
+    }
+    async fn find(
+        &self,
+        g: &GroupKey,
+        intent: &IntentId,
+        since: Millis,
+    ) -> Result<CreateOutcome, PortError> {
+        let mut c = self.lock();
+        for id in c.list_deployments(&key(g), false, since.0.saturating_sub(60_000)) {
+            let d = c
+                .get_deployment(&id)
+                .map_err(|e| gone("GetDeployment", e))?;
+            if intent_of(&d.description) == Some(intent.as_str()) {
+                return Ok(CreateOutcome::Created {
+                    deployment: DeploymentId(id),
+                    revision: Some(Revision(d.revision)),
+                });
+            }
+        }
+        Ok(CreateOutcome::NotFound)
+    }
+    async fn status(
+        &self,
+        d: &DeploymentId,
+        instances: &[InstanceId],
+    ) -> Result<(DeploymentState, Vec<(InstanceId, TargetState)>), PortError> {
+        let dep = self
+            .lock()
+            .get_deployment(d.as_str())
+            .map_err(|e| gone("GetDeployment", e))?;
+        let (state, targets) = turnstile_sim::deployment_status(&dep, instances);
+        Ok((state, targets))
+    }
+    async fn stop(&self, d: &DeploymentId) -> Result<(), PortError> {
+        match self.lock().stop_deployment(d.as_str()) {
+            Ok(()) | Err(ApiError::DeploymentAlreadyCompleted(_)) => Ok(()),
+            Err(e) => Err(gone("StopDeployment", e)),
+        }
+    }
+    async fn revision(&self, g: &GroupKey) -> Result<GroupRevision, PortError> {
+        let mut c = self.lock();
+        let revision = c
+            .get_deployment_group(&key(g))
+            .ok()
+            .and_then(|x| x.target_revision)
+            .map(Revision);
+        let active = c
+            .active_deployment(&key(g))
+            .map(|d| DeploymentId(d.id.clone()));
+        Ok(GroupRevision {
+            group: g.clone(),
+            revision,
+            active,
+        })
+    }
+    async fn holding(
+        &self,
+        g: &GroupKey,
+        i: &InstanceId,
+        done_in: Option<&DeploymentId>,
+    ) -> Result<Option<DeploymentId>, PortError> {
+        let mut c = self.lock();
+        let _ = c.get_deployment_group(&key(g));
+        let Some(active) = c.active_deployment(&key(g)).map(|d| d.id.clone()) else {
+            return Ok(None);
+        };
+        if done_in.map(|d| d.as_str()) == Some(active.as_str()) {
+            return Ok(None);
+        }
+        let dep = c
+            .get_deployment(&active)
+            .map_err(|e| gone("GetDeployment", e))?;
+        Ok(dep
+            .is_target_in_flight(&i.0)
+            .then_some(DeploymentId(active)))
+    }
+}
+
+impl Tags for Aws {
+    async fn open(&self, gate: &Gate, instances: &[InstanceId]) -> Result<(), PortError> {
+        let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
+        self.lock().create_tags(&ids, &gate.key, &gate.value);
+        Ok(())
+    }
+    async fn close(&self, gate: &Gate, instances: &[InstanceId]) -> Result<(), PortError> {
+        let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
+        self.lock().delete_tags(&ids, &gate.key);
+        Ok(())
+    }
+}
+
+/// Collects wakeups; the test delivers them.
+#[derive(Clone, Default)]
+pub struct Wakeups(
+    pub Arc<Mutex<BTreeMap<(Millis, u64), Key>>>,
+    pub Arc<AtomicU64>,
+);
+
+impl Timer for Wakeups {
+    async fn wake(&self, key: &Key, at: Millis) -> Result<(), PortError> {
+        let n = self.1.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((at, n), key.clone());
+        Ok(())
+    }
+}
+
+/// The model's clock.
+#[derive(Clone)]
+pub struct ModelClock(pub Aws);
+
+impl Clock for ModelClock {
+    fn now(&self) -> Millis {
+        Millis(self.0.lock().now)
+    }
+}
