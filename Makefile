@@ -8,7 +8,7 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit core-deps tools moto infra-check build sam-build soak demo simulate localcloud check-toolchain check-java
+.PHONY: test fmt-check clippy unit core-deps tools moto infra-check build sam-build soak demo simulate bench check-toolchain check-java
 
 test: check-toolchain tools moto fmt-check clippy core-deps infra-check unit
 
@@ -105,6 +105,15 @@ SCENARIO ?= scenarios/default.toml
 demo: check-toolchain tools moto
 	$(CARGO) build --locked -q -p turnstile-localcloud --bin localcloud
 	target/debug/localcloud $(SCENARIO)
+
+# Bursts of 1, 10, 100 and 1,000 instances × 6 groups, side by side for turnstile, turnstile
+# without batching, CodeDeploy's native hooks and a user-data script; then core CPU per decision,
+# release binary sizes and the handler's peak memory. Writes target/bench/results.csv and
+# target/bench/makespan.svg. BENCH_ARGS="--bursts 1,10" for a quick run.
+bench: check-toolchain tools moto
+	$(CARGO) build --locked --release -p turnstile-queue -p turnstile-timer
+	$(CARGO) build --locked --profile bench -p turnstile-localcloud --bin bench
+	target/release/bench $(BENCH_ARGS)
 
 simulate: check-toolchain
 	$(CARGO) run --release --locked -q -p turnstile-sim --bin simulate -- $(ARGS)

@@ -89,8 +89,25 @@ impl Hook for NoHook {
     }
 }
 
+/// Wall time spent inside the core's `decide` (CPU-bound: it does no I/O), for benchmarks.
+#[derive(Debug, Default)]
+pub struct CoreTime {
+    pub nanos: std::sync::atomic::AtomicU64,
+    pub decisions: std::sync::atomic::AtomicU64,
+}
+
+impl CoreTime {
+    fn record(&self, took: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.nanos
+            .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        self.decisions.fetch_add(1, Relaxed);
+    }
+}
+
 pub struct Runner<S, L, D, T, W, C, H = NoHook> {
     pub engine: Engine,
+    pub core_time: CoreTime,
     pub store: S,
     pub lifecycle: L,
     pub deployments: D,
@@ -141,6 +158,7 @@ where
     ) -> Self {
         Self {
             engine,
+            core_time: CoreTime::default(),
             store,
             lifecycle,
             deployments,
@@ -273,7 +291,10 @@ where
             let now = self.clock.now();
             let mut world = loaded.world.clone();
             let decision = loop {
-                match self.engine.decide(&mut world, input, now) {
+                let started = std::time::Instant::now();
+                let decided = self.engine.decide(&mut world, input, now);
+                self.core_time.record(started.elapsed());
+                match decided {
                     Ok(d) => break d,
                     Err(Missing(keys)) => {
                         let extra = self.store.load(&keys).await?;

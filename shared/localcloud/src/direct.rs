@@ -236,3 +236,77 @@ impl Clock for ModelClock {
         Millis(self.0.lock().now)
     }
 }
+
+/// DynamoDB work a store did: reads, transactions, and items written (records, processed event
+/// ids and deployment index entries each count as one write).
+#[derive(Debug, Clone, Default)]
+pub struct StoreCounts {
+    pub loads: Arc<AtomicU64>,
+    pub commits: Arc<AtomicU64>,
+    pub items: Arc<AtomicU64>,
+}
+
+/// A store that counts what goes through it.
+#[derive(Clone)]
+pub struct Counted<S> {
+    pub inner: S,
+    pub counts: StoreCounts,
+}
+
+impl<S: turnstile_aws::store::Store> turnstile_aws::store::Store for Counted<S> {
+    async fn load(
+        &self,
+        keys: &[Key],
+    ) -> Result<turnstile_aws::store::Loaded, turnstile_aws::store::StoreError> {
+        self.counts.loads.fetch_add(1, Ordering::Relaxed);
+        self.inner.load(keys).await
+    }
+
+    async fn commit(
+        &self,
+        commit: turnstile_aws::store::Commit,
+    ) -> Result<(), turnstile_aws::store::StoreError> {
+        let items =
+            commit.writes.len() + usize::from(commit.event.is_some()) + commit.deployments.len();
+        self.counts.commits.fetch_add(1, Ordering::Relaxed);
+        self.counts.items.fetch_add(items as u64, Ordering::Relaxed);
+        self.inner.commit(commit).await
+    }
+
+    async fn due(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Key>, turnstile_aws::store::StoreError> {
+        self.counts.loads.fetch_add(1, Ordering::Relaxed);
+        self.inner.due(now, limit).await
+    }
+
+    async fn in_flight(
+        &self,
+        asg: &str,
+    ) -> Result<Vec<InstanceId>, turnstile_aws::store::StoreError> {
+        self.counts.loads.fetch_add(1, Ordering::Relaxed);
+        self.inner.in_flight(asg).await
+    }
+
+    async fn deployment_group(
+        &self,
+        deployment: &DeploymentId,
+    ) -> Result<Option<GroupKey>, turnstile_aws::store::StoreError> {
+        self.counts.loads.fetch_add(1, Ordering::Relaxed);
+        self.inner.deployment_group(deployment).await
+    }
+}
+
+/// A runner hook that neither crashes nor prints: benchmarks discard the metric lines.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quiet;
+
+impl turnstile_aws::runner::Hook for Quiet {
+    fn before(&self, _: &turnstile_core::Command) -> Result<(), turnstile_aws::RunError> {
+        Ok(())
+    }
+
+    fn emit(&self, _line: String) {}
+}

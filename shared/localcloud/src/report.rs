@@ -26,6 +26,7 @@ pub struct Summary {
     /// Median over in-service instances of time to InService minus the sum of that instance's
     /// own deployment durations.
     pub overhead_p50_ms: Option<Ms>,
+    pub overhead_p99_ms: Option<Ms>,
     pub makespan_ms: Ms,
     pub deployments_ours: usize,
     pub deployments_other: usize,
@@ -102,7 +103,7 @@ impl Summary {
             .values()
             .filter(|d| {
                 !d.description.starts_with(marker)
-                    && (d.creator == Creator::Autoscaling || record.mode == Mode::Orchestrator)
+                    && (d.creator == Creator::Autoscaling || record.mode != Mode::Native)
             })
             .count();
         Summary {
@@ -116,6 +117,7 @@ impl Summary {
             p50_ms: percentile(&tis, 50),
             p99_ms: percentile(&tis, 99),
             overhead_p50_ms: percentile(&overheads, 50),
+            overhead_p99_ms: percentile(&overheads, 99),
             makespan_ms,
             deployments_ours,
             deployments_other,
@@ -138,6 +140,7 @@ pub fn render_run(record: &RunRecord, scenario: &Scenario, summary: &Summary) ->
     let title = match record.mode {
         Mode::Native => "CodeDeploy's built-in per-group launch hooks",
         Mode::Orchestrator => "turnstile (the real handlers on the local cloud)",
+        Mode::UserData => "user-data script: one deployment per application, fixed sleeps",
     };
     let _ = writeln!(out, "== {}: {title}", scenario.name);
     out.push_str(&render(&record.cloud, &scenario.steps()));
@@ -161,10 +164,10 @@ pub fn render_run(record: &RunRecord, scenario: &Scenario, summary: &Summary) ->
         s.collided
     );
     match record.mode {
-        Mode::Native => {
+        Mode::Native | Mode::UserData => {
             let _ = writeln!(
                 out,
-                "deployments created by CodeDeploy's hooks: {}",
+                "deployments created by CodeDeploy's hooks or the script: {}",
                 s.deployments_other
             );
         }

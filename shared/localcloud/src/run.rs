@@ -195,6 +195,7 @@ pub async fn run(
 ) -> Result<RunRecord, RunError> {
     match (mode, stack) {
         (Mode::Native, _) => Ok(run_native(scenario)),
+        (Mode::UserData, _) => Ok(crate::userdata::run(scenario)),
         (Mode::Orchestrator, Some(stack)) => run_orchestrated(stack, scenario).await,
         (Mode::Orchestrator, None) => Err(RunError::Stack(
             "the orchestrator run needs DynamoDB Local and moto".into(),
@@ -202,7 +203,7 @@ pub async fn run(
     }
 }
 
-fn settled(cloud: &Cloud) -> bool {
+pub(crate) fn settled(cloud: &Cloud) -> bool {
     cloud.instances.values().all(|i| {
         !matches!(
             i.state,
@@ -211,7 +212,7 @@ fn settled(cloud: &Cloud) -> bool {
     }) && cloud.deployments.values().all(|d| !d.status.is_active())
 }
 
-fn run_native(scenario: &Scenario) -> RunRecord {
+pub(crate) fn run_native(scenario: &Scenario) -> RunRecord {
     let started = Instant::now();
     let mut cloud = scenario.cloud(Mode::Native);
     let asg = scenario.fleet.auto_scaling_group.clone();
@@ -226,7 +227,9 @@ fn run_native(scenario: &Scenario) -> RunRecord {
         }
         let _ = cloud.drain(); // nobody of ours listens in this mode
         checker.check(&cloud);
-        if cloud.now >= horizon || (next >= script.len() && settled(&cloud)) {
+        if cloud.now >= horizon
+            || (next >= script.len() && settled(&cloud) && cloud.next_due().is_none())
+        {
             break;
         }
         let at = [
@@ -254,7 +257,7 @@ fn run_native(scenario: &Scenario) -> RunRecord {
     }
 }
 
-fn pace(scenario: &Scenario, now: Ms, at: Ms) {
+pub(crate) fn pace(scenario: &Scenario, now: Ms, at: Ms) {
     if scenario.clock_scale > 0.0 && at > now {
         let real = (at - now) as f64 / scenario.clock_scale;
         std::thread::sleep(Duration::from_millis(real.min(10_000.0) as u64));
@@ -513,7 +516,9 @@ impl Loop<'_> {
                 let c = self.sim.cloud();
                 (c.next_due(), settled(&c))
             };
-            if now >= horizon || (next >= script.len() && done && self.timer.next().is_none()) {
+            if now >= horizon
+                || (next >= script.len() && done && due.is_none() && self.timer.next().is_none())
+            {
                 return Ok(());
             }
             let at = [

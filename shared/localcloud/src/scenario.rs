@@ -78,6 +78,9 @@ pub struct Orchestrator {
     pub breaker_threshold: u32,
     #[serde(default = "default_backoff")]
     pub retry_backoff_secs: u64,
+    /// At most this many instances in one deployment (1: per-instance serial deployments).
+    #[serde(default)]
+    pub max_batch: Option<u32>,
 }
 
 fn default_batch_window() -> u64 {
@@ -96,6 +99,7 @@ impl Default for Orchestrator {
             batch_window_secs: default_batch_window(),
             breaker_threshold: default_breaker(),
             retry_backoff_secs: default_backoff(),
+            max_batch: None,
         }
     }
 }
@@ -193,12 +197,17 @@ pub enum Action {
     },
 }
 
-/// Which fleet to build: the orchestrator's hooks, or CodeDeploy's own per-group hooks.
+/// Which fleet to build: the orchestrator's hooks, CodeDeploy's own per-group hooks, or one
+/// launch hook completed by a user-data script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Native,
     Orchestrator,
+    UserData,
 }
+
+/// The launch hook a user-data script completes.
+pub const USER_DATA_HOOK: &str = "user-data";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -350,13 +359,16 @@ impl Scenario {
                 })
             })
             .collect();
-        json!({
+        let mut plan = json!({
             "version": 1,
             "steps": steps,
             "batchWindowSecs": self.orchestrator.batch_window_secs,
             "breaker": {"threshold": self.orchestrator.breaker_threshold, "windowSecs": 3600},
-        })
-        .to_string()
+        });
+        if let (Some(n), Some(o)) = (self.orchestrator.max_batch, plan.as_object_mut()) {
+            o.insert("maxBatch".into(), json!(n));
+        }
+        plan.to_string()
     }
 
     /// The scripted timeline, in time order.
@@ -395,6 +407,15 @@ impl Scenario {
         let asg = &self.fleet.auto_scaling_group;
         let hb = self.fleet.heartbeat_timeout_secs;
         let mut hooks = Vec::new();
+        if mode == Mode::UserData {
+            hooks.push(Hook {
+                name: USER_DATA_HOOK.into(),
+                transition: Transition::Launching,
+                heartbeat_secs: 3600,
+                default_result: HookResult::Abandon,
+                metadata: None,
+            });
+        }
         if mode == Mode::Orchestrator {
             hooks.push(Hook {
                 name: LAUNCH_HOOK.into(),

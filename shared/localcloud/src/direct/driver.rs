@@ -14,7 +14,7 @@ use turnstile_core::{Engine, Input, Millis, Phase};
 use turnstile_model::{Cloud, Creator, EventKind, Fact, InstanceState, Ms, Rng, Transition};
 use turnstile_sim::Script;
 
-use super::{Aws, ModelClock, Wakeups};
+use super::{Aws, Counted, ModelClock, StoreCounts, Wakeups};
 
 pub const VISIBILITY_MS: Ms = 30_000;
 pub const SWEEP_MS: Ms = 60_000;
@@ -30,11 +30,30 @@ pub struct Faults {
     pub max_delay_ms: Ms,
 }
 
+/// What the functions did: invocations (a batch of up to ten messages, or one timer sweep),
+/// messages handled, wakeups delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    pub invocations: u64,
+    pub messages: u64,
+    pub wakeups: u64,
+    pub sweeps: u64,
+}
+
+/// Messages Lambda's SQS event source mapping hands one invocation.
+pub const BATCH: usize = 10;
+
 pub struct Driver<H: Hook> {
     pub aws: Aws,
     pub store: MemoryStore,
+    pub store_counts: StoreCounts,
+    pub work: Work,
+    /// Check the invariants after every this many steps (1: always; the checks read the whole
+    /// state, so large benchmark runs check less often). They are checked at the end regardless.
+    pub check_every: u64,
+    steps: u64,
     wakeups: Wakeups,
-    runner: Runner<MemoryStore, Aws, Aws, Aws, Wakeups, ModelClock, H>,
+    pub runner: Runner<Counted<MemoryStore>, Aws, Aws, Aws, Wakeups, ModelClock, H>,
     inbox: BTreeMap<(Ms, u64), String>,
     seq: u64,
     rng: Rng,
@@ -62,9 +81,13 @@ impl<H: Hook> Driver<H> {
         let aws = Aws::new(cloud);
         let store = MemoryStore::new();
         let wakeups = Wakeups::default();
+        let store_counts = StoreCounts::default();
         let runner = Runner::new(
             Engine::default(),
-            store.clone(),
+            Counted {
+                inner: store.clone(),
+                counts: store_counts.clone(),
+            },
             aws.clone(),
             aws.clone(),
             aws.clone(),
@@ -75,6 +98,10 @@ impl<H: Hook> Driver<H> {
         Self {
             aws,
             store,
+            store_counts,
+            work: Work::default(),
+            check_every: 1,
+            steps: 0,
             wakeups,
             runner,
             inbox: BTreeMap::new(),
@@ -221,15 +248,29 @@ impl<H: Hook> Driver<H> {
                     self.run_script(what);
                 }
                 self.requeue_wakeup(wakeup, now);
-            } else if let Some(k) = message {
-                if let Some(body) = self.inbox.remove(&k) {
-                    self.deliver(body).await;
+            } else if message.is_some() {
+                // One invocation: up to ten messages that are visible now.
+                self.work.invocations += 1;
+                for _ in 0..BATCH {
+                    let Some(k) = self.inbox.keys().next().copied().filter(|(t, _)| *t <= now)
+                    else {
+                        break;
+                    };
+                    if let Some(body) = self.inbox.remove(&k) {
+                        self.work.messages += 1;
+                        self.deliver(body).await;
+                    }
                 }
                 self.requeue_wakeup(wakeup, now);
             } else if let Some(key) = wakeup {
+                // A timer message: its own delivery (it would share batches on a busy queue).
+                self.work.invocations += 1;
+                self.work.wakeups += 1;
                 self.tick(Input::Tick(key)).await;
             } else if now >= next_sweep {
                 next_sweep = now + SWEEP_MS;
+                self.work.invocations += 1;
+                self.work.sweeps += 1;
                 let due = self.store.due(Millis(now), 1000).await.unwrap_or_default();
                 for key in due {
                     self.tick(Input::Tick(key)).await;
@@ -268,8 +309,12 @@ impl<H: Hook> Driver<H> {
                 }
                 self.aws.lock().advance_to(next.max(now));
             }
-            self.check();
+            self.steps += 1;
+            if self.check_every > 0 && self.steps.is_multiple_of(self.check_every) {
+                self.check();
+            }
         }
+        self.check();
     }
 
     fn requeue_wakeup(&mut self, wakeup: Option<turnstile_core::Key>, now: Ms) {

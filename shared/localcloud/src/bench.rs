@@ -1,0 +1,323 @@
+//! `make bench`: bursts of instances into a fleet shared by six deployment groups, run side by
+//! side under the same simulated world for four ways of deploying them:
+//!
+//! - **turnstile**: the real runner (core, handlers' logic, ports) over the model, with an
+//!   in-memory store and SQS-like delivery in batches of ten ([`crate::direct::driver`]);
+//! - **turnstile, serial**: the same with `maxBatch = 1` (per-instance deployments, no batching);
+//! - **native hooks**: CodeDeploy's built-in per-group launch hooks;
+//! - **user data**: one hook, and a script creating one deployment per application with fixed
+//!   sleeps ([`crate::userdata`]).
+//!
+//! Deployment durations per instance are uniform in [`DURATION_SECS`]; nothing fails, so every
+//! difference comes from how deployments are scheduled.
+
+use std::fmt::Write;
+use std::time::Instant;
+
+use turnstile_core::Phase;
+use turnstile_model::Ms;
+use turnstile_sim::Script;
+
+use crate::direct::Quiet;
+use crate::direct::driver::{Driver, Faults};
+use crate::report::Summary;
+use crate::run::{Activity, RunRecord};
+use crate::scenario::{Mode, Scenario};
+
+pub const GROUPS: usize = 6;
+pub const DURATION_SECS: [u64; 2] = [60, 180];
+pub const BURSTS: [usize; 4] = [1, 10, 100, 1000];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contender {
+    Turnstile,
+    Serial,
+    Native,
+    UserData,
+}
+
+impl Contender {
+    pub const ALL: [Contender; 4] = [
+        Contender::Turnstile,
+        Contender::Serial,
+        Contender::Native,
+        Contender::UserData,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::Turnstile => "turnstile",
+            Contender::Serial => "turnstile serial (maxBatch 1)",
+            Contender::Native => "CodeDeploy native hooks",
+            Contender::UserData => "user-data script",
+        }
+    }
+}
+
+/// One row of the results.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub contender: &'static str,
+    pub instances: usize,
+    pub makespan_s: f64,
+    /// The physical floor of the makespan: the longest sum of one instance's own deployments.
+    pub floor_s: f64,
+    pub p50_s: Option<f64>,
+    pub p99_s: Option<f64>,
+    /// Of the instances asked for, the share that ended InService with every group deployed.
+    pub complete_share: f64,
+    pub abandoned: usize,
+    pub relaunched: usize,
+    pub overhead_p50_s: Option<f64>,
+    pub overhead_p99_s: Option<f64>,
+    pub invocations_per_instance: f64,
+    pub messages_per_instance: f64,
+    pub dynamodb_writes_per_instance: f64,
+    pub aws_calls_per_instance: f64,
+    pub core_us_per_decision: Option<f64>,
+    pub violations: usize,
+    pub wall_s: f64,
+}
+
+pub fn scenario(instances: usize, seed: u64, max_batch: Option<u32>) -> Scenario {
+    let mut toml = format!(
+        "name = \"bench-{instances}\"\nseed = {seed}\nhorizon_secs = 7200\n[fleet]\nauto_scaling_group = \"fleet\"\nheartbeat_timeout_secs = 600\nreplace_after_secs = 30\n[orchestrator]\n"
+    );
+    if let Some(n) = max_batch {
+        let _ = writeln!(toml, "max_batch = {n}");
+    }
+    for i in 0..GROUPS {
+        let _ = write!(
+            toml,
+            "[[groups]]\napplication = \"app{i}\"\ndeployment_group = \"dg{i}\"\nduration_secs = [{}, {}]\n",
+            DURATION_SECS[0], DURATION_SECS[1]
+        );
+    }
+    let _ = write!(toml, "[[events]]\nat_secs = 0\nlaunch = {instances}\n");
+    // The text above is ours and valid; a failure here is a bug in this function.
+    Scenario::parse("bench", &toml).unwrap_or_else(|e| unreachable!("bench scenario: {e}"))
+}
+
+fn secs(ms: Option<Ms>) -> Option<f64> {
+    ms.map(|m| m as f64 / 1000.0)
+}
+
+/// Runs one contender on a burst of `instances`.
+pub async fn run(contender: Contender, instances: usize, seed: u64) -> Row {
+    let started = Instant::now();
+    let serial = contender == Contender::Serial;
+    let s = scenario(instances, seed, serial.then_some(1));
+    let mut work = None;
+    let mut core = None;
+    let record = match contender {
+        Contender::Native => crate::run::run_native(&s),
+        Contender::UserData => crate::userdata::run(&s),
+        Contender::Turnstile | Contender::Serial => {
+            let mut d = Driver::new(
+                s.cloud(Mode::Orchestrator),
+                Quiet,
+                Faults::default(),
+                seed,
+                s.steps(),
+            );
+            // The invariant checks read the whole state; check less often in big runs.
+            d.check_every = if instances >= 1000 { 2000 } else { 20 };
+            d.schedule(0, Script::Launch(instances));
+            d.run(s.horizon_ms()).await;
+            let held = d
+                .store
+                .snapshot()
+                .instances
+                .into_values()
+                .flatten()
+                .filter(|r| matches!(r.phase, Phase::Held { .. }))
+                .map(|r| r.id.0)
+                .collect();
+            let ct = &d.runner.core_time;
+            let decisions = ct.decisions.load(std::sync::atomic::Ordering::Relaxed);
+            let nanos = ct.nanos.load(std::sync::atomic::Ordering::Relaxed);
+            core = (decisions > 0).then(|| nanos as f64 / decisions as f64 / 1000.0);
+            work = Some((
+                d.work,
+                d.store_counts
+                    .items
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ));
+            let cloud = d.aws.lock().clone();
+            RunRecord {
+                mode: Mode::Orchestrator,
+                cloud,
+                activity: Activity::default(),
+                violations: d.violations.clone(),
+                checks: 0,
+                held,
+                collided: Default::default(),
+                wall: started.elapsed(),
+            }
+        }
+    };
+    let summary = Summary::of(&record, &s);
+    let n = instances as f64;
+    let calls: u64 = record.cloud.calls.values().sum();
+    let floor = record
+        .cloud
+        .instances
+        .values()
+        .map(|i| {
+            record
+                .cloud
+                .deployments
+                .values()
+                .filter_map(|d| d.targets.get(&i.id))
+                .filter_map(|t| Some(t.ended_at? - t.started_at?))
+                .sum::<Ms>()
+        })
+        .max()
+        .unwrap_or(0);
+    Row {
+        contender: contender.name(),
+        instances,
+        makespan_s: summary.makespan_ms as f64 / 1000.0,
+        floor_s: floor as f64 / 1000.0,
+        p50_s: secs(summary.p50_ms),
+        p99_s: secs(summary.p99_ms),
+        complete_share: (summary.complete.min(instances) as f64 / n).min(1.0),
+        abandoned: summary.abandoned,
+        relaunched: summary.replacements,
+        overhead_p50_s: secs(summary.overhead_p50_ms),
+        overhead_p99_s: secs(summary.overhead_p99_ms),
+        invocations_per_instance: work.map_or(0.0, |(w, _)| w.invocations as f64 / n),
+        messages_per_instance: work.map_or(0.0, |(w, _)| w.messages as f64 / n),
+        dynamodb_writes_per_instance: work.map_or(0.0, |(_, items)| items as f64 / n),
+        aws_calls_per_instance: calls as f64 / n,
+        core_us_per_decision: core,
+        violations: record.violations.len(),
+        wall_s: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{x:.0}"))
+}
+
+pub const CSV_HEADER: &str = "contender,instances,makespan_s,floor_s,ttis_p50_s,ttis_p99_s,complete_share,abandoned,relaunched,overhead_p50_s,overhead_p99_s,invocations_per_instance,messages_per_instance,dynamodb_writes_per_instance,aws_calls_per_instance,core_us_per_decision,violations,wall_s";
+
+pub fn csv_line(r: &Row) -> String {
+    let o = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.3}"));
+    format!(
+        "{},{},{:.1},{:.1},{},{},{:.3},{},{},{},{},{:.2},{:.2},{:.2},{:.2},{},{},{:.2}",
+        r.contender,
+        r.instances,
+        r.makespan_s,
+        r.floor_s,
+        o(r.p50_s),
+        o(r.p99_s),
+        r.complete_share,
+        r.abandoned,
+        r.relaunched,
+        o(r.overhead_p50_s),
+        o(r.overhead_p99_s),
+        r.invocations_per_instance,
+        r.messages_per_instance,
+        r.dynamodb_writes_per_instance,
+        r.aws_calls_per_instance,
+        o(r.core_us_per_decision),
+        r.violations,
+        r.wall_s
+    )
+}
+
+/// The results as a Markdown table.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| instances | contender | makespan (floor) | to InService p50 / p99 | complete | abandoned / relaunched | overhead p50 / p99 | per instance: invocations, messages, DynamoDB writes, AWS calls |\n|---:|---|---:|---:|---:|---:|---:|---|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} s ({:.0} s) | {} / {} s | {:.0} % | {} / {} | {} / {} s | {:.1}, {:.1}, {:.1}, {:.1} |",
+            r.instances,
+            r.contender,
+            r.makespan_s,
+            r.floor_s,
+            opt(r.p50_s),
+            opt(r.p99_s),
+            r.complete_share * 100.0,
+            r.abandoned,
+            r.relaunched,
+            opt(r.overhead_p50_s),
+            opt(r.overhead_p99_s),
+            r.invocations_per_instance,
+            r.messages_per_instance,
+            r.dynamodb_writes_per_instance,
+            r.aws_calls_per_instance,
+        );
+    }
+    out
+}
+
+/// Grouped bars: makespan per burst size, one bar per contender (the floor as a tick).
+pub fn svg(rows: &[Row]) -> String {
+    let colours = ["#2b8a3e", "#74b816", "#e03131", "#f08c00"];
+    let (w, h, left, bottom, top) = (760.0, 360.0, 60.0, 60.0, 30.0);
+    let max = rows.iter().map(|r| r.makespan_s).fold(1.0_f64, f64::max) / 60.0;
+    let scale = (h - bottom - top) / max;
+    let mut out = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{left}" y="18" font-size="14">Makespan (minutes) by burst size, 6 deployment groups, {}-{} s per deployment</text>"#,
+        DURATION_SECS[0], DURATION_SECS[1]
+    );
+    let group_w = (w - left - 20.0) / BURSTS.len() as f64;
+    let bar_w = group_w / (Contender::ALL.len() as f64 + 1.0);
+    for (g, n) in BURSTS.iter().enumerate() {
+        let x0 = left + g as f64 * group_w;
+        let _ = write!(
+            out,
+            r#"<text x="{:.0}" y="{:.0}" text-anchor="middle">{n} instance{}</text>"#,
+            x0 + group_w / 2.0,
+            h - bottom + 18.0,
+            if *n == 1 { "" } else { "s" }
+        );
+        for (c, contender) in Contender::ALL.iter().enumerate() {
+            let Some(r) = rows
+                .iter()
+                .find(|r| r.instances == *n && r.contender == contender.name())
+            else {
+                continue;
+            };
+            let bh = r.makespan_s / 60.0 * scale;
+            let x = x0 + bar_w * (c as f64 + 0.5);
+            let y = h - bottom - bh;
+            let _ = write!(
+                out,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{bh:.1}" fill="{}"><title>{}: {:.0} s</title></rect><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{:.0}</text>"#,
+                bar_w * 0.9,
+                colours.get(c).unwrap_or(&"gray"),
+                contender.name(),
+                r.makespan_s,
+                x + bar_w * 0.45,
+                y - 3.0,
+                r.makespan_s / 60.0
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        r#"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="black"/>"#,
+        h - bottom,
+        w - 20.0
+    );
+    for (c, contender) in Contender::ALL.iter().enumerate() {
+        let x = left + c as f64 * 170.0;
+        let _ = write!(
+            out,
+            r#"<rect x="{x}" y="{:.0}" width="10" height="10" fill="{}"/><text x="{:.0}" y="{:.0}">{}</text>"#,
+            h - 22.0,
+            colours.get(c).unwrap_or(&"gray"),
+            x + 14.0,
+            h - 13.0,
+            contender.name()
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}

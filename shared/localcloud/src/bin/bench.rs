@@ -1,0 +1,128 @@
+//! `make bench`: the four contenders side by side on bursts of 1, 10, 100 and 1,000 instances
+//! (see `turnstile_localcloud::bench`), then the core's CPU time per decision, release binary
+//! sizes, and the peak memory of the queue handler on a batch of ten messages.
+//!
+//! `bench [--bursts 1,10,100] [--seed N] [--out DIR]`; `bench --batch-child FILE` is the child
+//! process whose memory is measured.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use turnstile_localcloud::bench::{self, BURSTS, CSV_HEADER, Contender, Row};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if let Some(file) = arg("--batch-child") {
+        return match turnstile_localcloud::batch::child(&file).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench child: {e}");
+                ExitCode::from(3)
+            }
+        };
+    }
+    let bursts: Vec<usize> = match arg("--bursts") {
+        Some(s) => match s.split(',').map(str::parse).collect() {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("bench: --bursts {s}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => BURSTS.to_vec(),
+    };
+    let seed = arg("--seed").and_then(|s| s.parse().ok()).unwrap_or(1);
+    let out = PathBuf::from(arg("--out").unwrap_or_else(|| "target/bench".into()));
+    println!(
+        "turnstile bench: {} deployment groups, {}-{} s per deployment (uniform), seed {seed}",
+        bench::GROUPS,
+        bench::DURATION_SECS[0],
+        bench::DURATION_SECS[1]
+    );
+    let mut rows: Vec<Row> = Vec::new();
+    for n in &bursts {
+        for c in Contender::ALL {
+            let r = bench::run(c, *n, seed).await;
+            eprintln!(
+                "  {:>5} x {:<30} makespan {:>6.0} s, {:>3.0} % complete ({:.1} s wall)",
+                n,
+                c.name(),
+                r.makespan_s,
+                r.complete_share * 100.0,
+                r.wall_s
+            );
+            rows.push(r);
+        }
+    }
+    println!("\n{}", bench::table(&rows));
+    let core: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            r.core_us_per_decision
+                .map(|us| format!("{} x {}: {us:.1} µs", r.instances, r.contender))
+        })
+        .collect();
+    println!(
+        "core CPU per decision (Engine::decide, wall time of a CPU-bound call): {}",
+        core.join("; ")
+    );
+    let violations: usize = rows.iter().map(|r| r.violations).sum();
+    println!("invariant violations in turnstile's runs: {violations}");
+    for f in ["turnstile-queue", "turnstile-timer"] {
+        let p = PathBuf::from("target/release").join(f);
+        match std::fs::metadata(&p) {
+            Ok(m) => println!(
+                "release binary {f} (host, stripped, LTO): {:.1} MB",
+                m.len() as f64 / 1e6
+            ),
+            Err(_) => println!("release binary {f}: not built (`cargo build --release -p {f}`)"),
+        }
+        let z = PathBuf::from("target/lambda").join(f).join("bootstrap.zip");
+        if let Ok(m) = std::fs::metadata(&z) {
+            println!(
+                "lambda zip {f} (arm64, `make build`): {:.1} MB",
+                m.len() as f64 / 1e6
+            );
+        }
+    }
+    match turnstile_localcloud::batch::measure().await {
+        Ok(kb) => println!(
+            "peak memory of the queue handler on a batch of ten launch events (real SDK clients against the local cloud): {:.1} MB",
+            kb as f64 / 1024.0
+        ),
+        Err(e) => println!("peak memory: not measured ({e})"),
+    }
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("bench: {}: {e}", out.display());
+        return ExitCode::from(3);
+    }
+    let mut csv = String::from(CSV_HEADER);
+    csv.push('\n');
+    for r in &rows {
+        csv.push_str(&bench::csv_line(r));
+        csv.push('\n');
+    }
+    let written = std::fs::write(out.join("results.csv"), csv)
+        .and_then(|()| std::fs::write(out.join("makespan.svg"), bench::svg(&rows)));
+    if let Err(e) = written {
+        eprintln!("bench: writing results: {e}");
+        return ExitCode::from(3);
+    }
+    println!(
+        "wrote {} and {}",
+        out.join("results.csv").display(),
+        out.join("makespan.svg").display()
+    );
+    if violations > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
