@@ -354,7 +354,12 @@ where
         inline_wakeups: &mut usize,
     ) -> Result<Vec<Input>, RunError> {
         let mut answers = Vec::new();
-        for c in commands {
+        // Heartbeats first: they depend on nothing else in the decision, and a failing call
+        // later in the list (throttling, a dead dependency) must not starve them.
+        let (beats, rest): (Vec<&Command>, Vec<&Command>) = commands
+            .iter()
+            .partition(|c| matches!(c, Command::RecordHeartbeat { .. }));
+        for c in beats.into_iter().chain(rest) {
             self.hook.before(c)?;
             out.commands += 1;
             match self.execute(c, inline_wakeups).await {

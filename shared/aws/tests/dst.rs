@@ -1,7 +1,8 @@
 //! Deterministic simulation of the real runner: every seed draws a plan, a fleet, failure
 //! rates, launches, terminations, user deployments, delivery faults (duplicates, delays,
-//! lost CodeDeploy events) and runner crashes before random commands, then checks the design
-//! brief's invariants after every step.
+//! lost CodeDeploy events), throttled AWS calls, conditional-write conflicts, concurrent
+//! invocations (two messages of a batch at once, interleaved at every store call) and runner
+//! crashes before random commands, then checks the design brief's invariants after every step.
 //!
 //! `DST_SEEDS` (default 10000) seeds from `DST_SEED_START` (default 0); `DST_SEED=n` replays one
 //! seed and prints what it did.
@@ -150,14 +151,22 @@ fn world(seed: u64) -> World {
             },
         ));
     }
-    let faults = Faults {
+    let mut faults = Faults {
         duplicate: pick(&mut r, &[0.0, 0.05, 0.2]),
         drop_codedeploy: pick(&mut r, &[0.0, 0.05, 0.2]),
         max_delay_ms: pick(&mut r, &[0, 2_000, 15_000]),
+        ..Faults::default()
     };
     // Crashes before up to 1 % of commands. At 5 % two rare failures remain open (a heartbeat
     // gap while leaving, and a re-sent CONTINUE after a user changed a revision); see the notes.
     let crash = pick(&mut r, &[0.0, 0.005, 0.01]);
+    // Throttled AWS calls (a port error is what is left after the SDK's own three attempts, so
+    // a few percent is already a bad day), conditional-write conflicts, and concurrent
+    // invocations racing on the same records. At 10 % throttling about 1 seed in 1,000 still
+    // misses a heartbeat while leaving a step; see docs/design.md, open issues.
+    faults.throttle = pick(&mut r, &[0.0, 0.0, 0.01, 0.03]);
+    faults.conflict = pick(&mut r, &[0.0, 0.0, 0.02, 0.1]);
+    faults.concurrent = r.chance(0.5);
     let summary = format!(
         "{steps} step(s), heartbeat {heartbeat} s, script {script:?}, faults {faults:?}, crash probability {crash}"
     );

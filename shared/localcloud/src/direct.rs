@@ -17,16 +17,88 @@ use turnstile_core::{
 };
 use turnstile_model::{ApiError, Cloud, Creator, HookResult};
 
-/// The model, shared by every port (one AWS account).
+/// The model, shared by every port (one AWS account), and the faults the ports and the store
+/// inject.
 #[derive(Clone)]
-pub struct Aws(pub Arc<Mutex<Cloud>>);
+pub struct Aws(pub Arc<Mutex<Cloud>>, pub Injector);
 
 impl Aws {
     pub fn new(cloud: Cloud) -> Self {
-        Self(Arc::new(Mutex::new(cloud)))
+        Self(Arc::new(Mutex::new(cloud)), Injector::default())
     }
     pub fn lock(&self) -> MutexGuard<'_, Cloud> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn fault(&self, op: &'static str) -> Result<(), PortError> {
+        if self.1.throttle() {
+            return Err(PortError::Transient {
+                op,
+                source: "Rate exceeded (injected throttling)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Seeded fault injection: throttled AWS calls, conditional-write conflicts, and yielding at
+/// every store call so that concurrent invocations interleave.
+#[derive(Clone, Default)]
+pub struct Injector(Arc<Mutex<InjectorState>>);
+
+#[derive(Default)]
+struct InjectorState {
+    rng: Option<turnstile_model::Rng>,
+    throttle: f64,
+    conflict: f64,
+    interleave: bool,
+    pub throttled: u64,
+    pub conflicts: u64,
+}
+
+impl Injector {
+    pub fn new(seed: u64, throttle: f64, conflict: f64, interleave: bool) -> Self {
+        Self(Arc::new(Mutex::new(InjectorState {
+            rng: Some(turnstile_model::Rng::new(seed)),
+            throttle,
+            conflict,
+            interleave,
+            throttled: 0,
+            conflicts: 0,
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, InjectorState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn draw(&self, conflict: bool) -> bool {
+        let mut s = self.lock();
+        let p = if conflict { s.conflict } else { s.throttle };
+        let hit = p > 0.0 && s.rng.as_mut().is_some_and(|r| r.chance(p));
+        if hit && conflict {
+            s.conflicts += 1;
+        } else if hit {
+            s.throttled += 1;
+        }
+        hit
+    }
+
+    fn throttle(&self) -> bool {
+        self.draw(false)
+    }
+
+    fn conflict(&self) -> bool {
+        self.draw(true)
+    }
+
+    fn interleave(&self) -> bool {
+        self.lock().interleave
+    }
+
+    /// Throttled calls and injected conflicts so far.
+    pub fn counts(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.throttled, s.conflicts)
     }
 }
 
@@ -46,6 +118,7 @@ fn gone(op: &'static str, e: ApiError) -> PortError {
 
 impl Lifecycle for Aws {
     async fn complete(&self, a: &ActionRef, r: LifecycleResult) -> Result<(), PortError> {
+        self.fault("CompleteLifecycleAction")?;
         let r = if r == LifecycleResult::Continue {
             HookResult::Continue
         } else {
@@ -56,11 +129,13 @@ impl Lifecycle for Aws {
             .map_err(|e| gone("CompleteLifecycleAction", e))
     }
     async fn heartbeat(&self, a: &ActionRef) -> Result<(), PortError> {
+        self.fault("RecordLifecycleActionHeartbeat")?;
         self.lock()
             .record_heartbeat(&a.asg, &a.hook, Some(a.token.as_str()), None)
             .map_err(|e| gone("RecordLifecycleActionHeartbeat", e))
     }
     async fn hook(&self, asg: &str, hook: &str) -> Result<HookInfo, PortError> {
+        self.fault("DescribeLifecycleHooks")?;
         let h = self
             .lock()
             .describe_hook(asg, hook)
@@ -82,6 +157,7 @@ impl Deployments for Aws {
         intent: &IntentId,
         config: Option<&str>,
     ) -> Result<CreateOutcome, PortError> {
+        self.fault("CreateDeployment")?;
         let mut c = self.lock();
         let Ok(group) = c.get_deployment_group(&key(g)) else {
             return Ok(CreateOutcome::Failed {
@@ -125,6 +201,7 @@ impl Deployments for Aws {
         intent: &IntentId,
         since: Millis,
     ) -> Result<CreateOutcome, PortError> {
+        self.fault("ListDeployments")?;
         let mut c = self.lock();
         for id in c.list_deployments(&key(g), false, since.0.saturating_sub(60_000)) {
             let d = c
@@ -144,6 +221,7 @@ impl Deployments for Aws {
         d: &DeploymentId,
         instances: &[InstanceId],
     ) -> Result<(DeploymentState, Vec<(InstanceId, TargetState)>), PortError> {
+        self.fault("GetDeployment")?;
         let dep = self
             .lock()
             .get_deployment(d.as_str())
@@ -152,12 +230,14 @@ impl Deployments for Aws {
         Ok((state, targets))
     }
     async fn stop(&self, d: &DeploymentId) -> Result<(), PortError> {
+        self.fault("StopDeployment")?;
         match self.lock().stop_deployment(d.as_str()) {
             Ok(()) | Err(ApiError::DeploymentAlreadyCompleted(_)) => Ok(()),
             Err(e) => Err(gone("StopDeployment", e)),
         }
     }
     async fn revision(&self, g: &GroupKey) -> Result<GroupRevision, PortError> {
+        self.fault("GetDeploymentGroup")?;
         let mut c = self.lock();
         let revision = c
             .get_deployment_group(&key(g))
@@ -179,6 +259,7 @@ impl Deployments for Aws {
         i: &InstanceId,
         done_in: Option<&DeploymentId>,
     ) -> Result<Option<DeploymentId>, PortError> {
+        self.fault("GetDeploymentGroup")?;
         let mut c = self.lock();
         let _ = c.get_deployment_group(&key(g));
         let Some(active) = c.active_deployment(&key(g)).map(|d| d.id.clone()) else {
@@ -198,11 +279,13 @@ impl Deployments for Aws {
 
 impl Tags for Aws {
     async fn open(&self, gate: &Gate, instances: &[InstanceId]) -> Result<(), PortError> {
+        self.fault("CreateTags")?;
         let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
         self.lock().create_tags(&ids, &gate.key, &gate.value);
         Ok(())
     }
     async fn close(&self, gate: &Gate, instances: &[InstanceId]) -> Result<(), PortError> {
+        self.fault("DeleteTags")?;
         let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
         self.lock().delete_tags(&ids, &gate.key);
         Ok(())
@@ -251,6 +334,16 @@ pub struct StoreCounts {
 pub struct Counted<S> {
     pub inner: S,
     pub counts: StoreCounts,
+    /// Conflicts to inject, and whether to yield at every call.
+    pub faults: Injector,
+}
+
+impl<S> Counted<S> {
+    async fn yield_if_interleaving(&self) {
+        if self.faults.interleave() {
+            tokio::task::yield_now().await;
+        }
+    }
 }
 
 impl<S: turnstile_aws::store::Store> turnstile_aws::store::Store for Counted<S> {
@@ -259,6 +352,7 @@ impl<S: turnstile_aws::store::Store> turnstile_aws::store::Store for Counted<S> 
         keys: &[Key],
     ) -> Result<turnstile_aws::store::Loaded, turnstile_aws::store::StoreError> {
         self.counts.loads.fetch_add(1, Ordering::Relaxed);
+        self.yield_if_interleaving().await;
         self.inner.load(keys).await
     }
 
@@ -268,6 +362,10 @@ impl<S: turnstile_aws::store::Store> turnstile_aws::store::Store for Counted<S> 
     ) -> Result<(), turnstile_aws::store::StoreError> {
         let items =
             commit.writes.len() + usize::from(commit.event.is_some()) + commit.deployments.len();
+        self.yield_if_interleaving().await;
+        if self.faults.conflict() {
+            return Err(turnstile_aws::store::StoreError::Conflict);
+        }
         self.counts.commits.fetch_add(1, Ordering::Relaxed);
         self.counts.items.fetch_add(items as u64, Ordering::Relaxed);
         self.inner.commit(commit).await

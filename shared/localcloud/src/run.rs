@@ -480,12 +480,13 @@ impl Loop<'_> {
         let mut next_sweep = SWEEP_EVERY_MS;
         loop {
             let now = self.sim.cloud().now;
-            {
-                let mut cloud = self.sim.cloud();
-                while let Some((_, a)) = script.get(next).filter(|(t, _)| *t <= now) {
-                    apply(&mut cloud, &asg, a);
-                    next += 1;
+            while let Some((_, a)) = script.get(next).filter(|(t, _)| *t <= now) {
+                if let crate::scenario::Action::RawMessage(body) = a {
+                    self.send(body.clone()).await?;
+                } else {
+                    apply(&mut self.sim.cloud(), &asg, a);
                 }
+                next += 1;
             }
             let published = self.sim.cloud().drain();
             self.publish(published).await?;

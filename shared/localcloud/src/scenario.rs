@@ -161,6 +161,9 @@ pub struct Event {
     /// A user's own deployment on a managed group.
     #[serde(default)]
     pub user_deployment: Option<UserDeployment>,
+    /// A message body put on the orchestrator's queue as is (bad input, test notifications).
+    #[serde(default)]
+    pub raw_message: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -195,6 +198,7 @@ pub enum Action {
         group: (String, String),
         revision: String,
     },
+    RawMessage(String),
 }
 
 /// Which fleet to build: the orchestrator's hooks, CodeDeploy's own per-group hooks, or one
@@ -297,11 +301,12 @@ impl Scenario {
         for (i, e) in self.events.iter().enumerate() {
             let set = usize::from(e.launch.is_some())
                 + usize::from(e.terminate.is_some())
-                + usize::from(e.user_deployment.is_some());
+                + usize::from(e.user_deployment.is_some())
+                + usize::from(e.raw_message.is_some());
             if set != 1 {
                 return Err((
                     format!("events[{i}]"),
-                    "exactly one of launch, terminate, user_deployment".into(),
+                    "exactly one of launch, terminate, user_deployment, raw_message".into(),
                 ));
             }
             if let Some(u) = &e.user_deployment
@@ -381,6 +386,8 @@ impl Scenario {
                     Action::Launch(n)
                 } else if let Some(n) = e.terminate {
                     Action::Terminate(n)
+                } else if let Some(body) = &e.raw_message {
+                    Action::RawMessage(body.clone())
                 } else {
                     let u = e.user_deployment.as_ref()?;
                     Action::UserDeployment {
@@ -485,6 +492,8 @@ pub fn apply(cloud: &mut Cloud, asg: &str, action: &Action) {
                 cloud.terminate(&id);
             }
         }
+        // Only the orchestrator's queue takes these; the run loop sends them.
+        Action::RawMessage(_) => {}
         Action::UserDeployment { group, revision } => {
             let _ = cloud.create_deployment(
                 group,

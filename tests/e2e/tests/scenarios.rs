@@ -332,3 +332,27 @@ async fn native_hooks_collide_and_relaunch() {
     assert!(summary.collided > 0, "deployments overlap on one instance");
     assert!(summary.deployments_other >= 30, "{summary:?}");
 }
+
+/// The bad-input rule end to end: an unparseable message is retried and lands in the dead-letter
+/// queue after `maxReceiveCount` receives; the Auto Scaling test notification is acknowledged;
+/// neither blocks or loses the real events around them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_dead_lettered_and_the_test_notification_acknowledged() {
+    let test_notification = r#"{\"AccountId\":\"123456789012\",\"RequestId\":\"4e3b4b6e-1d5a-4c3f-9f3e-0a1b2c3d4e5f\",\"AutoScalingGroupARN\":\"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:1:autoScalingGroupName/fleet\",\"AutoScalingGroupName\":\"fleet\",\"Service\":\"AWS Auto Scaling\",\"Event\":\"autoscaling:TEST_NOTIFICATION\",\"Time\":\"2026-11-21T10:00:00.000Z\"}"#;
+    let (s, r) = run_orchestrated(&scenario(
+        2,
+        "",
+        &format!(
+            "[[events]]\nat_secs = 0\nraw_message = \"{{not json\"\n[[events]]\nat_secs = 0\nraw_message = \"{test_notification}\"\n[[events]]\nat_secs = 0\nlaunch = 2\n"
+        ),
+    ))
+    .await;
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert_all_in_service(&s, &r);
+    assert_eq!(r.activity.dead_lettered, 1, "the unparseable message");
+    assert_eq!(
+        r.activity.dispositions.get("poison").copied(),
+        Some(u64::from(turnstile_localcloud::run::MAX_RECEIVE_COUNT))
+    );
+    assert_eq!(r.activity.dispositions.get("ignored").copied(), Some(1));
+}

@@ -14,7 +14,7 @@ use turnstile_core::{Engine, Input, Millis, Phase};
 use turnstile_model::{Cloud, Creator, EventKind, Fact, InstanceState, Ms, Rng, Transition};
 use turnstile_sim::Script;
 
-use super::{Aws, Counted, ModelClock, StoreCounts, Wakeups};
+use super::{Aws, Counted, Injector, ModelClock, StoreCounts, Wakeups};
 
 pub const VISIBILITY_MS: Ms = 30_000;
 pub const SWEEP_MS: Ms = 60_000;
@@ -28,6 +28,13 @@ pub struct Faults {
     pub duplicate: f64,
     pub drop_codedeploy: f64,
     pub max_delay_ms: Ms,
+    /// Probability that an AWS call is throttled (a transient port error).
+    pub throttle: f64,
+    /// Probability that a store commit fails with a conditional-write conflict.
+    pub conflict: f64,
+    /// Handle the messages of a batch two at a time, concurrently, interleaving at every store
+    /// call (as two Lambda invocations would).
+    pub concurrent: bool,
 }
 
 /// What the functions did: invocations (a batch of up to ten messages, or one timer sweep),
@@ -38,6 +45,13 @@ pub struct Work {
     pub messages: u64,
     pub wakeups: u64,
     pub sweeps: u64,
+}
+
+/// What became of one delivered message.
+enum Attempt {
+    Done,
+    Unparsed,
+    Failed(turnstile_aws::RunError),
 }
 
 /// Messages Lambda's SQS event source mapping hands one invocation.
@@ -78,7 +92,16 @@ impl<H: Hook> Driver<H> {
         seed: u64,
         plan: Vec<(String, String)>,
     ) -> Self {
-        let aws = Aws::new(cloud);
+        let injector = Injector::new(
+            seed ^ 0x1f7,
+            faults.throttle,
+            faults.conflict,
+            faults.concurrent,
+        );
+        let aws = Aws(
+            std::sync::Arc::new(std::sync::Mutex::new(cloud)),
+            injector.clone(),
+        );
         let store = MemoryStore::new();
         let wakeups = Wakeups::default();
         let store_counts = StoreCounts::default();
@@ -87,6 +110,7 @@ impl<H: Hook> Driver<H> {
             Counted {
                 inner: store.clone(),
                 counts: store_counts.clone(),
+                faults: injector,
             },
             aws.clone(),
             aws.clone(),
@@ -158,27 +182,56 @@ impl<H: Hook> Driver<H> {
         }
     }
 
-    /// One message, as Lambda's event source mapping delivers it.
-    async fn deliver(&mut self, body: String) {
-        let Ok(msg) = turnstile_events::parse(&body) else {
-            self.violation(format!(
-                "the model published a body the parser rejects: {body}"
-            ));
-            return;
+    /// One message, as Lambda's event source mapping delivers it; what became of it.
+    async fn attempt(
+        runner: &Runner<Counted<MemoryStore>, Aws, Aws, Aws, Wakeups, ModelClock, H>,
+        body: &str,
+    ) -> Attempt {
+        let Ok(msg) = turnstile_events::parse(body) else {
+            return Attempt::Unparsed;
         };
-        let result = match self.runner.input_of(msg).await {
-            Ok(Some((input, event))) => self.runner.handle(input, event).await.map(|_| ()),
+        let result = match runner.input_of(msg).await {
+            Ok(Some((input, event))) => runner.handle(input, event).await.map(|_| ()),
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
-        if let Err(e) = result {
-            if !e.is_retryable() {
-                self.violation(format!("a message failed for good: {e}"));
-            }
-            self.crashes += 1;
-            let at = self.now() + VISIBILITY_MS;
-            self.enqueue(body, at);
+        match result {
+            Ok(()) => Attempt::Done,
+            Err(e) => Attempt::Failed(e),
         }
+    }
+
+    /// Applies what became of a message: a failure comes back after the visibility timeout.
+    fn settle(&mut self, body: String, attempt: Attempt) {
+        match attempt {
+            Attempt::Done => {}
+            Attempt::Unparsed => self.violation(format!(
+                "the model published a body the parser rejects: {body}"
+            )),
+            Attempt::Failed(e) => {
+                if !e.is_retryable() {
+                    self.violation(format!("a message failed for good: {e}"));
+                }
+                self.crashes += 1;
+                let at = self.now() + VISIBILITY_MS;
+                self.enqueue(body, at);
+            }
+        }
+    }
+
+    async fn deliver(&mut self, body: String) {
+        let attempt = Self::attempt(&self.runner, &body).await;
+        self.settle(body, attempt);
+    }
+
+    /// Two messages at once, interleaved at every store call (two concurrent invocations).
+    async fn deliver_pair(&mut self, a: String, b: String) {
+        let (x, y) = tokio::join!(
+            Self::attempt(&self.runner, &a),
+            Self::attempt(&self.runner, &b)
+        );
+        self.settle(a, x);
+        self.settle(b, y);
     }
 
     async fn tick(&mut self, input: Input) {
@@ -251,14 +304,26 @@ impl<H: Hook> Driver<H> {
             } else if message.is_some() {
                 // One invocation: up to ten messages that are visible now.
                 self.work.invocations += 1;
-                for _ in 0..BATCH {
+                let mut batch = Vec::new();
+                while batch.len() < BATCH {
                     let Some(k) = self.inbox.keys().next().copied().filter(|(t, _)| *t <= now)
                     else {
                         break;
                     };
                     if let Some(body) = self.inbox.remove(&k) {
-                        self.work.messages += 1;
-                        self.deliver(body).await;
+                        batch.push(body);
+                    }
+                }
+                self.work.messages += batch.len() as u64;
+                let mut batch = batch.into_iter();
+                while let Some(a) = batch.next() {
+                    match batch.next() {
+                        Some(b) if self.faults.concurrent => self.deliver_pair(a, b).await,
+                        Some(b) => {
+                            self.deliver(a).await;
+                            self.deliver(b).await;
+                        }
+                        None => self.deliver(a).await,
                     }
                 }
                 self.requeue_wakeup(wakeup, now);
