@@ -105,9 +105,15 @@ impl CoreTime {
     }
 }
 
+/// How many instances' plan groups a warm runner remembers (see [`Runner::load`]).
+const PLAN_HINTS: usize = 10_000;
+
 pub struct Runner<S, L, D, T, W, C, H = NoHook> {
     pub engine: Engine,
     pub core_time: CoreTime,
+    /// The groups of each instance's plan, remembered across invocations of a warm function so
+    /// that one read fetches an instance together with its groups.
+    plan_hints: std::sync::Mutex<std::collections::HashMap<turnstile_core::InstanceId, Vec<Key>>>,
     pub store: S,
     pub lifecycle: L,
     pub deployments: D,
@@ -159,6 +165,7 @@ where
         Self {
             engine,
             core_time: CoreTime::default(),
+            plan_hints: std::sync::Mutex::default(),
             store,
             lifecycle,
             deployments,
@@ -175,8 +182,15 @@ where
         let mut out = Outcome::default();
         let mut queue: VecDeque<(Input, Option<EventId>)> = VecDeque::from([(input, event)]);
         let mut inline_wakeups = 0;
+        // The records as this invocation last wrote them: the answers that follow usually need
+        // the same records, and reading them again would only add round trips. A record someone
+        // else changed meanwhile fails the conditional write and is read afresh.
+        let mut known: Option<Loaded> = None;
         while let Some((input, event)) = queue.pop_front() {
-            let decision = match self.decide_and_commit(&input, event, &mut out).await {
+            let decision = match self
+                .decide_and_commit(&input, event, &mut out, &mut known)
+                .await
+            {
                 Ok(x) => x,
                 Err(RunError::Store(StoreError::Duplicate(e))) => {
                     tracing::info!(event_id = %e, "event already processed");
@@ -266,7 +280,36 @@ where
     }
 
     async fn load(&self, input: &Input, world_keys: Vec<Key>) -> Result<Loaded, RunError> {
-        let mut loaded = self.store.load(&world_keys).await?;
+        let mut keys = world_keys;
+        if let Ok(hints) = self.plan_hints.lock() {
+            let extra: Vec<Key> = keys
+                .iter()
+                .filter_map(|k| match k {
+                    Key::Instance(i) => hints.get(i),
+                    Key::Group(_) => None,
+                })
+                .flatten()
+                .cloned()
+                .collect();
+            keys.extend(extra);
+        }
+        keys.sort();
+        keys.dedup();
+        let mut loaded = self.store.load(&keys).await?;
+        if let Ok(mut hints) = self.plan_hints.lock() {
+            if hints.len() > PLAN_HINTS {
+                hints.clear();
+            }
+            for inst in loaded.world.instances.values().flatten() {
+                let groups = inst
+                    .plan
+                    .steps
+                    .iter()
+                    .map(|s| Key::Group(s.group.clone()))
+                    .collect();
+                hints.insert(inst.id.clone(), groups);
+            }
+        }
         let more: Vec<Key> = self
             .engine
             .keys_for(&loaded.world, input)
@@ -284,10 +327,22 @@ where
         input: &Input,
         event: Option<EventId>,
         out: &mut Outcome,
+        known: &mut Option<Loaded>,
     ) -> Result<Decision, RunError> {
         for attempt in 0..MAX_CONFLICTS {
-            let keys = self.engine.keys_for(&World::default(), input);
-            let mut loaded = self.load(input, keys).await?;
+            let cached = known.take().filter(|k| {
+                self.engine
+                    .keys_for(&k.world, input)
+                    .iter()
+                    .all(|key| k.versions.contains_key(key))
+            });
+            let mut loaded = match cached {
+                Some(k) => k,
+                None => {
+                    let keys = self.engine.keys_for(&World::default(), input);
+                    self.load(input, keys).await?
+                }
+            };
             let now = self.clock.now();
             let mut world = loaded.world.clone();
             let decision = loop {
@@ -304,7 +359,7 @@ where
                     }
                 }
             };
-            let writes = decision
+            let writes: Vec<(Key, Option<Record>, u64)> = decision
                 .changed
                 .iter()
                 .map(|k| {
@@ -325,6 +380,10 @@ where
                 }
                 _ => Vec::new(),
             };
+            let written: Vec<(Key, u64)> = writes
+                .iter()
+                .map(|(k, rec, v)| (k.clone(), if rec.is_some() { v + 1 } else { 0 }))
+                .collect();
             let commit = Commit {
                 writes,
                 event: event.clone(),
@@ -332,7 +391,12 @@ where
                 now,
             };
             match self.store.commit(commit).await {
-                Ok(()) => return Ok(decision),
+                Ok(()) => {
+                    loaded.world = world;
+                    loaded.versions.extend(written);
+                    *known = Some(loaded);
+                    return Ok(decision);
+                }
                 Err(StoreError::Conflict) => {
                     out.conflicts += 1;
                     tracing::debug!(attempt, "conflicting write; deciding again");

@@ -181,12 +181,21 @@ fn world(seed: u64) -> World {
 }
 
 async fn run(seed: u64, verbose: bool) -> Result<(u32, usize), String> {
+    run_with(seed, verbose, turnstile_core::Config::default()).await
+}
+
+async fn run_with(
+    seed: u64,
+    verbose: bool,
+    config: turnstile_core::Config,
+) -> Result<(u32, usize), String> {
     let w = world(seed);
     let hook = RandomCrash {
         rng: Mutex::new(Rng::new(seed ^ 0xc4a5)),
         p: w.crash,
     };
     let mut d = Driver::new(w.cloud, hook, w.faults, seed, w.plan);
+    d.runner.engine = turnstile_core::Engine::new(config);
     for (at, what) in w.script {
         d.schedule(at, what);
     }
@@ -247,4 +256,24 @@ async fn invariants_hold_for_every_seed() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// The simulation bites: an engine whose heartbeat comes only when the timeout is due is caught.
+#[tokio::test]
+async fn a_broken_rule_is_caught() {
+    let broken = turnstile_core::Config {
+        heartbeat_permille: 1000,
+        ..turnstile_core::Config::default()
+    };
+    let mut failing = 0;
+    for seed in 0..200 {
+        if run_with(seed, false, broken.clone()).await.is_err() {
+            failing += 1;
+        }
+    }
+    assert!(
+        failing > 0,
+        "heartbeats at the timeout went unnoticed in 200 seeds"
+    );
+    eprintln!("heartbeat at 100 % of the timeout: {failing} of 200 seeds fail");
 }

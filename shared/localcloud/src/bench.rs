@@ -321,3 +321,30 @@ pub fn svg(rows: &[Row]) -> String {
     out.push_str("</svg>\n");
     out
 }
+
+/// The calls on the critical path between "step 1's target succeeded" and "step 2's deployment
+/// created", on one instance: AWS calls and DynamoDB operations in the order the runner made
+/// them (all sequential), with the timer messages between them marked.
+pub async fn critical_path() -> Vec<&'static str> {
+    let s = scenario(1, 1, None);
+    let mut d = Driver::new(
+        s.cloud(Mode::Orchestrator),
+        Quiet,
+        Faults::default(),
+        1,
+        s.steps(),
+    );
+    d.aws.1.record();
+    d.schedule(0, Script::Launch(1));
+    d.run(s.horizon_ms()).await;
+    let log = d.aws.1.recorded();
+    let Some(start) = log.iter().position(|op| *op == "<instance SUCCESS event>") else {
+        return Vec::new();
+    };
+    log.iter()
+        .skip(start + 1)
+        .take_while(|op| **op != "CreateDeployment")
+        .copied()
+        .chain(std::iter::once("CreateDeployment"))
+        .collect()
+}

@@ -30,6 +30,7 @@ impl Aws {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
     fn fault(&self, op: &'static str) -> Result<(), PortError> {
+        self.1.note(op);
         if self.1.throttle() {
             return Err(PortError::Transient {
                 op,
@@ -53,6 +54,8 @@ struct InjectorState {
     interleave: bool,
     pub throttled: u64,
     pub conflicts: u64,
+    /// When recording, every AWS call and store operation in order.
+    log: Option<Vec<&'static str>>,
 }
 
 impl Injector {
@@ -64,7 +67,25 @@ impl Injector {
             interleave,
             throttled: 0,
             conflicts: 0,
+            log: None,
         })))
+    }
+
+    /// Starts recording every AWS call and store operation.
+    pub fn record(&self) {
+        self.lock().log = Some(Vec::new());
+    }
+
+    /// Records `op` if recording.
+    pub fn note(&self, op: &'static str) {
+        if let Some(log) = self.lock().log.as_mut() {
+            log.push(op);
+        }
+    }
+
+    /// The recorded operations so far.
+    pub fn recorded(&self) -> Vec<&'static str> {
+        self.lock().log.clone().unwrap_or_default()
     }
 
     fn lock(&self) -> MutexGuard<'_, InjectorState> {
@@ -157,6 +178,8 @@ impl Deployments for Aws {
         intent: &IntentId,
         config: Option<&str>,
     ) -> Result<CreateOutcome, PortError> {
+        // The adapter reads the group's target revision first, then creates.
+        self.1.note("GetDeploymentGroup");
         self.fault("CreateDeployment")?;
         let mut c = self.lock();
         let Ok(group) = c.get_deployment_group(&key(g)) else {
@@ -352,6 +375,7 @@ impl<S: turnstile_aws::store::Store> turnstile_aws::store::Store for Counted<S> 
         keys: &[Key],
     ) -> Result<turnstile_aws::store::Loaded, turnstile_aws::store::StoreError> {
         self.counts.loads.fetch_add(1, Ordering::Relaxed);
+        self.faults.note("DynamoDB read");
         self.yield_if_interleaving().await;
         self.inner.load(keys).await
     }
@@ -368,6 +392,7 @@ impl<S: turnstile_aws::store::Store> turnstile_aws::store::Store for Counted<S> 
         }
         self.counts.commits.fetch_add(1, Ordering::Relaxed);
         self.counts.items.fetch_add(items as u64, Ordering::Relaxed);
+        self.faults.note("DynamoDB write");
         self.inner.commit(commit).await
     }
 

@@ -73,6 +73,12 @@ async fn main() -> ExitCode {
         "core CPU per decision (Engine::decide, wall time of a CPU-bound call): {}",
         core.join("; ")
     );
+    let path = bench::critical_path().await;
+    let trips = path.iter().filter(|op| !op.starts_with('<')).count();
+    println!(
+        "critical path from step 1's target success to step 2's CreateDeployment: {trips} sequential calls: {}",
+        path.join(" → ")
+    );
     let violations: usize = rows.iter().map(|r| r.violations).sum();
     println!("invariant violations in turnstile's runs: {violations}");
     for f in ["turnstile-queue", "turnstile-timer"] {

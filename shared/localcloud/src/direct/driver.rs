@@ -220,6 +220,9 @@ impl<H: Hook> Driver<H> {
     }
 
     async fn deliver(&mut self, body: String) {
+        if body.contains("\"SUCCESS\"") && body.contains("Instance State-change") {
+            self.aws.1.note("<instance SUCCESS event>");
+        }
         let attempt = Self::attempt(&self.runner, &body).await;
         self.settle(body, attempt);
     }
@@ -328,6 +331,7 @@ impl<H: Hook> Driver<H> {
                 }
                 self.requeue_wakeup(wakeup, now);
             } else if let Some(key) = wakeup {
+                self.aws.1.note("<timer message>");
                 // A timer message: its own delivery (it would share batches on a busy queue).
                 self.work.invocations += 1;
                 self.work.wakeups += 1;
