@@ -159,19 +159,8 @@ pub async fn run(contender: Contender, instances: usize, seed: u64) -> Row {
     let summary = Summary::of(&record, &s);
     let n = instances as f64;
     let calls: u64 = record.cloud.calls.values().sum();
-    let floor = record
-        .cloud
-        .instances
-        .values()
-        .map(|i| {
-            record
-                .cloud
-                .deployments
-                .values()
-                .filter_map(|d| d.targets.get(&i.id))
-                .filter_map(|t| Some(t.ended_at? - t.started_at?))
-                .sum::<Ms>()
-        })
+    let floor = crate::report::own_deployment_time(&record.cloud)
+        .into_values()
         .max()
         .unwrap_or(0);
     Row {

@@ -52,7 +52,7 @@ impl Checker {
         // 1: an instance never has two deployments in flight at once (one pass over the
         // active deployments, so large runs stay linear).
         let mut on: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for d in cloud.deployments.values().filter(|d| d.status.is_active()) {
+        for d in cloud.active_deployments() {
             for (i, t) in &d.targets {
                 if !t.status.is_done() {
                     on.entry(i.as_str()).or_default().push(d.id.as_str());

@@ -56,6 +56,7 @@ impl Summary {
                 )
             })
             .count();
+        let own = own_deployment_time(cloud);
         let mut in_service = 0;
         let mut complete = 0;
         let mut overheads = Vec::new();
@@ -73,12 +74,7 @@ impl Summary {
             }) {
                 complete += 1;
             }
-            let own: Ms = cloud
-                .deployments
-                .values()
-                .filter_map(|d| d.targets.get(&i.id))
-                .filter_map(|t| Some(t.ended_at? - t.started_at?))
-                .sum();
+            let own = own.get(i.id.as_str()).copied().unwrap_or(0);
             overheads.push((at - i.launched_at).saturating_sub(own));
         }
         overheads.sort_unstable();
@@ -128,6 +124,19 @@ impl Summary {
                 .collect(),
         }
     }
+}
+
+/// Per instance, the sum of its own deployments' durations (one pass over the deployments).
+pub fn own_deployment_time(cloud: &turnstile_model::Cloud) -> BTreeMap<&str, Ms> {
+    let mut own: BTreeMap<&str, Ms> = BTreeMap::new();
+    for d in cloud.deployments.values() {
+        for (i, t) in &d.targets {
+            if let (Some(a), Some(b)) = (t.started_at, t.ended_at) {
+                *own.entry(i.as_str()).or_default() += b - a;
+            }
+        }
+    }
+    own
 }
 
 fn secs(ms: Option<Ms>) -> String {

@@ -209,7 +209,7 @@ pub(crate) fn settled(cloud: &Cloud) -> bool {
             i.state,
             InstanceState::PendingWait | InstanceState::TerminatingWait
         )
-    }) && cloud.deployments.values().all(|d| !d.status.is_active())
+    }) && cloud.active_deployments().next().is_none()
 }
 
 pub(crate) fn run_native(scenario: &Scenario) -> RunRecord {

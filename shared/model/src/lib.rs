@@ -388,6 +388,8 @@ pub struct Cloud {
     /// Scripted failures: the next N per-instance deployments of a group fail, whatever its
     /// failure rate (for tests that need a failure at a known place).
     pub fail_next: BTreeMap<GroupKey, u32>,
+    /// Ids of the deployments still in progress (an index: large runs create many thousands).
+    active: BTreeSet<String>,
 }
 
 impl Cloud {
@@ -408,6 +410,7 @@ impl Cloud {
             account: "123456789012".into(),
             region: "us-east-1".into(),
             fail_next: BTreeMap::new(),
+            active: BTreeSet::new(),
         }
     }
 
@@ -505,6 +508,7 @@ impl Cloud {
             targets: vec![instance.to_owned()],
             at: self.now,
         });
+        self.active.insert(id.clone());
         self.deployments.insert(
             id.clone(),
             Deployment {
@@ -828,8 +832,7 @@ impl Cloud {
         });
         // Its targets in running deployments can no longer succeed.
         let deps: Vec<String> = self
-            .deployments
-            .values()
+            .active_deployments()
             .filter(|d| d.is_target_in_flight(id))
             .map(|d| d.id.clone())
             .collect();
@@ -869,9 +872,13 @@ impl Cloud {
     }
 
     pub fn active_deployment(&self, key: &GroupKey) -> Option<&Deployment> {
-        self.deployments
-            .values()
+        self.active_deployments()
             .find(|d| &d.group == key && d.status.is_active())
+    }
+
+    /// The deployments still in progress.
+    pub fn active_deployments(&self) -> impl Iterator<Item = &Deployment> {
+        self.active.iter().filter_map(|id| self.deployments.get(id))
     }
 
     /// CreateDeployment [aws-facts §3.1]: one active deployment per group, else
@@ -960,6 +967,7 @@ impl Cloud {
             targets: dep.targets.keys().cloned().collect(),
             at: self.now,
         });
+        self.active.insert(id.clone());
         self.deployments.insert(id.clone(), dep);
         self.publish_deployment(&id, "START");
         self.dispatch(&id);
@@ -1216,6 +1224,9 @@ impl Cloud {
 
     fn end_deployment(&mut self, id: &str, status: DeploymentStatus) {
         let now = self.now;
+        if !status.is_active() {
+            self.active.remove(id);
+        }
         let Some(d) = self.deployments.get_mut(id) else {
             return;
         };
@@ -1429,8 +1440,7 @@ impl Cloud {
 
     /// Active deployments that have `instance` as a target still in flight.
     pub fn in_flight_on(&self, instance: &str) -> BTreeSet<String> {
-        self.deployments
-            .values()
+        self.active_deployments()
             .filter(|d| d.is_target_in_flight(instance))
             .map(|d| d.id.clone())
             .collect()
