@@ -33,6 +33,16 @@ pub enum Transition {
     Terminating,
 }
 
+impl Transition {
+    /// The `LifecycleTransition` spelling [aws-facts §1.1].
+    pub fn as_api(self) -> &'static str {
+        match self {
+            Transition::Launching => "autoscaling:EC2_INSTANCE_LAUNCHING",
+            Transition::Terminating => "autoscaling:EC2_INSTANCE_TERMINATING",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookResult {
     Continue,
@@ -45,6 +55,14 @@ impl HookResult {
             "CONTINUE" => Some(HookResult::Continue),
             "ABANDON" => Some(HookResult::Abandon),
             _ => None,
+        }
+    }
+
+    /// The API spelling [aws-facts §2 LifecycleActionResult / DefaultResult].
+    pub fn as_api(self) -> &'static str {
+        match self {
+            HookResult::Continue => "CONTINUE",
+            HookResult::Abandon => "ABANDON",
         }
     }
 }
@@ -153,6 +171,15 @@ impl DeployConfig {
             "CodeDeployDefault.HalfAtATime" => Some(DeployConfig::HalfAtATime),
             "CodeDeployDefault.AllAtOnce" => Some(DeployConfig::AllAtOnce),
             _ => None,
+        }
+    }
+
+    /// The name `parse` reads.
+    pub fn as_api(self) -> &'static str {
+        match self {
+            DeployConfig::OneAtATime => "CodeDeployDefault.OneAtATime",
+            DeployConfig::HalfAtATime => "CodeDeployDefault.HalfAtATime",
+            DeployConfig::AllAtOnce => "CodeDeployDefault.AllAtOnce",
         }
     }
 }
@@ -608,16 +635,11 @@ impl Cloud {
 
     /// The EventBridge event of a lifecycle action, in the shape of [aws-facts §1.1].
     fn publish_lifecycle(&mut self, inst: &Instance, h: &Hook, token: &str) {
-        let (detail_type, transition) = match h.transition {
-            Transition::Launching => (
-                "EC2 Instance-launch Lifecycle Action",
-                "autoscaling:EC2_INSTANCE_LAUNCHING",
-            ),
-            Transition::Terminating => (
-                "EC2 Instance-terminate Lifecycle Action",
-                "autoscaling:EC2_INSTANCE_TERMINATING",
-            ),
+        let detail_type = match h.transition {
+            Transition::Launching => "EC2 Instance-launch Lifecycle Action",
+            Transition::Terminating => "EC2 Instance-terminate Lifecycle Action",
         };
+        let transition = h.transition.as_api();
         let mut detail = json!({
             "LifecycleActionToken": token,
             "AutoScalingGroupName": inst.asg,

@@ -154,7 +154,7 @@ fn deployment_info(d: &Deployment) -> Value {
         "deploymentId": d.id,
         "applicationName": d.group.0,
         "deploymentGroupName": d.group.1,
-        "deploymentConfigName": config_name(d),
+        "deploymentConfigName": d.config.as_api(),
         "status": d.status.as_api(),
         "creator": creator(d.creator),
         "description": d.description,
@@ -166,14 +166,6 @@ fn deployment_info(d: &Deployment) -> Value {
         obj.insert("completeTime".into(), json!(epoch(end)));
     }
     info
-}
-
-fn config_name(d: &Deployment) -> &'static str {
-    match d.config {
-        turnstile_model::DeployConfig::OneAtATime => "CodeDeployDefault.OneAtATime",
-        turnstile_model::DeployConfig::HalfAtATime => "CodeDeployDefault.HalfAtATime",
-        turnstile_model::DeployConfig::AllAtOnce => "CodeDeployDefault.AllAtOnce",
-    }
 }
 
 fn group_key(input: &Value) -> Result<(String, String), Failure> {
@@ -206,11 +198,7 @@ fn get_deployment_group(cloud: &mut Cloud, input: &Value) -> Result<Value, Failu
         "applicationName": g.app,
         "deploymentGroupName": g.name,
         "deploymentGroupId": format!("{}-{}", g.app, g.name),
-        "deploymentConfigName": match g.config {
-            turnstile_model::DeployConfig::OneAtATime => "CodeDeployDefault.OneAtATime",
-            turnstile_model::DeployConfig::HalfAtATime => "CodeDeployDefault.HalfAtATime",
-            turnstile_model::DeployConfig::AllAtOnce => "CodeDeployDefault.AllAtOnce",
-        },
+        "deploymentConfigName": g.config.as_api(),
         "ec2TagSet": {"ec2TagSetList": tag_set},
         "computePlatform": "Server",
     });

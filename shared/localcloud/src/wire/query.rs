@@ -136,14 +136,8 @@ fn describe_hooks(sim: &Simulator, params: &Params, request_id: &str) -> Reply {
         .iter()
         .filter(|h| names.is_empty() || names.contains(&h.name))
     {
-        let transition = match h.transition {
-            turnstile_model::Transition::Launching => "autoscaling:EC2_INSTANCE_LAUNCHING",
-            turnstile_model::Transition::Terminating => "autoscaling:EC2_INSTANCE_TERMINATING",
-        };
-        let result = match h.default_result {
-            HookResult::Continue => "CONTINUE",
-            HookResult::Abandon => "ABANDON",
-        };
+        let transition = h.transition.as_api();
+        let result = h.default_result.as_api();
         let metadata = h
             .metadata
             .as_deref()
