@@ -76,6 +76,11 @@ impl Injector {
         self.lock().log = Some(Vec::new());
     }
 
+    /// Whether operations are being recorded.
+    pub fn recording(&self) -> bool {
+        self.lock().log.is_some()
+    }
+
     /// Records `op` if recording.
     pub fn note(&self, op: &'static str) {
         if let Some(log) = self.lock().log.as_mut() {

@@ -203,6 +203,8 @@ pub async fn run(
     }
 }
 
+/// Nothing is left to happen in the model: no instance waiting on a hook, no deployment in
+/// progress, nothing scheduled (a pending replacement launch included).
 pub(crate) fn settled(cloud: &Cloud) -> bool {
     cloud.instances.values().all(|i| {
         !matches!(
@@ -210,6 +212,20 @@ pub(crate) fn settled(cloud: &Cloud) -> bool {
             InstanceState::PendingWait | InstanceState::TerminatingWait
         )
     }) && cloud.active_deployments().next().is_none()
+        && cloud.next_due().is_none()
+}
+
+/// Where simulated time jumps next: the model's next event, the earliest of `others`, or the
+/// horizon, whichever comes first, and always forward.
+pub(crate) fn next_stop(cloud: &Cloud, others: &[Option<Ms>], horizon: Ms) -> Ms {
+    others
+        .iter()
+        .copied()
+        .chain([cloud.next_due(), Some(horizon)])
+        .flatten()
+        .min()
+        .unwrap_or(horizon)
+        .max(cloud.now + 1)
 }
 
 pub(crate) fn run_native(scenario: &Scenario) -> RunRecord {
@@ -227,21 +243,10 @@ pub(crate) fn run_native(scenario: &Scenario) -> RunRecord {
         }
         let _ = cloud.drain(); // nobody of ours listens in this mode
         checker.check(&cloud);
-        if cloud.now >= horizon
-            || (next >= script.len() && settled(&cloud) && cloud.next_due().is_none())
-        {
+        if cloud.now >= horizon || (next >= script.len() && settled(&cloud)) {
             break;
         }
-        let at = [
-            cloud.next_due(),
-            script.get(next).map(|(t, _)| *t),
-            Some(horizon),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(horizon)
-        .max(cloud.now + 1);
+        let at = next_stop(&cloud, &[script.get(next).map(|(t, _)| *t)], horizon);
         pace(scenario, cloud.now, at);
         cloud.advance_to(at);
     }
@@ -513,27 +518,23 @@ impl Loop<'_> {
                 continue;
             }
             checker.check(&self.sim.cloud());
-            let (due, done) = {
+            let at = {
                 let c = self.sim.cloud();
-                (c.next_due(), settled(&c))
+                if now >= horizon
+                    || (next >= script.len() && settled(&c) && self.timer.next().is_none())
+                {
+                    return Ok(());
+                }
+                next_stop(
+                    &c,
+                    &[
+                        script.get(next).map(|(t, _)| *t),
+                        self.timer.next(),
+                        Some(next_sweep),
+                    ],
+                    horizon,
+                )
             };
-            if now >= horizon
-                || (next >= script.len() && done && due.is_none() && self.timer.next().is_none())
-            {
-                return Ok(());
-            }
-            let at = [
-                due,
-                script.get(next).map(|(t, _)| *t),
-                self.timer.next(),
-                Some(next_sweep),
-                Some(horizon),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(horizon)
-            .max(now + 1);
             pace(self.scenario, now, at);
             self.sim.cloud().advance_to(at);
         }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use turnstile_model::{ApiError, Creator, Fact, HookResult, Ms};
 
 use crate::checks::Checker;
-use crate::run::{Activity, RunRecord, pace, settled};
+use crate::run::{Activity, RunRecord, next_stop, pace, settled};
 use crate::scenario::{Mode, Scenario, USER_DATA_HOOK, apply};
 
 /// From launch until the script starts.
@@ -133,25 +133,17 @@ pub fn run(scenario: &Scenario) -> RunRecord {
         }
         let _ = cloud.drain();
         checker.check(&cloud);
-        if cloud.now >= horizon
-            || (next >= script.len()
-                && steps.is_empty()
-                && settled(&cloud)
-                && cloud.next_due().is_none())
-        {
+        if cloud.now >= horizon || (next >= script.len() && steps.is_empty() && settled(&cloud)) {
             break;
         }
-        let at = [
-            cloud.next_due(),
-            script.get(next).map(|(t, _)| *t),
-            steps.keys().next().map(|(t, _)| *t),
-            Some(horizon),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(horizon)
-        .max(cloud.now + 1);
+        let at = next_stop(
+            &cloud,
+            &[
+                script.get(next).map(|(t, _)| *t),
+                steps.keys().next().map(|(t, _)| *t),
+            ],
+            horizon,
+        );
         pace(scenario, cloud.now, at);
         cloud.advance_to(at);
     }

@@ -219,6 +219,26 @@ fn revision(rev: &str) -> aws_sdk_codedeploy::types::RevisionLocation {
         .build()
 }
 
+/// CreateDeployment of revision v2 to web/web-dg.
+async fn deploy(
+    f: &Fixture,
+    outdated_only: bool,
+) -> Result<
+    String,
+    aws_sdk_codedeploy::error::SdkError<
+        aws_sdk_codedeploy::operation::create_deployment::CreateDeploymentError,
+    >,
+> {
+    f.cd.create_deployment()
+        .application_name("web")
+        .deployment_group_name("web-dg")
+        .revision(revision("v2"))
+        .set_update_outdated_instances_only(outdated_only.then_some(true))
+        .send()
+        .await
+        .map(|o| o.deployment_id.unwrap())
+}
+
 async fn gate(f: &Fixture, id: &str) {
     f.ec2
         .create_tags()
@@ -242,24 +262,8 @@ async fn a_busy_group_refuses_with_the_real_message() {
     let f = fixture(cloud()).await;
     let (id, _) = launch(&f);
     gate(&f, &id).await;
-    let first =
-        f.cd.create_deployment()
-            .application_name("web")
-            .deployment_group_name("web-dg")
-            .revision(revision("v2"))
-            .send()
-            .await
-            .unwrap()
-            .deployment_id
-            .unwrap();
-    let err =
-        f.cd.create_deployment()
-            .application_name("web")
-            .deployment_group_name("web-dg")
-            .revision(revision("v2"))
-            .send()
-            .await
-            .unwrap_err();
+    let first = deploy(&f, false).await.unwrap();
+    let err = deploy(&f, false).await.unwrap_err();
     assert_eq!(err.code(), Some("DeploymentLimitExceededException"));
     let message = err.message().unwrap();
     assert_eq!(
@@ -279,16 +283,7 @@ async fn outdated_only_skips_up_to_date_instances_and_success_sets_the_target_re
     let f = fixture(cloud()).await;
     let (a, _) = launch(&f);
     gate(&f, &a).await;
-    let d1 =
-        f.cd.create_deployment()
-            .application_name("web")
-            .deployment_group_name("web-dg")
-            .revision(revision("v2"))
-            .send()
-            .await
-            .unwrap()
-            .deployment_id
-            .unwrap();
+    let d1 = deploy(&f, false).await.unwrap();
     f.sim.cloud().advance_to(120_000);
     let info =
         f.cd.get_deployment()
@@ -319,17 +314,7 @@ async fn outdated_only_skips_up_to_date_instances_and_success_sets_the_target_re
     );
     let (b, _) = launch(&f);
     gate(&f, &b).await;
-    let d2 =
-        f.cd.create_deployment()
-            .application_name("web")
-            .deployment_group_name("web-dg")
-            .revision(revision("v2"))
-            .update_outdated_instances_only(true)
-            .send()
-            .await
-            .unwrap()
-            .deployment_id
-            .unwrap();
+    let d2 = deploy(&f, true).await.unwrap();
     let targets =
         f.cd.batch_get_deployment_targets()
             .deployment_id(&d2)
@@ -360,16 +345,7 @@ async fn target_batches_are_limited_to_25() {
     let f = fixture(cloud()).await;
     let (a, _) = launch(&f);
     gate(&f, &a).await;
-    let d =
-        f.cd.create_deployment()
-            .application_name("web")
-            .deployment_group_name("web-dg")
-            .revision(revision("v2"))
-            .send()
-            .await
-            .unwrap()
-            .deployment_id
-            .unwrap();
+    let d = deploy(&f, false).await.unwrap();
     let ids: Vec<String> = (0..26).map(|i| format!("i-{i:017x}")).collect();
     let err =
         f.cd.batch_get_deployment_targets()
@@ -406,16 +382,7 @@ async fn stop_fails_in_flight_targets_then_reports_already_completed() {
     let f = fixture(cloud()).await;
     let (a, _) = launch(&f);
     gate(&f, &a).await;
-    let d =
-        f.cd.create_deployment()
-            .application_name("web")
-            .deployment_group_name("web-dg")
-            .revision(revision("v2"))
-            .send()
-            .await
-            .unwrap()
-            .deployment_id
-            .unwrap();
+    let d = deploy(&f, false).await.unwrap();
     f.cd.stop_deployment()
         .deployment_id(&d)
         .send()
