@@ -423,13 +423,24 @@ where
         let (beats, rest): (Vec<&Command>, Vec<&Command>) = commands
             .iter()
             .partition(|c| matches!(c, Command::RecordHeartbeat { .. }));
-        for c in beats.into_iter().chain(rest) {
+        let ordered: Vec<&Command> = beats.into_iter().chain(rest).collect();
+        for (i, c) in ordered.iter().enumerate() {
             self.hook.before(c)?;
             out.commands += 1;
             match self.execute(c, inline_wakeups).await {
                 Ok(Some(a)) => answers.push(a),
                 Ok(None) => {}
                 Err(source) if source.is_retryable() => {
+                    // The decision is committed; the core re-sends what this run did not do
+                    // when the record's timer fires. Its timers come last in the list, so they
+                    // are set now: otherwise only the periodic sweep would find the record.
+                    for c in ordered.iter().skip(i + 1) {
+                        if let Command::Wakeup { key, at } = c
+                            && let Err(e) = self.timer.wake(key, *at).await
+                        {
+                            tracing::warn!(error = %e, "could not set a timer after a failed command; the sweep will find the record");
+                        }
+                    }
                     return Err(RunError::Port {
                         command: name(c),
                         source,
