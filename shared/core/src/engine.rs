@@ -310,6 +310,7 @@ impl Cx<'_> {
                 {
                     inst.last_heartbeat = inst.last_heartbeat.max(*at);
                     inst.heartbeat_sent = None;
+                    self.probe_answered(instance, *at);
                 }
             }
             Input::ActionCompleted { instance, token } => self.on_completed(instance, token),
@@ -1210,6 +1211,7 @@ impl Cx<'_> {
             result,
             reason,
             since: now,
+            probing: false,
         };
         let action = inst.action.clone();
         let all_done = !inst.steps.is_empty() && inst.steps.iter().all(|s| s.installed.is_some());
@@ -1251,6 +1253,34 @@ impl Cx<'_> {
         }
     }
 
+    /// A heartbeat sent at `at` succeeded. If it was the probe of a CONTINUE being re-sent, the
+    /// action is still pending, so the first CONTINUE never landed: the gates opened for it
+    /// close and the final check runs again, as if for the first time.
+    fn probe_answered(&mut self, id: &InstanceId, at: Millis) {
+        let Some(inst) = self.inst(id) else {
+            return;
+        };
+        let Phase::Completing {
+            probing: true,
+            since,
+            ..
+        } = inst.phase
+        else {
+            return;
+        };
+        if at < since {
+            return;
+        }
+        let gates: Vec<_> = inst.plan.steps.iter().map(|s| s.gate.clone()).collect();
+        for gate in gates {
+            self.out.push(Command::CloseGate {
+                gate,
+                instances: vec![id.clone()],
+            });
+        }
+        self.verify(id);
+    }
+
     fn on_revisions(&mut self, id: &InstanceId, current: &[GroupRevision]) {
         let now = self.now;
         let Some(inst) = self.inst(id) else {
@@ -1277,14 +1307,20 @@ impl Cx<'_> {
             if let Some(d) = &cur.active
                 && Some(d) != ours
             {
-                // Someone else is deploying to the group and that deployment cannot include
-                // this instance (its gate is closed): wait for it, then check again.
+                // Someone else is deploying to the group: wait for it, then check again. The
+                // gate should be closed, but one opened for a CONTINUE that never landed (or a
+                // close lost with a dead invocation) may have let that deployment in, and it
+                // may install anything (a rollback, say): the step no longer counts as done,
+                // so the check that follows runs it again at the group's current revision.
                 self.ignore(format!(
                     "waiting for {d} on {} before the final check",
                     s.group
                 ));
                 if let Some(inst) = self.inst_mut(id) {
                     inst.phase = Phase::Verifying { since: now };
+                    if let Some(r) = inst.steps.get_mut(i) {
+                        r.installed = None;
+                    }
                 }
                 return;
             }
@@ -1831,26 +1867,44 @@ impl Cx<'_> {
                     _ => {}
                 }
             }
-            Phase::Verifying { since } if now.since(since) >= self.cfg.resend_ms => self.verify(id),
+            Phase::Verifying { since } if now.since(since) >= self.cfg.resend_ms => {
+                // Checking again (an answer was lost, or a foreign deployment was waited on).
+                // Every gate is closed while verifying; a close lost with a dead invocation
+                // (after a probed CONTINUE, say) is sent again, as tagging is idempotent.
+                let gates: Vec<_> = self
+                    .inst(id)
+                    .map(|i| i.plan.steps.iter().map(|s| s.gate.clone()).collect())
+                    .unwrap_or_default();
+                for gate in gates {
+                    self.out.push(Command::CloseGate {
+                        gate,
+                        instances: vec![id.clone()],
+                    });
+                }
+                self.verify(id)
+            }
             Phase::Completing { result, since, .. } if now.since(since) >= self.cfg.resend_ms => {
-                if let Some(inst) = self.inst_mut(id)
-                    && let Phase::Completing { since, .. } = &mut inst.phase
-                {
+                let Some(inst) = self.inst_mut(id) else {
+                    return;
+                };
+                let all_done =
+                    !inst.steps.is_empty() && inst.steps.iter().all(|s| s.installed.is_some());
+                let action = inst.action.clone();
+                let continuing = result == LifecycleResult::Continue && all_done;
+                if let Phase::Completing { since, probing, .. } = &mut inst.phase {
                     *since = now;
-                    let action = inst.action.clone();
-                    // CONTINUE follows opening every gate; those may have been lost with the
-                    // invocation that decided them, so they are opened again (idempotent).
-                    let all_done =
-                        !inst.steps.is_empty() && inst.steps.iter().all(|s| s.installed.is_some());
-                    let gates: Vec<_> = inst.plan.steps.iter().map(|s| s.gate.clone()).collect();
-                    if result == LifecycleResult::Continue && all_done {
-                        for gate in gates {
-                            self.out.push(Command::OpenGate {
-                                gate,
-                                instances: vec![id.clone()],
-                            });
-                        }
-                    }
+                    *probing = continuing;
+                }
+                if continuing {
+                    // Re-sending a CONTINUE: no answer confirmed the first one, and the world
+                    // may have moved since the final check (a user deployment of a new
+                    // revision that the closed gates kept from this instance, say). A
+                    // heartbeat tells whether the action is still pending: if it is, the
+                    // CONTINUE never landed, and the gates close for the final check to run
+                    // again (`probe_answered`); if the action is gone, it did land.
+                    inst.heartbeat_sent = Some(now);
+                    self.out.push(Command::RecordHeartbeat { action });
+                } else {
                     self.out.push(Command::CompleteAction { action, result });
                 }
             }

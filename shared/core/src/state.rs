@@ -102,6 +102,10 @@ pub enum Phase {
         result: LifecycleResult,
         reason: String,
         since: Millis,
+        /// An unconfirmed CONTINUE is not sent again blindly: a heartbeat probes whether the
+        /// action is still pending (see `Engine`, "re-sending a CONTINUE").
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        probing: bool,
     },
     /// Kept in `Pending:Wait` (heartbeats continue) until an operator acts.
     Held {

@@ -622,6 +622,111 @@ fn rule_final_revision_check_reruns_a_step_whose_group_moved_on() {
     );
 }
 
+/// Drives `i-1` through a one-step plan to a CONTINUE that no answer confirms, then to the
+/// moment it is due again. Returns that decision.
+fn unconfirmed_continue(h: &mut H) -> Decision {
+    h.launch_and_create("i-1", 1, "d-0");
+    h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    h.deployment(0, "d-0", DeploymentState::Succeeded);
+    let d = h.feed(Input::Revisions {
+        instance: "i-1".into(),
+        current: vec![rev(0, "rev-0")],
+    });
+    assert_eq!(completes(&d), vec![LifecycleResult::Continue]);
+    h.advance(31);
+    h.tick("i-1")
+}
+
+fn heartbeat_ok(h: &mut H) -> Decision {
+    let at = h.now;
+    h.feed(Input::HeartbeatRecorded {
+        instance: "i-1".into(),
+        token: "tok-i-1".into(),
+        at,
+    })
+}
+
+#[test]
+fn rule_an_unconfirmed_continue_is_probed_not_resent_blindly() {
+    let mut h = H::new();
+    let d = unconfirmed_continue(&mut h);
+    assert!(
+        completes(&d).is_empty(),
+        "no CONTINUE before knowing whether the first one landed: {:?}",
+        d.commands
+    );
+    assert!(
+        d.commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordHeartbeat { .. })),
+        "a heartbeat probes whether the action is still pending"
+    );
+    // It is: the first CONTINUE never landed. Meanwhile a user deployed a new revision.
+    let d = heartbeat_ok(&mut h);
+    assert!(
+        position(&d, |c| matches!(c, Command::CloseGate { .. }))
+            < position(&d, |c| matches!(c, Command::CheckRevisions { .. })),
+        "the gates opened for the CONTINUE close before the final check runs again"
+    );
+    let d = h.feed(Input::Revisions {
+        instance: "i-1".into(),
+        current: vec![rev(0, "rev-0-NEW")],
+    });
+    assert!(completes(&d).is_empty(), "the stale step runs again first");
+    assert_eq!(h.phase("i-1").step(), Some(0));
+}
+
+#[test]
+fn rule_a_probed_continue_that_had_landed_finishes_in_service() {
+    let mut h = H::new();
+    unconfirmed_continue(&mut h);
+    let d = h.feed(Input::ActionGone {
+        instance: "i-1".into(),
+        token: "tok-i-1".into(),
+    });
+    assert!(
+        !d.commands
+            .iter()
+            .any(|c| matches!(c, Command::CloseGate { .. })),
+        "an instance in service keeps its gates"
+    );
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Finished {
+            outcome: Outcome::InService,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn rule_a_deployment_waited_on_in_the_final_check_runs_the_step_again() {
+    let mut h = H::new();
+    unconfirmed_continue(&mut h);
+    heartbeat_ok(&mut h);
+    let busy = GroupRevision {
+        active: Some("d-user".into()),
+        ..rev(0, "rev-0")
+    };
+    let d = h.feed(Input::Revisions {
+        instance: "i-1".into(),
+        current: vec![busy],
+    });
+    assert!(completes(&d).is_empty(), "waits for the user's deployment");
+    assert!(matches!(h.phase("i-1"), Phase::Verifying { .. }));
+    // The gates were open for the CONTINUE, so the user's deployment may have reached the
+    // instance with anything (a rollback, say): the step runs again at the current revision.
+    h.advance(31);
+    h.tick("i-1");
+    let d = h.feed(Input::Revisions {
+        instance: "i-1".into(),
+        current: vec![rev(0, "rev-0")],
+    });
+    assert!(completes(&d).is_empty());
+    assert_eq!(h.phase("i-1").step(), Some(0));
+    assert!(creates(&d).iter().any(|(g, _)| *g == group(0)));
+}
+
 #[test]
 fn rule_gates_withheld_for_finished_steps() {
     let mut h = H::new();
