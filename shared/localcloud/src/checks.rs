@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use turnstile_model::{Cloud, Fact, HookResult, InstanceState, Transition};
+use turnstile_model::{Cloud, Creator, Fact, HookResult, InstanceState, Transition};
 
 use crate::scenario::{LAUNCH_HOOK, Mode, Scenario};
 
@@ -12,9 +12,17 @@ pub struct Checker {
     mode: Mode,
     steps: Vec<(String, String)>,
     gates: BTreeSet<String>,
+    launch_hook: String,
+    /// Whether a launch action that ran out of time is a violation here (5, 7). The simulation
+    /// driver checks those itself, against the orchestrator's record (a held instance may run
+    /// into its global timeout).
+    pub timeouts: bool,
     facts_seen: usize,
-    /// Plan step indices in the order each was first installed, per instance.
-    order: BTreeMap<String, Vec<usize>>,
+    /// Plan step indices in the order each was first installed, with when, per instance.
+    order: BTreeMap<String, Vec<(usize, u64)>>,
+    /// When someone other than the orchestrator created a deployment, per plan step: a step
+    /// whose group moved on is rightly installed again after later steps (the final check).
+    moved: BTreeMap<usize, Vec<u64>>,
     pub violations: Vec<String>,
     pub checks: u64,
     /// Instances that had two deployments in flight at once.
@@ -23,16 +31,31 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(scenario: &Scenario, mode: Mode) -> Self {
+        let gates = scenario
+            .groups
+            .iter()
+            .map(|g| Scenario::gate_tag(&g.application))
+            .collect();
+        Self::for_plan(scenario.steps(), gates, LAUNCH_HOOK, mode)
+    }
+
+    /// A checker for a plan's deployment groups (in plan order), their gate tag keys and the
+    /// name of the launch hook whose actions the orchestrator completes.
+    pub fn for_plan(
+        steps: Vec<(String, String)>,
+        gates: BTreeSet<String>,
+        launch_hook: &str,
+        mode: Mode,
+    ) -> Self {
         Self {
             mode,
-            steps: scenario.steps(),
-            gates: scenario
-                .groups
-                .iter()
-                .map(|g| Scenario::gate_tag(&g.application))
-                .collect(),
+            steps,
+            gates,
+            launch_hook: launch_hook.to_owned(),
+            timeouts: true,
             facts_seen: 0,
             order: BTreeMap::new(),
+            moved: BTreeMap::new(),
             violations: Vec::new(),
             checks: 0,
             collided: BTreeSet::new(),
@@ -85,13 +108,26 @@ impl Checker {
         for f in new {
             match f {
                 Fact::Installed {
-                    instance, group, ..
+                    instance,
+                    group,
+                    at,
+                    ..
                 } => {
                     if let Some(k) = self.steps.iter().position(|s| *s == group) {
                         let seen = self.order.entry(instance).or_default();
-                        if !seen.contains(&k) {
-                            seen.push(k);
+                        if !seen.iter().any(|(s, _)| *s == k) {
+                            seen.push((k, at));
                         }
+                    }
+                }
+                Fact::DeploymentCreated {
+                    group,
+                    creator: Creator::User,
+                    at,
+                    ..
+                } => {
+                    if let Some(k) = self.steps.iter().position(|s| *s == group) {
+                        self.moved.entry(k).or_default().push(at);
                     }
                 }
                 // 4 and 6: in service only with every step, in plan order, at the current revision.
@@ -118,10 +154,22 @@ impl Checker {
                             wrong.join("; ")
                         ));
                     }
+                    // A step first installed after a later one is out of order, unless its
+                    // group was deployed by someone else before (the step had nothing to
+                    // install, or its revision moved on, and the final check ran it again).
                     let order = self.order.get(&instance).cloned().unwrap_or_default();
-                    if order.windows(2).any(|w| matches!(w, [a, b] if a > b)) {
+                    let moved = |k: usize, at: u64| {
+                        self.moved
+                            .get(&k)
+                            .is_some_and(|ts| ts.iter().any(|t| *t <= at))
+                    };
+                    let out_of_order = order.iter().enumerate().any(|(i, (k, at))| {
+                        order.iter().take(i).any(|(j, _)| j > k) && !moved(*k, *at)
+                    });
+                    if out_of_order {
+                        let steps: Vec<usize> = order.iter().map(|(k, _)| *k).collect();
                         self.violation(format!(
-                            "invariant 4: {instance} installed plan steps in the order {order:?}"
+                            "invariant 4: {instance} installed plan steps in the order {steps:?}"
                         ));
                     }
                 }
@@ -134,7 +182,7 @@ impl Checker {
                     global,
                     result,
                     ..
-                } if hook == LAUNCH_HOOK => {
+                } if self.timeouts && hook == self.launch_hook => {
                     let what = if global {
                         "5 (global timeout)"
                     } else {
@@ -149,7 +197,7 @@ impl Checker {
                     hook,
                     result: HookResult::Continue,
                     ..
-                } if hook == LAUNCH_HOOK => {
+                } if hook == self.launch_hook => {
                     // 3: CONTINUE only once every step succeeded on the instance.
                     let Some(inst) = cloud.instances.get(&instance) else {
                         continue;
@@ -192,7 +240,7 @@ impl Checker {
             // 3.1 of the brief: an instance goes in service with all its gates open, so later
             // deployments of every group reach it.
             let launched_by_us = i.in_service_at.is_some()
-                && cloud.facts.iter().any(|f| matches!(f, Fact::Completed { instance, hook, result: HookResult::Continue, .. } if *instance == i.id && hook == LAUNCH_HOOK));
+                && cloud.facts.iter().any(|f| matches!(f, Fact::Completed { instance, hook, result: HookResult::Continue, .. } if *instance == i.id && *hook == self.launch_hook));
             if i.state == InstanceState::InService && launched_by_us {
                 let closed: Vec<&String> = self
                     .gates

@@ -15,6 +15,8 @@ use turnstile_model::{Cloud, Creator, EventKind, Fact, InstanceState, Ms, Rng, T
 use turnstile_sim::Script;
 
 use super::{Aws, Counted, Injector, ModelClock, StoreCounts, Wakeups};
+use crate::checks::Checker;
+use crate::scenario::Mode;
 
 pub const VISIBILITY_MS: Ms = 30_000;
 pub const SWEEP_MS: Ms = 60_000;
@@ -82,6 +84,10 @@ pub struct Driver<H: Hook> {
     wrong_gates: BTreeMap<(String, String), Ms>,
     pub crashes: u32,
     pub violations: Vec<String>,
+    /// Prints every delivery that mentions this text (an instance id, say) with the simulated
+    /// time, its outcome and the instance's phase after it: how a failing seed is read.
+    pub trace: Option<String>,
+    checker: Checker,
 }
 
 impl<H: Hook> Driver<H> {
@@ -98,6 +104,22 @@ impl<H: Hook> Driver<H> {
             faults.conflict,
             faults.concurrent,
         );
+        // The model-level invariants (1, 3, 4, 6, and gates open at InService) are the local
+        // cloud's `Checker`; the plan's gates and the launch hook are read off the world.
+        let gates = plan
+            .iter()
+            .filter_map(|g| cloud.groups.get(g))
+            .flat_map(|g| g.tag_set.iter().flatten().map(|(k, _)| k.clone()))
+            .collect();
+        let launch_hook = cloud
+            .asgs
+            .values()
+            .flat_map(|a| &a.hooks)
+            .find(|h| h.transition == Transition::Launching)
+            .map(|h| h.name.clone())
+            .unwrap_or_default();
+        let mut checker = Checker::for_plan(plan.clone(), gates, &launch_hook, Mode::Orchestrator);
+        checker.timeouts = false;
         let aws = Aws(
             std::sync::Arc::new(std::sync::Mutex::new(cloud)),
             injector.clone(),
@@ -140,6 +162,8 @@ impl<H: Hook> Driver<H> {
             wrong_gates: BTreeMap::new(),
             crashes: 0,
             violations: Vec::new(),
+            trace: None,
+            checker,
         }
     }
 
@@ -201,8 +225,43 @@ impl<H: Hook> Driver<H> {
         }
     }
 
+    fn traced(&self, what: &str, attempt: &Attempt) {
+        let Some(needle) = self.trace.as_deref() else {
+            return;
+        };
+        if !what.contains(needle) {
+            return;
+        }
+        let world = self.store.snapshot();
+        let phase = world
+            .instances
+            .iter()
+            .filter(|(id, _)| id.as_str().contains(needle))
+            .filter_map(|(_, i)| {
+                i.as_ref().map(|i| {
+                    format!(
+                        "{:?} heartbeat {:?} sent {:?} wake {:?}",
+                        i.phase, i.last_heartbeat, i.heartbeat_sent, i.wake_at
+                    )
+                })
+            })
+            .collect::<Vec<_>>();
+        let outcome = match attempt {
+            Attempt::Done => "done".to_string(),
+            Attempt::Unparsed => "unparsed".to_string(),
+            Attempt::Failed(e) => format!("failed: {e}"),
+        };
+        let what: String = what.chars().take(300).collect();
+        let calls = self.aws.1.recorded();
+        eprintln!(
+            "[{}] {what}\n    calls {calls:?}\n    -> {outcome}; {phase:?}",
+            self.now()
+        );
+    }
+
     /// Applies what became of a message: a failure comes back after the visibility timeout.
     fn settle(&mut self, body: String, attempt: Attempt) {
+        self.traced(&body, &attempt);
         match attempt {
             Attempt::Done => {}
             Attempt::Unparsed => self.violation(format!(
@@ -227,6 +286,9 @@ impl<H: Hook> Driver<H> {
         {
             self.aws.1.note("<instance SUCCESS event>");
         }
+        if self.trace.is_some() {
+            self.aws.1.record();
+        }
         let attempt = Self::attempt(&self.runner, &body).await;
         self.settle(body, attempt);
     }
@@ -242,9 +304,18 @@ impl<H: Hook> Driver<H> {
     }
 
     async fn tick(&mut self, input: Input) {
-        if self.runner.handle(input, None).await.is_err() {
-            self.crashes += 1; // the sweep finds the record again
+        let what = format!("{input:?}");
+        if self.trace.is_some() {
+            self.aws.1.record();
         }
+        let attempt = match self.runner.handle(input, None).await {
+            Ok(_) => Attempt::Done,
+            Err(e) => {
+                self.crashes += 1; // the sweep finds the record again
+                Attempt::Failed(e)
+            }
+        };
+        self.traced(&what, &attempt);
     }
 
     fn run_script(&mut self, what: Script) {
@@ -387,7 +458,7 @@ impl<H: Hook> Driver<H> {
                 self.check();
             }
         }
-        self.check();
+        self.finish();
     }
 
     fn requeue_wakeup(&mut self, wakeup: Option<turnstile_core::Key>, now: Ms) {
@@ -417,11 +488,6 @@ impl<H: Hook> Driver<H> {
                 .values()
                 .filter(|i| i.state == InstanceState::PendingWait)
             {
-                // 1: never two deployments in flight on a pipeline instance.
-                let on = c.in_flight_on(&i.id);
-                if on.len() > 1 {
-                    found.push(format!("invariant 1: {} has {on:?} in flight", i.id));
-                }
                 // Gate hygiene: an instance on step k carries at most gate k, a verifying one
                 // none (eventually: a lost gate change is re-sent, see GATE_GRACE_MS).
                 let Some(rec) = world.instance(&i.id.as_str().into()) else {
@@ -461,44 +527,52 @@ impl<H: Hook> Driver<H> {
                 }
             }
             let new: Vec<Fact> = c.facts.get(self.facts_seen..).unwrap_or_default().to_vec();
+            // 5, 7: an action the orchestrator works on never runs out of time, except a held
+            // instance at its global timeout.
             for f in new {
-                match f {
-                    // 3, 6: in service only with the current revision of every plan group.
-                    Fact::InService { instance, .. } => {
-                        let Some(inst) = c.instances.get(&instance) else {
-                            continue;
-                        };
-                        for g in &self.plan {
-                            let current = c.groups.get(g).and_then(|x| x.target_revision.clone());
-                            if inst.installed.get(g).cloned() != current {
-                                found.push(format!("invariant 6: {instance} went InService with {g:?} at {:?}, current {current:?}", inst.installed.get(g)));
-                            }
-                        }
+                if let Fact::TimedOut {
+                    instance,
+                    token,
+                    transition: Transition::Launching,
+                    global,
+                    ..
+                } = f
+                {
+                    let rec = world
+                        .instance(&instance.as_str().into())
+                        .filter(|r| r.action.token.0 == token);
+                    let ok = rec.is_some_and(|r| matches!(r.phase, Phase::Held { .. }) && global);
+                    if !ok {
+                        found.push(format!("invariant 5/7: launch action of {instance} timed out (global: {global}) in {:?}", rec.map(|r| &r.phase)));
                     }
-                    // 5, 7: an action the orchestrator works on never runs out of time.
-                    Fact::TimedOut {
-                        instance,
-                        token,
-                        transition: Transition::Launching,
-                        global,
-                        ..
-                    } => {
-                        let rec = world
-                            .instance(&instance.as_str().into())
-                            .filter(|r| r.action.token.0 == token);
-                        let ok =
-                            rec.is_some_and(|r| matches!(r.phase, Phase::Held { .. }) && global);
-                        if !ok {
-                            found.push(format!("invariant 5/7: launch action of {instance} timed out (global: {global}) in {:?}", rec.map(|r| &r.phase)));
-                        }
-                    }
-                    _ => {}
                 }
             }
             self.facts_seen = c.facts.len();
+            self.checker.check(&c);
         }
         self.wrong_gates.retain(|k, _| wrong.contains(k));
+        found.append(&mut self.checker.violations);
         for v in found {
+            self.violation(v);
+        }
+    }
+
+    /// The end of a run: every instance reached a terminal state (or is held with an alert),
+    /// and those in service carry every gate.
+    fn finish(&mut self) {
+        self.check();
+        let world = self.store.snapshot();
+        let held: BTreeSet<String> = world
+            .instances
+            .iter()
+            .filter(|(_, i)| {
+                i.as_ref()
+                    .is_some_and(|i| matches!(i.phase, Phase::Held { .. }))
+            })
+            .map(|(id, _)| id.as_str().to_owned())
+            .collect();
+        self.checker.finish(&self.aws.lock(), &held);
+        for v in std::mem::take(&mut self.checker.violations) {
             self.violation(v);
         }
     }
