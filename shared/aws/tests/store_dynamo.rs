@@ -437,3 +437,53 @@ async fn event_dedupe_and_deployment_index() {
         matches!(s.commit(Commit { deployments: vec![], ..commit }).await, Err(StoreError::Duplicate(e)) if e.as_str() == "e-1")
     );
 }
+
+/// The largest group record the default plan can make: a deployment of 1,000 instances
+/// (`maxBatch` defaults to CodeDeploy's limit) and 1,000 more waiting behind it, with real
+/// instance ids and a full dedupe list, stays within DynamoDB's 400 KB item limit.
+#[tokio::test]
+async fn a_group_record_with_a_full_batch_and_a_full_queue_fits_in_one_item() {
+    let db = DynamoLocal::start();
+    let s = store(&db, "turnstile-t8").await;
+    let key = GroupKey::new(
+        "an-application-with-a-long-name",
+        "a-deployment-group-with-a-long-name",
+    );
+    let mut g = Group::new(
+        key.clone(),
+        Gate {
+            key: "turnstile:an-application-with-a-long-name".into(),
+            value: "open".into(),
+        },
+    );
+    let id = |n: u32| InstanceId::from(format!("i-0{n:016x}").as_str());
+    let members = (0..1000)
+        .map(|n| {
+            (
+                id(n),
+                Member {
+                    admitted_at: Millis(1_700_000_000_000),
+                    status: MemberStatus::Pending,
+                },
+            )
+        })
+        .collect();
+    g.active = Some(Active::Creating {
+        intent: IntentId("1700000000000-12".into()),
+        members,
+        since: Millis(1_700_000_000_000),
+        recovering: false,
+    });
+    g.waiting = (1000..2000)
+        .map(|n| (id(n), Millis(1_700_000_000_000 + u64::from(n))))
+        .collect();
+    g.seen = (0..64)
+        .map(|n| EventId::from(format!("{n:08x}-ffce-0a32-1f2a-1aa46a997f38").as_str()))
+        .collect();
+    let k = Key::Group(key.clone());
+    s.commit(put(k.clone(), Record::Group(g.clone()), 0))
+        .await
+        .unwrap();
+    let loaded = s.load(&[k]).await.unwrap();
+    assert_eq!(loaded.world.group(&key), Some(&g));
+}

@@ -205,7 +205,9 @@ pub mod defaults {
     pub const GATE_VALUE: &str = "open";
     pub const BATCH_WINDOW_SECS: u64 = 2;
     pub const BATCH_FOLLOW_SECS: u64 = 300;
-    pub const MAX_BATCH: u32 = 500;
+    /// CodeDeploy's own limit: a burst moves through each group in one deployment (lockstep),
+    /// which is the fastest a one-deployment-per-group schedule can be (docs/design.md).
+    pub const MAX_BATCH: u32 = super::CODEDEPLOY_MAX_INSTANCES_PER_DEPLOYMENT;
     pub const BREAKER_THRESHOLD: u32 = 3;
     pub const BREAKER_WINDOW_SECS: u64 = 3600;
 }

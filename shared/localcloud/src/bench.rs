@@ -62,6 +62,11 @@ pub struct Row {
     pub makespan_s: f64,
     /// The physical floor of the makespan: the longest sum of one instance's own deployments.
     pub floor_s: f64,
+    /// The makespan of ideal lockstep: the whole burst in one deployment per group, each as
+    /// long as its slowest instance, with no overhead (the sum over groups of the longest own
+    /// deployment). With one active deployment per group, splitting a burst that arrives at
+    /// once only puts a second deployment behind the first in some group.
+    pub lockstep_s: f64,
     pub p50_s: Option<f64>,
     pub p99_s: Option<f64>,
     /// Of the instances asked for, the share that ended InService with every group deployed.
@@ -104,9 +109,19 @@ fn secs(ms: Option<Ms>) -> Option<f64> {
 
 /// Runs one contender on a burst of `instances`.
 pub async fn run(contender: Contender, instances: usize, seed: u64) -> Row {
+    run_with(contender, instances, seed, None).await
+}
+
+/// Like [`run`], with the plan's `maxBatch` for turnstile (the serial contender is always 1).
+pub async fn run_with(
+    contender: Contender,
+    instances: usize,
+    seed: u64,
+    max_batch: Option<u32>,
+) -> Row {
     let started = Instant::now();
     let serial = contender == Contender::Serial;
-    let s = scenario(instances, seed, serial.then_some(1));
+    let s = scenario(instances, seed, if serial { Some(1) } else { max_batch });
     let mut work = None;
     let mut core = None;
     let record = match contender {
@@ -163,11 +178,23 @@ pub async fn run(contender: Contender, instances: usize, seed: u64) -> Row {
         .into_values()
         .max()
         .unwrap_or(0);
+    let mut slowest: std::collections::BTreeMap<&turnstile_model::GroupKey, Ms> =
+        std::collections::BTreeMap::new();
+    for d in record.cloud.deployments.values() {
+        for t in d.targets.values() {
+            if let (Some(a), Some(b)) = (t.started_at, t.ended_at) {
+                let m = slowest.entry(&d.group).or_default();
+                *m = (*m).max(b - a);
+            }
+        }
+    }
+    let lockstep: Ms = slowest.values().sum();
     Row {
         contender: contender.name(),
         instances,
         makespan_s: summary.makespan_ms as f64 / 1000.0,
         floor_s: floor as f64 / 1000.0,
+        lockstep_s: lockstep as f64 / 1000.0,
         p50_s: secs(summary.p50_ms),
         p99_s: secs(summary.p99_ms),
         complete_share: (summary.complete.min(instances) as f64 / n).min(1.0),
@@ -189,16 +216,17 @@ fn opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| format!("{x:.0}"))
 }
 
-pub const CSV_HEADER: &str = "contender,instances,makespan_s,floor_s,ttis_p50_s,ttis_p99_s,complete_share,abandoned,relaunched,overhead_p50_s,overhead_p99_s,invocations_per_instance,messages_per_instance,dynamodb_writes_per_instance,aws_calls_per_instance,core_us_per_decision,violations,wall_s";
+pub const CSV_HEADER: &str = "contender,instances,makespan_s,floor_s,lockstep_s,ttis_p50_s,ttis_p99_s,complete_share,abandoned,relaunched,overhead_p50_s,overhead_p99_s,invocations_per_instance,messages_per_instance,dynamodb_writes_per_instance,aws_calls_per_instance,core_us_per_decision,violations,wall_s";
 
 pub fn csv_line(r: &Row) -> String {
     let o = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.3}"));
     format!(
-        "{},{},{:.1},{:.1},{},{},{:.3},{},{},{},{},{:.2},{:.2},{:.2},{:.2},{},{},{:.2}",
+        "{},{},{:.1},{:.1},{:.1},{},{},{:.3},{},{},{},{},{:.2},{:.2},{:.2},{:.2},{},{},{:.2}",
         r.contender,
         r.instances,
         r.makespan_s,
         r.floor_s,
+        r.lockstep_s,
         o(r.p50_s),
         o(r.p99_s),
         r.complete_share,
@@ -219,16 +247,17 @@ pub fn csv_line(r: &Row) -> String {
 /// The results as a Markdown table.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| instances | contender | makespan (floor) | to InService p50 / p99 | complete | abandoned / relaunched | overhead p50 / p99 | per instance: invocations, messages, DynamoDB writes, AWS calls |\n|---:|---|---:|---:|---:|---:|---:|---|\n",
+        "| instances | contender | makespan (floor, lockstep) | to InService p50 / p99 | complete | abandoned / relaunched | overhead p50 / p99 | per instance: invocations, messages, DynamoDB writes, AWS calls |\n|---:|---|---:|---:|---:|---:|---:|---|\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} s ({:.0} s) | {} / {} s | {:.0} % | {} / {} | {} / {} s | {:.1}, {:.1}, {:.1}, {:.1} |",
+            "| {} | {} | {:.0} s ({:.0}, {:.0} s) | {} / {} s | {:.0} % | {} / {} | {} / {} s | {:.1}, {:.1}, {:.1}, {:.1} |",
             r.instances,
             r.contender,
             r.makespan_s,
             r.floor_s,
+            r.lockstep_s,
             opt(r.p50_s),
             opt(r.p99_s),
             r.complete_share * 100.0,

@@ -2,8 +2,8 @@
 //! (see `turnstile_localcloud::bench`), then the core's CPU time per decision, release binary
 //! sizes, and the peak memory of the queue handler on a batch of ten messages.
 //!
-//! `bench [--bursts 1,10,100] [--seed N] [--out DIR] [--native-max N]`; `bench --batch-child FILE` is the child
-//! process whose memory is measured.
+//! `bench [--bursts 1,10,100] [--seed N] [--out DIR] [--native-max N] [--max-batch N]
+//! [--only NAME]`; `bench --batch-child FILE` is the child process whose memory is measured.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +45,10 @@ async fn main() -> ExitCode {
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
     let out = PathBuf::from(arg("--out").unwrap_or_else(|| "target/bench".into()));
+    // The plan's maxBatch for turnstile (default: the plan's default).
+    let max_batch: Option<u32> = arg("--max-batch").and_then(|s| s.parse().ok());
+    // Only the contenders whose names start with this (e.g. `--only turnstile`).
+    let only = arg("--only");
     println!(
         "turnstile bench: {} deployment groups, {}-{} s per deployment (uniform), seed {seed}",
         bench::GROUPS,
@@ -54,6 +58,9 @@ async fn main() -> ExitCode {
     let mut rows: Vec<Row> = Vec::new();
     for n in &bursts {
         for c in Contender::ALL {
+            if only.as_deref().is_some_and(|o| !c.name().starts_with(o)) {
+                continue;
+            }
             if c == Contender::Native && *n > native_max {
                 eprintln!(
                     "  {n:>5} x {:<30} skipped (--native-max {native_max})",
@@ -61,7 +68,7 @@ async fn main() -> ExitCode {
                 );
                 continue;
             }
-            let r = bench::run(c, *n, seed).await;
+            let r = bench::run_with(c, *n, seed, max_batch).await;
             eprintln!(
                 "  {:>5} x {:<30} makespan {:>6.0} s, {:>3.0} % complete ({:.1} s wall)",
                 n,
