@@ -3,8 +3,8 @@
 use aws_sdk_codedeploy::Client;
 use aws_sdk_codedeploy::error::ProvideErrorMetadata;
 use aws_sdk_codedeploy::types::{
-    DeploymentStatus, RevisionLocation, RevisionLocationType, TargetStatus as SdkTargetStatus,
-    TimeRange,
+    DeploymentGroupInfo, DeploymentStatus, RevisionLocation, RevisionLocationType,
+    TargetStatus as SdkTargetStatus, TimeRange,
 };
 use aws_smithy_types::DateTime;
 use turnstile_core::{
@@ -18,13 +18,31 @@ use crate::ports::{Deployments, INTENT_MARKER, PortError, intent_of};
 /// `BatchGetDeploymentTargets` takes at most 25 target ids.
 pub const TARGETS_PER_CALL: usize = 25;
 
+/// How long a prefetched deployment group stays good for `create`. A revision a few seconds
+/// old is as good as a fresh one: a group that moved on meanwhile is caught by the final
+/// revision check, which runs the step again.
+pub const PREFETCH_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+type Prefetched = std::collections::HashMap<GroupKey, (std::time::Instant, DeploymentGroupInfo)>;
+
 pub struct CodeDeploy {
     client: Client,
+    /// Deployment groups read ahead by `prefetch`, each used once by `create`.
+    prefetched: std::sync::Mutex<Prefetched>,
 }
 
 impl CodeDeploy {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            prefetched: std::sync::Mutex::default(),
+        }
+    }
+
+    fn take_prefetched(&self, group: &GroupKey) -> Option<DeploymentGroupInfo> {
+        let mut p = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+        p.retain(|_, (at, _)| at.elapsed() < PREFETCH_TTL);
+        p.remove(group).map(|(_, info)| info)
     }
 
     /// Every target id of a deployment (`ListDeploymentTargets`, all pages).
@@ -252,7 +270,11 @@ impl Deployments for CodeDeploy {
         intent: &IntentId,
         config: Option<&str>,
     ) -> Result<CreateOutcome, PortError> {
-        let info = match self.group_info(group).await {
+        let fetched = match self.take_prefetched(group) {
+            Some(info) => Ok(info),
+            None => self.group_info(group).await,
+        };
+        let info = match fetched {
             Ok(i) => i,
             Err(e) if !e.is_retryable() => {
                 return Ok(CreateOutcome::Failed {
@@ -410,6 +432,16 @@ impl Deployments for CodeDeploy {
             revision: info.target_revision().map(revision_of),
             active,
         })
+    }
+
+    async fn prefetch(&self, group: &GroupKey) {
+        match self.group_info(group).await {
+            Ok(info) => {
+                let mut p = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+                p.insert(group.clone(), (std::time::Instant::now(), info));
+            }
+            Err(e) => tracing::debug!(error = %e, %group, "prefetch failed; create reads it"),
+        }
     }
 
     async fn holding(

@@ -103,6 +103,13 @@ pub trait Deployments: Send + Sync {
         &self,
         group: &GroupKey,
     ) -> impl Future<Output = Result<GroupRevision, PortError>> + Send;
+    /// Reads the group's target revision ahead of a `create` that usually follows within the
+    /// same invocation, so that `create` need not read it again. Best effort: a failure only
+    /// means `create` reads it itself.
+    fn prefetch(&self, group: &GroupKey) -> impl Future<Output = ()> + Send {
+        let _ = group;
+        std::future::ready(())
+    }
     /// The group's active deployment, if it still has the instance as an unfinished target.
     /// `done_in` is a deployment the instance is known to have finished in.
     fn holding(

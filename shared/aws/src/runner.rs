@@ -524,11 +524,20 @@ where
                 instance,
                 group,
                 done_in,
+                next,
             } => {
-                let blocking = self
-                    .deployments
-                    .holding(group, instance, done_in.as_ref())
-                    .await?;
+                // The next group's revision is read at the same time: the CreateDeployment
+                // that follows the check then needs one round trip, not two.
+                let prefetch = async {
+                    if let Some(n) = next {
+                        self.deployments.prefetch(n).await;
+                    }
+                };
+                let (blocking, ()) = tokio::join!(
+                    self.deployments.holding(group, instance, done_in.as_ref()),
+                    prefetch
+                );
+                let blocking = blocking?;
                 Some(Input::LeaveChecked {
                     instance: instance.clone(),
                     group: group.clone(),

@@ -203,11 +203,14 @@ mod codedeploy {
         CreateDeploymentError, CreateDeploymentOutput,
     };
     use aws_sdk_codedeploy::operation::get_deployment::GetDeploymentOutput;
-    use aws_sdk_codedeploy::operation::get_deployment_group::GetDeploymentGroupOutput;
+    use aws_sdk_codedeploy::operation::get_deployment_group::{
+        GetDeploymentGroupError, GetDeploymentGroupOutput,
+    };
     use aws_sdk_codedeploy::operation::list_deployment_targets::ListDeploymentTargetsOutput;
     use aws_sdk_codedeploy::operation::stop_deployment::StopDeploymentError;
     use aws_sdk_codedeploy::types::error::{
-        DeploymentAlreadyCompletedException, DeploymentLimitExceededException,
+        DeploymentAlreadyCompletedException, DeploymentGroupDoesNotExistException,
+        DeploymentLimitExceededException,
     };
     use aws_sdk_codedeploy::types::{
         BundleType, DeploymentGroupInfo, DeploymentInfo, DeploymentStatus, DeploymentTarget,
@@ -320,6 +323,57 @@ mod codedeploy {
             }
         );
         assert_eq!(create.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_prefetched_group_saves_create_its_read_once() {
+        let get = mock!(Client::get_deployment_group).then_output(|| group(None));
+        let create = mock!(Client::create_deployment).then_output(|| {
+            CreateDeploymentOutput::builder()
+                .deployment_id("d-NEW")
+                .build()
+        });
+        let client = mock_client!(aws_sdk_codedeploy, RuleMode::MatchAny, [&get, &create]);
+        let cd = CodeDeploy::new(client);
+        cd.prefetch(&key()).await;
+        assert_eq!(get.num_calls(), 1);
+        for intent in ["77-1", "77-2"] {
+            let out = cd.create(&key(), &intent.into(), None).await.unwrap();
+            assert!(matches!(out, CreateOutcome::Created { .. }));
+        }
+        assert_eq!(
+            get.num_calls(),
+            2,
+            "the first create used the prefetched group, the second read it again"
+        );
+        assert_eq!(create.num_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_prefetch_leaves_create_to_read_the_group() {
+        let denied = mock!(Client::get_deployment_group).then_error(|| {
+            GetDeploymentGroupError::DeploymentGroupDoesNotExistException(
+                DeploymentGroupDoesNotExistException::builder()
+                    .message("No Deployment Group found")
+                    .build(),
+            )
+        });
+        let get = mock!(Client::get_deployment_group).then_output(|| group(None));
+        let create = mock!(Client::create_deployment).then_output(|| {
+            CreateDeploymentOutput::builder()
+                .deployment_id("d-NEW")
+                .build()
+        });
+        let client = mock_client!(
+            aws_sdk_codedeploy,
+            RuleMode::Sequential,
+            [&denied, &get, &create]
+        );
+        let cd = CodeDeploy::new(client);
+        cd.prefetch(&key()).await;
+        let out = cd.create(&key(), &"77-1".into(), None).await.unwrap();
+        assert!(matches!(out, CreateOutcome::Created { .. }));
+        assert_eq!((denied.num_calls(), get.num_calls()), (1, 1));
     }
 
     #[tokio::test]

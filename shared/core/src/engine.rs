@@ -898,6 +898,15 @@ impl Cx<'_> {
         let Some(s) = inst.plan.steps.get(step).cloned() else {
             return;
         };
+        // Read the next group's revision ahead only when its deployment will likely be
+        // created as soon as the check answers: not while waiting for batch-mates, nor when
+        // the group is busy.
+        let next = inst
+            .plan
+            .steps
+            .get(step + 1)
+            .map(|n| n.group.clone())
+            .filter(|_| !hold_back);
         inst.phase = Phase::Running {
             step,
             wait: StepWait::Leaving {
@@ -911,10 +920,16 @@ impl Cx<'_> {
             gate: s.gate,
             instances: vec![id.clone()],
         });
+        let next = next.filter(|n| {
+            self.w
+                .group(n)
+                .is_none_or(|g| g.active.is_none() && g.waiting.is_empty())
+        });
         self.out.push(Command::CheckLeave {
             instance: id.clone(),
             group: s.group,
             done_in,
+            next,
         });
     }
 
@@ -1795,6 +1810,7 @@ impl Cx<'_> {
                         instance: id.clone(),
                         group,
                         done_in: None,
+                        next: None,
                     });
                 }
             }

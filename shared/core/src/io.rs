@@ -216,6 +216,9 @@ pub enum Command {
         instance: InstanceId,
         group: GroupKey,
         done_in: Option<DeploymentId>,
+        /// The plan's next group: the runner may read its target revision at the same time,
+        /// for the `CreateDeployment` that usually follows (off the critical path).
+        next: Option<GroupKey>,
     },
     /// Read each group's current target revision.
     CheckRevisions {

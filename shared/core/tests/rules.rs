@@ -1457,3 +1457,32 @@ fn rule_heartbeat_only_a_confirmed_heartbeat_counts() {
         "confirmed: next one at 40 % of the timeout"
     );
 }
+
+#[test]
+fn rule_the_leave_check_names_the_next_group_only_when_it_will_be_deployed_at_once() {
+    let next_of = |d: &Decision| {
+        d.commands.iter().find_map(|c| match c {
+            Command::CheckLeave { next, .. } => Some(next.clone()),
+            _ => None,
+        })
+    };
+    // Alone in its batch, the next group free: its revision is read beside the check.
+    let mut h = H::new();
+    h.launch_and_create("i-1", 2, "d-0");
+    let d = h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    assert_eq!(next_of(&d), Some(Some(group(1))));
+    // A batch-mate is still deploying: the instance waits for it, so nothing is read ahead.
+    let mut h = H::new();
+    h.launch("i-1", 2);
+    h.launch("i-2", 2);
+    h.advance(2);
+    h.tick_group(0);
+    h.created(0, "d-0");
+    let d = h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    assert_eq!(next_of(&d), Some(None));
+    // The last step has no next group.
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-0");
+    let d = h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    assert_eq!(next_of(&d), Some(None));
+}

@@ -20,11 +20,20 @@ use turnstile_model::{ApiError, Cloud, Creator, HookResult};
 /// The model, shared by every port (one AWS account), and the faults the ports and the store
 /// inject.
 #[derive(Clone)]
-pub struct Aws(pub Arc<Mutex<Cloud>>, pub Injector);
+pub struct Aws(pub Arc<Mutex<Cloud>>, pub Injector, Prefetched);
+
+/// Revisions read ahead by `Deployments::prefetch`, with the (model) time they were read.
+type Prefetched = Arc<Mutex<BTreeMap<GroupKey, (turnstile_model::Ms, Option<String>)>>>;
+
+/// How long a prefetched revision stays good, as in the CodeDeploy adapter.
+const PREFETCH_TTL_MS: turnstile_model::Ms = 10_000;
 
 impl Aws {
     pub fn new(cloud: Cloud) -> Self {
-        Self(Arc::new(Mutex::new(cloud)), Injector::default())
+        Self::with_faults(cloud, Injector::default())
+    }
+    pub fn with_faults(cloud: Cloud, injector: Injector) -> Self {
+        Self(Arc::new(Mutex::new(cloud)), injector, Prefetched::default())
     }
     pub fn lock(&self) -> MutexGuard<'_, Cloud> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
@@ -183,17 +192,33 @@ impl Deployments for Aws {
         intent: &IntentId,
         config: Option<&str>,
     ) -> Result<CreateOutcome, PortError> {
-        // The adapter reads the group's target revision first, then creates.
-        self.1.note("GetDeploymentGroup");
+        // The adapter reads the group's target revision first (unless it was read ahead, a
+        // moment ago, beside the leave check), then creates.
+        let now = self.lock().now;
+        let ahead = self
+            .2
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(g)
+            .filter(|(at, _)| now.saturating_sub(*at) < PREFETCH_TTL_MS);
+        if ahead.is_none() {
+            self.1.note("GetDeploymentGroup");
+        }
         self.fault("CreateDeployment")?;
         let mut c = self.lock();
-        let Ok(group) = c.get_deployment_group(&key(g)) else {
-            return Ok(CreateOutcome::Failed {
-                reason: "no such group".into(),
-                retryable: false,
-            });
+        let revision = match ahead {
+            Some((_, revision)) => revision,
+            None => match c.get_deployment_group(&key(g)) {
+                Ok(group) => group.target_revision,
+                Err(_) => {
+                    return Ok(CreateOutcome::Failed {
+                        reason: "no such group".into(),
+                        retryable: false,
+                    });
+                }
+            },
         };
-        let Some(rev) = group.target_revision else {
+        let Some(rev) = revision else {
             return Ok(CreateOutcome::NoRevision);
         };
         let desc = format!("{INTENT_MARKER}{intent} (launch deployment by turnstile)");
@@ -221,6 +246,20 @@ impl Deployments for Aws {
                 reason: format!("{e:?}"),
                 retryable: false,
             }),
+        }
+    }
+    async fn prefetch(&self, g: &GroupKey) {
+        // Concurrent with the leave check in the runner: not a round trip of its own.
+        if self.fault("‖ GetDeploymentGroup (next group)").is_err() {
+            return;
+        }
+        let mut c = self.lock();
+        let now = c.now;
+        if let Ok(group) = c.get_deployment_group(&key(g)) {
+            self.2
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(g.clone(), (now, group.target_revision));
         }
     }
     async fn find(

@@ -120,10 +120,7 @@ impl<H: Hook> Driver<H> {
             .unwrap_or_default();
         let mut checker = Checker::for_plan(plan.clone(), gates, &launch_hook, Mode::Orchestrator);
         checker.timeouts = false;
-        let aws = Aws(
-            std::sync::Arc::new(std::sync::Mutex::new(cloud)),
-            injector.clone(),
-        );
+        let aws = Aws::with_faults(cloud, injector.clone());
         let store = MemoryStore::new();
         let wakeups = Wakeups::default();
         let store_counts = StoreCounts::default();
