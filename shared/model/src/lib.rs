@@ -417,17 +417,9 @@ pub struct Cloud {
     pub fail_next: BTreeMap<GroupKey, u32>,
     /// Ids of the deployments still in progress (an index: large runs create many thousands).
     active: BTreeSet<String>,
-    /// Ids of the instances not terminated (an index: relaunch loops leave tens of thousands
-    /// of terminated ones behind, and the clock's scans need only these).
-    live: BTreeSet<String>,
 }
 
 impl Cloud {
-    /// The instances not terminated.
-    fn live_instances(&self) -> impl Iterator<Item = &Instance> {
-        self.live.iter().filter_map(|id| self.instances.get(id))
-    }
-
     pub fn new(seed: u64) -> Self {
         Self {
             now: 0,
@@ -446,7 +438,6 @@ impl Cloud {
             region: "us-east-1".into(),
             fail_next: BTreeMap::new(),
             active: BTreeSet::new(),
-            live: BTreeSet::new(),
         }
     }
 
@@ -622,7 +613,6 @@ impl Cloud {
                 })
                 .collect();
             self.instances.insert(id.clone(), inst);
-            self.live.insert(id.clone());
             for (hook, token, group) in natives {
                 self.native_launch(&id, asg, &hook, &token, &group);
             }
@@ -688,19 +678,8 @@ impl Cloud {
         token: Option<&str>,
         instance: Option<&str>,
     ) -> Option<(String, usize)> {
-        if let Some(id) = instance {
-            let i = self.instances.get(id)?;
-            if i.asg != asg {
-                return None;
-            }
-            return i
-                .actions
-                .iter()
-                .position(|a| a.hook == hook && token.is_none_or(|t| t == a.token))
-                .map(|p| (i.id.clone(), p));
-        }
-        self.live_instances().find_map(|i| {
-            if i.asg != asg {
+        self.instances.values().find_map(|i| {
+            if i.asg != asg || instance.is_some_and(|x| x != i.id) {
                 return None;
             }
             i.actions
@@ -867,7 +846,6 @@ impl Cloud {
         }
         inst.state = InstanceState::Terminated;
         inst.terminated_at = Some(now);
-        self.live.remove(id);
         inst.actions.clear();
         inst.agent = Agent::default();
         self.facts.push(Fact::Terminated {
@@ -966,7 +944,7 @@ impl Cloud {
         let id = format!("d-{:09X}", self.next());
         let mut targets = BTreeMap::new();
         let mut undispatched = VecDeque::new();
-        for inst in self.live_instances() {
+        for inst in self.instances.values() {
             let live = matches!(
                 inst.state,
                 InstanceState::PendingWait | InstanceState::InService
@@ -1379,9 +1357,10 @@ impl Cloud {
     /// When something happens next on its own (an agent finishing, a timeout, a replacement).
     pub fn next_due(&self) -> Option<Ms> {
         let agents = self
-            .live_instances()
+            .instances
+            .values()
             .filter_map(|i| i.agent.running.as_ref().map(|r| r.ends_at));
-        let actions = self.live_instances().flat_map(|i| {
+        let actions = self.instances.values().flat_map(|i| {
             i.actions
                 .iter()
                 .map(|a| a.heartbeat_deadline.min(a.global_deadline))
@@ -1402,7 +1381,8 @@ impl Cloud {
     fn run_due(&mut self) {
         let now = self.now;
         let finished: Vec<(String, String, bool)> = self
-            .live_instances()
+            .instances
+            .values()
             .filter_map(|i| {
                 i.agent
                     .running
@@ -1424,18 +1404,13 @@ impl Cloud {
         }
         // CodeDeploy heartbeats its own hook's action while its deployment runs (every 5 min
         // [aws-facts §3.6]); modelled as the heartbeat timer never running out meanwhile.
-        let heartbeated: BTreeSet<String> = self
-            .active
-            .iter()
-            .filter_map(|id| self.deployments.get(id))
+        let heartbeated: Vec<String> = self
+            .deployments
+            .values()
             .filter(|d| d.status.is_active())
             .filter_map(|d| d.native.as_ref().map(|(_, _, t)| t.clone()))
             .collect();
-        let live: Vec<String> = self.live.iter().cloned().collect();
-        for id in &live {
-            let Some(i) = self.instances.get_mut(id) else {
-                continue;
-            };
+        for i in self.instances.values_mut() {
             for a in &mut i.actions {
                 if heartbeated.contains(&a.token) {
                     a.heartbeat_deadline = (now + a.heartbeat_ms).min(a.global_deadline);
@@ -1444,7 +1419,8 @@ impl Cloud {
         }
         // Lifecycle actions that ran out of time get their hook's default result [aws-facts §2].
         let expired: Vec<(String, Action)> = self
-            .live_instances()
+            .instances
+            .values()
             .flat_map(|i| {
                 i.actions
                     .iter()
