@@ -1286,14 +1286,22 @@ impl Cx<'_> {
         if at < since {
             return;
         }
-        let gates: Vec<_> = inst.plan.steps.iter().map(|s| s.gate.clone()).collect();
+        self.close_every_gate(id);
+        self.verify(id);
+    }
+
+    /// Closes every gate of the instance's plan (idempotent: tagging is).
+    fn close_every_gate(&mut self, id: &InstanceId) {
+        let gates: Vec<_> = self
+            .inst(id)
+            .map(|i| i.plan.steps.iter().map(|s| s.gate.clone()).collect())
+            .unwrap_or_default();
         for gate in gates {
             self.out.push(Command::CloseGate {
                 gate,
                 instances: vec![id.clone()],
             });
         }
-        self.verify(id);
     }
 
     fn on_revisions(&mut self, id: &InstanceId, current: &[GroupRevision]) {
@@ -1887,16 +1895,7 @@ impl Cx<'_> {
                 // Checking again (an answer was lost, or a foreign deployment was waited on).
                 // Every gate is closed while verifying; a close lost with a dead invocation
                 // (after a probed CONTINUE, say) is sent again, as tagging is idempotent.
-                let gates: Vec<_> = self
-                    .inst(id)
-                    .map(|i| i.plan.steps.iter().map(|s| s.gate.clone()).collect())
-                    .unwrap_or_default();
-                for gate in gates {
-                    self.out.push(Command::CloseGate {
-                        gate,
-                        instances: vec![id.clone()],
-                    });
-                }
+                self.close_every_gate(id);
                 self.verify(id)
             }
             Phase::Completing { result, since, .. } if now.since(since) >= self.cfg.resend_ms => {

@@ -14,7 +14,6 @@
 use std::fmt::Write;
 use std::time::Instant;
 
-use turnstile_core::Phase;
 use turnstile_model::Ms;
 use turnstile_sim::Script;
 
@@ -142,15 +141,7 @@ pub async fn run_with(
             d.check_end = !serial;
             d.schedule(0, Script::Launch(instances));
             d.run(s.horizon_ms()).await;
-            let held = d
-                .store
-                .snapshot()
-                .instances
-                .into_values()
-                .flatten()
-                .filter(|r| matches!(r.phase, Phase::Held { .. }))
-                .map(|r| r.id.0)
-                .collect();
+            let held = d.held();
             let ct = &d.runner.core_time;
             let decisions = ct.decisions.load(std::sync::atomic::Ordering::Relaxed);
             let nanos = ct.nanos.load(std::sync::atomic::Ordering::Relaxed);

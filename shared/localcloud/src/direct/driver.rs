@@ -558,6 +558,18 @@ impl<H: Hook> Driver<H> {
         }
     }
 
+    /// The instances held with an alert (kept in Pending:Wait until an operator acts).
+    pub fn held(&self) -> BTreeSet<String> {
+        self.store
+            .snapshot()
+            .instances
+            .into_values()
+            .flatten()
+            .filter(|r| matches!(r.phase, Phase::Held { .. }))
+            .map(|r| r.id.0)
+            .collect()
+    }
+
     /// The end of a run: every instance reached a terminal state (or is held with an alert),
     /// and those in service carry every gate.
     fn finish(&mut self) {
@@ -565,16 +577,7 @@ impl<H: Hook> Driver<H> {
         if !self.check_end {
             return;
         }
-        let world = self.store.snapshot();
-        let held: BTreeSet<String> = world
-            .instances
-            .iter()
-            .filter(|(_, i)| {
-                i.as_ref()
-                    .is_some_and(|i| matches!(i.phase, Phase::Held { .. }))
-            })
-            .map(|(id, _)| id.as_str().to_owned())
-            .collect();
+        let held = self.held();
         self.checker.finish(&self.aws.lock(), &held);
         for v in std::mem::take(&mut self.checker.violations) {
             self.violation(v);
