@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 
 use turnstile_core::{
-    Command, CreateOutcome, Decision, Engine, EventId, Input, Key, Missing, Plan, World,
+    Command, CreateOutcome, Decision, Engine, EventId, Input, Key, Millis, Missing, Plan, World,
 };
 use turnstile_events::Message;
 
@@ -105,6 +105,55 @@ impl CoreTime {
     }
 }
 
+/// Rounds of early commands chained into one commit (leave check → admission is one).
+const MAX_CHAIN: usize = 4;
+/// A chain stops growing at this many changed records (DynamoDB takes 100 per transaction).
+const CHAIN_MAX_RECORDS: usize = 16;
+
+/// What a committed chain of decisions left to run.
+struct Chain {
+    /// Commands to run now that the decisions are durable.
+    commands: Vec<Command>,
+    /// An early command failed and could succeed later.
+    failed: Option<RunError>,
+}
+
+/// The deployment → group index entry an answer implies.
+fn created(input: &Input) -> Vec<(turnstile_core::DeploymentId, turnstile_core::GroupKey)> {
+    match input {
+        Input::CreateOutcome {
+            group,
+            outcome: CreateOutcome::Created { deployment, .. },
+            ..
+        } => vec![(deployment.clone(), group.clone())],
+        _ => Vec::new(),
+    }
+}
+
+/// Keeps the timers a chain of decisions still needs: the last one for each record, and
+/// none that a later decision moved (a record's scheduled wake is its `wake_at`; a wake "now"
+/// nudges another record and is kept).
+fn latest_timers(commands: Vec<Command>, world: &World, now: Millis) -> Vec<Command> {
+    let mut seen = std::collections::HashSet::new();
+    let scheduled = |key: &Key| match key {
+        Key::Instance(i) => world.instance(i).and_then(|r| r.wake_at),
+        Key::Group(g) => world.group(g).and_then(|r| r.wake_at),
+    };
+    let mut kept: Vec<Command> = commands
+        .into_iter()
+        .rev()
+        .filter(|c| match c {
+            Command::Wakeup { key, at } => {
+                let nudge = *at <= now;
+                (nudge || scheduled(key) == Some(*at)) && seen.insert((key.clone(), nudge))
+            }
+            _ => true,
+        })
+        .collect();
+    kept.reverse();
+    kept
+}
+
 /// How many instances' plan groups a warm runner remembers (see [`Runner::load`]).
 const PLAN_HINTS: usize = 10_000;
 
@@ -187,7 +236,7 @@ where
         // else changed meanwhile fails the conditional write and is read afresh.
         let mut known: Option<Loaded> = None;
         while let Some((input, event)) = queue.pop_front() {
-            let decision = match self
+            let chain = match self
                 .decide_and_commit(&input, event, &mut out, &mut known)
                 .await
             {
@@ -199,12 +248,14 @@ where
                 }
                 Err(e) => return Err(e),
             };
-            out.decisions += 1;
-            if let Some(why) = decision.ignored {
-                out.ignored.push(why);
+            if let Some(source) = chain.failed {
+                // An early command failed after its decision was decided: the decision is
+                // committed without that answer, and the core re-sends on the record's timer.
+                self.set_timers(chain.commands.iter()).await;
+                return Err(source);
             }
             let answers = self
-                .run(&decision.commands, &mut out, &mut inline_wakeups)
+                .run(&chain.commands, &mut out, &mut inline_wakeups)
                 .await?;
             queue.extend(answers.into_iter().map(|a| (a, None)));
         }
@@ -322,13 +373,45 @@ where
         Ok(loaded)
     }
 
+    /// Decides `input` on the loaded records, loading what the core asks for.
+    async fn decide_loaded(
+        &self,
+        world: &mut World,
+        loaded: &mut Loaded,
+        input: &Input,
+        now: Millis,
+    ) -> Result<Decision, RunError> {
+        loop {
+            let started = std::time::Instant::now();
+            let decided = self.engine.decide(world, input, now);
+            self.core_time.record(started.elapsed());
+            match decided {
+                Ok(d) => return Ok(d),
+                Err(Missing(keys)) => {
+                    let extra = self.store.load(&keys).await?;
+                    world.instances.extend(extra.world.instances.clone());
+                    world.groups.extend(extra.world.groups.clone());
+                    loaded.merge(extra);
+                }
+            }
+        }
+    }
+
+    /// Decides `input`, chains the answers of the commands that may run before the commit
+    /// ([`Command::may_run_early`]: the leave check, reads), and commits every record the
+    /// chain changed in one conditional transaction. Returns the commands left to run.
+    ///
+    /// Chaining takes round trips off the path between two steps: the decision to leave a
+    /// step and the decision to enter the next were two commits; they are one now. Running an
+    /// early command for a decision that is then lost (a crash, a conflicting write) leaves
+    /// nothing wrong: it is decided again, and the command runs again or is not needed.
     async fn decide_and_commit(
         &self,
         input: &Input,
         event: Option<EventId>,
         out: &mut Outcome,
         known: &mut Option<Loaded>,
-    ) -> Result<Decision, RunError> {
+    ) -> Result<Chain, RunError> {
         for attempt in 0..MAX_CONFLICTS {
             let cached = known.take().filter(|k| {
                 self.engine
@@ -345,22 +428,64 @@ where
             };
             let now = self.clock.now();
             let mut world = loaded.world.clone();
-            let decision = loop {
-                let started = std::time::Instant::now();
-                let decided = self.engine.decide(&mut world, input, now);
-                self.core_time.record(started.elapsed());
-                match decided {
-                    Ok(d) => break d,
-                    Err(Missing(keys)) => {
-                        let extra = self.store.load(&keys).await?;
-                        world.instances.extend(extra.world.instances.clone());
-                        world.groups.extend(extra.world.groups.clone());
-                        loaded.merge(extra);
+            let first = self
+                .decide_loaded(&mut world, &mut loaded, input, now)
+                .await?;
+            let mut decisions = 1;
+            let mut ignored: Vec<String> = first.ignored.into_iter().collect();
+            let mut changed = first.changed;
+            let mut deployments = created(input);
+            let mut later: Vec<Command> = Vec::new();
+            let mut pending = first.commands;
+            let mut failed = None;
+            for _ in 0..MAX_CHAIN {
+                let early = pending.iter().any(Command::may_run_early)
+                    && pending
+                        .iter()
+                        .all(|c| c.may_run_early() || c.is_bookkeeping())
+                    && changed.len() < CHAIN_MAX_RECORDS;
+                if !early {
+                    break;
+                }
+                let (now_run, bookkeeping): (Vec<Command>, Vec<Command>) =
+                    std::mem::take(&mut pending)
+                        .into_iter()
+                        .partition(Command::may_run_early);
+                later.extend(bookkeeping);
+                let mut answers = Vec::new();
+                for c in &now_run {
+                    self.hook.before(c)?;
+                    out.commands += 1;
+                    match self.execute(c, &mut 0).await {
+                        Ok(Some(a)) => answers.push(a),
+                        Ok(None) => {}
+                        Err(source) if source.is_retryable() => {
+                            failed = Some(RunError::Port {
+                                command: name(c),
+                                source,
+                            });
+                            break;
+                        }
+                        Err(source) => {
+                            tracing::error!(command = name(c), error = %source, "command failed and cannot succeed on retry");
+                        }
                     }
                 }
-            };
-            let writes: Vec<(Key, Option<Record>, u64)> = decision
-                .changed
+                for a in &answers {
+                    let d = self.decide_loaded(&mut world, &mut loaded, a, now).await?;
+                    decisions += 1;
+                    ignored.extend(d.ignored);
+                    changed.extend(d.changed);
+                    deployments.extend(created(a));
+                    pending.extend(d.commands);
+                }
+                if failed.is_some() {
+                    break;
+                }
+            }
+            later.extend(pending);
+            let commands = latest_timers(later, &world, now);
+            let writes: Vec<(Key, Option<Record>, u64)> = changed
                 .iter()
                 .map(|k| {
                     let rec = match k {
@@ -370,16 +495,6 @@ where
                     (k.clone(), rec, loaded.version(k))
                 })
                 .collect();
-            let deployments = match input {
-                Input::CreateOutcome {
-                    group,
-                    outcome: CreateOutcome::Created { deployment, .. },
-                    ..
-                } => {
-                    vec![(deployment.clone(), group.clone())]
-                }
-                _ => Vec::new(),
-            };
             let written: Vec<(Key, u64)> = writes
                 .iter()
                 .map(|(k, rec, v)| (k.clone(), if rec.is_some() { v + 1 } else { 0 }))
@@ -395,7 +510,9 @@ where
                     loaded.world = world;
                     loaded.versions.extend(written);
                     *known = Some(loaded);
-                    return Ok(decision);
+                    out.decisions += decisions;
+                    out.ignored.extend(ignored);
+                    return Ok(Chain { commands, failed });
                 }
                 Err(StoreError::Conflict) => {
                     out.conflicts += 1;
@@ -406,6 +523,18 @@ where
             }
         }
         Err(RunError::Contention(MAX_CONFLICTS))
+    }
+
+    /// Sets the timers among `commands` (after a failure, so that the record is looked at
+    /// again on time rather than at the next sweep).
+    async fn set_timers(&self, commands: impl Iterator<Item = &Command>) {
+        for c in commands {
+            if let Command::Wakeup { key, at } = c
+                && let Err(e) = self.timer.wake(key, *at).await
+            {
+                tracing::warn!(error = %e, "could not set a timer after a failed command; the sweep will find the record");
+            }
+        }
     }
 
     /// Runs commands in order; returns the answers to feed back. A transient failure stops the
@@ -434,13 +563,7 @@ where
                     // The decision is committed; the core re-sends what this run did not do
                     // when the record's timer fires. Its timers come last in the list, so they
                     // are set now: otherwise only the periodic sweep would find the record.
-                    for c in ordered.iter().skip(i + 1) {
-                        if let Command::Wakeup { key, at } = c
-                            && let Err(e) = self.timer.wake(key, *at).await
-                        {
-                            tracing::warn!(error = %e, "could not set a timer after a failed command; the sweep will find the record");
-                        }
-                    }
+                    self.set_timers(ordered.iter().skip(i + 1).copied()).await;
                     return Err(RunError::Port {
                         command: name(c),
                         source,
@@ -521,11 +644,15 @@ where
                 })
             }
             Command::CheckLeave {
+                gate,
                 instance,
                 group,
                 done_in,
                 next,
             } => {
+                self.tags
+                    .close(gate, std::slice::from_ref(instance))
+                    .await?;
                 // The next group's revision is read at the same time: the CreateDeployment
                 // that follows the check then needs one round trip, not two.
                 let prefetch = async {

@@ -882,7 +882,8 @@ impl Cx<'_> {
         self.try_admit(&next);
     }
 
-    /// A step succeeded: close its gate, then confirm nothing else holds the instance.
+    /// A step succeeded: close its gate, then confirm nothing else holds the instance (one
+    /// command, which the runner may run before this decision is committed).
     fn leave(
         &mut self,
         id: &InstanceId,
@@ -916,16 +917,13 @@ impl Cx<'_> {
                 blocked_by: None,
             },
         };
-        self.out.push(Command::CloseGate {
-            gate: s.gate,
-            instances: vec![id.clone()],
-        });
         let next = next.filter(|n| {
             self.w
                 .group(n)
                 .is_none_or(|g| g.active.is_none() && g.waiting.is_empty())
         });
         self.out.push(Command::CheckLeave {
+            gate: s.gate,
             instance: id.clone(),
             group: s.group,
             done_in,
@@ -1808,13 +1806,10 @@ impl Cx<'_> {
                     {
                         *since = now;
                     }
-                    // The close may have been lost with the invocation that decided it: closing
-                    // again is idempotent, and the check only means something after it.
-                    self.out.push(Command::CloseGate {
-                        gate,
-                        instances: vec![id.clone()],
-                    });
+                    // The close may have been lost with the invocation that decided it: the
+                    // check closes again (idempotent) before it asks.
                     self.out.push(Command::CheckLeave {
+                        gate,
                         instance: id.clone(),
                         group,
                         done_in: None,

@@ -209,10 +209,13 @@ pub enum Command {
         deployment: DeploymentId,
         instances: Vec<InstanceId>,
     },
-    /// After the gate closed: is the instance an unfinished target of the group's active
-    /// deployment (GetDeploymentGroup's last attempted deployment, then its target)?
+    /// A step is over: remove its gate tag (EC2 DeleteTags), then ask whether the instance is
+    /// still an unfinished target of the group's active deployment (GetDeploymentGroup's last
+    /// attempted deployment, then its target): one may have been created while the gate was
+    /// open. The check only means something after the close, so they are one command.
     /// `done_in` is the deployment the instance is known to have finished in.
     CheckLeave {
+        gate: Gate,
         instance: InstanceId,
         group: GroupKey,
         done_in: Option<DeploymentId>,
@@ -239,6 +242,33 @@ pub enum Command {
     },
     Metric(Metric),
     Alert(Alert),
+}
+
+impl Command {
+    /// Whether the command may run before the decision that issued it is committed, with its
+    /// answer decided into the same commit (see the runner). True for reads, and for the leave
+    /// check, whose only write closes the gate of a step CodeDeploy reported finished: a fact
+    /// that outlives a lost decision, so a re-decision closes that gate too. Everything else
+    /// (opening a gate, creating or stopping a deployment, lifecycle calls) must wait until
+    /// the decision is durable.
+    pub fn may_run_early(&self) -> bool {
+        matches!(
+            self,
+            Command::CheckLeave { .. }
+                | Command::CheckRevisions { .. }
+                | Command::PollDeployment { .. }
+                | Command::FindDeployment { .. }
+        )
+    }
+
+    /// Timers, metrics and alerts: they report on or follow up a decision, so they run once
+    /// it is committed, never before.
+    pub fn is_bookkeeping(&self) -> bool {
+        matches!(
+            self,
+            Command::Wakeup { .. } | Command::Metric(_) | Command::Alert(_)
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -338,14 +338,20 @@ pub fn svg(rows: &[Row]) -> String {
 /// created", on one instance: AWS calls and DynamoDB operations in the order the runner made
 /// them (all sequential), with the timer messages between them marked.
 pub async fn critical_path() -> Vec<&'static str> {
+    critical_path_of(Faults::default()).await
+}
+
+/// Sequential round trips in a critical path: markers (`<...>`) and calls made concurrently
+/// with the one before (`‖ ...`) add none.
+pub fn trips(path: &[&str]) -> usize {
+    path.iter()
+        .filter(|op| !op.starts_with('<') && !op.starts_with('‖'))
+        .count()
+}
+
+async fn critical_path_of(faults: Faults) -> Vec<&'static str> {
     let s = scenario(1, 1, None);
-    let mut d = Driver::new(
-        s.cloud(Mode::Orchestrator),
-        Quiet,
-        Faults::default(),
-        1,
-        s.steps(),
-    );
+    let mut d = Driver::new(s.cloud(Mode::Orchestrator), Quiet, faults, 1, s.steps());
     d.aws.1.record();
     d.schedule(0, Script::Launch(1));
     d.run(s.horizon_ms()).await;
@@ -359,4 +365,30 @@ pub async fn critical_path() -> Vec<&'static str> {
         .copied()
         .chain(std::iter::once("CreateDeployment"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn leaving_a_step_and_entering_the_next_commit_once() {
+        let path = critical_path().await;
+        let commits = path.iter().filter(|op| **op == "DynamoDB write").count();
+        assert_eq!(commits, 1, "{path:?}");
+        let close = path.iter().position(|op| *op == "DeleteTags");
+        let check = path
+            .iter()
+            .position(|op| op.starts_with("GetDeploymentGroup"));
+        assert!(
+            close.is_some() && close < check,
+            "the gate closes before the check: {path:?}"
+        );
+        assert!(
+            path.iter().position(|op| *op == "DynamoDB write")
+                < path.iter().position(|op| *op == "CreateTags"),
+            "the admission is durable before the next gate opens: {path:?}"
+        );
+        assert_eq!(trips(&path), 6, "{path:?}");
+    }
 }

@@ -93,11 +93,7 @@ async fn main() -> ExitCode {
         core.join("; ")
     );
     let path = bench::critical_path().await;
-    // Markers (`<...>`) and calls made concurrently with the one before (`‖ ...`) add no trip.
-    let trips = path
-        .iter()
-        .filter(|op| !op.starts_with('<') && !op.starts_with('‖'))
-        .count();
+    let trips = bench::trips(&path);
     println!(
         "critical path from step 1's target success to step 2's CreateDeployment: {trips} sequential calls: {}",
         path.join(" → ")
