@@ -1,7 +1,9 @@
 //! The runner: for one input, load the records → the core decides → commit the new records and
 //! the processed event id atomically → run the commands → feed their answers back as inputs.
 //!
-//! Crash safety: a decision is durable before any of its commands runs. If the invocation dies
+//! Crash safety: a decision is durable before any of its commands runs, except those the core
+//! marks as safe to run early (reads, the leave check): their answers are decided into the
+//! same commit, and a chain lost before it is decided again. If the invocation dies
 //! before the commit, the message is redelivered and decided again; if it dies after, every
 //! record the decision left waiting carries a wake time, and the core re-sends what an answer
 //! never confirmed (the creation intent's lookup, gate changes, checks, heartbeats, the

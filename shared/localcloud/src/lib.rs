@@ -8,6 +8,7 @@ pub mod bench;
 pub mod checks;
 pub mod direct;
 pub mod report;
+pub mod rules;
 pub mod run;
 pub mod scenario;
 pub mod stack;

@@ -283,18 +283,7 @@ pub fn rule_patterns(scenario: &Scenario) -> [serde_json::Value; 2] {
         .iter()
         .map(|g| g.application.as_str())
         .collect();
-    [
-        json!({
-            "source": ["aws.autoscaling"],
-            "detail-type": ["EC2 Instance-launch Lifecycle Action", "EC2 Instance-terminate Lifecycle Action"],
-            "detail": {"AutoScalingGroupName": [scenario.fleet.auto_scaling_group]},
-        }),
-        json!({
-            "source": ["aws.codedeploy"],
-            "detail-type": ["CodeDeploy Deployment State-change Notification", "CodeDeploy Instance State-change Notification"],
-            "detail": {"application": apps},
-        }),
-    ]
+    crate::rules::rule_patterns(&[scenario.fleet.auto_scaling_group.as_str()], &apps)
 }
 
 async fn setup_queues(

@@ -551,7 +551,8 @@ impl Sim {
                 group,
                 ..
             } => {
-                self.cloud.delete_tags(std::slice::from_ref(&instance.0), &gate.key);
+                self.cloud
+                    .delete_tags(std::slice::from_ref(&instance.0), &gate.key);
                 // GetDeploymentGroup's last attempted deployment, then its target for the instance.
                 let k = (group.application.clone(), group.deployment_group.clone());
                 let _ = self.cloud.get_deployment_group(&k);

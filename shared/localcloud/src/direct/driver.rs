@@ -91,6 +91,8 @@ pub struct Driver<H: Hook> {
     /// benchmark whose horizon cuts a slow contender short turns it off.
     pub check_end: bool,
     checker: Checker,
+    /// The template's EventBridge rules: only what they match reaches the queue.
+    rules: [serde_json::Value; 2],
 }
 
 impl<H: Hook> Driver<H> {
@@ -121,6 +123,9 @@ impl<H: Hook> Driver<H> {
             .find(|h| h.transition == Transition::Launching)
             .map(|h| h.name.clone())
             .unwrap_or_default();
+        let asgs: Vec<&str> = cloud.asgs.keys().map(String::as_str).collect();
+        let apps: Vec<&str> = cloud.groups.keys().map(|(app, _)| app.as_str()).collect();
+        let rules = crate::rules::rule_patterns(&asgs, &apps);
         let mut checker = Checker::for_plan(plan.clone(), gates, &launch_hook, Mode::Orchestrator);
         checker.timeouts = false;
         let aws = Aws::with_faults(cloud, injector.clone());
@@ -165,6 +170,7 @@ impl<H: Hook> Driver<H> {
             trace: None,
             check_end: true,
             checker,
+            rules,
         }
     }
 
@@ -192,6 +198,9 @@ impl<H: Hook> Driver<H> {
     fn publish(&mut self) {
         let published = self.aws.lock().drain();
         for p in published {
+            if !crate::rules::routed(&self.rules, &p.json) {
+                continue;
+            }
             if p.kind == EventKind::CodeDeploy && self.rng.chance(self.faults.drop_codedeploy) {
                 continue;
             }

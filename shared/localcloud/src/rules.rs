@@ -1,0 +1,127 @@
+//! The SAM template's two EventBridge rules (`infra/template.yaml`), and the subset of
+//! EventBridge's pattern matching they use, so that the in-process simulation routes the same
+//! events to the queue as the local cloud's moto EventBridge does.
+
+use serde_json::{Value, json};
+
+/// CodeDeploy events the orchestrator does not subscribe to: `START` (deployment and
+/// instance). An instance's START changes nothing the core keeps; a deployment's START only
+/// told it early that someone else's deployment holds a group, which `CreateDeployment`
+/// (busy), the leave check and the final check find out anyway. See docs/design.md
+/// ("Messages per instance").
+pub const UNSUBSCRIBED_STATES: [&str; 1] = ["START"];
+
+/// The lifecycle rule and the CodeDeploy rule, for these Auto Scaling groups and applications.
+pub fn rule_patterns(asgs: &[&str], applications: &[&str]) -> [Value; 2] {
+    [
+        json!({
+            "source": ["aws.autoscaling"],
+            "detail-type": ["EC2 Instance-launch Lifecycle Action", "EC2 Instance-terminate Lifecycle Action"],
+            "detail": {"AutoScalingGroupName": asgs},
+        }),
+        json!({
+            "source": ["aws.codedeploy"],
+            "detail-type": ["CodeDeploy Deployment State-change Notification", "CodeDeploy Instance State-change Notification"],
+            "detail": {
+                "application": applications,
+                "state": [{"anything-but": UNSUBSCRIBED_STATES}],
+            },
+        }),
+    ]
+}
+
+/// Whether `event` matches an EventBridge pattern, for the features the rules use: nested
+/// fields, a list of allowed values, and `anything-but`. A field the event lacks matches
+/// nothing, as in EventBridge.
+pub fn matches(pattern: &Value, event: &Value) -> bool {
+    let Value::Object(fields) = pattern else {
+        return false;
+    };
+    fields.iter().all(|(name, p)| {
+        let Some(v) = event.get(name) else {
+            return false;
+        };
+        match p {
+            Value::Object(_) => matches(p, v),
+            Value::Array(allowed) => allowed.iter().any(|a| match a {
+                Value::Object(op) => op
+                    .get("anything-but")
+                    .and_then(Value::as_array)
+                    .is_some_and(|not| !v.is_null() && !not.contains(v)),
+                a => a == v,
+            }),
+            _ => false,
+        }
+    })
+}
+
+/// Whether any of the rules routes `event` to the queue.
+pub fn routed(rules: &[Value], event: &Value) -> bool {
+    rules.iter().any(|r| matches(r, event))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn rules() -> [Value; 2] {
+        rule_patterns(&["my-asg"], &["myApplication"])
+    }
+
+    #[test]
+    fn codedeploy_results_are_routed_and_starts_are_not() {
+        for f in [
+            "codedeploy-instance-state-change.json",
+            "codedeploy-deployment-state-change.json",
+        ] {
+            let mut event = fixture(f);
+            for (state, routed_) in [
+                ("SUCCESS", true),
+                ("FAILURE", true),
+                ("STOP", true),
+                ("START", false),
+            ] {
+                event["detail"]["state"] = json!(state);
+                assert_eq!(routed(&rules(), &event), routed_, "{f} {state}");
+            }
+            event["detail"]["application"] = json!("someone-else");
+            event["detail"]["state"] = json!("SUCCESS");
+            assert!(!routed(&rules(), &event), "{f}: other applications");
+        }
+    }
+
+    #[test]
+    fn lifecycle_actions_of_the_managed_group_are_routed() {
+        let mut event = fixture("eventbridge-launch-lifecycle-action.json");
+        event["detail"]["AutoScalingGroupName"] = json!("my-asg");
+        assert!(routed(&rules(), &event));
+        event["detail"]["AutoScalingGroupName"] = json!("other");
+        assert!(!routed(&rules(), &event));
+        let mut event = fixture("eventbridge-terminate-lifecycle-action.json");
+        event["detail"]["AutoScalingGroupName"] = json!("my-asg");
+        assert!(routed(&rules(), &event));
+    }
+
+    /// The template is the source users deploy; these patterns must say the same.
+    #[test]
+    fn the_template_filters_the_same_states() {
+        let path = format!("{}/../../infra/template.yaml", env!("CARGO_MANIFEST_DIR"));
+        let template = std::fs::read_to_string(path).unwrap();
+        let rule = template
+            .split("  CodeDeployRule:")
+            .nth(1)
+            .and_then(|r| r.split("\n  Orchestrator").next())
+            .expect("the template has a CodeDeployRule");
+        let states: Vec<&str> = UNSUBSCRIBED_STATES.to_vec();
+        assert!(
+            rule.contains(&format!("- anything-but: [{}]", states.join(", "))),
+            "CodeDeployRule must filter out {states:?}:\n{rule}"
+        );
+    }
+}
