@@ -417,9 +417,17 @@ pub struct Cloud {
     pub fail_next: BTreeMap<GroupKey, u32>,
     /// Ids of the deployments still in progress (an index: large runs create many thousands).
     active: BTreeSet<String>,
+    /// Ids of the instances not terminated (an index: relaunch loops leave tens of thousands
+    /// of terminated ones behind, and the clock's scans need only these).
+    live: BTreeSet<String>,
 }
 
 impl Cloud {
+    /// The instances not terminated.
+    fn live_instances(&self) -> impl Iterator<Item = &Instance> {
+        self.live.iter().filter_map(|id| self.instances.get(id))
+    }
+
     pub fn new(seed: u64) -> Self {
         Self {
             now: 0,
@@ -438,6 +446,7 @@ impl Cloud {
             region: "us-east-1".into(),
             fail_next: BTreeMap::new(),
             active: BTreeSet::new(),
+            live: BTreeSet::new(),
         }
     }
 
@@ -613,6 +622,7 @@ impl Cloud {
                 })
                 .collect();
             self.instances.insert(id.clone(), inst);
+            self.live.insert(id.clone());
             for (hook, token, group) in natives {
                 self.native_launch(&id, asg, &hook, &token, &group);
             }
@@ -678,8 +688,19 @@ impl Cloud {
         token: Option<&str>,
         instance: Option<&str>,
     ) -> Option<(String, usize)> {
-        self.instances.values().find_map(|i| {
-            if i.asg != asg || instance.is_some_and(|x| x != i.id) {
+        if let Some(id) = instance {
+            let i = self.instances.get(id)?;
+            if i.asg != asg {
+                return None;
+            }
+            return i
+                .actions
+                .iter()
+                .position(|a| a.hook == hook && token.is_none_or(|t| t == a.token))
+                .map(|p| (i.id.clone(), p));
+        }
+        self.live_instances().find_map(|i| {
+            if i.asg != asg {
                 return None;
             }
             i.actions
@@ -846,6 +867,7 @@ impl Cloud {
         }
         inst.state = InstanceState::Terminated;
         inst.terminated_at = Some(now);
+        self.live.remove(id);
         inst.actions.clear();
         inst.agent = Agent::default();
         self.facts.push(Fact::Terminated {
@@ -944,7 +966,7 @@ impl Cloud {
         let id = format!("d-{:09X}", self.next());
         let mut targets = BTreeMap::new();
         let mut undispatched = VecDeque::new();
-        for inst in self.instances.values() {
+        for inst in self.live_instances() {
             let live = matches!(
                 inst.state,
                 InstanceState::PendingWait | InstanceState::InService
@@ -1105,7 +1127,10 @@ impl Cloud {
             let Some(inst) = d.undispatched.pop_front() else {
                 break;
             };
-            handed.push(inst);
+            // A target that ended before its turn (its instance terminated) is not handed out.
+            if d.targets.get(&inst).is_some_and(|t| !t.status.is_done()) {
+                handed.push(inst);
+            }
         }
         for inst in handed {
             if let Some(i) = self.instances.get_mut(&inst) {
@@ -1123,7 +1148,8 @@ impl Cloud {
             let Some(i) = self.instances.get_mut(inst) else {
                 return;
             };
-            if i.agent.running.is_some() {
+            // A terminated instance's agent runs nothing more.
+            if i.agent.running.is_some() || i.state == InstanceState::Terminated {
                 return;
             }
             let Some((dep, queued_at)) = i.agent.queue.pop_front() else {
@@ -1357,10 +1383,9 @@ impl Cloud {
     /// When something happens next on its own (an agent finishing, a timeout, a replacement).
     pub fn next_due(&self) -> Option<Ms> {
         let agents = self
-            .instances
-            .values()
+            .live_instances()
             .filter_map(|i| i.agent.running.as_ref().map(|r| r.ends_at));
-        let actions = self.instances.values().flat_map(|i| {
+        let actions = self.live_instances().flat_map(|i| {
             i.actions
                 .iter()
                 .map(|a| a.heartbeat_deadline.min(a.global_deadline))
@@ -1381,8 +1406,7 @@ impl Cloud {
     fn run_due(&mut self) {
         let now = self.now;
         let finished: Vec<(String, String, bool)> = self
-            .instances
-            .values()
+            .live_instances()
             .filter_map(|i| {
                 i.agent
                     .running
@@ -1404,13 +1428,18 @@ impl Cloud {
         }
         // CodeDeploy heartbeats its own hook's action while its deployment runs (every 5 min
         // [aws-facts §3.6]); modelled as the heartbeat timer never running out meanwhile.
-        let heartbeated: Vec<String> = self
-            .deployments
-            .values()
+        let heartbeated: BTreeSet<String> = self
+            .active
+            .iter()
+            .filter_map(|id| self.deployments.get(id))
             .filter(|d| d.status.is_active())
             .filter_map(|d| d.native.as_ref().map(|(_, _, t)| t.clone()))
             .collect();
-        for i in self.instances.values_mut() {
+        let live: Vec<String> = self.live.iter().cloned().collect();
+        for id in &live {
+            let Some(i) = self.instances.get_mut(id) else {
+                continue;
+            };
             for a in &mut i.actions {
                 if heartbeated.contains(&a.token) {
                     a.heartbeat_deadline = (now + a.heartbeat_ms).min(a.global_deadline);
@@ -1419,8 +1448,7 @@ impl Cloud {
         }
         // Lifecycle actions that ran out of time get their hook's default result [aws-facts §2].
         let expired: Vec<(String, Action)> = self
-            .instances
-            .values()
+            .live_instances()
             .flat_map(|i| {
                 i.actions
                     .iter()

@@ -174,6 +174,45 @@ fn second_deployment_on_a_busy_group_is_deployment_limit_exceeded() {
     );
 }
 
+/// [aws-facts §3.4 target status `Failed`/`Unknown`] an instance terminated before its turn in a
+/// one-at-a-time deployment is never deployed: its target stays failed, nothing is installed on
+/// it, and the deployment still ends (the clock's scans skip terminated instances).
+#[test]
+fn a_target_terminated_before_its_turn_is_never_deployed() {
+    let mut c = cloud(300, HookResult::Abandon);
+    let ids = c.scale_out("asg", 2);
+    c.create_tags(&ids, "role", "web");
+    c.create_tags(&ids, "gate", "open");
+    let d = c
+        .create_deployment(&key(), None, None, false, "", Creator::User)
+        .unwrap();
+    let (first, second) = (&ids[0], &ids[1]);
+    assert_eq!(
+        c.deployments[&d].targets[first].status,
+        TargetStatus::InProgress
+    );
+    assert_eq!(
+        c.deployments[&d].targets[second].status,
+        TargetStatus::Pending
+    );
+    c.terminate(second);
+    c.advance_to(c.now + 120_000);
+    assert_eq!(
+        c.deployments[&d].targets[first].status,
+        TargetStatus::Succeeded
+    );
+    assert_eq!(
+        c.deployments[&d].targets[second].status,
+        TargetStatus::Failed
+    );
+    assert!(c.instances[second].installed.is_empty());
+    assert!(c.instances[second].agent.running.is_none());
+    assert!(
+        !c.deployments[&d].status.is_active(),
+        "the deployment ended"
+    );
+}
+
 /// [design brief §3.1] tag groups are ANDed: an instance needs the role AND the gate.
 #[test]
 fn tag_set_groups_are_anded() {
