@@ -2,7 +2,7 @@
 //! end. In the native mode the same observations are counted rather than reported: breaking
 //! them is what CodeDeploy's own hooks do, and what the "before" picture shows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use turnstile_model::{Cloud, Creator, Fact, HookResult, InstanceState, Transition};
 
@@ -74,7 +74,7 @@ impl Checker {
         self.checks += 1;
         // 1: an instance never has two deployments in flight at once (one pass over the
         // active deployments, so large runs stay linear).
-        let mut on: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut on: HashMap<&str, Vec<&str>> = HashMap::new();
         for d in cloud.active_deployments() {
             for (i, t) in &d.targets {
                 if !t.status.is_done() {
@@ -84,17 +84,23 @@ impl Checker {
         }
         let mut found = Vec::new();
         for (i, ds) in on {
+            // Counted once per instance; described only where it is a violation.
+            let known = self.mode != Mode::Orchestrator && self.collided.contains(i);
+            if ds.len() < 2 || known {
+                continue;
+            }
             let waiting = cloud
                 .instances
                 .get(i)
                 .is_some_and(|x| x.state == InstanceState::PendingWait);
-            if waiting && ds.len() > 1 {
+            if waiting {
                 found.push((
                     i.to_owned(),
                     format!("invariant 1: {i} has {ds:?} in flight"),
                 ));
             }
         }
+        found.sort();
         for (i, v) in found {
             self.collided.insert(i);
             self.violation(v);

@@ -1428,20 +1428,15 @@ impl Cloud {
         }
         // CodeDeploy heartbeats its own hook's action while its deployment runs (every 5 min
         // [aws-facts §3.6]); modelled as the heartbeat timer never running out meanwhile.
-        let heartbeated: BTreeSet<String> = self
-            .active
-            .iter()
-            .filter_map(|id| self.deployments.get(id))
-            .filter(|d| d.status.is_active())
-            .filter_map(|d| d.native.as_ref().map(|(_, _, t)| t.clone()))
-            .collect();
-        let live: Vec<String> = self.live.iter().cloned().collect();
-        for id in &live {
-            let Some(i) = self.instances.get_mut(id) else {
+        for d in self.active.iter().filter_map(|id| self.deployments.get(id)) {
+            let Some((_, _, token)) = d.native.as_ref().filter(|_| d.status.is_active()) else {
                 continue;
             };
-            for a in &mut i.actions {
-                if heartbeated.contains(&a.token) {
+            for id in d.targets.keys() {
+                let Some(i) = self.instances.get_mut(id) else {
+                    continue;
+                };
+                for a in i.actions.iter_mut().filter(|a| a.token == *token) {
                     a.heartbeat_deadline = (now + a.heartbeat_ms).min(a.global_deadline);
                 }
             }
