@@ -40,10 +40,11 @@ async fn main() -> ExitCode {
     };
     let seed = arg("--seed").and_then(|s| s.parse().ok()).unwrap_or(1);
     // CodeDeploy's native hooks relaunch instances in a loop; modelling that at 1,000 instances
-    // (tens of thousands of relaunches) takes the model longer than everything else together.
+    // (some 18,000 relaunches) takes the model longer than everything else together, so a
+    // quick run may leave it out with `--native-max 100`.
     let native_max: usize = arg("--native-max")
         .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(usize::MAX);
     let out = PathBuf::from(arg("--out").unwrap_or_else(|| "target/bench".into()));
     // The plan's maxBatch for turnstile (default: the plan's default).
     let max_batch: Option<u32> = arg("--max-batch").and_then(|s| s.parse().ok());
