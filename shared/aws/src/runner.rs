@@ -730,3 +730,55 @@ where
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use turnstile_core::{Gate, Group, GroupKey};
+
+    fn wake(key: &Key, at: u64) -> Command {
+        Command::Wakeup {
+            key: key.clone(),
+            at: Millis(at),
+        }
+    }
+
+    #[test]
+    fn a_chain_keeps_each_records_final_timer_and_every_nudge() {
+        let (busy, gone) = (GroupKey::new("app", "busy"), GroupKey::new("app", "gone"));
+        let gate = Gate {
+            key: "gate".into(),
+            value: "open".into(),
+        };
+        let mut group = Group::new(busy.clone(), gate);
+        group.wake_at = Some(Millis(9_000));
+        let mut world = World::default();
+        world.groups.insert(busy.clone(), Some(group));
+        world.groups.insert(gone.clone(), None);
+        let (b, g) = (Key::Group(busy), Key::Group(gone));
+        let now = Millis(1_000);
+        let kept = latest_timers(
+            vec![
+                wake(&b, 5_000), // set by the first decision, moved by the second
+                wake(&b, 1_000), // a nudge: look now
+                wake(&g, 7_000), // the record was deleted later in the chain
+                Command::Metric(turnstile_core::Metric {
+                    name: turnstile_core::MetricName::Held,
+                    value: 1.0,
+                    unit: turnstile_core::MetricUnit::Count,
+                    asg: None,
+                    group: None,
+                }),
+                wake(&b, 9_000),
+                wake(&b, 9_000),
+            ],
+            &world,
+            now,
+        );
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert_eq!(kept[0], wake(&b, 1_000));
+        assert!(matches!(kept[1], Command::Metric(_)));
+        assert_eq!(kept[2], wake(&b, 9_000));
+    }
+}
