@@ -50,7 +50,8 @@ pub enum Input {
     },
     /// Answer to [`Command::PollDeployment`]: the deployment's status and the targets the
     /// orchestrator asked about. "Group became free" is a poll answer with a terminal status;
-    /// "busy with a foreign deployment" is a `DeploymentEvent::Started` or a `Busy` outcome.
+    /// "busy with a foreign deployment" is a `Busy` outcome, a check's `active` deployment, or
+    /// a `DeploymentEvent::Started` (handled, though the shipped rule leaves START events out).
     DeploymentStatus {
         group: GroupKey,
         deployment: DeploymentId,
