@@ -41,6 +41,14 @@ impl H {
         }
     }
 
+    /// The answer to the final check: each group's current revision and active deployment.
+    fn revisions(&mut self, instance: &str, current: Vec<GroupRevision>) -> Decision {
+        self.feed(Input::Revisions {
+            instance: instance.into(),
+            current,
+        })
+    }
+
     /// Decides (and, with `auto_clear`, answers leave checks), returning every command.
     fn feed(&mut self, input: Input) -> Decision {
         let mut d = self.feed_one(input);
@@ -565,10 +573,7 @@ fn rule_continue_only_when_all_steps_succeeded_after_revision_check() {
             .iter()
             .any(|c| matches!(c, Command::CheckRevisions { groups, .. } if groups.len() == 2))
     );
-    let d = h.feed(Input::Revisions {
-        instance: "i-1".into(),
-        current: vec![rev(0, "rev-0"), rev(1, "rev-1")],
-    });
+    let d = h.revisions("i-1", vec![rev(0, "rev-0"), rev(1, "rev-1")]);
     assert_eq!(completes(&d), vec![LifecycleResult::Continue]);
     let last_gate = d
         .commands
@@ -610,10 +615,7 @@ fn rule_final_revision_check_reruns_a_step_whose_group_moved_on() {
     h.created(1, "d-1");
     h.target(1, "d-1", "i-1", TargetState::Succeeded);
     h.deployment(0, "d-0", DeploymentState::Succeeded);
-    let d = h.feed(Input::Revisions {
-        instance: "i-1".into(),
-        current: vec![rev(0, "rev-0-NEW"), rev(1, "rev-1")],
-    });
+    let d = h.revisions("i-1", vec![rev(0, "rev-0-NEW"), rev(1, "rev-1")]);
     assert!(completes(&d).is_empty());
     assert_eq!(h.phase("i-1").step(), Some(0), "stale step 1 runs again");
     assert!(
@@ -628,10 +630,7 @@ fn unconfirmed_continue(h: &mut H) -> Decision {
     h.launch_and_create("i-1", 1, "d-0");
     h.target(0, "d-0", "i-1", TargetState::Succeeded);
     h.deployment(0, "d-0", DeploymentState::Succeeded);
-    let d = h.feed(Input::Revisions {
-        instance: "i-1".into(),
-        current: vec![rev(0, "rev-0")],
-    });
+    let d = h.revisions("i-1", vec![rev(0, "rev-0")]);
     assert_eq!(completes(&d), vec![LifecycleResult::Continue]);
     h.advance(31);
     h.tick("i-1")
@@ -668,10 +667,7 @@ fn rule_an_unconfirmed_continue_is_probed_not_resent_blindly() {
             < position(&d, |c| matches!(c, Command::CheckRevisions { .. })),
         "the gates opened for the CONTINUE close before the final check runs again"
     );
-    let d = h.feed(Input::Revisions {
-        instance: "i-1".into(),
-        current: vec![rev(0, "rev-0-NEW")],
-    });
+    let d = h.revisions("i-1", vec![rev(0, "rev-0-NEW")]);
     assert!(completes(&d).is_empty(), "the stale step runs again first");
     assert_eq!(h.phase("i-1").step(), Some(0));
 }
@@ -708,20 +704,14 @@ fn rule_a_deployment_waited_on_in_the_final_check_runs_the_step_again() {
         active: Some("d-user".into()),
         ..rev(0, "rev-0")
     };
-    let d = h.feed(Input::Revisions {
-        instance: "i-1".into(),
-        current: vec![busy],
-    });
+    let d = h.revisions("i-1", vec![busy]);
     assert!(completes(&d).is_empty(), "waits for the user's deployment");
     assert!(matches!(h.phase("i-1"), Phase::Verifying { .. }));
     // The gates were open for the CONTINUE, so the user's deployment may have reached the
     // instance with anything (a rollback, say): the step runs again at the current revision.
     h.advance(31);
     h.tick("i-1");
-    let d = h.feed(Input::Revisions {
-        instance: "i-1".into(),
-        current: vec![rev(0, "rev-0")],
-    });
+    let d = h.revisions("i-1", vec![rev(0, "rev-0")]);
     assert!(completes(&d).is_empty());
     assert_eq!(h.phase("i-1").step(), Some(0));
     assert!(creates(&d).iter().any(|(g, _)| *g == group(0)));
@@ -874,10 +864,7 @@ fn rule_action_gone_while_completing_means_done_not_retry() {
     let mut h = H::new();
     h.launch_and_create("i-1", 1, "d-1");
     h.target(0, "d-1", "i-1", TargetState::Succeeded);
-    h.feed(Input::Revisions {
-        instance: "i-1".into(),
-        current: vec![rev(0, "rev-0")],
-    });
+    h.revisions("i-1", vec![rev(0, "rev-0")]);
     assert!(matches!(h.phase("i-1"), Phase::Completing { .. }));
     h.feed(Input::ActionGone {
         instance: "i-1".into(),
@@ -1304,10 +1291,7 @@ fn rule_final_revision_check_waits_for_a_foreign_deployment_in_flight() {
         active: Some("d-user".into()),
         ..rev(0, "rev-0")
     };
-    let d = h.feed(Input::Revisions {
-        instance: "i-1".into(),
-        current: vec![busy],
-    });
+    let d = h.revisions("i-1", vec![busy]);
     assert!(
         completes(&d).is_empty(),
         "a user deployment that excludes the instance may still change the revision"
@@ -1321,10 +1305,7 @@ fn rule_final_revision_check_waits_for_a_foreign_deployment_in_flight() {
             .any(|c| matches!(c, Command::CheckRevisions { .. })),
         "checked again later"
     );
-    let d = h.feed(Input::Revisions {
-        instance: "i-1".into(),
-        current: vec![rev(0, "rev-user")],
-    });
+    let d = h.revisions("i-1", vec![rev(0, "rev-user")]);
     assert!(completes(&d).is_empty());
     assert_eq!(
         h.phase("i-1").step(),
