@@ -43,6 +43,19 @@ fn key() -> GroupKey {
     ("app".into(), "dg".into())
 }
 
+/// Launches `n` instances that carry the group's role and gate tags.
+fn selected(c: &mut Cloud, n: usize) -> Vec<String> {
+    let ids = c.scale_out("asg", n);
+    c.create_tags(&ids, "role", "web");
+    c.create_tags(&ids, "gate", "open");
+    ids
+}
+
+/// A user's deployment of the group's target revision.
+fn deploy(c: &mut Cloud) -> Result<String, ApiError> {
+    c.create_deployment(&key(), None, None, false, "", Creator::User)
+}
+
 fn token_of(c: &Cloud, id: &str) -> String {
     c.instances[id].actions[0].token.clone()
 }
@@ -155,15 +168,9 @@ fn stale_token_is_no_active_lifecycle_action() {
 #[test]
 fn second_deployment_on_a_busy_group_is_deployment_limit_exceeded() {
     let mut c = cloud(300, HookResult::Abandon);
-    let ids = c.scale_out("asg", 1);
-    c.create_tags(&ids, "role", "web");
-    c.create_tags(&ids, "gate", "open");
-    let first = c
-        .create_deployment(&key(), None, None, false, "", Creator::User)
-        .unwrap();
-    let err = c
-        .create_deployment(&key(), None, None, false, "", Creator::User)
-        .unwrap_err();
+    selected(&mut c, 1);
+    let first = deploy(&mut c).unwrap();
+    let err = deploy(&mut c).unwrap_err();
     let ApiError::DeploymentLimitExceeded { message, active } = err else {
         panic!()
     };
@@ -180,12 +187,8 @@ fn second_deployment_on_a_busy_group_is_deployment_limit_exceeded() {
 #[test]
 fn a_target_terminated_before_its_turn_is_never_deployed() {
     let mut c = cloud(300, HookResult::Abandon);
-    let ids = c.scale_out("asg", 2);
-    c.create_tags(&ids, "role", "web");
-    c.create_tags(&ids, "gate", "open");
-    let d = c
-        .create_deployment(&key(), None, None, false, "", Creator::User)
-        .unwrap();
+    let ids = selected(&mut c, 2);
+    let d = deploy(&mut c).unwrap();
     let (first, second) = (&ids[0], &ids[1]);
     assert_eq!(
         c.deployments[&d].targets[first].status,
@@ -220,9 +223,7 @@ fn tag_set_groups_are_anded() {
     let ids = c.scale_out("asg", 2);
     c.create_tags(&ids, "role", "web");
     c.create_tags(&ids[..1], "gate", "open");
-    let d = c
-        .create_deployment(&key(), None, None, false, "", Creator::User)
-        .unwrap();
+    let d = deploy(&mut c).unwrap();
     let targets: Vec<_> = c.deployments[&d].targets.keys().cloned().collect();
     assert_eq!(targets, vec![ids[0].clone()]);
 }
@@ -231,9 +232,7 @@ fn tag_set_groups_are_anded() {
 #[test]
 fn update_outdated_only_skips_up_to_date_members() {
     let mut c = cloud(300, HookResult::Abandon);
-    let ids = c.scale_out("asg", 2);
-    c.create_tags(&ids, "role", "web");
-    c.create_tags(&ids, "gate", "open");
+    let ids = selected(&mut c, 2);
     c.instances
         .get_mut(&ids[0])
         .unwrap()
@@ -317,12 +316,8 @@ fn agent_runs_one_deployment_at_a_time_and_fails_one_that_cannot_start_in_time()
 #[test]
 fn stop_deployment() {
     let mut c = cloud(3600, HookResult::Abandon);
-    let ids = c.scale_out("asg", 2);
-    c.create_tags(&ids, "role", "web");
-    c.create_tags(&ids, "gate", "open");
-    let d = c
-        .create_deployment(&key(), None, None, false, "", Creator::User)
-        .unwrap();
+    selected(&mut c, 2);
+    let d = deploy(&mut c).unwrap();
     c.stop_deployment(&d).unwrap();
     let dep = &c.deployments[&d];
     assert_eq!(dep.status, DeploymentStatus::Stopped);
@@ -338,13 +333,9 @@ fn stop_deployment() {
 #[test]
 fn codedeploy_events_have_the_documented_shape() {
     let mut c = cloud(3600, HookResult::Abandon);
-    let ids = c.scale_out("asg", 1);
-    c.create_tags(&ids, "role", "web");
-    c.create_tags(&ids, "gate", "open");
+    let ids = selected(&mut c, 1);
     c.drain();
-    let d = c
-        .create_deployment(&key(), None, None, false, "", Creator::User)
-        .unwrap();
+    let d = deploy(&mut c).unwrap();
     c.advance_to(60_000);
     let states: Vec<(String, String)> = c
         .drain()
