@@ -456,21 +456,13 @@ where
                 later.extend(bookkeeping);
                 let mut answers = Vec::new();
                 for c in &now_run {
-                    self.hook.before(c)?;
-                    out.commands += 1;
-                    match self.execute(c, &mut 0).await {
-                        Ok(Some(a)) => answers.push(a),
-                        Ok(None) => {}
-                        Err(source) if source.is_retryable() => {
-                            failed = Some(RunError::Port {
-                                command: name(c),
-                                source,
-                            });
+                    match self.run_one(c, out, &mut 0).await {
+                        Ok(answer) => answers.extend(answer),
+                        Err(e @ RunError::Port { .. }) => {
+                            failed = Some(e);
                             break;
                         }
-                        Err(source) => {
-                            tracing::error!(command = name(c), error = %source, "command failed and cannot succeed on retry");
-                        }
+                        Err(e) => return Err(e),
                     }
                 }
                 for a in &answers {
@@ -556,27 +548,42 @@ where
             .partition(|c| matches!(c, Command::RecordHeartbeat { .. }));
         let ordered: Vec<&Command> = beats.into_iter().chain(rest).collect();
         for (i, c) in ordered.iter().enumerate() {
-            self.hook.before(c)?;
-            out.commands += 1;
-            match self.execute(c, inline_wakeups).await {
-                Ok(Some(a)) => answers.push(a),
-                Ok(None) => {}
-                Err(source) if source.is_retryable() => {
+            match self.run_one(c, out, inline_wakeups).await {
+                Ok(answer) => answers.extend(answer),
+                Err(e @ RunError::Port { .. }) => {
                     // The decision is committed; the core re-sends what this run did not do
                     // when the record's timer fires. Its timers come last in the list, so they
                     // are set now: otherwise only the periodic sweep would find the record.
                     self.set_timers(ordered.iter().skip(i + 1).copied()).await;
-                    return Err(RunError::Port {
-                        command: name(c),
-                        source,
-                    });
+                    return Err(e);
                 }
-                Err(source) => {
-                    tracing::error!(command = name(c), error = %source, "command failed and cannot succeed on retry");
-                }
+                Err(e) => return Err(e),
             }
         }
         Ok(answers)
+    }
+
+    /// Runs one command and returns its answer. A failure that a retry can mend is returned
+    /// as `RunError::Port`; one that it cannot is logged and gives no answer.
+    async fn run_one(
+        &self,
+        c: &Command,
+        out: &mut Outcome,
+        inline_wakeups: &mut usize,
+    ) -> Result<Option<Input>, RunError> {
+        self.hook.before(c)?;
+        out.commands += 1;
+        match self.execute(c, inline_wakeups).await {
+            Ok(answer) => Ok(answer),
+            Err(source) if source.is_retryable() => Err(RunError::Port {
+                command: name(c),
+                source,
+            }),
+            Err(source) => {
+                tracing::error!(command = name(c), error = %source, "command failed and cannot succeed on retry");
+                Ok(None)
+            }
+        }
     }
 
     async fn execute(
