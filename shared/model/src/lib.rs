@@ -688,18 +688,7 @@ impl Cloud {
         token: Option<&str>,
         instance: Option<&str>,
     ) -> Option<(String, usize)> {
-        if let Some(id) = instance {
-            let i = self.instances.get(id)?;
-            if i.asg != asg {
-                return None;
-            }
-            return i
-                .actions
-                .iter()
-                .position(|a| a.hook == hook && token.is_none_or(|t| t == a.token))
-                .map(|p| (i.id.clone(), p));
-        }
-        self.live_instances().find_map(|i| {
+        let pending = |i: &Instance| {
             if i.asg != asg {
                 return None;
             }
@@ -707,7 +696,11 @@ impl Cloud {
                 .iter()
                 .position(|a| a.hook == hook && token.is_none_or(|t| t == a.token))
                 .map(|p| (i.id.clone(), p))
-        })
+        };
+        match instance {
+            Some(id) => self.instances.get(id).and_then(pending),
+            None => self.live_instances().find_map(pending),
+        }
     }
 
     fn no_action(token: Option<&str>, instance: Option<&str>) -> ApiError {
