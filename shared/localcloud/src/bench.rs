@@ -338,20 +338,14 @@ pub fn svg(rows: &[Row]) -> String {
 /// created", on one instance: AWS calls and DynamoDB operations in the order the runner made
 /// them (all sequential), with the timer messages between them marked.
 pub async fn critical_path() -> Vec<&'static str> {
-    critical_path_of(Faults::default()).await
-}
-
-/// Sequential round trips in a critical path: markers (`<...>`) and calls made concurrently
-/// with the one before (`‖ ...`) add none.
-pub fn trips(path: &[&str]) -> usize {
-    path.iter()
-        .filter(|op| !op.starts_with('<') && !op.starts_with('‖'))
-        .count()
-}
-
-async fn critical_path_of(faults: Faults) -> Vec<&'static str> {
     let s = scenario(1, 1, None);
-    let mut d = Driver::new(s.cloud(Mode::Orchestrator), Quiet, faults, 1, s.steps());
+    let mut d = Driver::new(
+        s.cloud(Mode::Orchestrator),
+        Quiet,
+        Faults::default(),
+        1,
+        s.steps(),
+    );
     d.aws.1.record();
     d.schedule(0, Script::Launch(1));
     d.run(s.horizon_ms()).await;
@@ -365,6 +359,14 @@ async fn critical_path_of(faults: Faults) -> Vec<&'static str> {
         .copied()
         .chain(std::iter::once("CreateDeployment"))
         .collect()
+}
+
+/// Sequential round trips in a critical path: markers (`<...>`) and calls made concurrently
+/// with the one before (`‖ ...`) add none.
+pub fn trips(path: &[&str]) -> usize {
+    path.iter()
+        .filter(|op| !op.starts_with('<') && !op.starts_with('‖'))
+        .count()
 }
 
 #[cfg(test)]
