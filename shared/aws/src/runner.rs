@@ -183,6 +183,7 @@ fn name(c: &Command) -> &'static str {
         Command::StopDeployment { .. } => "StopDeployment",
         Command::PollDeployment { .. } => "PollDeployment",
         Command::CheckLeave { .. } => "CheckLeave",
+        Command::SealGate { .. } => "SealGate",
         Command::CheckRevisions { .. } => "CheckRevisions",
         Command::RecordHeartbeat { .. } => "RecordHeartbeat",
         Command::CompleteAction { .. } => "CompleteAction",
@@ -499,7 +500,18 @@ where
                 deployments,
                 now,
             };
-            match self.store.commit(commit).await {
+            // The groups about to get a deployment: their target revision is read while the
+            // commit is in flight, so `CreateDeployment` right after it needs no read of its
+            // own. A commit that loses only wastes the read.
+            let prefetch = async {
+                for c in &commands {
+                    if let Command::CreateDeployment { group, .. } = c {
+                        self.deployments.prefetch(group).await;
+                    }
+                }
+            };
+            let (committed, ()) = tokio::join!(self.store.commit(commit), prefetch);
+            match committed {
                 Ok(()) => {
                     loaded.world = world;
                     loaded.versions.extend(written);
@@ -652,28 +664,34 @@ where
                     targets,
                 })
             }
+            Command::SealGate {
+                group,
+                deployment,
+                gate,
+                instances,
+            } => {
+                // Close first: the status read after it is what proves the seal.
+                self.tags.close(gate, instances).await?;
+                let (state, _) = self.deployments.status(deployment, &[]).await?;
+                Some(Input::GateSealed {
+                    group: group.clone(),
+                    deployment: deployment.clone(),
+                    state,
+                })
+            }
             Command::CheckLeave {
                 gate,
                 instance,
                 group,
                 done_in,
-                next,
             } => {
                 self.tags
                     .close(gate, std::slice::from_ref(instance))
                     .await?;
-                // The next group's revision is read at the same time: the CreateDeployment
-                // that follows the check then needs one round trip, not two.
-                let prefetch = async {
-                    if let Some(n) = next {
-                        self.deployments.prefetch(n).await;
-                    }
-                };
-                let (blocking, ()) = tokio::join!(
-                    self.deployments.holding(group, instance, done_in.as_ref()),
-                    prefetch
-                );
-                let blocking = blocking?;
+                let blocking = self
+                    .deployments
+                    .holding(group, instance, done_in.as_ref())
+                    .await?;
                 Some(Input::LeaveChecked {
                     instance: instance.clone(),
                     group: group.clone(),

@@ -2,7 +2,9 @@
 //!
 //! The rules (design brief §3), each implemented in one place below:
 //! - **one deployment at a time per instance, in plan order**: an instance joins the waiting
-//!   list of exactly one group (its current step) and carries only that group's gate;
+//!   list of exactly one group (its current step) and carries only that group's gate, and
+//!   only until its deployment exists (the **seal**: CodeDeploy fixes in-place targets at
+//!   creation, so the gate is closed behind them and the instance needs no leave check);
 //! - **one active deployment per group, batched**: a free group admits every waiting instance
 //!   (up to `maxBatch`) into one deployment, after a short batch window; a busy group is waited
 //!   on, never fought;
@@ -179,6 +181,7 @@ fn primary_keys(input: &Input) -> (Vec<InstanceId>, Vec<GroupKey>) {
         Input::DeploymentEvent { group, .. }
         | Input::DeploymentStatus { group, .. }
         | Input::CreateOutcome { group, .. }
+        | Input::GateSealed { group, .. }
         | Input::ResetBreaker { group } => (vec![], vec![group.clone()]),
         Input::TargetEvent {
             group, instance, ..
@@ -237,6 +240,8 @@ enum StepResult {
     Success {
         revision: Option<Revision>,
         deployment: Option<DeploymentId>,
+        /// The deployment was sealed ([`Seal`]): nothing else can hold the instance.
+        sealed: bool,
     },
     Failure(String),
 }
@@ -294,6 +299,11 @@ impl Cx<'_> {
                 intent,
                 outcome,
             } => self.on_create_outcome(group, intent, outcome),
+            Input::GateSealed {
+                group,
+                deployment,
+                state,
+            } => self.on_gate_sealed(group, deployment, *state),
             Input::Revisions { instance, current } => self.on_revisions(instance, current),
             Input::LeaveChecked {
                 instance,
@@ -719,6 +729,7 @@ impl Cx<'_> {
                 members,
                 deployment,
                 revision,
+                seal,
                 ..
             }) => {
                 if let Some(m) = members.get(id) {
@@ -726,6 +737,7 @@ impl Cx<'_> {
                         MemberStatus::Succeeded => Standing::Done(StepResult::Success {
                             revision: revision.clone(),
                             deployment: Some(deployment.clone()),
+                            sealed: *seal == Seal::Sealed,
                         }),
                         MemberStatus::Failed => Standing::Done(StepResult::Failure(format!(
                             "deployment {deployment} failed on the instance"
@@ -750,9 +762,11 @@ impl Cx<'_> {
                 |d| format!("deployment {d}"),
             );
             return match (s.outcome, m.status) {
+                // Nothing was deployed, so nothing sealed the gate: the leave check closes it.
                 (DeploymentEnd::NothingToDeploy, _) => Standing::Done(StepResult::Success {
                     revision: None,
                     deployment: None,
+                    sealed: false,
                 }),
                 (DeploymentEnd::NotCreated, _) => Standing::Done(StepResult::Failure(
                     "the deployment could not be created".into(),
@@ -762,6 +776,7 @@ impl Cx<'_> {
                     Standing::Done(StepResult::Success {
                         revision: s.revision.clone(),
                         deployment: s.deployment.clone(),
+                        sealed: s.sealed,
                     })
                 }
                 (_, MemberStatus::Failed) => {
@@ -848,7 +863,20 @@ impl Cx<'_> {
                         _,
                         StepResult::Success {
                             revision,
+                            sealed: true,
+                            ..
+                        },
+                    ) => {
+                        // Sealed: nothing else can hold the instance, so no leave check.
+                        let admit = if hold_back { Admit::Follow } else { Admit::Now };
+                        self.step_succeeded(id, step, revision, admit);
+                    }
+                    (
+                        _,
+                        StepResult::Success {
+                            revision,
                             deployment,
+                            sealed: false,
                         },
                     ) => self.leave(id, step, revision, deployment, hold_back),
                     (_, StepResult::Failure(why)) => {
@@ -882,8 +910,9 @@ impl Cx<'_> {
         self.try_admit(&next);
     }
 
-    /// A step succeeded: close its gate, then confirm nothing else holds the instance (one
-    /// command, which the runner may run before this decision is committed).
+    /// A step of an unsealed deployment succeeded: close its gate, then confirm nothing else
+    /// holds the instance (one command, which the runner may run before this decision is
+    /// committed).
     fn leave(
         &mut self,
         id: &InstanceId,
@@ -899,15 +928,6 @@ impl Cx<'_> {
         let Some(s) = inst.plan.steps.get(step).cloned() else {
             return;
         };
-        // Read the next group's revision ahead only when its deployment will likely be
-        // created as soon as the check answers: not while waiting for batch-mates, nor when
-        // the group is busy.
-        let next = inst
-            .plan
-            .steps
-            .get(step + 1)
-            .map(|n| n.group.clone())
-            .filter(|_| !hold_back);
         inst.phase = Phase::Running {
             step,
             wait: StepWait::Leaving {
@@ -917,17 +937,11 @@ impl Cx<'_> {
                 blocked_by: None,
             },
         };
-        let next = next.filter(|n| {
-            self.w
-                .group(n)
-                .is_none_or(|g| g.active.is_none() && g.waiting.is_empty())
-        });
         self.out.push(Command::CheckLeave {
             gate: s.gate,
             instance: id.clone(),
             group: s.group,
             done_in,
-            next,
         });
     }
 
@@ -1533,14 +1547,15 @@ impl Cx<'_> {
         let Some(g) = self.group_mut(key) else {
             return Vec::new();
         };
-        let (deployment, revision, members) = match g.active.take() {
+        let (deployment, revision, members, sealed) = match g.active.take() {
             Some(Active::Ours {
                 deployment,
                 revision,
                 members,
+                seal,
                 ..
-            }) => (Some(deployment), revision, members),
-            Some(Active::Creating { members, .. }) => (None, None, members),
+            }) => (Some(deployment), revision, members, seal == Seal::Sealed),
+            Some(Active::Creating { members, .. }) => (None, None, members, false),
             other => {
                 g.active = other;
                 return Vec::new();
@@ -1573,6 +1588,7 @@ impl Cx<'_> {
                 members,
                 since: now,
                 polled_at: now,
+                sealed,
             });
         }
         if let Some(d) = deployment
@@ -1672,6 +1688,11 @@ impl Cx<'_> {
                 deployment,
                 revision,
             } => {
+                let seal = if ids.is_empty() {
+                    Seal::Open
+                } else {
+                    Seal::Pending { since: now }
+                };
                 g.active = Some(Active::Ours {
                     intent: intent.clone(),
                     deployment: deployment.clone(),
@@ -1679,6 +1700,7 @@ impl Cx<'_> {
                     members,
                     since: now,
                     polled_at: now,
+                    seal,
                 });
                 self.metric(
                     MetricName::DeploymentCreated,
@@ -1692,6 +1714,14 @@ impl Cx<'_> {
                     self.out.push(Command::StopDeployment {
                         group: key.clone(),
                         deployment: deployment.clone(),
+                    });
+                } else {
+                    // The targets are fixed now: close the gate behind them.
+                    self.out.push(Command::SealGate {
+                        group: key.clone(),
+                        deployment: deployment.clone(),
+                        gate,
+                        instances: ids,
                     });
                 }
             }
@@ -1773,6 +1803,36 @@ impl Cx<'_> {
         self.try_admit(key);
     }
 
+    /// The seal's answer: the deployment's status, read after its members' gate was closed.
+    fn on_gate_sealed(
+        &mut self,
+        key: &GroupKey,
+        deployment: &DeploymentId,
+        state: DeploymentState,
+    ) {
+        let Some(g) = self.group_mut(key) else {
+            self.ignore(format!("no record of {key}"));
+            return;
+        };
+        match &mut g.active {
+            Some(Active::Ours {
+                deployment: d,
+                seal,
+                ..
+            }) if d == deployment && *seal != Seal::Open => {
+                if state.is_terminal() {
+                    // Over before the close was confirmed: another deployment may have taken
+                    // a member through its open gate, so members leave through the check.
+                    *seal = Seal::Open;
+                    self.on_deployment(key, deployment, state, &[]);
+                } else {
+                    *seal = Seal::Sealed;
+                }
+            }
+            _ => self.ignore(format!("seal answer for {deployment}, which is not active")),
+        }
+    }
+
     // ---- timer and operator -----------------------------------------------------------------
 
     fn on_instance_tick(&mut self, id: &InstanceId) {
@@ -1813,7 +1873,6 @@ impl Cx<'_> {
                         instance: id.clone(),
                         group,
                         done_in: None,
-                        next: None,
                     });
                 }
             }
@@ -1930,12 +1989,43 @@ impl Cx<'_> {
 
     fn on_group_tick(&mut self, key: &GroupKey) {
         let now = self.now;
-        let (poll_every, lease) = (self.cfg.poll_interval_ms, self.cfg.create_lease_ms);
+        let (poll_every, lease, resend) = (
+            self.cfg.poll_interval_ms,
+            self.cfg.create_lease_ms,
+            self.cfg.resend_ms,
+        );
         self.try_admit(key);
         let Some(g) = self.group_mut(key) else {
             return;
         };
         let mut polls: Vec<DeploymentId> = Vec::new();
+        // A seal lost with its invocation (or throttled) is sent again, for the members still
+        // pending: one that finished may have moved on and need its gate again later.
+        if let Some(Active::Ours {
+            deployment,
+            members,
+            seal: Seal::Pending { since },
+            ..
+        }) = &mut g.active
+            && now.since(*since) >= resend
+        {
+            *since = now;
+            let instances: Vec<InstanceId> = members
+                .iter()
+                .filter(|(_, m)| m.status == MemberStatus::Pending)
+                .map(|(i, _)| i.clone())
+                .collect();
+            let (deployment, gate) = (deployment.clone(), g.gate.clone());
+            self.out.push(Command::SealGate {
+                group: key.clone(),
+                deployment,
+                gate,
+                instances,
+            });
+        }
+        let Some(g) = self.group_mut(key) else {
+            return;
+        };
         match &mut g.active {
             Some(Active::Creating {
                 intent,
@@ -2223,7 +2313,15 @@ impl Cx<'_> {
                 }
             }
             Some(Active::Creating { since, .. }) => at.push(since.plus_ms(cfg.create_lease_ms)),
-            Some(Active::Ours { polled_at, .. }) | Some(Active::Foreign { polled_at, .. }) => {
+            Some(Active::Ours {
+                polled_at, seal, ..
+            }) => {
+                at.push(polled_at.plus_ms(cfg.poll_interval_ms));
+                if let Seal::Pending { since } = seal {
+                    at.push(since.plus_ms(cfg.resend_ms));
+                }
+            }
+            Some(Active::Foreign { polled_at, .. }) => {
                 at.push(polled_at.plus_ms(cfg.poll_interval_ms))
             }
         }

@@ -70,6 +70,12 @@ pub enum Input {
         instance: InstanceId,
         current: Vec<GroupRevision>,
     },
+    /// Answer to [`Command::SealGate`]: the deployment's status, read after the gate closed.
+    GateSealed {
+        group: GroupKey,
+        deployment: DeploymentId,
+        state: DeploymentState,
+    },
     /// Answer to [`Command::CheckLeave`]: the active deployment of the group that still has
     /// the instance as an unfinished target, if any.
     LeaveChecked {
@@ -200,6 +206,15 @@ pub enum Command {
         intent: IntentId,
         since: Millis,
     },
+    /// Our deployment exists: remove its members' gate tag (EC2 DeleteTags), then read whether
+    /// the deployment is still active (GetDeployment). Answered by `GateSealed`; see
+    /// [`crate::Seal`] for why this lets members move on without a leave check.
+    SealGate {
+        group: GroupKey,
+        deployment: DeploymentId,
+        gate: Gate,
+        instances: Vec<InstanceId>,
+    },
     StopDeployment {
         group: GroupKey,
         deployment: DeploymentId,
@@ -210,7 +225,7 @@ pub enum Command {
         deployment: DeploymentId,
         instances: Vec<InstanceId>,
     },
-    /// A step is over: remove its gate tag (EC2 DeleteTags), then ask whether the instance is
+    /// A step of an unsealed deployment is over: remove its gate tag (EC2 DeleteTags), then ask whether the instance is
     /// still an unfinished target of the group's active deployment (GetDeploymentGroup's last
     /// attempted deployment, then its target): one may have been created while the gate was
     /// open. The check only means something after the close, so they are one command.
@@ -220,9 +235,6 @@ pub enum Command {
         instance: InstanceId,
         group: GroupKey,
         done_in: Option<DeploymentId>,
-        /// The plan's next group: the runner may read its target revision at the same time,
-        /// for the `CreateDeployment` that usually follows (off the critical path).
-        next: Option<GroupKey>,
     },
     /// Read each group's current target revision.
     CheckRevisions {
@@ -247,15 +259,17 @@ pub enum Command {
 
 impl Command {
     /// Whether the command may run before the decision that issued it is committed, with its
-    /// answer decided into the same commit (see the runner). True for reads, and for the leave
-    /// check, whose only write closes the gate of a step CodeDeploy reported finished: a fact
-    /// that outlives a lost decision, so a re-decision closes that gate too. Everything else
+    /// answer decided into the same commit (see the runner). True for reads, for the leave
+    /// check, whose only write closes the gate of a step CodeDeploy reported finished, and for
+    /// the seal, whose only write closes the gate of members of a deployment that exists: facts
+    /// that outlive a lost decision, so a re-decision closes those gates too. Everything else
     /// (opening a gate, creating or stopping a deployment, lifecycle calls) must wait until
     /// the decision is durable.
     pub fn may_run_early(&self) -> bool {
         matches!(
             self,
             Command::CheckLeave { .. }
+                | Command::SealGate { .. }
                 | Command::CheckRevisions { .. }
                 | Command::PollDeployment { .. }
                 | Command::FindDeployment { .. }

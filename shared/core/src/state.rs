@@ -229,6 +229,9 @@ pub enum Active {
         members: BTreeMap<InstanceId, Member>,
         since: Millis,
         polled_at: Millis,
+        /// Whether the members' gate is closed behind the deployment (see [`Seal`]).
+        #[serde(default)]
+        seal: Seal,
     },
     /// Someone else's deployment (a user's, a rollback, an auto-update): waited on, not fought.
     Foreign {
@@ -236,6 +239,26 @@ pub enum Active {
         since: Millis,
         polled_at: Millis,
     },
+}
+
+/// Whether the gate of an active deployment's members was closed while it was still active
+/// ([`crate::Command::SealGate`]).
+///
+/// CodeDeploy picks an in-place deployment's targets when the deployment is created, and a
+/// group runs one deployment at a time. So once the gate is closed while our deployment is still
+/// active, no other deployment of the group can have a member as a target: none could be
+/// created while ours ran, and those created later no longer select the member. A member of a
+/// sealed deployment moves on as soon as its own target succeeds, with no leave check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Seal {
+    /// Not sealed: the deployment ended first, or the record predates seals. Members leave
+    /// through the leave check.
+    #[default]
+    Open,
+    /// Sent at `since` and not answered yet; the group's timer sends it again.
+    Pending { since: Millis },
+    /// The gate was closed while the deployment was still active.
+    Sealed,
 }
 
 /// An instance served by one of the orchestrator's deployments.
@@ -270,6 +293,9 @@ pub struct Settling {
     pub members: BTreeMap<InstanceId, Member>,
     pub since: Millis,
     pub polled_at: Millis,
+    /// Whether the deployment was sealed ([`Seal::Sealed`]) before it ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 /// How a deployment ended.

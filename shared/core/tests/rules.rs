@@ -1433,31 +1433,175 @@ fn rule_heartbeat_only_a_confirmed_heartbeat_counts() {
     );
 }
 
-#[test]
-fn rule_the_leave_check_names_the_next_group_only_when_it_will_be_deployed_at_once() {
-    let next_of = |d: &Decision| {
-        d.commands.iter().find_map(|c| match c {
-            Command::CheckLeave { next, .. } => Some(next.clone()),
+fn seals(d: &Decision) -> Vec<(DeploymentId, String, Vec<InstanceId>)> {
+    d.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::SealGate {
+                deployment,
+                gate,
+                instances,
+                ..
+            } => Some((deployment.clone(), gate.key.clone(), instances.clone())),
             _ => None,
         })
-    };
-    // Alone in its batch, the next group free: its revision is read beside the check.
+        .collect()
+}
+
+fn seal_of(h: &H, g: usize) -> Seal {
+    match &h.world.group(&group(g)).unwrap().active {
+        Some(Active::Ours { seal, .. }) => *seal,
+        other => panic!("group {g} has no deployment of ours: {other:?}"),
+    }
+}
+
+impl H {
+    /// Answers the seal of `d` in group `g` with the deployment's status after the close.
+    fn sealed(&mut self, g: usize, d: &str, state: DeploymentState) -> Decision {
+        self.feed(Input::GateSealed {
+            group: group(g),
+            deployment: d.into(),
+            state,
+        })
+    }
+}
+
+#[test]
+fn rule_seal_closes_the_gate_behind_a_created_deployment() {
     let mut h = H::new();
+    h.launch("i-1", 2);
+    h.launch("i-2", 2);
+    h.advance(2);
+    h.tick_group(0);
+    let d = h.created(0, "d-0");
+    assert_eq!(
+        seals(&d),
+        vec![(
+            DeploymentId::from("d-0"),
+            "gate-0".to_owned(),
+            vec![InstanceId::from("i-1"), InstanceId::from("i-2")]
+        )],
+        "the targets are fixed once the deployment exists: the gate closes behind them"
+    );
+    assert!(matches!(seal_of(&h, 0), Seal::Pending { .. }));
+    h.sealed(0, "d-0", DeploymentState::InProgress);
+    assert_eq!(seal_of(&h, 0), Seal::Sealed);
+}
+
+#[test]
+fn rule_seal_a_sealed_member_moves_on_without_a_leave_check() {
+    let mut h = H::new();
+    h.auto_clear = false;
     h.launch_and_create("i-1", 2, "d-0");
+    h.sealed(0, "d-0", DeploymentState::InProgress);
     let d = h.target(0, "d-0", "i-1", TargetState::Succeeded);
-    assert_eq!(next_of(&d), Some(Some(group(1))));
-    // A batch-mate is still deploying: the instance waits for it, so nothing is read ahead.
+    assert!(
+        !d.commands
+            .iter()
+            .any(|c| matches!(c, Command::CheckLeave { .. } | Command::CloseGate { .. })),
+        "no close and no check: the seal did both while d-0 ran: {d:?}"
+    );
+    let open = position(
+        &d,
+        |c| matches!(c, Command::OpenGate { gate, instances } if gate.key == "gate-1" && instances == &[InstanceId::from("i-1")]),
+    );
+    let create = position(
+        &d,
+        |c| matches!(c, Command::CreateDeployment { group: g, .. } if *g == group(1)),
+    );
+    assert!(open < create, "{d:?}");
+    assert_eq!(h.phase("i-1").step(), Some(1));
+    assert_eq!(h.inst("i-1").steps[0].installed, Some(Some("rev-0".into())));
+}
+
+#[test]
+fn rule_seal_answered_after_the_deployment_ended_falls_back_to_the_leave_check() {
+    // The close was confirmed only after d-0 was over: a user deployment may have taken the
+    // instance through its gate in between, so the instance leaves through the check.
+    let mut h = H::new();
+    h.auto_clear = false;
+    h.launch_and_create("i-1", 2, "d-0");
+    h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    // The target result came before the seal's answer: unsealed, so the check runs.
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Running {
+            step: 0,
+            wait: StepWait::Leaving { .. }
+        }
+    ));
+    let d = h.sealed(0, "d-0", DeploymentState::Succeeded);
+    assert!(creates(&d).is_empty(), "{d:?}");
+    assert!(
+        h.world.group(&group(0)).is_none_or(|g| g.active.is_none()),
+        "settled"
+    );
+    let mut h = H::new();
+    h.auto_clear = false;
+    h.launch_and_create("i-1", 2, "d-0");
+    h.sealed(0, "d-0", DeploymentState::Succeeded);
+    let d = h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    assert!(
+        d.commands
+            .iter()
+            .any(|c| matches!(c, Command::CheckLeave { gate, .. } if gate.key == "gate-0")),
+        "{d:?}"
+    );
+    assert!(creates(&d).is_empty(), "no next step before the check");
+}
+
+#[test]
+fn rule_seal_a_lost_seal_is_sent_again_for_the_members_still_pending() {
     let mut h = H::new();
     h.launch("i-1", 2);
     h.launch("i-2", 2);
     h.advance(2);
     h.tick_group(0);
     h.created(0, "d-0");
-    let d = h.target(0, "d-0", "i-1", TargetState::Succeeded);
-    assert_eq!(next_of(&d), Some(None));
-    // The last step has no next group.
+    // i-1 finished and moved on (it may need gate 0 again later); i-2 still deploys.
+    h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    h.advance(5);
+    assert!(
+        seals(&h.tick_group(0)).is_empty(),
+        "not yet: it may still answer"
+    );
+    h.advance(30);
+    let d = h.tick_group(0);
+    assert_eq!(
+        seals(&d),
+        vec![(
+            DeploymentId::from("d-0"),
+            "gate-0".to_owned(),
+            vec![InstanceId::from("i-2")]
+        )]
+    );
+    let wake = h.world.group(&group(0)).unwrap().wake_at.unwrap();
+    assert!(
+        wake <= h.now.plus_secs(30),
+        "the group's timer covers the re-send: {wake:?}"
+    );
+}
+
+#[test]
+fn rule_seal_a_settled_sealed_deployment_still_spares_the_check() {
+    // d-0 ends before a member's result is read: the result comes from a poll, and the
+    // member still needs no leave check.
     let mut h = H::new();
-    h.launch_and_create("i-1", 1, "d-0");
-    let d = h.target(0, "d-0", "i-1", TargetState::Succeeded);
-    assert_eq!(next_of(&d), Some(None));
+    h.auto_clear = false;
+    h.launch_and_create("i-1", 2, "d-0");
+    h.sealed(0, "d-0", DeploymentState::InProgress);
+    h.deployment(0, "d-0", DeploymentState::Succeeded);
+    let d = h.feed(Input::DeploymentStatus {
+        group: group(0),
+        deployment: "d-0".into(),
+        state: DeploymentState::Succeeded,
+        targets: vec![("i-1".into(), TargetState::Succeeded)],
+    });
+    let d2 = h.tick("i-1");
+    let all: Vec<&Command> = d.commands.iter().chain(&d2.commands).collect();
+    assert!(
+        !all.iter().any(|c| matches!(c, Command::CheckLeave { .. })),
+        "{all:?}"
+    );
+    assert_eq!(h.phase("i-1").step(), Some(1));
 }

@@ -193,7 +193,7 @@ impl Deployments for Aws {
         config: Option<&str>,
     ) -> Result<CreateOutcome, PortError> {
         // The adapter reads the group's target revision first (unless it was read ahead, a
-        // moment ago, beside the leave check), then creates.
+        // moment ago, beside the commit that decided the creation), then creates.
         let now = self.lock().now;
         let ahead = self
             .2
@@ -249,7 +249,7 @@ impl Deployments for Aws {
         }
     }
     async fn prefetch(&self, g: &GroupKey) {
-        // Concurrent with the leave check in the runner: not a round trip of its own.
+        // Concurrent with the commit in the runner: not a round trip of its own.
         if self.fault("‖ GetDeploymentGroup (next group)").is_err() {
             return;
         }

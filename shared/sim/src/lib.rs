@@ -545,6 +545,24 @@ impl Sim {
                     targets,
                 }]
             }
+            Command::SealGate {
+                group,
+                deployment,
+                gate,
+                instances,
+            } => {
+                let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
+                self.cloud.delete_tags(&ids, &gate.key);
+                let Ok(d) = self.cloud.get_deployment(&deployment.0) else {
+                    return vec![];
+                };
+                let (state, _) = deployment_status(&d, &[]);
+                vec![Input::GateSealed {
+                    group,
+                    deployment,
+                    state,
+                }]
+            }
             Command::CheckLeave {
                 gate,
                 instance,
