@@ -920,7 +920,10 @@ impl Cloud {
 
     /// CreateDeployment [aws-facts §3.1]: one active deployment per group, else
     /// `DeploymentLimitExceededException` naming the active one; targets are the group's
-    /// tag-selected instances; with `update_outdated_only`, up-to-date ones are skipped.
+    /// tag-selected instances *at creation* (CodeDeploy user guide, instances-tagging: the
+    /// instances meeting the tag criteria "when a deployment to that deployment group is
+    /// created"; tags changed later do not change a running deployment's targets); with
+    /// `update_outdated_only`, up-to-date ones are skipped.
     #[allow(clippy::too_many_arguments)]
     pub fn create_deployment(
         &mut self,
