@@ -247,6 +247,14 @@ where
                 Err(RunError::Store(StoreError::Duplicate(e))) => {
                     tracing::info!(event_id = %e, "event already processed");
                     out.duplicate = true;
+                    // A redelivered message often means the invocation that processed it died
+                    // after its commit, before its commands and timers ran. Look at its records
+                    // now, as their timer would, rather than at the next sweep.
+                    queue.extend(
+                        Engine::records_of(&input)
+                            .into_iter()
+                            .map(|k| (Input::Tick(k), None)),
+                    );
                     continue;
                 }
                 Err(e) => return Err(e),

@@ -129,3 +129,48 @@ async fn every_action_completes_once_whatever_command_the_runner_dies_at() {
     }
     eprintln!("{commands} crashed runs recovered");
 }
+
+/// A message SQS delivers again after its event was committed usually means the invocation
+/// died after its commit, before its commands and timers ran. The runner then looks at the
+/// event's records at once (as their timer would), so a heartbeat owed is not left to the
+/// minute sweep.
+#[tokio::test]
+async fn a_redelivered_event_makes_the_runner_look_at_its_records_at_once() {
+    let plan = (0..STEPS)
+        .map(|i| (format!("app{i}"), format!("dg{i}")))
+        .collect();
+    let d = Driver::new(cloud(), CrashAt::default(), Faults::default(), 3, plan);
+    let body = {
+        let mut c = d.aws.lock();
+        c.scale_out("fleet", 1);
+        c.drain()
+            .into_iter()
+            .find(|p| p.kind == turnstile_model::EventKind::Lifecycle)
+            .expect("a launch event")
+            .json
+            .to_string()
+    };
+    let msg = turnstile_events::parse(&body).expect("a real launch event parses");
+    let (input, event) = d.runner.input_of(msg).await.unwrap().unwrap();
+    let first = d.runner.handle(input.clone(), event.clone()).await.unwrap();
+    assert!(!first.duplicate);
+    let beats = || {
+        d.aws
+            .lock()
+            .calls
+            .get("RecordLifecycleActionHeartbeat")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = beats();
+    // 300 s later (a heartbeat is due at 40 % of 600 s) the same message comes back, and no
+    // timer message has run meanwhile.
+    d.aws.lock().now += 300_000;
+    let again = d.runner.handle(input, event).await.unwrap();
+    assert!(again.duplicate, "the event was committed the first time");
+    assert_eq!(
+        beats(),
+        before + 1,
+        "the heartbeat owed is sent by the redelivery"
+    );
+}

@@ -134,6 +134,17 @@ impl Engine {
         keys.into_iter().collect()
     }
 
+    /// The records `input` is about (its instance, its group), without the plan's groups:
+    /// the ones the timer would look at to follow up on it.
+    pub fn records_of(input: &Input) -> Vec<Key> {
+        let (instances, groups) = primary_keys(input);
+        instances
+            .into_iter()
+            .map(Key::Instance)
+            .chain(groups.into_iter().map(Key::Group))
+            .collect()
+    }
+
     /// Decides what `input` means at `now`, updating `world` in place.
     pub fn decide(
         &self,
