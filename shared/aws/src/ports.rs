@@ -120,16 +120,17 @@ pub trait Deployments: Send + Sync {
     ) -> impl Future<Output = Result<Option<DeploymentId>, PortError>> + Send;
 }
 
-/// EC2 instance tags (the gates).
+/// EC2 instance tags (the gates). Each call sets or removes every gate given on every
+/// instance given.
 pub trait Tags: Send + Sync {
     fn open(
         &self,
-        gate: &Gate,
+        gates: &[Gate],
         instances: &[InstanceId],
     ) -> impl Future<Output = Result<(), PortError>> + Send;
     fn close(
         &self,
-        gate: &Gate,
+        gates: &[Gate],
         instances: &[InstanceId],
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }

@@ -612,12 +612,12 @@ where
         inline_wakeups: &mut usize,
     ) -> Result<Option<Input>, PortError> {
         Ok(match c {
-            Command::OpenGate { gate, instances } => {
-                self.tags.open(gate, instances).await?;
+            Command::OpenGate { gates, instances } => {
+                self.tags.open(gates, instances).await?;
                 None
             }
-            Command::CloseGate { gate, instances } => {
-                self.tags.close(gate, instances).await?;
+            Command::CloseGate { gates, instances } => {
+                self.tags.close(gates, instances).await?;
                 None
             }
             Command::CreateDeployment {
@@ -679,7 +679,9 @@ where
                 instances,
             } => {
                 // Close first: the status read after it is what proves the seal.
-                self.tags.close(gate, instances).await?;
+                self.tags
+                    .close(std::slice::from_ref(gate), instances)
+                    .await?;
                 let (state, _) = self.deployments.status(deployment, &[]).await?;
                 Some(Input::GateSealed {
                     group: group.clone(),
@@ -694,7 +696,7 @@ where
                 done_in,
             } => {
                 self.tags
-                    .close(gate, std::slice::from_ref(instance))
+                    .close(std::slice::from_ref(gate), std::slice::from_ref(instance))
                     .await?;
                 let blocking = self
                     .deployments

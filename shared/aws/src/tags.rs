@@ -22,11 +22,23 @@ impl Ec2Tags {
 
     async fn apply(
         &self,
-        gate: &Gate,
+        gates: &[Gate],
         instances: &[InstanceId],
         open: bool,
     ) -> Result<(), PortError> {
         let op = if open { "CreateTags" } else { "DeleteTags" };
+        if gates.is_empty() {
+            return Ok(());
+        }
+        // Every gate in one call: a tag without a value deletes the key whatever its value.
+        let tags: Vec<Tag> = gates
+            .iter()
+            .map(|g| {
+                let tag = Tag::builder().key(&g.key);
+                if open { tag.value(&g.value) } else { tag }.build()
+            })
+            .collect();
+        let keys: Vec<&str> = gates.iter().map(|g| g.key.as_str()).collect();
         for chunk in instances.chunks(INSTANCES_PER_CALL) {
             let mut ids: Vec<String> = chunk.iter().map(|i| i.0.clone()).collect();
             // CreateTags is all-or-nothing: a terminated instance fails the whole call, and the
@@ -36,21 +48,18 @@ impl Ec2Tags {
                     break;
                 }
                 let result = if open {
-                    let tag = Tag::builder().key(&gate.key).value(&gate.value).build();
                     let call = self
                         .client
                         .create_tags()
                         .set_resources(Some(ids.clone()))
-                        .tags(tag);
+                        .set_tags(Some(tags.clone()));
                     call.send().await.map(|_| ()).map_err(|e| failure(op, e))
                 } else {
-                    // A tag without a value deletes the key whatever its value.
-                    let tag = Tag::builder().key(&gate.key).build();
                     let call = self
                         .client
                         .delete_tags()
                         .set_resources(Some(ids.clone()))
-                        .tags(tag);
+                        .set_tags(Some(tags.clone()));
                     call.send().await.map(|_| ()).map_err(|e| failure(op, e))
                 };
                 match result {
@@ -68,7 +77,7 @@ impl Ec2Tags {
                                 source: message.into(),
                             });
                         }
-                        tracing::info!(gone = ?missing, gate = %gate.key, "instances no longer exist; tagging the others");
+                        tracing::info!(gone = ?missing, gates = ?keys, "instances no longer exist; tagging the others");
                     }
                     Err((_, _, e)) => return Err(e),
                 }
@@ -104,12 +113,12 @@ pub fn instance_ids_in(message: &str) -> Vec<String> {
 }
 
 impl Tags for Ec2Tags {
-    async fn open(&self, gate: &Gate, instances: &[InstanceId]) -> Result<(), PortError> {
-        self.apply(gate, instances, true).await
+    async fn open(&self, gates: &[Gate], instances: &[InstanceId]) -> Result<(), PortError> {
+        self.apply(gates, instances, true).await
     }
 
-    async fn close(&self, gate: &Gate, instances: &[InstanceId]) -> Result<(), PortError> {
-        self.apply(gate, instances, false).await
+    async fn close(&self, gates: &[Gate], instances: &[InstanceId]) -> Result<(), PortError> {
+        self.apply(gates, instances, false).await
     }
 }
 

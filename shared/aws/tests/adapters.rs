@@ -627,6 +627,13 @@ mod tags {
         }
     }
 
+    fn api_gate() -> Gate {
+        Gate {
+            key: "turnstile:gate:api".into(),
+            value: "yes".into(),
+        }
+    }
+
     #[tokio::test]
     async fn open_and_close_send_the_gate_key_and_value() {
         let open = mock!(Client::create_tags)
@@ -649,11 +656,49 @@ mod tags {
             RuleMode::MatchAny,
             [&open, &close]
         ));
-        tags.open(&gate(), &["i-1".into(), "i-2".into()])
+        tags.open(&[gate()], &["i-1".into(), "i-2".into()])
             .await
             .unwrap();
-        tags.close(&gate(), &["i-1".into()]).await.unwrap();
+        tags.close(&[gate()], &["i-1".into()]).await.unwrap();
         assert_eq!((open.num_calls(), close.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn several_gates_are_one_call() {
+        let open = mock!(Client::create_tags)
+            .match_requests(|r| {
+                let tags: Vec<(Option<&str>, Option<&str>)> =
+                    r.tags().iter().map(|t| (t.key(), t.value())).collect();
+                tags == [
+                    (Some("turnstile:gate:web"), Some("open")),
+                    (Some("turnstile:gate:api"), Some("yes")),
+                ]
+            })
+            .then_output(|| CreateTagsOutput::builder().build());
+        let close = mock!(Client::delete_tags)
+            .match_requests(|r| {
+                let tags: Vec<(Option<&str>, Option<&str>)> =
+                    r.tags().iter().map(|t| (t.key(), t.value())).collect();
+                tags == [
+                    (Some("turnstile:gate:web"), None),
+                    (Some("turnstile:gate:api"), None),
+                ]
+            })
+            .then_output(|| DeleteTagsOutput::builder().build());
+        let tags = Ec2Tags::new(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&open, &close]
+        ));
+        let both = [gate(), api_gate()];
+        tags.open(&both, &["i-1".into()]).await.unwrap();
+        tags.close(&both, &["i-1".into()]).await.unwrap();
+        tags.close(&[], &["i-1".into()]).await.unwrap();
+        assert_eq!(
+            (open.num_calls(), close.num_calls()),
+            (1, 1),
+            "one call each, none for no gates"
+        );
     }
 
     #[tokio::test]
@@ -678,7 +723,7 @@ mod tags {
             RuleMode::Sequential,
             [&rule, &retry]
         ));
-        tags.open(&gate(), &["i-0dead".into(), "i-0a11ve".into()])
+        tags.open(&[gate()], &["i-0dead".into(), "i-0a11ve".into()])
             .await
             .unwrap();
         assert_eq!(rule.num_calls() + retry.num_calls(), 2);

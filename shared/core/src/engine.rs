@@ -702,7 +702,7 @@ impl Cx<'_> {
         };
         let (gate, config) = (g.gate.clone(), g.config.clone());
         self.out.push(Command::OpenGate {
-            gate,
+            gates: vec![gate],
             instances: batch.clone(),
         });
         self.out.push(Command::CreateDeployment {
@@ -1110,7 +1110,7 @@ impl Cx<'_> {
         let asg = inst.action.asg.clone();
         let attempts = inst.steps.get(step).map_or(0, |r| r.attempts);
         self.out.push(Command::CloseGate {
-            gate: s.gate.clone(),
+            gates: vec![s.gate.clone()],
             instances: vec![id.clone()],
         });
         if attempts <= s.retries {
@@ -1313,18 +1313,16 @@ impl Cx<'_> {
         self.verify(id);
     }
 
-    /// Closes every gate of the instance's plan (idempotent: tagging is).
+    /// Closes every gate of the instance's plan, in one call (idempotent: tagging is).
     fn close_every_gate(&mut self, id: &InstanceId) {
         let gates: Vec<_> = self
             .inst(id)
             .map(|i| i.plan.steps.iter().map(|s| s.gate.clone()).collect())
             .unwrap_or_default();
-        for gate in gates {
-            self.out.push(Command::CloseGate {
-                gate,
-                instances: vec![id.clone()],
-            });
-        }
+        self.out.push(Command::CloseGate {
+            gates,
+            instances: vec![id.clone()],
+        });
     }
 
     fn on_revisions(&mut self, id: &InstanceId, current: &[GroupRevision]) {
@@ -1386,12 +1384,10 @@ impl Cx<'_> {
             self.start_attempt(id, first, Admit::Now);
             return;
         }
-        for gate in gates {
-            self.out.push(Command::OpenGate {
-                gate,
-                instances: vec![id.clone()],
-            });
-        }
+        self.out.push(Command::OpenGate {
+            gates,
+            instances: vec![id.clone()],
+        });
         self.complete(id, LifecycleResult::Continue, "every step succeeded".into());
     }
 
@@ -1748,7 +1744,7 @@ impl Cx<'_> {
                 });
                 if !ids.is_empty() {
                     self.out.push(Command::CloseGate {
-                        gate,
+                        gates: vec![gate],
                         instances: ids,
                     });
                 }
@@ -1768,7 +1764,7 @@ impl Cx<'_> {
                 }
                 let config = g.config.clone();
                 self.out.push(Command::OpenGate {
-                    gate,
+                    gates: vec![gate],
                     instances: ids.clone(),
                 });
                 self.out.push(Command::CreateDeployment {
@@ -1788,7 +1784,7 @@ impl Cx<'_> {
                 g.active = None;
                 g.admit_at = Some(retry_at);
                 self.out.push(Command::CloseGate {
-                    gate,
+                    gates: vec![gate],
                     instances: ids,
                 });
                 self.ignore(format!("CreateDeployment will be retried: {reason}"));
@@ -1798,7 +1794,7 @@ impl Cx<'_> {
                 retryable: false,
             } => {
                 self.out.push(Command::CloseGate {
-                    gate,
+                    gates: vec![gate],
                     instances: ids,
                 });
                 self.alert(

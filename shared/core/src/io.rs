@@ -180,14 +180,15 @@ pub enum Key {
 /// A request the runner carries out. Commands of one decision run in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    /// Tag the instances with the gate (EC2 CreateTags). Idempotent.
+    /// Tag the instances with the gates (one EC2 CreateTags per 500 instances). Idempotent.
     OpenGate {
-        gate: Gate,
+        gates: Vec<Gate>,
         instances: Vec<InstanceId>,
     },
-    /// Remove the gate tag from the instances (EC2 DeleteTags). Idempotent.
+    /// Remove the gates' tags from the instances (one EC2 DeleteTags per 500 instances).
+    /// Idempotent.
     CloseGate {
-        gate: Gate,
+        gates: Vec<Gate>,
         instances: Vec<InstanceId>,
     },
     /// `CreateDeployment` with the group's target revision, `updateOutdatedInstancesOnly`,

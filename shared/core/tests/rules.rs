@@ -248,6 +248,10 @@ fn stops(d: &Decision) -> Vec<DeploymentId> {
         .collect()
 }
 
+fn keys(gates: &[Gate]) -> Vec<&str> {
+    gates.iter().map(|g| g.key.as_str()).collect()
+}
+
 fn position(d: &Decision, f: impl Fn(&Command) -> bool) -> usize {
     d.commands
         .iter()
@@ -264,7 +268,7 @@ fn rule_gate_admission_opens_the_gate_before_creating_the_deployment() {
     let d = h.tick_group(0);
     let open = position(
         &d,
-        |c| matches!(c, Command::OpenGate { gate, instances } if gate.key == "gate-0" && instances == &vec![InstanceId::from("i-1")]),
+        |c| matches!(c, Command::OpenGate { gates, instances } if keys(gates) == ["gate-0"] && instances == &vec![InstanceId::from("i-1")]),
     );
     let create = position(&d, |c| matches!(c, Command::CreateDeployment { .. }));
     assert!(
@@ -274,7 +278,7 @@ fn rule_gate_admission_opens_the_gate_before_creating_the_deployment() {
     assert!(
         !d.commands
             .iter()
-            .any(|c| matches!(c, Command::OpenGate { gate, .. } if gate.key == "gate-1")),
+            .any(|c| matches!(c, Command::OpenGate { gates, .. } if keys(gates) == ["gate-1"])),
         "only the current step's gate is opened"
     );
     match &d.commands[create] {
@@ -589,11 +593,15 @@ fn rule_continue_only_when_all_steps_succeeded_after_revision_check() {
         .commands
         .iter()
         .filter_map(|c| match c {
-            Command::OpenGate { gate, .. } => Some(gate.key.clone()),
+            Command::OpenGate { gates, .. } => Some(keys(gates)),
             _ => None,
         })
         .collect();
-    assert_eq!(opened, vec!["gate-0", "gate-1"]);
+    assert_eq!(
+        opened,
+        vec![vec!["gate-0", "gate-1"]],
+        "every gate in one call"
+    );
     h.feed(Input::ActionCompleted {
         instance: "i-1".into(),
         token: "tok-i-1".into(),
@@ -728,7 +736,7 @@ fn rule_gates_withheld_for_finished_steps() {
     );
     let open = position(
         &d,
-        |c| matches!(c, Command::OpenGate { gate, .. } if gate.key == "gate-1"),
+        |c| matches!(c, Command::OpenGate { gates, .. } if keys(gates) == ["gate-1"]),
     );
     assert!(
         close < open,
@@ -1503,7 +1511,7 @@ fn rule_seal_a_sealed_member_moves_on_without_a_leave_check() {
     );
     let open = position(
         &d,
-        |c| matches!(c, Command::OpenGate { gate, instances } if gate.key == "gate-1" && instances == &[InstanceId::from("i-1")]),
+        |c| matches!(c, Command::OpenGate { gates, instances } if keys(gates) == ["gate-1"] && instances == &[InstanceId::from("i-1")]),
     );
     let create = position(
         &d,

@@ -345,16 +345,22 @@ impl Deployments for Aws {
 }
 
 impl Tags for Aws {
-    async fn open(&self, gate: &Gate, instances: &[InstanceId]) -> Result<(), PortError> {
+    async fn open(&self, gates: &[Gate], instances: &[InstanceId]) -> Result<(), PortError> {
         self.fault("CreateTags")?;
         let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-        self.lock().create_tags(&ids, &gate.key, &gate.value);
+        let mut c = self.lock();
+        for gate in gates {
+            c.create_tags(&ids, &gate.key, &gate.value);
+        }
         Ok(())
     }
-    async fn close(&self, gate: &Gate, instances: &[InstanceId]) -> Result<(), PortError> {
+    async fn close(&self, gates: &[Gate], instances: &[InstanceId]) -> Result<(), PortError> {
         self.fault("DeleteTags")?;
         let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-        self.lock().delete_tags(&ids, &gate.key);
+        let mut c = self.lock();
+        for gate in gates {
+            c.delete_tags(&ids, &gate.key);
+        }
         Ok(())
     }
 }

@@ -425,14 +425,18 @@ impl Sim {
     fn execute(&mut self, c: Command) -> Vec<Input> {
         let now = self.cloud.now;
         match c {
-            Command::OpenGate { gate, instances } => {
+            Command::OpenGate { gates, instances } => {
                 let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-                self.cloud.create_tags(&ids, &gate.key, &gate.value);
+                for gate in gates {
+                    self.cloud.create_tags(&ids, &gate.key, &gate.value);
+                }
                 vec![]
             }
-            Command::CloseGate { gate, instances } => {
+            Command::CloseGate { gates, instances } => {
                 let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-                self.cloud.delete_tags(&ids, &gate.key);
+                for gate in gates {
+                    self.cloud.delete_tags(&ids, &gate.key);
+                }
                 vec![]
             }
             Command::CreateDeployment {
