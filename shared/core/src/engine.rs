@@ -1828,9 +1828,12 @@ impl Cx<'_> {
                 ..
             }) if d == deployment && *seal != Seal::Open => {
                 if state.is_terminal() {
-                    // Over before the close was confirmed: another deployment may have taken
-                    // a member through its open gate, so members leave through the check.
-                    *seal = Seal::Open;
+                    // Over before this close was confirmed: unless an earlier answer sealed
+                    // it, another deployment may have taken a member through its open gate,
+                    // so members leave through the check.
+                    if *seal != Seal::Sealed {
+                        *seal = Seal::Open;
+                    }
                     self.on_deployment(key, deployment, state, &[]);
                 } else {
                     *seal = Seal::Sealed;

@@ -1613,3 +1613,36 @@ fn rule_seal_a_settled_sealed_deployment_still_spares_the_check() {
     );
     assert_eq!(h.phase("i-1").step(), Some(1));
 }
+
+#[test]
+fn rule_seal_a_late_second_answer_does_not_unseal() {
+    // Two invocations sealed d-0 (a re-send raced the first); the second read the status
+    // after d-0 ended. The first answer already proved the seal: it stays.
+    let mut h = H::new();
+    h.auto_clear = false;
+    h.launch_and_create("i-1", 2, "d-0");
+    h.sealed(0, "d-0", DeploymentState::InProgress);
+    h.target(0, "d-0", "i-1", TargetState::Pending);
+    let settled = h.sealed(0, "d-0", DeploymentState::Succeeded);
+    assert!(
+        h.world
+            .group(&group(0))
+            .is_some_and(|g| g.active.is_none() && g.settling.iter().all(|s| s.sealed)),
+        "{settled:?}"
+    );
+    let d = h.feed(Input::DeploymentStatus {
+        group: group(0),
+        deployment: "d-0".into(),
+        state: DeploymentState::Succeeded,
+        targets: vec![("i-1".into(), TargetState::Succeeded)],
+    });
+    let d2 = h.tick("i-1");
+    assert!(
+        !d.commands
+            .iter()
+            .chain(&d2.commands)
+            .any(|c| matches!(c, Command::CheckLeave { .. })),
+        "no leave check for a sealed member"
+    );
+    assert_eq!(h.phase("i-1").step(), Some(1));
+}
