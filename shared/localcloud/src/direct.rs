@@ -348,19 +348,18 @@ impl Tags for Aws {
     async fn open(&self, gates: &[Gate], instances: &[InstanceId]) -> Result<(), PortError> {
         self.fault("CreateTags")?;
         let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-        let mut c = self.lock();
-        for gate in gates {
-            c.create_tags(&ids, &gate.key, &gate.value);
-        }
+        let tags: Vec<(&str, &str)> = gates
+            .iter()
+            .map(|g| (g.key.as_str(), g.value.as_str()))
+            .collect();
+        self.lock().create_tags(&ids, &tags);
         Ok(())
     }
     async fn close(&self, gates: &[Gate], instances: &[InstanceId]) -> Result<(), PortError> {
         self.fault("DeleteTags")?;
         let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-        let mut c = self.lock();
-        for gate in gates {
-            c.delete_tags(&ids, &gate.key);
-        }
+        let keys: Vec<&str> = gates.iter().map(|g| g.key.as_str()).collect();
+        self.lock().delete_tags(&ids, &keys);
         Ok(())
     }
 }

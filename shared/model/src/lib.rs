@@ -880,20 +880,26 @@ impl Cloud {
 
     // ---- EC2 tags ---------------------------------------------------------------------------
 
-    pub fn create_tags(&mut self, instances: &[String], key: &str, value: &str) {
+    /// CreateTags: every tag (key, value) on every instance, in one call.
+    pub fn create_tags(&mut self, instances: &[String], tags: &[(&str, &str)]) {
         self.count("CreateTags");
         for id in instances {
             if let Some(i) = self.instances.get_mut(id) {
-                i.tags.insert(key.to_owned(), value.to_owned());
+                for (key, value) in tags {
+                    i.tags.insert((*key).to_owned(), (*value).to_owned());
+                }
             }
         }
     }
 
-    pub fn delete_tags(&mut self, instances: &[String], key: &str) {
+    /// DeleteTags: every key from every instance, in one call.
+    pub fn delete_tags(&mut self, instances: &[String], keys: &[&str]) {
         self.count("DeleteTags");
         for id in instances {
             if let Some(i) = self.instances.get_mut(id) {
-                i.tags.remove(key);
+                for key in keys {
+                    i.tags.remove(*key);
+                }
             }
         }
     }

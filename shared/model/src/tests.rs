@@ -46,8 +46,8 @@ fn key() -> GroupKey {
 /// Launches `n` instances that carry the group's role and gate tags.
 fn selected(c: &mut Cloud, n: usize) -> Vec<String> {
     let ids = c.scale_out("asg", n);
-    c.create_tags(&ids, "role", "web");
-    c.create_tags(&ids, "gate", "open");
+    c.create_tags(&ids, &[("role", "web")]);
+    c.create_tags(&ids, &[("gate", "open")]);
     ids
 }
 
@@ -221,8 +221,8 @@ fn a_target_terminated_before_its_turn_is_never_deployed() {
 fn tag_set_groups_are_anded() {
     let mut c = cloud(300, HookResult::Abandon);
     let ids = c.scale_out("asg", 2);
-    c.create_tags(&ids, "role", "web");
-    c.create_tags(&ids[..1], "gate", "open");
+    c.create_tags(&ids, &[("role", "web")]);
+    c.create_tags(&ids[..1], &[("gate", "open")]);
     let d = deploy(&mut c).unwrap();
     let targets: Vec<_> = c.deployments[&d].targets.keys().cloned().collect();
     assert_eq!(targets, vec![ids[0].clone()]);
@@ -271,7 +271,7 @@ fn agent_runs_one_deployment_at_a_time_and_fails_one_that_cannot_start_in_time()
         });
     }
     let id = c.scale_out("asg", 1).remove(0);
-    c.create_tags(std::slice::from_ref(&id), "role", "web");
+    c.create_tags(std::slice::from_ref(&id), &[("role", "web")]);
     let d0 = c
         .create_deployment(
             &("a0".into(), "g0".into()),

@@ -427,16 +427,17 @@ impl Sim {
         match c {
             Command::OpenGate { gates, instances } => {
                 let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-                for gate in gates {
-                    self.cloud.create_tags(&ids, &gate.key, &gate.value);
-                }
+                let tags: Vec<(&str, &str)> = gates
+                    .iter()
+                    .map(|g| (g.key.as_str(), g.value.as_str()))
+                    .collect();
+                self.cloud.create_tags(&ids, &tags);
                 vec![]
             }
             Command::CloseGate { gates, instances } => {
                 let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-                for gate in gates {
-                    self.cloud.delete_tags(&ids, &gate.key);
-                }
+                let keys: Vec<&str> = gates.iter().map(|g| g.key.as_str()).collect();
+                self.cloud.delete_tags(&ids, &keys);
                 vec![]
             }
             Command::CreateDeployment {
@@ -556,7 +557,7 @@ impl Sim {
                 instances,
             } => {
                 let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-                self.cloud.delete_tags(&ids, &gate.key);
+                self.cloud.delete_tags(&ids, &[gate.key.as_str()]);
                 let Ok(d) = self.cloud.get_deployment(&deployment.0) else {
                     return vec![];
                 };
@@ -574,7 +575,7 @@ impl Sim {
                 ..
             } => {
                 self.cloud
-                    .delete_tags(std::slice::from_ref(&instance.0), &gate.key);
+                    .delete_tags(std::slice::from_ref(&instance.0), &[gate.key.as_str()]);
                 // GetDeploymentGroup's last attempted deployment, then its target for the instance.
                 let k = (group.application.clone(), group.deployment_group.clone());
                 let _ = self.cloud.get_deployment_group(&k);

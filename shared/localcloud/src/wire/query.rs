@@ -223,13 +223,15 @@ fn tags(sim: &Simulator, params: &Params, request_id: &str, create: bool) -> Rep
             request_id,
         );
     }
-    for (n, key) in keys {
-        if create {
-            let value = values.get(&n).cloned().unwrap_or_default();
-            cloud.create_tags(&ids, &key, &value);
-        } else {
-            cloud.delete_tags(&ids, &key);
-        }
+    if create {
+        let tags: Vec<(&str, &str)> = keys
+            .iter()
+            .map(|(n, key)| (key.as_str(), values.get(n).map_or("", String::as_str)))
+            .collect();
+        cloud.create_tags(&ids, &tags);
+    } else {
+        let keys: Vec<&str> = keys.iter().map(|(_, key)| key.as_str()).collect();
+        cloud.delete_tags(&ids, &keys);
     }
     Reply {
         status: StatusCode::OK,
