@@ -165,6 +165,22 @@ impl H {
         })
     }
 
+    /// Answers a poll of deployment `d` in group `g`.
+    fn polled(
+        &mut self,
+        g: usize,
+        d: &str,
+        state: DeploymentState,
+        targets: &[(&str, TargetState)],
+    ) -> Decision {
+        self.feed(Input::DeploymentStatus {
+            group: group(g),
+            deployment: d.into(),
+            state,
+            targets: targets.iter().map(|(i, t)| ((*i).into(), *t)).collect(),
+        })
+    }
+
     fn deployment(&mut self, g: usize, d: &str, state: DeploymentState) -> Decision {
         self.feed(Input::DeploymentEvent {
             event_id: None,
@@ -426,12 +442,7 @@ fn rule_foreign_deployment_seen_by_event_blocks_admission() {
     h.advance(60);
     let d = h.tick_group(0);
     assert!(d.commands.iter().any(|c| matches!(c, Command::PollDeployment { deployment, .. } if deployment.as_str() == "d-user")));
-    let d = h.feed(Input::DeploymentStatus {
-        group: group(0),
-        deployment: "d-user".into(),
-        state: DeploymentState::Succeeded,
-        targets: vec![],
-    });
+    let d = h.polled(0, "d-user", DeploymentState::Succeeded, &[]);
     assert_eq!(creates(&d).len(), 1);
 }
 
@@ -1102,12 +1113,12 @@ fn rule_step_timeout_stops_a_sole_deployment_and_drains_before_retrying() {
         "no new attempt while d-1 may still run on it"
     );
     // the deployment reports it stopped; the timed-out attempt counts as failed
-    let d = h.feed(Input::DeploymentStatus {
-        group: group(0),
-        deployment: "d-1".into(),
-        state: DeploymentState::Stopped,
-        targets: vec![("i-1".into(), TargetState::Succeeded)],
-    });
+    let d = h.polled(
+        0,
+        "d-1",
+        DeploymentState::Stopped,
+        &[("i-1", TargetState::Succeeded)],
+    );
     assert!(
         d.commands
             .iter()
@@ -1137,12 +1148,12 @@ fn rule_lost_codedeploy_events_are_reconciled_by_polling() {
     h.advance(1);
     let d = h.tick_group(0);
     assert!(d.commands.iter().any(|c| matches!(c, Command::PollDeployment { deployment, instances, .. } if deployment.as_str() == "d-1" && instances == &vec![InstanceId::from("i-1")])));
-    let d = h.feed(Input::DeploymentStatus {
-        group: group(0),
-        deployment: "d-1".into(),
-        state: DeploymentState::Succeeded,
-        targets: vec![("i-1".into(), TargetState::Succeeded)],
-    });
+    let d = h.polled(
+        0,
+        "d-1",
+        DeploymentState::Succeeded,
+        &[("i-1", TargetState::Succeeded)],
+    );
     assert!(d.commands.iter().any(|c| matches!(
         c,
         Command::Wakeup {
@@ -1590,6 +1601,24 @@ fn rule_seal_a_lost_seal_is_sent_again_for_the_members_still_pending() {
     );
 }
 
+/// d-0 ended before i-1's result was read: a poll brings it, and the sealed member moves on
+/// to step 1 with no leave check.
+fn polled_success_moves_on_without_a_check(h: &mut H) {
+    let d = h.polled(
+        0,
+        "d-0",
+        DeploymentState::Succeeded,
+        &[("i-1", TargetState::Succeeded)],
+    );
+    let d2 = h.tick("i-1");
+    let all: Vec<&Command> = d.commands.iter().chain(&d2.commands).collect();
+    assert!(
+        !all.iter().any(|c| matches!(c, Command::CheckLeave { .. })),
+        "no leave check for a sealed member: {all:?}"
+    );
+    assert_eq!(h.phase("i-1").step(), Some(1));
+}
+
 #[test]
 fn rule_seal_a_settled_sealed_deployment_still_spares_the_check() {
     // d-0 ends before a member's result is read: the result comes from a poll, and the
@@ -1599,19 +1628,7 @@ fn rule_seal_a_settled_sealed_deployment_still_spares_the_check() {
     h.launch_and_create("i-1", 2, "d-0");
     h.sealed(0, "d-0", DeploymentState::InProgress);
     h.deployment(0, "d-0", DeploymentState::Succeeded);
-    let d = h.feed(Input::DeploymentStatus {
-        group: group(0),
-        deployment: "d-0".into(),
-        state: DeploymentState::Succeeded,
-        targets: vec![("i-1".into(), TargetState::Succeeded)],
-    });
-    let d2 = h.tick("i-1");
-    let all: Vec<&Command> = d.commands.iter().chain(&d2.commands).collect();
-    assert!(
-        !all.iter().any(|c| matches!(c, Command::CheckLeave { .. })),
-        "{all:?}"
-    );
-    assert_eq!(h.phase("i-1").step(), Some(1));
+    polled_success_moves_on_without_a_check(&mut h);
 }
 
 #[test]
@@ -1630,19 +1647,5 @@ fn rule_seal_a_late_second_answer_does_not_unseal() {
             .is_some_and(|g| g.active.is_none() && g.settling.iter().all(|s| s.sealed)),
         "{settled:?}"
     );
-    let d = h.feed(Input::DeploymentStatus {
-        group: group(0),
-        deployment: "d-0".into(),
-        state: DeploymentState::Succeeded,
-        targets: vec![("i-1".into(), TargetState::Succeeded)],
-    });
-    let d2 = h.tick("i-1");
-    assert!(
-        !d.commands
-            .iter()
-            .chain(&d2.commands)
-            .any(|c| matches!(c, Command::CheckLeave { .. })),
-        "no leave check for a sealed member"
-    );
-    assert_eq!(h.phase("i-1").step(), Some(1));
+    polled_success_moves_on_without_a_check(&mut h);
 }
