@@ -864,7 +864,7 @@ impl Cx<'_> {
             (StepWait::Queued { .. }, Standing::InFlight { .. })
             | (StepWait::Draining { .. }, Standing::InFlight { .. }) => {}
             (wait, Standing::Done(result)) => {
-                let hold_back = self.others_pending(id, &key);
+                let hold_back = self.mates_to_come(id, &key);
                 self.leave_group(id, &key);
                 match (wait, result) {
                     (StepWait::Draining { .. }, _) => {
@@ -1027,24 +1027,37 @@ impl Cx<'_> {
         self.start_attempt(id, step, Admit::Now);
     }
 
-    /// Whether other members of the deployment serving `id` in `key` are still pending
-    /// (they will probably join the next group too: wait for them, up to the batch window).
-    fn others_pending(&self, id: &InstanceId, key: &GroupKey) -> bool {
+    /// Whether batch-mates of `id` in `key` have yet to move on: members of the same deployment
+    /// that are still pending, or that finished but have not picked up their result yet (each
+    /// instance resolves on its own record, so the group's answer reaches them one by one).
+    /// They will probably join the next group too: wait for them, up to `batchFollowSecs`; the
+    /// last one to come admits the batch at once. A failed member is not waited for.
+    fn mates_to_come(&self, id: &InstanceId, key: &GroupKey) -> bool {
         let Some(g) = self.w.group(key) else {
             return false;
         };
-        let pending = |members: &BTreeMap<InstanceId, Member>| {
-            members
-                .iter()
-                .any(|(i, m)| i != id && m.status == MemberStatus::Pending)
+        let coming = |members: &BTreeMap<InstanceId, Member>, ended: Option<DeploymentEnd>| {
+            members.iter().any(|(i, m)| {
+                i != id
+                    && match (ended, m.status) {
+                        (_, MemberStatus::Failed) | (Some(DeploymentEnd::NotCreated), _) => false,
+                        // Skipped means "up to date" only if the deployment succeeded.
+                        (
+                            Some(DeploymentEnd::Succeeded | DeploymentEnd::NothingToDeploy) | None,
+                            MemberStatus::Skipped,
+                        ) => true,
+                        (Some(_), MemberStatus::Skipped) => false,
+                        (_, MemberStatus::Pending | MemberStatus::Succeeded) => true,
+                    }
+            })
         };
         match g.active.as_ref().and_then(Active::members) {
-            Some(members) if members.contains_key(id) => pending(members),
+            Some(members) if members.contains_key(id) => coming(members, None),
             _ => g
                 .settling
                 .iter()
                 .find(|s| s.members.contains_key(id))
-                .is_some_and(|s| pending(&s.members)),
+                .is_some_and(|s| coming(&s.members, Some(s.outcome))),
         }
     }
 

@@ -386,6 +386,54 @@ fn rule_per_instance_advance_when_own_target_finished() {
 }
 
 #[test]
+fn rule_batch_mates_whose_results_came_together_move_on_together() {
+    // One poll reports both targets done; each instance then picks up its result on its own
+    // record. The first must not start group 1 alone: its sealed batch-mate is on its way.
+    let mut h = H::new();
+    h.launch("a", 2);
+    h.launch("b", 2);
+    h.advance(2);
+    h.tick_group(0);
+    h.created(0, "d-1");
+    h.sealed(0, "d-1", DeploymentState::InProgress);
+    h.polled(
+        0,
+        "d-1",
+        DeploymentState::Succeeded,
+        &[("a", TargetState::Succeeded), ("b", TargetState::Succeeded)],
+    );
+    let d = h.tick("a");
+    assert_eq!(h.phase("a").step(), Some(1));
+    assert!(creates(&d).is_empty(), "b is coming: {d:?}");
+    let d = h.tick("b");
+    let c = creates(&d);
+    assert_eq!(c.len(), 1, "b was the last: group 1 admitted at once");
+    assert_eq!(c[0].1.len(), 2, "one deployment for both: {c:?}");
+}
+
+#[test]
+fn rule_a_failed_batch_mate_is_not_waited_for() {
+    let mut h = H::new();
+    h.launch("a", 2);
+    h.launch("b", 2);
+    h.advance(2);
+    h.tick_group(0);
+    h.created(0, "d-1");
+    h.sealed(0, "d-1", DeploymentState::InProgress);
+    h.polled(
+        0,
+        "d-1",
+        DeploymentState::Failed,
+        &[("a", TargetState::Succeeded), ("b", TargetState::Failed)],
+    );
+    let d = h.tick("a");
+    assert_eq!(h.phase("a").step(), Some(1));
+    let c = creates(&d);
+    assert_eq!(c.len(), 1, "b retries step 0, so a goes on alone: {d:?}");
+    assert_eq!(c[0].1, vec![InstanceId::from("a")]);
+}
+
+#[test]
 fn rule_plan_order_steps_run_in_sequence() {
     let mut h = H::new();
     h.launch_and_create("i-1", 3, "d-0");

@@ -161,3 +161,32 @@ fn robust_heartbeats_survive_lost_timer_messages() {
         faults: faults(0.0036, 0.0, 0.5, 0),
     });
 }
+
+/// Two batch-mates with equal durations, two groups: a sealed member moved on the moment its
+/// own target succeeded, so the first to finish opened group 2's batch window alone and the
+/// second needed another deployment of group 2 (found by `a_burst_is_served_by_one_deployment_
+/// per_group`, seed 0, n 2, window 1 s, 60 s durations).
+#[test]
+fn sealed_batch_mates_reach_the_next_group_together() {
+    let s = Scenario {
+        seed: 0,
+        steps: (0..2)
+            .map(|_| step(DeployConfig::AllAtOnce, 0, 1800, 60_000, 60_000, 0.0, true))
+            .collect(),
+        heartbeat_secs: 300,
+        batch_window_secs: 1,
+        breaker_threshold: 3,
+        terminate_hook: false,
+        replace_after_ms: None,
+        script: vec![(0, Script::Launch(2))],
+        faults: Faults::NONE,
+    };
+    assert_clean(&s);
+    let r = s.run();
+    assert_eq!(r.in_service, 2);
+    assert_eq!(
+        r.deployments_per_group,
+        vec![1, 1],
+        "one deployment per group"
+    );
+}
