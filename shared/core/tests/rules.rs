@@ -200,11 +200,19 @@ impl H {
 
     /// Launches `id` and runs its first deployment up to "created as `d`".
     fn launch_and_create(&mut self, id: &str, steps: usize, d: &str) {
-        self.launch(id, steps);
+        self.launch_batch_and_create(&[id], steps, d);
+    }
+
+    /// Launches `ids` together and creates group 0's deployment `d` for all of them; returns
+    /// the decision on the creation.
+    fn launch_batch_and_create(&mut self, ids: &[&str], steps: usize, d: &str) -> Decision {
+        for id in ids {
+            self.launch(id, steps);
+        }
         self.advance(2);
         let dec = self.tick_group(0);
         assert!(has_create(&dec, 0), "{dec:?}");
-        self.created(0, d);
+        self.created(0, d)
     }
 }
 
@@ -353,11 +361,7 @@ fn rule_one_active_deployment_per_group_later_instances_wait() {
 #[test]
 fn rule_per_instance_advance_when_own_target_finished() {
     let mut h = H::new();
-    h.launch("a", 2);
-    h.launch("b", 2);
-    h.advance(2);
-    h.tick_group(0);
-    h.created(0, "d-1");
+    h.launch_batch_and_create(&["a", "b"], 2, "d-1");
     let d = h.target(0, "d-1", "a", TargetState::Succeeded);
     assert!(d.commands.iter().any(|c| matches!(c, Command::CheckLeave { gate, instance, .. } if gate.key == "gate-0" && instance.as_str() == "a")), "a's gate closes as it leaves");
     assert_eq!(
@@ -390,11 +394,7 @@ fn rule_batch_mates_whose_results_came_together_move_on_together() {
     // One poll reports both targets done; each instance then picks up its result on its own
     // record. The first must not start group 1 alone: its sealed batch-mate is on its way.
     let mut h = H::new();
-    h.launch("a", 2);
-    h.launch("b", 2);
-    h.advance(2);
-    h.tick_group(0);
-    h.created(0, "d-1");
+    h.launch_batch_and_create(&["a", "b"], 2, "d-1");
     h.sealed(0, "d-1", DeploymentState::InProgress);
     h.polled(
         0,
@@ -414,11 +414,7 @@ fn rule_batch_mates_whose_results_came_together_move_on_together() {
 #[test]
 fn rule_a_failed_batch_mate_is_not_waited_for() {
     let mut h = H::new();
-    h.launch("a", 2);
-    h.launch("b", 2);
-    h.advance(2);
-    h.tick_group(0);
-    h.created(0, "d-1");
+    h.launch_batch_and_create(&["a", "b"], 2, "d-1");
     h.sealed(0, "d-1", DeploymentState::InProgress);
     h.polled(
         0,
@@ -875,11 +871,7 @@ fn rule_termination_stops_a_deployment_serving_only_that_instance() {
 #[test]
 fn rule_termination_keeps_a_deployment_serving_others() {
     let mut h = H::new();
-    h.launch("a", 1);
-    h.launch("b", 1);
-    h.advance(2);
-    h.tick_group(0);
-    h.created(0, "d-1");
+    h.launch_batch_and_create(&["a", "b"], 1, "d-1");
     let ev = LifecycleEvent {
         event_id: None,
         action: ActionRef {
@@ -1536,11 +1528,7 @@ impl H {
 #[test]
 fn rule_seal_closes_the_gate_behind_a_created_deployment() {
     let mut h = H::new();
-    h.launch("i-1", 2);
-    h.launch("i-2", 2);
-    h.advance(2);
-    h.tick_group(0);
-    let d = h.created(0, "d-0");
+    let d = h.launch_batch_and_create(&["i-1", "i-2"], 2, "d-0");
     assert_eq!(
         seals(&d),
         vec![(
@@ -1620,11 +1608,7 @@ fn rule_seal_answered_after_the_deployment_ended_falls_back_to_the_leave_check()
 #[test]
 fn rule_seal_a_lost_seal_is_sent_again_for_the_members_still_pending() {
     let mut h = H::new();
-    h.launch("i-1", 2);
-    h.launch("i-2", 2);
-    h.advance(2);
-    h.tick_group(0);
-    h.created(0, "d-0");
+    h.launch_batch_and_create(&["i-1", "i-2"], 2, "d-0");
     // i-1 finished and moved on (it may need gate 0 again later); i-2 still deploys.
     h.target(0, "d-0", "i-1", TargetState::Succeeded);
     h.advance(5);

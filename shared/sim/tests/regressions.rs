@@ -8,7 +8,8 @@
 )]
 
 use turnstile_model::DeployConfig;
-use turnstile_sim::{Faults, Scenario, Script, StepSpec};
+use turnstile_sim::scenario::report;
+use turnstile_sim::{Faults, Report, Scenario, Script, StepSpec};
 
 fn step(
     config: DeployConfig,
@@ -31,7 +32,8 @@ fn step(
     }
 }
 
-fn assert_clean(s: &Scenario) {
+/// Runs `s` with a trace, fails with the trace on any violation, and reports the run.
+fn assert_clean(s: &Scenario) -> Report {
     let mut sim = s.build();
     sim.trace = Some(Vec::new());
     sim.run(s.horizon_ms());
@@ -42,6 +44,7 @@ fn assert_clean(s: &Scenario) {
         }
         panic!("violations: {:#?}", sim.violations);
     }
+    report(&sim, s.steps.len())
 }
 
 fn faults(duplicate: f64, drop_codedeploy: f64, drop_wakeup: f64, max_delay_ms: u64) -> Faults {
@@ -181,8 +184,7 @@ fn sealed_batch_mates_reach_the_next_group_together() {
         script: vec![(0, Script::Launch(2))],
         faults: Faults::NONE,
     };
-    assert_clean(&s);
-    let r = s.run();
+    let r = assert_clean(&s);
     assert_eq!(r.in_service, 2);
     assert_eq!(
         r.deployments_per_group,
