@@ -1028,37 +1028,29 @@ impl Cx<'_> {
     }
 
     /// Whether batch-mates of `id` in `key` have yet to move on: members of the same deployment
-    /// that are still pending, or that finished but have not picked up their result yet (each
-    /// instance resolves on its own record, so the group's answer reaches them one by one).
-    /// They will probably join the next group too: wait for them, up to `batchFollowSecs`; the
-    /// last one to come admits the batch at once. A failed member is not waited for.
+    /// whose result is not a failure, whether still pending or finished but not picked up yet
+    /// (each instance resolves on its own record, so the group's answer reaches them one by
+    /// one). They will probably join the next group too: wait for them, up to
+    /// `batchFollowSecs`; the last one to come admits the batch at once. A failed member retries
+    /// its step and is not waited for.
     fn mates_to_come(&self, id: &InstanceId, key: &GroupKey) -> bool {
         let Some(g) = self.w.group(key) else {
             return false;
         };
-        let coming = |members: &BTreeMap<InstanceId, Member>, ended: Option<DeploymentEnd>| {
-            members.iter().any(|(i, m)| {
-                i != id
-                    && match (ended, m.status) {
-                        (_, MemberStatus::Failed) | (Some(DeploymentEnd::NotCreated), _) => false,
-                        // Skipped means "up to date" only if the deployment succeeded.
-                        (
-                            Some(DeploymentEnd::Succeeded | DeploymentEnd::NothingToDeploy) | None,
-                            MemberStatus::Skipped,
-                        ) => true,
-                        (Some(_), MemberStatus::Skipped) => false,
-                        (_, MemberStatus::Pending | MemberStatus::Succeeded) => true,
-                    }
-            })
+        let mates = match g.active.as_ref().and_then(Active::members) {
+            Some(members) if members.contains_key(id) => members,
+            _ => match g.settling.iter().find(|s| s.members.contains_key(id)) {
+                Some(s) => &s.members,
+                None => return false,
+            },
         };
-        match g.active.as_ref().and_then(Active::members) {
-            Some(members) if members.contains_key(id) => coming(members, None),
-            _ => g
-                .settling
-                .iter()
-                .find(|s| s.members.contains_key(id))
-                .is_some_and(|s| coming(&s.members, Some(s.outcome))),
-        }
+        mates.keys().any(|mate| {
+            mate != id
+                && !matches!(
+                    self.standing(mate, key),
+                    Standing::Done(StepResult::Failure(_))
+                )
+        })
     }
 
     fn step_succeeded(
