@@ -56,7 +56,7 @@ fn fields(input: &Input) -> (Option<String>, Option<String>, Option<String>) {
         Input::DeploymentEvent {
             group, deployment, ..
         }
-        | Input::DeploymentStatus {
+        | Input::DeploymentPolled {
             group, deployment, ..
         } => (None, Some(deployment.0.clone()), Some(group.to_string())),
         Input::TargetEvent {

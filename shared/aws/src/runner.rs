@@ -123,7 +123,7 @@ struct Chain {
 /// The deployment → group index entry an answer implies.
 fn created(input: &Input) -> Vec<(turnstile_core::DeploymentId, turnstile_core::GroupKey)> {
     match input {
-        Input::CreateOutcome {
+        Input::CreateAttempted {
             group,
             outcome: CreateOutcome::Created { deployment, .. },
             ..
@@ -637,7 +637,7 @@ where
                         retryable: e.is_retryable(),
                     },
                 };
-                Some(Input::CreateOutcome {
+                Some(Input::CreateAttempted {
                     group: group.clone(),
                     intent: intent.clone(),
                     outcome,
@@ -649,7 +649,7 @@ where
                 since,
             } => {
                 let outcome = self.deployments.find(group, intent, *since).await?;
-                Some(Input::CreateOutcome {
+                Some(Input::CreateAttempted {
                     group: group.clone(),
                     intent: intent.clone(),
                     outcome,
@@ -665,7 +665,7 @@ where
                 instances,
             } => {
                 let (state, targets) = self.deployments.status(deployment, instances).await?;
-                Some(Input::DeploymentStatus {
+                Some(Input::DeploymentPolled {
                     group: group.clone(),
                     deployment: deployment.clone(),
                     state,
@@ -713,7 +713,7 @@ where
                 for g in groups {
                     current.push(self.deployments.revision(g).await?);
                 }
-                Some(Input::Revisions {
+                Some(Input::RevisionsChecked {
                     instance: instance.clone(),
                     current,
                 })

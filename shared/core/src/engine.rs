@@ -190,14 +190,14 @@ fn primary_keys(input: &Input) -> (Vec<InstanceId>, Vec<GroupKey>) {
         ),
         Input::Terminate { event } => (vec![event.action.instance.clone()], vec![]),
         Input::DeploymentEvent { group, .. }
-        | Input::DeploymentStatus { group, .. }
-        | Input::CreateOutcome { group, .. }
+        | Input::DeploymentPolled { group, .. }
+        | Input::CreateAttempted { group, .. }
         | Input::GateSealed { group, .. }
         | Input::ResetBreaker { group } => (vec![], vec![group.clone()]),
         Input::TargetEvent {
             group, instance, ..
         } => (vec![instance.clone()], vec![group.clone()]),
-        Input::Revisions { instance, .. }
+        Input::RevisionsChecked { instance, .. }
         | Input::LeaveChecked { instance, .. }
         | Input::HeartbeatRecorded { instance, .. }
         | Input::ActionCompleted { instance, .. }
@@ -287,7 +287,7 @@ impl Cx<'_> {
                 }
                 self.on_deployment(group, deployment, *state, &[]);
             }
-            Input::DeploymentStatus {
+            Input::DeploymentPolled {
                 group,
                 deployment,
                 state,
@@ -305,7 +305,7 @@ impl Cx<'_> {
                 }
                 self.on_target(group, deployment, instance, *state);
             }
-            Input::CreateOutcome {
+            Input::CreateAttempted {
                 group,
                 intent,
                 outcome,
@@ -315,7 +315,7 @@ impl Cx<'_> {
                 deployment,
                 state,
             } => self.on_gate_sealed(group, deployment, *state),
-            Input::Revisions { instance, current } => self.on_revisions(instance, current),
+            Input::RevisionsChecked { instance, current } => self.on_revisions(instance, current),
             Input::LeaveChecked {
                 instance,
                 group,

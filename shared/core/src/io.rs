@@ -52,21 +52,21 @@ pub enum Input {
     /// orchestrator asked about. "Group became free" is a poll answer with a terminal status;
     /// "busy with a foreign deployment" is a `Busy` outcome, a check's `active` deployment, or
     /// a `DeploymentEvent::Started` (handled, though the shipped rule leaves START events out).
-    DeploymentStatus {
+    DeploymentPolled {
         group: GroupKey,
         deployment: DeploymentId,
         state: DeploymentState,
         targets: Vec<(InstanceId, TargetState)>,
     },
     /// Answer to [`Command::CreateDeployment`] or [`Command::FindDeployment`].
-    CreateOutcome {
+    CreateAttempted {
         group: GroupKey,
         intent: IntentId,
         outcome: CreateOutcome,
     },
     /// Answer to [`Command::CheckRevisions`]: each group's current target revision and the
     /// deployment active on it, if any.
-    Revisions {
+    RevisionsChecked {
         instance: InstanceId,
         current: Vec<GroupRevision>,
     },

@@ -43,7 +43,7 @@ impl H {
 
     /// The answer to the final check: each group's current revision and active deployment.
     fn revisions(&mut self, instance: &str, current: Vec<GroupRevision>) -> Decision {
-        self.feed(Input::Revisions {
+        self.feed(Input::RevisionsChecked {
             instance: instance.into(),
             current,
         })
@@ -131,7 +131,7 @@ impl H {
     /// Answers the pending creation of group `g` with `outcome`.
     fn create_outcome(&mut self, g: usize, outcome: CreateOutcome) -> Decision {
         let intent = self.intent(g);
-        self.feed(Input::CreateOutcome {
+        self.feed(Input::CreateAttempted {
             group: group(g),
             intent,
             outcome,
@@ -173,7 +173,7 @@ impl H {
         state: DeploymentState,
         targets: &[(&str, TargetState)],
     ) -> Decision {
-        self.feed(Input::DeploymentStatus {
+        self.feed(Input::DeploymentPolled {
             group: group(g),
             deployment: d.into(),
             state,
@@ -1093,7 +1093,7 @@ fn rule_crash_recovery_finds_and_adopts_the_intended_deployment() {
         creates(&d).is_empty(),
         "never a blind second CreateDeployment"
     );
-    h.feed(Input::CreateOutcome {
+    h.feed(Input::CreateAttempted {
         group: group(0),
         intent,
         outcome: CreateOutcome::Created {
@@ -1116,7 +1116,7 @@ fn rule_crash_recovery_recreates_when_nothing_was_created() {
     let intent = h.intent(0);
     h.advance(91);
     h.tick_group(0);
-    let d = h.feed(Input::CreateOutcome {
+    let d = h.feed(Input::CreateAttempted {
         group: group(0),
         intent: intent.clone(),
         outcome: CreateOutcome::NotFound,

@@ -498,7 +498,7 @@ impl Sim {
                         }
                     },
                 };
-                vec![Input::CreateOutcome {
+                vec![Input::CreateAttempted {
                     group,
                     intent,
                     outcome,
@@ -524,7 +524,7 @@ impl Sim {
                     },
                     None => CreateOutcome::NotFound,
                 };
-                vec![Input::CreateOutcome {
+                vec![Input::CreateAttempted {
                     group,
                     intent,
                     outcome,
@@ -543,7 +543,7 @@ impl Sim {
                     return vec![];
                 };
                 let (state, targets) = deployment_status(&d, &instances);
-                vec![Input::DeploymentStatus {
+                vec![Input::DeploymentPolled {
                     group,
                     deployment,
                     state,
@@ -617,7 +617,7 @@ impl Sim {
                         }
                     })
                     .collect();
-                vec![Input::Revisions { instance, current }]
+                vec![Input::RevisionsChecked { instance, current }]
             }
             Command::RecordHeartbeat { action } => {
                 match self.cloud.record_heartbeat(
