@@ -1,0 +1,488 @@
+//! The group record: a CodeDeploy deployment group as the orchestrator sees it, the authority
+//! on which instances its deployments serve.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Breaker, Seen};
+use crate::config::Config;
+use crate::ids::*;
+use crate::plan::Gate;
+
+/// A CodeDeploy deployment group as the orchestrator sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub key: GroupKey,
+    pub gate: Gate,
+    /// Deployment configuration override for the next launch deployment.
+    pub config: Option<String>,
+    pub max_batch: u32,
+    /// Instances waiting for this group, with the time they started waiting.
+    pub waiting: BTreeMap<InstanceId, Millis>,
+    /// When the waiting batch is admitted (if the group is free by then).
+    pub admit_at: Option<Millis>,
+    pub active: Option<Active>,
+    /// Deployments that ended before every member's result was known.
+    pub settling: Vec<Settling>,
+    pub breaker: Breaker,
+    /// Counter for intent ids.
+    pub seq: u64,
+    pub seen: Seen,
+    pub wake_at: Option<Millis>,
+}
+
+/// The one active deployment of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Active {
+    /// The intent to create a deployment is recorded; `CreateDeployment` may or may not have
+    /// been called.
+    Creating {
+        intent: IntentId,
+        members: BTreeMap<InstanceId, Member>,
+        since: Millis,
+    },
+    /// The orchestrator's own deployment.
+    Ours {
+        deployment: DeploymentId,
+        revision: Option<Revision>,
+        members: BTreeMap<InstanceId, Member>,
+        since: Millis,
+        polled_at: Millis,
+        /// Whether the members' gate is closed behind the deployment (see [`Seal`]).
+        #[serde(default)]
+        seal: Seal,
+    },
+    /// Someone else's deployment (a user's, a rollback, an auto-update): waited on, not fought.
+    Foreign {
+        deployment: DeploymentId,
+        since: Millis,
+        polled_at: Millis,
+    },
+}
+
+/// Whether the gate of an active deployment's members was closed while it was still active
+/// ([`crate::Command::SealGate`]).
+///
+/// CodeDeploy picks an in-place deployment's targets when the deployment is created, and a
+/// group runs one deployment at a time. So once the gate is closed while our deployment is still
+/// active, no other deployment of the group can have a member as a target: none could be
+/// created while ours ran, and those created later no longer select the member. A member of a
+/// sealed deployment moves on as soon as its own target succeeds, with no leave check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Seal {
+    /// Not sealed: the deployment ended first, or the record predates seals. Members leave
+    /// through the leave check.
+    #[default]
+    Open,
+    /// Sent at `since` and not answered yet; the group's timer sends it again.
+    Pending { since: Millis },
+    /// The gate was closed while the deployment was still active.
+    Sealed,
+}
+
+/// An instance served by one of the orchestrator's deployments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub admitted_at: Millis,
+    pub status: MemberStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    /// CodeDeploy skipped the instance: up to date if the deployment succeeded, not deployed
+    /// if it failed or stopped.
+    Skipped,
+}
+
+impl MemberStatus {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, MemberStatus::Pending)
+    }
+}
+
+/// A deployment that ended while some members' results were still unknown or unread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settling {
+    pub deployment: Option<DeploymentId>,
+    pub revision: Option<Revision>,
+    pub outcome: DeploymentEnd,
+    pub members: BTreeMap<InstanceId, Member>,
+    pub since: Millis,
+    pub polled_at: Millis,
+    /// Whether the deployment was sealed ([`Seal::Sealed`]) before it ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
+}
+
+/// How a deployment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeploymentEnd {
+    Succeeded,
+    Failed,
+    Stopped,
+    /// The deployment could not be created (the creation failed for good).
+    NotCreated,
+    /// The group has no revision to deploy: every member trivially succeeds.
+    NothingToDeploy,
+}
+
+impl Group {
+    pub fn new(key: GroupKey, gate: Gate) -> Self {
+        Self {
+            key,
+            gate,
+            config: None,
+            max_batch: crate::plan::defaults::MAX_BATCH,
+            waiting: BTreeMap::new(),
+            admit_at: None,
+            active: None,
+            settling: Vec::new(),
+            breaker: Breaker::default(),
+            seq: 0,
+            seen: Seen::default(),
+            wake_at: None,
+        }
+    }
+
+    /// Every instance the group's deployments still serve or wait to serve.
+    pub fn instances(&self) -> BTreeSet<&InstanceId> {
+        let mut all: BTreeSet<&InstanceId> = self.waiting.keys().collect();
+        if let Some(m) = self.active.as_ref().and_then(Active::members) {
+            all.extend(m.keys());
+        }
+        for s in &self.settling {
+            all.extend(s.members.keys());
+        }
+        all
+    }
+
+    /// Whether nothing is recorded that needs this group record to stay.
+    pub fn is_idle(&self) -> bool {
+        self.waiting.is_empty()
+            && self.active.is_none()
+            && self.settling.is_empty()
+            && self.breaker.tripped_since.is_none()
+            && self.breaker.failures.is_empty()
+    }
+}
+
+impl Active {
+    pub fn members(&self) -> Option<&BTreeMap<InstanceId, Member>> {
+        match self {
+            Active::Creating { members, .. } | Active::Ours { members, .. } => Some(members),
+            Active::Foreign { .. } => None,
+        }
+    }
+    pub fn members_mut(&mut self) -> Option<&mut BTreeMap<InstanceId, Member>> {
+        match self {
+            Active::Creating { members, .. } | Active::Ours { members, .. } => Some(members),
+            Active::Foreign { .. } => None,
+        }
+    }
+    pub fn deployment(&self) -> Option<&DeploymentId> {
+        match self {
+            Active::Creating { .. } => None,
+            Active::Ours { deployment, .. } | Active::Foreign { deployment, .. } => {
+                Some(deployment)
+            }
+        }
+    }
+}
+
+/// Where an instance stands in a group (see [`Group::standing`]).
+pub(crate) enum Standing {
+    Waiting,
+    /// Served by a deployment whose result for it is not known yet.
+    InFlight {
+        deployment: Option<DeploymentId>,
+        admitted_at: Millis,
+        /// Whether no other member of that deployment is still pending.
+        sole: bool,
+    },
+    /// A result is known.
+    Done(StepResult),
+    /// Not known to the group at all (its record was lost or reset).
+    Absent,
+}
+
+/// The result of an instance's step, as the group recorded it.
+pub(crate) enum StepResult {
+    Success {
+        revision: Option<Revision>,
+        deployment: Option<DeploymentId>,
+        /// The deployment was sealed ([`Seal`]): nothing else can hold the instance.
+        sealed: bool,
+    },
+    Failure(String),
+}
+
+/// What ending the group's own deployment left to do (see [`Group::settle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// Members whose result can be read now.
+    pub ready: Vec<InstanceId>,
+    /// A deployment to ask about, for the members whose target result is not known yet.
+    pub poll: Option<(DeploymentId, Vec<InstanceId>)>,
+}
+
+impl Group {
+    /// Where `id` stands in this group, without changing anything.
+    pub(crate) fn standing(&self, id: &InstanceId) -> Standing {
+        if self.waiting.contains_key(id) {
+            return Standing::Waiting;
+        }
+        let sole = |members: &BTreeMap<InstanceId, Member>| {
+            !members
+                .iter()
+                .any(|(i, m)| i != id && m.status == MemberStatus::Pending)
+        };
+        match &self.active {
+            Some(Active::Creating { members, .. }) => {
+                if let Some(m) = members.get(id) {
+                    return Standing::InFlight {
+                        deployment: None,
+                        admitted_at: m.admitted_at,
+                        sole: sole(members),
+                    };
+                }
+            }
+            Some(Active::Ours {
+                members,
+                deployment,
+                revision,
+                seal,
+                ..
+            }) => {
+                if let Some(m) = members.get(id) {
+                    return match m.status {
+                        MemberStatus::Succeeded => Standing::Done(StepResult::Success {
+                            revision: revision.clone(),
+                            deployment: Some(deployment.clone()),
+                            sealed: *seal == Seal::Sealed,
+                        }),
+                        MemberStatus::Failed => Standing::Done(StepResult::Failure(format!(
+                            "deployment {deployment} failed on the instance"
+                        ))),
+                        // Skipped means "up to date" only if the deployment succeeds.
+                        MemberStatus::Pending | MemberStatus::Skipped => Standing::InFlight {
+                            deployment: Some(deployment.clone()),
+                            admitted_at: m.admitted_at,
+                            sole: sole(members),
+                        },
+                    };
+                }
+            }
+            Some(Active::Foreign { .. }) | None => {}
+        }
+        self.settling
+            .iter()
+            .find_map(|s| s.members.get(id).map(|m| s.standing(m)))
+            .unwrap_or(Standing::Absent)
+    }
+
+    /// Whether batch-mates of `id` have yet to move on: members of the same deployment whose
+    /// result is not a failure, whether still pending or finished but not picked up yet (each
+    /// instance resolves on its own record, so the group's answer reaches them one by one).
+    /// They will probably join the next group too: wait for them, up to `batchFollowSecs`; the
+    /// last one to come admits the batch at once. A failed member retries its step and is not
+    /// waited for.
+    pub(crate) fn mates_to_come(&self, id: &InstanceId) -> bool {
+        let mates = match self.active.as_ref().and_then(Active::members) {
+            Some(members) if members.contains_key(id) => members,
+            _ => match self.settling.iter().find(|s| s.members.contains_key(id)) {
+                Some(s) => &s.members,
+                None => return false,
+            },
+        };
+        mates.keys().any(|mate| {
+            mate != id && !matches!(self.standing(mate), Standing::Done(StepResult::Failure(_)))
+        })
+    }
+
+    /// Removes `id` from every list of the group and returns the deployment it was the last
+    /// pending member of: one that now serves nobody and must be stopped.
+    pub fn remove(&mut self, id: &InstanceId) -> Option<DeploymentId> {
+        self.waiting.remove(id);
+        let mut stop = None;
+        if let Some(active) = &mut self.active {
+            let deployment = active.deployment().cloned();
+            if let Some(members) = active.members_mut()
+                && let Some(m) = members.remove(id)
+            {
+                let others_pending = members.values().any(|m| m.status == MemberStatus::Pending);
+                if m.status == MemberStatus::Pending && !others_pending {
+                    stop = deployment;
+                }
+            }
+        }
+        for s in &mut self.settling {
+            s.members.remove(id);
+        }
+        self.settling.retain(|s| !s.members.is_empty());
+        if self.waiting.is_empty() {
+            self.admit_at = None;
+        }
+        stop
+    }
+
+    /// Records a target's status on the member entry of `deployment` (the active one or a
+    /// settling one); a terminal status is never overwritten. Returns whether the instance is
+    /// a member of that deployment.
+    pub fn set_member_status(
+        &mut self,
+        deployment: &DeploymentId,
+        id: &InstanceId,
+        status: MemberStatus,
+    ) -> bool {
+        let entry = match &mut self.active {
+            Some(Active::Ours {
+                deployment: d,
+                members,
+                ..
+            }) if d == deployment => members.get_mut(id),
+            _ => self
+                .settling
+                .iter_mut()
+                .filter(|s| s.deployment.as_ref() == Some(deployment))
+                .find_map(|s| s.members.get_mut(id)),
+        };
+        let Some(m) = entry else {
+            return false;
+        };
+        if !m.status.is_terminal() {
+            m.status = status;
+        }
+        true
+    }
+
+    /// Ends the group's own active deployment (or creation) with `end`: its members move to a
+    /// settling entry, and the waiting instances may be admitted at once. A foreign deployment
+    /// is left as it is.
+    pub fn settle(&mut self, end: DeploymentEnd, now: Millis) -> Settled {
+        let (deployment, revision, members, sealed) = match self.active.take() {
+            Some(Active::Ours {
+                deployment,
+                revision,
+                members,
+                seal,
+                ..
+            }) => (Some(deployment), revision, members, seal == Seal::Sealed),
+            Some(Active::Creating { members, .. }) => (None, None, members, false),
+            other => {
+                self.active = other;
+                return Settled {
+                    ready: Vec::new(),
+                    poll: None,
+                };
+            }
+        };
+        if !self.waiting.is_empty() {
+            self.admit_at = Some(now);
+        }
+        let nothing_ran = matches!(
+            end,
+            DeploymentEnd::NotCreated | DeploymentEnd::NothingToDeploy
+        );
+        let ready: Vec<InstanceId> = members
+            .iter()
+            .filter(|(_, m)| m.status.is_terminal() || nothing_ran)
+            .map(|(i, _)| i.clone())
+            .collect();
+        let unknown: Vec<InstanceId> = members
+            .iter()
+            .filter(|(_, m)| !m.status.is_terminal())
+            .map(|(i, _)| i.clone())
+            .collect();
+        if !members.is_empty() {
+            self.settling.push(Settling {
+                deployment: deployment.clone(),
+                revision,
+                outcome: end,
+                members,
+                since: now,
+                polled_at: now,
+                sealed,
+            });
+        }
+        let poll = match deployment {
+            Some(d) if !unknown.is_empty() && !nothing_ran => Some((d, unknown)),
+            _ => None,
+        };
+        Settled { ready, poll }
+    }
+
+    /// When the timer must next look at this group: to admit the waiting batch, to recover a
+    /// creation intent left by a crashed invocation, to poll a quiet deployment, or to re-send
+    /// an unanswered seal.
+    pub fn wake_at(&self, cfg: &Config) -> Option<Millis> {
+        let mut at = Vec::new();
+        match &self.active {
+            None => {
+                if !self.waiting.is_empty() {
+                    at.extend(self.admit_at);
+                }
+            }
+            Some(Active::Creating { since, .. }) => at.push(since.plus_ms(cfg.create_lease_ms)),
+            Some(Active::Ours {
+                polled_at, seal, ..
+            }) => {
+                at.push(polled_at.plus_ms(cfg.poll_interval_ms));
+                if let Seal::Pending { since } = seal {
+                    at.push(since.plus_ms(cfg.resend_ms));
+                }
+            }
+            Some(Active::Foreign { polled_at, .. }) => {
+                at.push(polled_at.plus_ms(cfg.poll_interval_ms))
+            }
+        }
+        at.extend(
+            self.settling
+                .iter()
+                .map(|s| s.polled_at.plus_ms(cfg.poll_interval_ms)),
+        );
+        at.into_iter().min()
+    }
+}
+
+impl Settling {
+    /// Where a member of this ended deployment stands.
+    fn standing(&self, m: &Member) -> Standing {
+        let dep = self.deployment.as_ref().map_or_else(
+            || "the deployment".to_owned(),
+            |d| format!("deployment {d}"),
+        );
+        match (self.outcome, m.status) {
+            // Nothing was deployed, so nothing sealed the gate: the leave check closes it.
+            (DeploymentEnd::NothingToDeploy, _) => Standing::Done(StepResult::Success {
+                revision: None,
+                deployment: None,
+                sealed: false,
+            }),
+            (DeploymentEnd::NotCreated, _) => Standing::Done(StepResult::Failure(
+                "the deployment could not be created".into(),
+            )),
+            (_, MemberStatus::Succeeded) | (DeploymentEnd::Succeeded, MemberStatus::Skipped) => {
+                Standing::Done(StepResult::Success {
+                    revision: self.revision.clone(),
+                    deployment: self.deployment.clone(),
+                    sealed: self.sealed,
+                })
+            }
+            (_, MemberStatus::Failed) => {
+                Standing::Done(StepResult::Failure(format!("{dep} failed on the instance")))
+            }
+            (end, MemberStatus::Skipped) => Standing::Done(StepResult::Failure(format!(
+                "{dep} ended {end:?} before reaching the instance"
+            ))),
+            (_, MemberStatus::Pending) => Standing::InFlight {
+                deployment: self.deployment.clone(),
+                admitted_at: m.admitted_at,
+                sole: false,
+            },
+        }
+    }
+}
