@@ -49,3 +49,16 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leave_check_is_resent_soon_and_a_blocking_deployment_polled_less_often() {
+        let cfg = Config::default();
+        assert_eq!(cfg.leave_resend_ms(None), cfg.resend_ms);
+        let d = DeploymentId::from("d-1");
+        assert_eq!(cfg.leave_resend_ms(Some(&d)), cfg.poll_interval_ms);
+    }
+}

@@ -237,11 +237,6 @@ impl Plan {
         doc.resolve()
     }
 
-    /// The step index of `group`, if the plan names it.
-    pub fn step_of(&self, group: &GroupKey) -> Option<usize> {
-        self.steps.iter().position(|s| &s.group == group)
-    }
-
     /// Serializes the plan back into the user-facing document (used by tooling and tests).
     pub fn to_document(&self) -> serde_json::Value {
         let steps: Vec<serde_json::Value> = self

@@ -486,3 +486,250 @@ impl Settling {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn i(n: u32) -> InstanceId {
+        InstanceId::from(format!("i-{n}").as_str())
+    }
+
+    fn dep(n: u32) -> DeploymentId {
+        DeploymentId::from(format!("d-{n}").as_str())
+    }
+
+    fn member(status: MemberStatus) -> Member {
+        Member {
+            admitted_at: Millis(1_000),
+            status,
+        }
+    }
+
+    fn group() -> Group {
+        Group::new(
+            GroupKey::new("app", "dg"),
+            Gate {
+                key: "gate".into(),
+                value: "open".into(),
+            },
+        )
+    }
+
+    /// A group whose own deployment `d-1` serves the given members.
+    fn ours(members: &[(u32, MemberStatus)], seal: Seal) -> Group {
+        let mut g = group();
+        g.active = Some(Active::Ours {
+            deployment: dep(1),
+            revision: Some(Revision::from("r1")),
+            members: members.iter().map(|(n, s)| (i(*n), member(*s))).collect(),
+            since: Millis(1_000),
+            polled_at: Millis(1_000),
+            seal,
+        });
+        g
+    }
+
+    #[test]
+    fn standing_of_a_member_follows_its_target_status() {
+        let g = ours(
+            &[
+                (1, MemberStatus::Succeeded),
+                (2, MemberStatus::Failed),
+                (3, MemberStatus::Pending),
+            ],
+            Seal::Sealed,
+        );
+        assert!(matches!(
+            g.standing(&i(1)),
+            Standing::Done(StepResult::Success { sealed: true, .. })
+        ));
+        assert!(matches!(
+            g.standing(&i(2)),
+            Standing::Done(StepResult::Failure(_))
+        ));
+        assert!(matches!(
+            g.standing(&i(3)),
+            Standing::InFlight { sole: true, .. }
+        ));
+        assert!(matches!(g.standing(&i(4)), Standing::Absent));
+    }
+
+    #[test]
+    fn standing_skipped_counts_as_success_only_if_the_deployment_succeeded() {
+        for (end, success) in [
+            (DeploymentEnd::Succeeded, true),
+            (DeploymentEnd::Failed, false),
+            (DeploymentEnd::Stopped, false),
+        ] {
+            let mut g = ours(&[(1, MemberStatus::Skipped)], Seal::Open);
+            // While the deployment runs, a skipped target is not a result yet.
+            assert!(matches!(g.standing(&i(1)), Standing::InFlight { .. }));
+            g.settle(end, Millis(2_000));
+            let done = matches!(
+                g.standing(&i(1)),
+                Standing::Done(StepResult::Success { .. })
+            );
+            assert_eq!(done, success, "{end:?}");
+        }
+    }
+
+    #[test]
+    fn standing_of_a_waiting_instance_is_waiting() {
+        let mut g = group();
+        g.waiting.insert(i(1), Millis(0));
+        assert!(matches!(g.standing(&i(1)), Standing::Waiting));
+    }
+
+    #[test]
+    fn remove_stops_a_deployment_only_its_last_pending_member_leaves() {
+        let mut g = ours(
+            &[(1, MemberStatus::Pending), (2, MemberStatus::Pending)],
+            Seal::Open,
+        );
+        assert_eq!(g.remove(&i(1)), None, "another member is still pending");
+        assert_eq!(g.remove(&i(2)), Some(dep(1)));
+        let mut g = ours(
+            &[(1, MemberStatus::Succeeded), (2, MemberStatus::Pending)],
+            Seal::Open,
+        );
+        assert_eq!(g.remove(&i(1)), None, "a finished member holds nothing");
+    }
+
+    #[test]
+    fn remove_forgets_the_instance_everywhere() {
+        let mut g = ours(&[(1, MemberStatus::Pending)], Seal::Open);
+        g.settle(DeploymentEnd::Failed, Millis(2_000));
+        g.waiting.insert(i(1), Millis(2_000));
+        g.admit_at = Some(Millis(3_000));
+        g.remove(&i(1));
+        assert!(g.waiting.is_empty());
+        assert!(g.settling.is_empty(), "an empty settling entry goes");
+        assert_eq!(g.admit_at, None, "nobody is left to admit");
+        assert!(g.is_idle());
+    }
+
+    #[test]
+    fn set_member_status_never_overwrites_a_terminal_status() {
+        let mut g = ours(
+            &[(1, MemberStatus::Pending), (2, MemberStatus::Succeeded)],
+            Seal::Open,
+        );
+        assert!(g.set_member_status(&dep(1), &i(1), MemberStatus::Failed));
+        assert!(g.set_member_status(&dep(1), &i(2), MemberStatus::Failed));
+        assert!(matches!(
+            g.standing(&i(2)),
+            Standing::Done(StepResult::Success { .. })
+        ));
+        assert!(matches!(
+            g.standing(&i(1)),
+            Standing::Done(StepResult::Failure(_))
+        ));
+    }
+
+    #[test]
+    fn set_member_status_finds_members_of_a_settling_deployment_only() {
+        let mut g = ours(&[(1, MemberStatus::Pending)], Seal::Open);
+        assert!(!g.set_member_status(&dep(2), &i(1), MemberStatus::Succeeded));
+        assert!(!g.set_member_status(&dep(1), &i(9), MemberStatus::Succeeded));
+        g.settle(DeploymentEnd::Succeeded, Millis(2_000));
+        assert!(g.set_member_status(&dep(1), &i(1), MemberStatus::Succeeded));
+    }
+
+    #[test]
+    fn settle_polls_for_the_members_whose_result_is_unknown() {
+        let mut g = ours(
+            &[(1, MemberStatus::Succeeded), (2, MemberStatus::Pending)],
+            Seal::Sealed,
+        );
+        g.waiting.insert(i(3), Millis(1_500));
+        let settled = g.settle(DeploymentEnd::Succeeded, Millis(2_000));
+        assert_eq!(settled.ready, vec![i(1)]);
+        assert_eq!(settled.poll, Some((dep(1), vec![i(2)])));
+        assert_eq!(g.active, None);
+        assert_eq!(
+            g.admit_at,
+            Some(Millis(2_000)),
+            "the waiting batch may go now"
+        );
+        let s = g.settling.first().unwrap();
+        assert!(s.sealed, "the seal is remembered");
+        assert_eq!(s.outcome, DeploymentEnd::Succeeded);
+    }
+
+    #[test]
+    fn settle_without_a_deployment_makes_every_member_ready() {
+        let mut g = group();
+        g.active = Some(Active::Creating {
+            intent: IntentId::from("1-0"),
+            members: [(i(1), member(MemberStatus::Pending))].into(),
+            since: Millis(1_000),
+        });
+        let settled = g.settle(DeploymentEnd::NotCreated, Millis(2_000));
+        assert_eq!(settled.ready, vec![i(1)]);
+        assert_eq!(settled.poll, None);
+        assert!(matches!(
+            g.standing(&i(1)),
+            Standing::Done(StepResult::Failure(_))
+        ));
+    }
+
+    #[test]
+    fn settle_leaves_a_foreign_deployment_alone() {
+        let mut g = group();
+        let foreign = Active::Foreign {
+            deployment: dep(7),
+            since: Millis(0),
+            polled_at: Millis(0),
+        };
+        g.active = Some(foreign.clone());
+        let settled = g.settle(DeploymentEnd::Failed, Millis(2_000));
+        assert!(settled.ready.is_empty() && settled.poll.is_none());
+        assert_eq!(g.active, Some(foreign));
+    }
+
+    #[test]
+    fn mates_to_come_counts_unfinished_and_unread_mates_but_not_failed_ones() {
+        let g = ours(
+            &[(1, MemberStatus::Succeeded), (2, MemberStatus::Succeeded)],
+            Seal::Sealed,
+        );
+        assert!(
+            g.mates_to_come(&i(1)),
+            "a mate that has not read its result"
+        );
+        let g = ours(
+            &[(1, MemberStatus::Succeeded), (2, MemberStatus::Failed)],
+            Seal::Sealed,
+        );
+        assert!(!g.mates_to_come(&i(1)), "a failed mate retries its step");
+        assert!(!ours(&[(1, MemberStatus::Succeeded)], Seal::Sealed).mates_to_come(&i(1)));
+    }
+
+    #[test]
+    fn wake_at_is_the_earliest_of_poll_seal_and_settling() {
+        let cfg = Config::default();
+        let mut g = ours(
+            &[(1, MemberStatus::Pending)],
+            Seal::Pending {
+                since: Millis(1_000),
+            },
+        );
+        assert_eq!(g.wake_at(&cfg), Some(Millis(1_000 + cfg.resend_ms)));
+        g.active = None;
+        assert_eq!(g.wake_at(&cfg), None, "nothing to do");
+        g.waiting.insert(i(2), Millis(5_000));
+        g.admit_at = Some(Millis(9_000));
+        assert_eq!(g.wake_at(&cfg), Some(Millis(9_000)));
+        g.active = Some(Active::Creating {
+            intent: IntentId::from("1-0"),
+            members: BTreeMap::new(),
+            since: Millis(4_000),
+        });
+        assert_eq!(
+            g.wake_at(&cfg),
+            Some(Millis(4_000 + cfg.create_lease_ms)),
+            "a creation intent is recovered after its lease"
+        );
+    }
+}
