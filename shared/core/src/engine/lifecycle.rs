@@ -21,38 +21,7 @@ impl Cx<'_> {
                 self.end_pipeline(id, Outcome::Gone);
             }
         }
-        let started_at = ev.time.min(self.now);
-        let plan_ok = plan.as_ref().ok().cloned();
-        let mut inst = Instance {
-            id: id.clone(),
-            action: ev.action.clone(),
-            plan: plan_ok.clone().unwrap_or(Plan {
-                steps: Vec::new(),
-                warm_pool: WarmPoolPolicy::DeployOnExit,
-                batch_window_secs: 0,
-                batch_follow_secs: 0,
-                max_batch: 1,
-                breaker: crate::plan::BreakerPolicy {
-                    threshold: 1,
-                    window_secs: 1,
-                },
-            }),
-            timeouts,
-            started_at,
-            global_deadline: started_at.plus_secs(timeouts.global_secs),
-            last_heartbeat: started_at,
-            heartbeat_sent: None,
-            steps: vec![StepRecord::default(); plan_ok.as_ref().map_or(0, |p| p.steps.len())],
-            phase: Phase::Finished {
-                outcome: Outcome::Rejected,
-                at: self.now,
-            },
-            seen: Seen::default(),
-            wake_at: None,
-        };
-        if let Some(e) = &ev.event_id {
-            inst.seen.remember(e, self.cfg.seen_capacity);
-        }
+        let inst = new_instance(ev, plan.as_ref().ok(), timeouts, self.now, self.cfg);
         self.w.instances.insert(id.clone(), Some(inst));
         self.touched.insert(Key::Instance(id.clone()));
 
@@ -202,4 +171,47 @@ impl Cx<'_> {
             inst.phase = Phase::Finished { outcome, at: now };
         }
     }
+}
+
+/// The record of a new lifecycle action, finished as `Rejected` until the launch rule starts
+/// its pipeline. An invalid plan leaves an empty one.
+fn new_instance(
+    ev: &LifecycleEvent,
+    plan: Option<&Plan>,
+    timeouts: HookTimeouts,
+    now: Millis,
+    cfg: &Config,
+) -> Instance {
+    let started_at = ev.time.min(now);
+    let mut inst = Instance {
+        id: ev.action.instance.clone(),
+        action: ev.action.clone(),
+        plan: plan.cloned().unwrap_or(Plan {
+            steps: Vec::new(),
+            warm_pool: WarmPoolPolicy::DeployOnExit,
+            batch_window_secs: 0,
+            batch_follow_secs: 0,
+            max_batch: 1,
+            breaker: crate::plan::BreakerPolicy {
+                threshold: 1,
+                window_secs: 1,
+            },
+        }),
+        timeouts,
+        started_at,
+        global_deadline: started_at.plus_secs(timeouts.global_secs),
+        last_heartbeat: started_at,
+        heartbeat_sent: None,
+        steps: vec![StepRecord::default(); plan.map_or(0, |p| p.steps.len())],
+        phase: Phase::Finished {
+            outcome: Outcome::Rejected,
+            at: now,
+        },
+        seen: Seen::default(),
+        wake_at: None,
+    };
+    if let Some(e) = &ev.event_id {
+        inst.seen.remember(e, cfg.seen_capacity);
+    }
+    inst
 }

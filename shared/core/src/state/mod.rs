@@ -7,6 +7,11 @@
 //! one item. The **instance** record is the authority on the instance's own progress (which step,
 //! which attempt, which revision each finished step installed). An instance learns a result the
 //! group recorded for it the next time it is woken ([`crate::Command::Wakeup`]).
+//!
+//! Every state records when it began (`since`). The timers read it where a state can time out
+//! or owes a re-send; where no rule reads it (a queued or draining step, a foreign or settling
+//! deployment, a held instance) it stays because the operator actions of the next step report
+//! how long each instance and deployment has been where it is, as the hold's `reason` does.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,11 +21,13 @@ mod breaker;
 mod group;
 mod instance;
 mod seen;
+mod standing;
 
 pub use breaker::*;
 pub use group::*;
 pub use instance::*;
 pub use seen::*;
+pub(crate) use standing::*;
 
 /// Which lifecycle action the orchestrator holds for an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
