@@ -20,7 +20,7 @@
 //! - **dedupe** on lifecycle token and event id; every other input is idempotent by state.
 //!
 //! This module holds the [`Engine`], the records a decision reads ([`World`]), what it returns
-//! ([`Decision`], [`Missing`]) and the private decision context `Cx`, whose [`Cx::handle`]
+//! ([`Decision`], [`Missing`]) and the private decision context `Cx`, whose `Cx::handle`
 //! only dispatches each input to one `on_*` rule. The rules live in one file per family, each
 //! adding an `impl Cx<'_>` block:
 //! - `lifecycle.rs`: launch, termination, completion, action gone, ending a pipeline;

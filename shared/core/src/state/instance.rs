@@ -74,9 +74,10 @@ pub enum StepWait {
     Queued { since: Millis },
     /// A failed attempt; the next one starts at `until`.
     Backoff { until: Millis },
-    /// The step of an unsealed deployment ([`Seal`]) succeeded and its gate is closed; the
-    /// instance moves on once CodeDeploy confirms that no active deployment of the group still
-    /// has it as an unfinished target (one may have been created while the gate was open).
+    /// The step of an unsealed deployment ([`Seal`](super::Seal)) succeeded and its gate is
+    /// closed; the instance moves on once CodeDeploy confirms that no active deployment of the
+    /// group still has it as an unfinished target (one may have been created while the gate was
+    /// open).
     Leaving {
         since: Millis,
         revision: Option<Revision>,
