@@ -479,7 +479,6 @@ async fn a_group_record_with_a_full_batch_and_a_full_queue_fits_in_one_item() {
         intent: IntentId("1700000000000-12".into()),
         members,
         since: Millis(1_700_000_000_000),
-        recovering: false,
     });
     g.waiting = (1000..2000)
         .map(|n| (id(n), Millis(1_700_000_000_000 + u64::from(n))))

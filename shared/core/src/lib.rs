@@ -8,6 +8,7 @@
 //! the changed records conditionally, then executes the [`Command`]s and feeds their answers
 //! back as [`Input`]s.
 
+mod config;
 pub mod engine;
 pub mod ids;
 pub mod io;

@@ -237,11 +237,6 @@ impl Plan {
         doc.resolve()
     }
 
-    /// The step index of `group`, if the plan names it.
-    pub fn step_of(&self, group: &GroupKey) -> Option<usize> {
-        self.steps.iter().position(|s| &s.group == group)
-    }
-
     /// Serializes the plan back into the user-facing document (used by tooling and tests).
     pub fn to_document(&self) -> serde_json::Value {
         let steps: Vec<serde_json::Value> = self
@@ -305,66 +300,7 @@ impl PlanDoc {
         }
         check_options("defaults", &self.defaults, &mut push);
 
-        let mut groups = BTreeSet::new();
-        let mut gates = BTreeSet::new();
-        let mut steps = Vec::with_capacity(self.steps.len());
-        for (i, s) in self.steps.into_iter().enumerate() {
-            let at = |f: &str| format!("steps[{i}].{f}");
-            let o = s.options();
-            check_name(&at("application"), &s.application, &mut push);
-            check_name(&at("deploymentGroup"), &s.deployment_group, &mut push);
-            check_tag_key(&at("gateTag"), &s.gate_tag, &mut push);
-            let gate_value = s
-                .gate_value
-                .unwrap_or_else(|| defaults::GATE_VALUE.to_owned());
-            if gate_value.chars().count() > 256 {
-                push(
-                    at("gateValue"),
-                    "EC2 tag values are at most 256 characters".into(),
-                );
-            }
-            check_options(&format!("steps[{i}]"), &o, &mut push);
-
-            let group = GroupKey::new(s.application, s.deployment_group);
-            if !groups.insert(group.clone()) {
-                push(
-                    at("deploymentGroup"),
-                    format!("{group} appears twice; each deployment group runs once per instance"),
-                );
-            }
-            if !gates.insert(s.gate_tag.clone()) {
-                push(
-                    at("gateTag"),
-                    format!(
-                        "gate tag `{}` is used by an earlier step; each step needs its own gate",
-                        s.gate_tag
-                    ),
-                );
-            }
-            let d = &self.defaults;
-            steps.push(Step {
-                group,
-                gate: Gate {
-                    key: s.gate_tag,
-                    value: gate_value,
-                },
-                retries: o.retries.or(d.retries).unwrap_or(defaults::RETRIES),
-                retry_backoff_secs: o
-                    .retry_backoff_secs
-                    .or(d.retry_backoff_secs)
-                    .unwrap_or(defaults::RETRY_BACKOFF_SECS),
-                timeout_secs: o
-                    .timeout_secs
-                    .or(d.timeout_secs)
-                    .unwrap_or(defaults::TIMEOUT_SECS),
-                deployment_config: o
-                    .deployment_config
-                    .or_else(|| d.deployment_config.clone())
-                    .or_else(|| Some(defaults::DEPLOYMENT_CONFIG.to_owned()))
-                    .filter(|c| c != "inherit"),
-                on_failure: o.on_failure.or(d.on_failure).unwrap_or(OnFailure::Abandon),
-            });
-        }
+        let steps = resolve_steps(self.steps, &self.defaults, &mut push);
 
         let max_batch = self.max_batch.unwrap_or(defaults::MAX_BATCH);
         if max_batch == 0 || max_batch > CODEDEPLOY_MAX_INSTANCES_PER_DEPLOYMENT {
@@ -419,6 +355,75 @@ impl PlanDoc {
             Err(PlanError { issues })
         }
     }
+}
+
+/// Resolves each step's options against the plan's defaults, checking names, tags and that no
+/// group or gate tag is used twice.
+fn resolve_steps(
+    docs: Vec<StepDoc>,
+    d: &StepOptions,
+    push: &mut impl FnMut(String, String),
+) -> Vec<Step> {
+    let mut groups = BTreeSet::new();
+    let mut gates = BTreeSet::new();
+    let mut steps = Vec::with_capacity(docs.len());
+    for (i, s) in docs.into_iter().enumerate() {
+        let at = |f: &str| format!("steps[{i}].{f}");
+        let o = s.options();
+        check_name(&at("application"), &s.application, push);
+        check_name(&at("deploymentGroup"), &s.deployment_group, push);
+        check_tag_key(&at("gateTag"), &s.gate_tag, push);
+        let gate_value = s
+            .gate_value
+            .unwrap_or_else(|| defaults::GATE_VALUE.to_owned());
+        if gate_value.chars().count() > 256 {
+            push(
+                at("gateValue"),
+                "EC2 tag values are at most 256 characters".into(),
+            );
+        }
+        check_options(&format!("steps[{i}]"), &o, push);
+
+        let group = GroupKey::new(s.application, s.deployment_group);
+        if !groups.insert(group.clone()) {
+            push(
+                at("deploymentGroup"),
+                format!("{group} appears twice; each deployment group runs once per instance"),
+            );
+        }
+        if !gates.insert(s.gate_tag.clone()) {
+            push(
+                at("gateTag"),
+                format!(
+                    "gate tag `{}` is used by an earlier step; each step needs its own gate",
+                    s.gate_tag
+                ),
+            );
+        }
+        steps.push(Step {
+            group,
+            gate: Gate {
+                key: s.gate_tag,
+                value: gate_value,
+            },
+            retries: o.retries.or(d.retries).unwrap_or(defaults::RETRIES),
+            retry_backoff_secs: o
+                .retry_backoff_secs
+                .or(d.retry_backoff_secs)
+                .unwrap_or(defaults::RETRY_BACKOFF_SECS),
+            timeout_secs: o
+                .timeout_secs
+                .or(d.timeout_secs)
+                .unwrap_or(defaults::TIMEOUT_SECS),
+            deployment_config: o
+                .deployment_config
+                .or_else(|| d.deployment_config.clone())
+                .or_else(|| Some(defaults::DEPLOYMENT_CONFIG.to_owned()))
+                .filter(|c| c != "inherit"),
+            on_failure: o.on_failure.or(d.on_failure).unwrap_or(OnFailure::Abandon),
+        });
+    }
+    steps
 }
 
 fn check_options(prefix: &str, o: &StepOptions, push: &mut impl FnMut(String, String)) {

@@ -1,0 +1,64 @@
+//! The engine's tunables. A module of its own so that records (`state`) can compute their own
+//! timers from it without importing the engine.
+
+use crate::ids::DeploymentId;
+
+/// Tunables of the engine. The defaults are what the functions use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Ask CodeDeploy directly when a deployment has been quiet this long.
+    pub poll_interval_ms: u64,
+    /// A creation intent older than this is presumed to belong to a crashed invocation.
+    /// Must exceed the queue function's timeout.
+    pub create_lease_ms: u64,
+    /// Heartbeat after this many thousandths of the heartbeat timeout (must stay below 500).
+    pub heartbeat_permille: u64,
+    /// Re-send `CheckRevisions` / `CompleteLifecycleAction` when unanswered this long.
+    pub resend_ms: u64,
+    /// Back-off after a retryable `CreateDeployment` failure.
+    pub create_retry_ms: u64,
+    /// How many recent event ids a record remembers.
+    pub seen_capacity: usize,
+    /// A pipeline still working this close to the global timeout fails rather than let the
+    /// hook's default result decide.
+    pub deadline_guard_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 60_000,
+            create_lease_ms: 90_000,
+            heartbeat_permille: 400,
+            resend_ms: 30_000,
+            create_retry_ms: 15_000,
+            seen_capacity: 32,
+            deadline_guard_ms: 30_000,
+        }
+    }
+}
+
+impl Config {
+    /// How long a leaving instance waits before its leave check is sent again: a lost answer
+    /// is re-asked after `resend_ms`; a deployment that still held the instance is looked at
+    /// again after `poll_interval_ms`.
+    pub fn leave_resend_ms(&self, blocked_by: Option<&DeploymentId>) -> u64 {
+        match blocked_by {
+            Some(_) => self.poll_interval_ms,
+            None => self.resend_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leave_check_is_resent_soon_and_a_blocking_deployment_polled_less_often() {
+        let cfg = Config::default();
+        assert_eq!(cfg.leave_resend_ms(None), cfg.resend_ms);
+        let d = DeploymentId::from("d-1");
+        assert_eq!(cfg.leave_resend_ms(Some(&d)), cfg.poll_interval_ms);
+    }
+}

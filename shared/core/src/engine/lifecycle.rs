@@ -1,0 +1,217 @@
+//! Lifecycle actions: a launch starts a pipeline, a termination or an action Auto Scaling
+//! reports gone ends one, a completion Auto Scaling confirmed finishes it.
+
+use super::*;
+
+impl Cx<'_> {
+    pub(super) fn on_launch(
+        &mut self,
+        ev: &LifecycleEvent,
+        plan: &Result<Plan, PlanError>,
+        timeouts: HookTimeouts,
+    ) {
+        let id = &ev.action.instance;
+        if let Some(existing) = self.inst(id) {
+            if existing.action.token == ev.action.token {
+                self.ignore(format!("duplicate lifecycle token {}", ev.action.token));
+                return;
+            }
+            if !existing.phase.is_finished() {
+                // Auto Scaling issued a new action for this instance: the old one is over.
+                self.end_pipeline(id, Outcome::Gone);
+            }
+        }
+        let inst = new_instance(ev, plan.as_ref().ok(), timeouts, self.now, self.cfg);
+        self.w.instances.insert(id.clone(), Some(inst));
+        self.touched.insert(Key::Instance(id.clone()));
+
+        let plan = match plan {
+            Ok(p) => p,
+            Err(e) => {
+                self.alert(
+                    AlertKind::PlanInvalid,
+                    Some(id),
+                    None,
+                    format!(
+                        "lifecycle hook {} of {}: {e}; instance left to the hook's default result",
+                        ev.action.hook, ev.action.asg
+                    ),
+                );
+                return;
+            }
+        };
+
+        let deploy = !matches!(
+            (ev.origin, ev.destination, plan.warm_pool),
+            (_, Some(Place::WarmPool), WarmPoolPolicy::DeployOnExit)
+                | (Some(Place::WarmPool), _, WarmPoolPolicy::DeployOnEntry)
+        );
+        if !deploy {
+            self.complete(
+                id,
+                LifecycleResult::Continue,
+                "warm-pool transition the plan does not deploy on".into(),
+            );
+            return;
+        }
+        if timeouts.heartbeat_secs < MIN_ROBUST_HEARTBEAT_SECS {
+            self.alert(
+                AlertKind::HeartbeatTimeoutTooShort,
+                Some(id),
+                None,
+                format!(
+                    "lifecycle hook {} has a {} s heartbeat timeout: below {MIN_ROBUST_HEARTBEAT_SECS} s a single lost timer message can miss a heartbeat; raise it",
+                    ev.action.hook, timeouts.heartbeat_secs
+                ),
+            );
+        }
+        let need: u64 = plan.steps.iter().map(|s| s.timeout_secs).sum();
+        if need > timeouts.global_secs {
+            // A configuration error: every replacement would fail the same way, so hold
+            // rather than feed an abandon/relaunch loop.
+            let why = format!(
+                "the plan's step timeouts add up to {need} s but the hook's global timeout is {} s (100 × heartbeat timeout, at most 48 h)",
+                timeouts.global_secs
+            );
+            self.alert(AlertKind::PlanCannotFit, Some(id), None, why.clone());
+            self.hold(id, None, why);
+            return;
+        }
+        self.start_attempt(id, 0, Admit::Window);
+    }
+
+    pub(super) fn on_terminate(&mut self, ev: &LifecycleEvent) {
+        let id = &ev.action.instance;
+        if let Some(inst) = self.inst(id)
+            && !inst.phase.is_finished()
+        {
+            self.end_pipeline(id, Outcome::Terminated);
+        }
+        self.out.push(Command::CompleteAction {
+            action: ev.action.clone(),
+            result: LifecycleResult::Continue,
+        });
+    }
+
+    pub(super) fn on_completed(&mut self, id: &InstanceId, token: &Token) {
+        let now = self.now;
+        let Some(inst) = self.inst_mut(id) else {
+            return;
+        };
+        if &inst.action.token != token {
+            return;
+        }
+        if let Phase::Completing { result, .. } = inst.phase {
+            let outcome = match result {
+                LifecycleResult::Abandon => Outcome::Abandoned,
+                LifecycleResult::Continue if inst.all_steps_done() => Outcome::InService,
+                LifecycleResult::Continue => Outcome::PassedThrough,
+            };
+            inst.phase = Phase::Finished { outcome, at: now };
+        }
+    }
+
+    /// Auto Scaling confirmed a heartbeat sent at `at`: it counts from then on, and it answers
+    /// the probe of a re-sent CONTINUE.
+    pub(super) fn on_heartbeat_recorded(&mut self, id: &InstanceId, token: &Token, at: Millis) {
+        if let Some(inst) = self.inst_mut(id)
+            && &inst.action.token == token
+        {
+            inst.last_heartbeat = inst.last_heartbeat.max(at);
+            inst.heartbeat_sent = None;
+            self.probe_answered(id, at);
+        }
+    }
+
+    pub(super) fn on_gone(&mut self, id: &InstanceId, token: &Token) {
+        let Some(inst) = self.inst(id) else {
+            return;
+        };
+        if &inst.action.token != token || inst.phase.is_finished() {
+            self.ignore("action-gone for an action already finished or replaced");
+            return;
+        }
+        if let Phase::Completing { result, .. } = inst.phase {
+            // Our completion landed earlier (the answer was lost) or the action timed out:
+            // either way it is over and must not be completed again.
+            let outcome = match result {
+                LifecycleResult::Continue => Outcome::InService,
+                LifecycleResult::Abandon => Outcome::Abandoned,
+            };
+            let now = self.now;
+            if let Some(inst) = self.inst_mut(id) {
+                inst.phase = Phase::Finished { outcome, at: now };
+            }
+            return;
+        }
+        self.end_pipeline(id, Outcome::Gone);
+    }
+
+    /// Leaves every group of the plan, stopping a deployment that served only this instance.
+    pub(super) fn release(&mut self, id: &InstanceId) {
+        let Some(inst) = self.inst(id) else {
+            return;
+        };
+        let groups: Vec<GroupKey> = inst.plan.steps.iter().map(|s| s.group.clone()).collect();
+        for key in groups {
+            if let Some(deployment) = self.leave_group(id, &key) {
+                self.out.push(Command::StopDeployment {
+                    group: key,
+                    deployment,
+                });
+            }
+        }
+    }
+
+    /// Ends the pipeline: releases what it held and records the outcome.
+    pub(super) fn end_pipeline(&mut self, id: &InstanceId, outcome: Outcome) {
+        let now = self.now;
+        self.release(id);
+        if let Some(inst) = self.inst_mut(id) {
+            inst.phase = Phase::Finished { outcome, at: now };
+        }
+    }
+}
+
+/// The record of a new lifecycle action, finished as `Rejected` until the launch rule starts
+/// its pipeline. An invalid plan leaves an empty one.
+fn new_instance(
+    ev: &LifecycleEvent,
+    plan: Option<&Plan>,
+    timeouts: HookTimeouts,
+    now: Millis,
+    cfg: &Config,
+) -> Instance {
+    let started_at = ev.time.min(now);
+    let mut inst = Instance {
+        id: ev.action.instance.clone(),
+        action: ev.action.clone(),
+        plan: plan.cloned().unwrap_or(Plan {
+            steps: Vec::new(),
+            warm_pool: WarmPoolPolicy::DeployOnExit,
+            batch_window_secs: 0,
+            batch_follow_secs: 0,
+            max_batch: 1,
+            breaker: crate::plan::BreakerPolicy {
+                threshold: 1,
+                window_secs: 1,
+            },
+        }),
+        timeouts,
+        started_at,
+        global_deadline: started_at.plus_secs(timeouts.global_secs),
+        last_heartbeat: started_at,
+        heartbeat_sent: None,
+        steps: vec![StepRecord::default(); plan.map_or(0, |p| p.steps.len())],
+        phase: Phase::Finished {
+            outcome: Outcome::Rejected,
+            at: now,
+        },
+        seen: Seen::default(),
+        wake_at: None,
+    };
+    if let Some(e) = &ev.event_id {
+        inst.seen.remember(e, cfg.seen_capacity);
+    }
+    inst
+}

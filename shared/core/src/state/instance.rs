@@ -1,0 +1,207 @@
+//! The instance record: one lifecycle action's pipeline through the plan.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ActionRef, HookTimeouts, LifecycleResult, Seen};
+use crate::ids::*;
+use crate::plan::Plan;
+
+/// The pipeline of one instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub action: ActionRef,
+    pub plan: Plan,
+    pub timeouts: HookTimeouts,
+    /// When the lifecycle action started (event time).
+    pub started_at: Millis,
+    pub global_deadline: Millis,
+    /// The last heartbeat Auto Scaling confirmed (or the action's start).
+    pub last_heartbeat: Millis,
+    /// A heartbeat sent but not yet confirmed (re-sent if no confirmation comes).
+    #[serde(default)]
+    pub heartbeat_sent: Option<Millis>,
+    pub steps: Vec<StepRecord>,
+    pub phase: Phase,
+    /// Recently handled event ids (bounded), for duplicate detection.
+    pub seen: Seen,
+    /// When the timer path must next look at this instance.
+    pub wake_at: Option<Millis>,
+}
+
+/// What one plan step has done on this instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Attempts started (1 after the first admission request).
+    pub attempts: u32,
+    /// Set when the step succeeded: the revision its deployment installed (`None` inside
+    /// `Some` means the group had no revision to deploy).
+    pub installed: Option<Option<Revision>>,
+    pub started_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Working on `step`.
+    Running { step: usize, wait: StepWait },
+    /// Every step succeeded; the current revision of each group is being checked.
+    Verifying { since: Millis },
+    /// The result is decided and recorded; `CompleteLifecycleAction` is (re)sent until Auto
+    /// Scaling acknowledges it or reports the action gone.
+    Completing {
+        result: LifecycleResult,
+        reason: String,
+        since: Millis,
+        /// An unconfirmed CONTINUE is not sent again blindly: a heartbeat probes whether the
+        /// action is still pending (see `Engine`, "re-sending a CONTINUE").
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        probing: bool,
+    },
+    /// Kept in `Pending:Wait` (heartbeats continue) until an operator acts.
+    Held {
+        step: Option<usize>,
+        reason: String,
+        since: Millis,
+    },
+    /// Nothing left to do.
+    Finished { outcome: Outcome, at: Millis },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepWait {
+    /// In the group's waiting list or served by one of its deployments (the group record says
+    /// which).
+    Queued { since: Millis },
+    /// A failed attempt; the next one starts at `until`.
+    Backoff { until: Millis },
+    /// The step of an unsealed deployment ([`Seal`](super::Seal)) succeeded and its gate is
+    /// closed; the instance moves on once CodeDeploy confirms that no active deployment of the
+    /// group still has it as an unfinished target (one may have been created while the gate was
+    /// open).
+    Leaving {
+        since: Millis,
+        revision: Option<Revision>,
+        /// Wait (up to the batch window) for batch-mates before the next group is admitted.
+        hold_back: bool,
+        /// The deployment that still had the instance as a target at the last check.
+        blocked_by: Option<DeploymentId>,
+    },
+    /// The attempt timed out while a deployment still runs on the instance; the attempt is
+    /// failed once that deployment no longer touches it.
+    Draining { since: Millis },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Completed with CONTINUE after every step succeeded.
+    InService,
+    /// Completed with CONTINUE without deploying (a warm-pool transition the plan skips).
+    PassedThrough,
+    /// Completed with ABANDON.
+    Abandoned,
+    /// The lifecycle action disappeared (completed elsewhere, timed out, instance terminated).
+    Gone,
+    /// The instance is terminating.
+    Terminated,
+    /// The plan was invalid; an alert was raised and the hook's default result applies.
+    Rejected,
+}
+
+impl Instance {
+    /// Worst-case seconds the steps from `from` on still need (one attempt each), skipping
+    /// steps already done.
+    pub fn remaining_secs(&self, from: usize) -> u64 {
+        self.plan
+            .steps
+            .iter()
+            .zip(&self.steps)
+            .skip(from)
+            .filter(|(_, r)| r.installed.is_none())
+            .map(|(s, _)| s.timeout_secs)
+            .sum()
+    }
+
+    /// Whether the plan has steps and every one of them has succeeded (installed a revision,
+    /// or found nothing to deploy): what a CONTINUE counts as putting the instance in service.
+    pub fn all_steps_done(&self) -> bool {
+        !self.steps.is_empty() && self.steps.iter().all(|s| s.installed.is_some())
+    }
+}
+
+impl Phase {
+    pub fn is_finished(&self) -> bool {
+        matches!(self, Phase::Finished { .. })
+    }
+    /// The step currently being worked on, if any.
+    pub fn step(&self) -> Option<usize> {
+        match self {
+            Phase::Running { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(steps: usize) -> Instance {
+        // A plan document needs a step; a plan without any is made by dropping it.
+        let doc: Vec<String> = (0..steps.max(1))
+            .map(|i| {
+                format!(r#"{{"application":"app{i}","deploymentGroup":"dg{i}","gateTag":"g{i}"}}"#)
+            })
+            .collect();
+        let plan = Plan::parse(&format!(r#"{{"version":1,"steps":[{}]}}"#, doc.join(",")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut plan = plan;
+        plan.steps.truncate(steps);
+        let action = ActionRef {
+            asg: "asg".into(),
+            hook: "hook".into(),
+            token: Token::from("t"),
+            instance: InstanceId::from("i-1"),
+        };
+        Instance {
+            id: action.instance.clone(),
+            action,
+            plan,
+            timeouts: HookTimeouts::from_heartbeat(600),
+            started_at: Millis(0),
+            global_deadline: Millis(60_000_000),
+            last_heartbeat: Millis(0),
+            heartbeat_sent: None,
+            steps: vec![StepRecord::default(); steps],
+            phase: Phase::Verifying { since: Millis(0) },
+            seen: Seen::default(),
+            wake_at: None,
+        }
+    }
+
+    #[test]
+    fn all_steps_done_needs_every_step_installed() {
+        let mut inst = instance(2);
+        assert!(!inst.all_steps_done());
+        inst.steps[0].installed = Some(Some(Revision::from("r1")));
+        assert!(!inst.all_steps_done(), "one step is still to do");
+        // A group with nothing to deploy counts as done.
+        inst.steps[1].installed = Some(None);
+        assert!(inst.all_steps_done());
+    }
+
+    #[test]
+    fn all_steps_done_is_false_for_a_plan_without_steps() {
+        // Nothing was deployed: a CONTINUE passes the instance through, not into service.
+        assert!(!instance(0).all_steps_done());
+    }
+
+    #[test]
+    fn remaining_secs_skips_steps_already_done() {
+        let mut inst = instance(3);
+        let each = inst.plan.steps[0].timeout_secs;
+        assert_eq!(inst.remaining_secs(0), 3 * each);
+        inst.steps[1].installed = Some(None);
+        assert_eq!(inst.remaining_secs(0), 2 * each);
+        assert_eq!(inst.remaining_secs(2), each);
+    }
+}
