@@ -1,4 +1,4 @@
-//! One table test per orchestration rule (design brief §3); each test is named `rule_<name>`.
+//! One table test per orchestration rule (docs/design.md "Rules"); each test is named `rule_<name>`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

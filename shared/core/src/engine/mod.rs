@@ -1,6 +1,6 @@
 //! `decide(world, input, now) -> decision`: the whole orchestration logic, with no I/O.
 //!
-//! The rules (design brief §3), each implemented in one place:
+//! The rules (docs/design.md "Rules"), each implemented in one place:
 //! - **one deployment at a time per instance, in plan order**: an instance joins the waiting
 //!   list of exactly one group (its current step) and carries only that group's gate, and
 //!   only until its deployment exists (the **seal**: CodeDeploy fixes in-place targets at
