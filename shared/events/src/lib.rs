@@ -281,13 +281,13 @@ fn parse_eventbridge(value: Value) -> Result<Message, ParseError> {
     // The type decides which fields are required: an event turnstile does not act on is
     // acknowledged whatever its other fields hold (AWS's own samples carry placeholder times).
     let text = |key: &str| value.get(key).and_then(Value::as_str);
-    if let (Some(source), Some(detail_type)) = (text("source"), text("detail-type")) {
-        if !is_handled(source, detail_type) {
-            return Ok(Message::Ignored(Ignored::OtherEvent {
-                source: source.to_owned(),
-                detail_type: detail_type.to_owned(),
-            }));
-        }
+    if let (Some(source), Some(detail_type)) = (text("source"), text("detail-type"))
+        && !is_handled(source, detail_type)
+    {
+        return Ok(Message::Ignored(Ignored::OtherEvent {
+            source: source.to_owned(),
+            detail_type: detail_type.to_owned(),
+        }));
     }
     let ev: EventBridgeEvent<Value> = typed(value, "")?;
     let event_id = ev.id.clone().map(EventId);
