@@ -32,6 +32,14 @@ pub const INSTANCE_DETAIL_TYPE: &str = "CodeDeploy Instance State-change Notific
 pub const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
 pub const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 pub const TEST_NOTIFICATION: &str = "autoscaling:TEST_NOTIFICATION";
+/// The activity notifications a group's SNS notification configuration sends
+/// [aws-behaviour §1.2 Activity notifications].
+pub const ACTIVITY_EVENTS: [&str; 4] = [
+    "autoscaling:EC2_INSTANCE_LAUNCH",
+    "autoscaling:EC2_INSTANCE_LAUNCH_ERROR",
+    "autoscaling:EC2_INSTANCE_TERMINATE",
+    "autoscaling:EC2_INSTANCE_TERMINATE_ERROR",
+];
 
 /// One parsed queue message.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +89,11 @@ pub enum Ignored {
     OtherEvent { source: String, detail_type: String },
     /// Blue/green `READY`: not an in-place deployment state.
     BlueGreenReady { deployment: String },
+    /// An Auto Scaling activity notification (`autoscaling:EC2_INSTANCE_LAUNCH`, `_LAUNCH_ERROR`,
+    /// `_TERMINATE`, `_TERMINATE_ERROR`): sent by a group's SNS notification configuration, often
+    /// on the same topic as the hook's notifications. It reports what already happened; the
+    /// lifecycle action, if any, comes in its own message [aws-behaviour §1.2 Activity notifications].
+    Activity { event: String, asg: Option<String> },
 }
 
 /// Why a message could not be parsed. None of these can succeed on a retry.
@@ -95,6 +108,16 @@ pub enum ParseError {
     Field { field: String, reason: String },
     #[error("not a message turnstile knows: {reason}")]
     Unrecognised { reason: String },
+    /// SNS asks the subscriber to confirm (or acknowledges the end of) a subscription. turnstile
+    /// never confirms subscriptions itself: doing so would let anyone who can publish to the
+    /// queue subscribe it to their topic.
+    #[error(
+        "SNS {kind} for topic {topic}: the queue is subscribed to this topic but the subscription \
+         is not confirmed; confirm it once with `aws sns confirm-subscription --topic-arn {topic} \
+         --token <Token from this message>` (or subscribe the queue from the topic's own account, \
+         which needs no confirmation)"
+    )]
+    SnsSubscription { kind: String, topic: String },
 }
 
 impl ParseError {
@@ -148,13 +171,18 @@ fn parse_value(value: Value) -> Result<Message, ParseError> {
         let key: WakeupMessage = typed(value, "")?;
         return Ok(Message::Wakeup(key.key));
     }
-    if let Some(event) = obj.get("Event") {
+    // Some producers write `"Event": ""` beside a real lifecycle notification (a struct without
+    // omitempty): an empty `Event` says nothing, so it is treated as absent.
+    if let Some(event) = obj.get("Event").filter(|e| e.as_str() != Some("")) {
+        let asg = obj
+            .get("AutoScalingGroupName")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         return match event.as_str() {
-            Some(TEST_NOTIFICATION) => Ok(Message::Ignored(Ignored::TestNotification {
-                asg: obj
-                    .get("AutoScalingGroupName")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+            Some(TEST_NOTIFICATION) => Ok(Message::Ignored(Ignored::TestNotification { asg })),
+            Some(e) if ACTIVITY_EVENTS.contains(&e) => Ok(Message::Ignored(Ignored::Activity {
+                event: e.to_owned(),
+                asg,
             })),
             _ => Err(ParseError::field_err(
                 "Event",
@@ -168,13 +196,24 @@ fn parse_value(value: Value) -> Result<Message, ParseError> {
         let time = meta
             .time
             .ok_or_else(|| ParseError::field_err("Time", "missing"))?;
-        return lifecycle(
-            detail,
-            "",
-            time,
-            meta.request_id.map(EventId),
-            Via::HookNotification,
-        );
+        // A notification's `RequestId` names the Auto Scaling request, not the lifecycle action:
+        // the dedupe key carries the action's token too, so two actions can never share one.
+        let event_id = meta
+            .request_id
+            .map(|r| EventId(format!("{r}/{}", detail.lifecycle_action_token)));
+        return lifecycle(detail, "", time, event_id, Via::HookNotification);
+    }
+    if let Some(kind @ ("SubscriptionConfirmation" | "UnsubscribeConfirmation")) =
+        obj.get("Type").and_then(Value::as_str)
+    {
+        return Err(ParseError::SnsSubscription {
+            kind: kind.to_owned(),
+            topic: obj
+                .get("TopicArn")
+                .and_then(Value::as_str)
+                .unwrap_or("(no TopicArn)")
+                .to_owned(),
+        });
     }
     if obj.get("Type").and_then(Value::as_str) == Some("Notification") {
         // SNS → SQS without raw message delivery: the notification is a string in `Message`.
@@ -239,10 +278,34 @@ struct HookNotification {
 }
 
 fn parse_eventbridge(value: Value) -> Result<Message, ParseError> {
+    // The type decides which fields are required: an event turnstile does not act on is
+    // acknowledged whatever its other fields hold (AWS's own samples carry placeholder times).
+    let text = |key: &str| value.get(key).and_then(Value::as_str);
+    if let (Some(source), Some(detail_type)) = (text("source"), text("detail-type"))
+        && !is_handled(source, detail_type)
+    {
+        return Ok(Message::Ignored(Ignored::OtherEvent {
+            source: source.to_owned(),
+            detail_type: detail_type.to_owned(),
+        }));
+    }
     let ev: EventBridgeEvent<Value> = typed(value, "")?;
     let event_id = ev.id.clone().map(EventId);
     match (ev.source.as_str(), ev.detail_type.as_str()) {
         ("aws.autoscaling", LAUNCH_DETAIL_TYPE) | ("aws.autoscaling", TERMINATE_DETAIL_TYPE) => {
+            // AWS sends no test notification through EventBridge, but tools that replay one
+            // onto the bus put it here; it is still a test notification, not a bad action.
+            if ev.detail.get("LifecycleTransition").and_then(Value::as_str)
+                == Some(TEST_NOTIFICATION)
+            {
+                return Ok(Message::Ignored(Ignored::TestNotification {
+                    asg: ev
+                        .detail
+                        .get("AutoScalingGroupName")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                }));
+            }
             let time = ev
                 .time
                 .ok_or_else(|| ParseError::field_err("time", "missing"))?;
@@ -317,6 +380,20 @@ fn parse_eventbridge(value: Value) -> Result<Message, ParseError> {
             detail_type: detail_type.to_owned(),
         })),
     }
+}
+
+/// The EventBridge events turnstile acts on; every other (source, detail-type) is acknowledged.
+fn is_handled(source: &str, detail_type: &str) -> bool {
+    matches!(
+        (source, detail_type),
+        (
+            "aws.autoscaling",
+            LAUNCH_DETAIL_TYPE | TERMINATE_DETAIL_TYPE
+        ) | (
+            "aws.codedeploy",
+            DEPLOYMENT_DETAIL_TYPE | INSTANCE_DETAIL_TYPE
+        )
+    )
 }
 
 fn bad_state(state: &str) -> ParseError {

@@ -74,9 +74,10 @@ fn hook_notification_straight_to_sqs() {
         (l.event.origin, l.event.destination),
         (Some(Place::Ec2), Some(Place::AutoScalingGroup))
     );
+    // The notification's RequestId, with the action's token: unique per lifecycle action.
     assert_eq!(
         l.event.event_id.unwrap().as_str(),
-        "5a062a09-2965-8413-43f9-83bd8649c9eb"
+        "5a062a09-2965-8413-43f9-83bd8649c9eb/917070d0-a303-474b-a36c-a5e38a19de5e"
     );
     assert!(matches!(
         parse(&fixture("sqs-direct-terminate-notification.json")).unwrap(),
@@ -237,10 +238,121 @@ fn malformed_json_and_foreign_shapes_are_typed_errors() {
         Err(ParseError::Unrecognised { .. })
     ));
     assert!(
-        matches!(parse(r#"{"Event":"autoscaling:EC2_INSTANCE_LAUNCH"}"#), Err(ParseError::Field { field, .. }) if field == "Event")
+        matches!(parse(r#"{"Event":"autoscaling:EC2_INSTANCE_REBOOT"}"#), Err(ParseError::Field { field, .. }) if field == "Event")
     );
     assert!(
         matches!(parse(r#"{"turnstile":"explode"}"#), Err(ParseError::Field { field, .. }) if field == "turnstile")
     );
     assert!(!parse("{").unwrap_err().is_retryable());
+}
+
+// ---- real variants: shapes that other setups put on the queue -----------------------------------
+
+#[test]
+fn real_variant_activity_notification_over_sns_is_ignored() {
+    // A group's SNS notification configuration often shares the topic with the hook's
+    // notifications: the activity notice reports a launch that already happened.
+    let m = parse(&fixture("sns-activity-notification-launch.json")).unwrap();
+    assert_eq!(
+        m,
+        Message::Ignored(Ignored::Activity {
+            event: "autoscaling:EC2_INSTANCE_LAUNCH".into(),
+            asg: Some("shared-fleet".into()),
+        })
+    );
+    for event in turnstile_events::ACTIVITY_EVENTS {
+        let body = serde_json::json!({"Event": event, "AutoScalingGroupName": "g"}).to_string();
+        assert!(
+            matches!(
+                parse(&body).unwrap(),
+                Message::Ignored(Ignored::Activity { .. })
+            ),
+            "{event}"
+        );
+    }
+}
+
+#[test]
+fn real_variant_ignored_eventbridge_type_is_decided_before_its_fields() {
+    // AWS's own samples carry placeholder or date-only times; an event turnstile does not act
+    // on is acknowledged whatever its time says.
+    for time in ["2019-01-01", "yyyy-mm-ddThh:mm:ssZ"] {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&fixture("eventbridge-launch-successful.json")).unwrap();
+        v["time"] = serde_json::json!(time);
+        assert!(
+            matches!(
+                parse(&v.to_string()).unwrap(),
+                Message::Ignored(Ignored::OtherEvent { .. })
+            ),
+            "{time}"
+        );
+    }
+    // An event turnstile does act on still needs a valid time, and says so.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fixture("eventbridge-launch-lifecycle-action.json")).unwrap();
+    v["time"] = serde_json::json!("2019-01-01");
+    assert_eq!(field_error(&v.to_string()).0, "time");
+}
+
+#[test]
+fn real_variant_empty_event_beside_a_lifecycle_transition_is_absent() {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fixture("sqs-direct-terminate-notification.json")).unwrap();
+    v["Event"] = serde_json::json!("");
+    assert!(matches!(
+        parse(&v.to_string()).unwrap(),
+        Message::Terminate(_)
+    ));
+}
+
+#[test]
+fn real_variant_sns_subscription_confirmation_says_what_to_do() {
+    let err = parse(&fixture("sns-subscription-confirmation.json")).unwrap_err();
+    let ParseError::SnsSubscription { kind, topic } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(kind, "SubscriptionConfirmation");
+    assert_eq!(topic, "arn:aws:sns:us-east-1:444455556666:fleet-events");
+    assert!(
+        err.to_string().contains("aws sns confirm-subscription"),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+}
+
+#[test]
+fn real_variant_hook_notification_dedupe_key_is_unique_per_action() {
+    // Two lifecycle actions that share a RequestId (one Auto Scaling request can start
+    // several) must not be taken for one redelivered message.
+    let one = fixture("sqs-direct-terminate-notification.json");
+    let two = one.replace(
+        "888d9b5e-fca7-49ac-a588-ef86a5f4c25b",
+        "999d9b5e-fca7-49ac-a588-ef86a5f4c25b",
+    );
+    let id = |body: &str| match parse(body).unwrap() {
+        Message::Terminate(l) => l.event.event_id.unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(id(&one), id(&two));
+    assert_eq!(id(&one), id(&one), "a redelivery keeps its key");
+    assert!(
+        id(&one)
+            .as_str()
+            .starts_with("0af658d8-4d1c-4bf0-9886-16872eb3a892")
+    );
+}
+
+#[test]
+fn real_variant_eventbridge_test_notification_is_ignored() {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fixture("eventbridge-terminate-lifecycle-action.json")).unwrap();
+    v["detail"] = serde_json::json!({
+        "Event": "autoscaling:TEST_NOTIFICATION",
+        "LifecycleTransition": "autoscaling:TEST_NOTIFICATION"
+    });
+    assert!(matches!(
+        parse(&v.to_string()).unwrap(),
+        Message::Ignored(Ignored::TestNotification { .. })
+    ));
 }
