@@ -1,6 +1,6 @@
 //! The local cloud: the whole flow on one machine, with the real handlers.
 //!
-//! See [`run`] for how a scenario runs (one module per mode: [`native`], [`userdata`],
+//! See [`mod@run`] for how a scenario runs (one module per mode: [`native`], [`userdata`],
 //! [`orchestrated`], all on the one simulated-time loop in `sim_loop`), [`wire`] for the
 //! simulator's wire protocols and [`checks`] for the invariants checked on the simulator's
 //! record.

@@ -6,7 +6,7 @@
 //! dead-letter queue). The timer function's sweep runs every simulated minute. The handlers
 //! call the simulator over its wire protocols and keep their state in DynamoDB Local.
 //!
-//! Time stands still while the functions work (see [`crate::sim_loop`]). SQS's
+//! Time stands still while the functions work (see `sim_loop`). SQS's
 //! `DelaySeconds` counts wall time, so timer messages are held by the local timer port and
 //! sent to the queue when simulated time reaches them (the production port uses
 //! `DelaySeconds`; both go through the same queue and handler).

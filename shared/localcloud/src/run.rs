@@ -5,7 +5,7 @@
 //! - [`crate::orchestrated`]: the orchestrator's hooks, with the real handlers behind moto's
 //!   EventBridge and SQS and state in DynamoDB Local.
 //!
-//! All three run the same simulated-time loop ([`crate::sim_loop`]) and leave a
+//! All three run the same simulated-time loop (`sim_loop`) and leave a
 //! [`RunRecord`] ([`crate::record`]).
 
 pub use crate::error::RunError;
