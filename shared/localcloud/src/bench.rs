@@ -19,8 +19,8 @@ use turnstile_sim::Script;
 
 use crate::direct::Quiet;
 use crate::direct::driver::{Driver, Faults};
+use crate::record::{Activity, RunRecord};
 use crate::report::Summary;
-use crate::run::{Activity, RunRecord};
 use crate::scenario::{Mode, Scenario};
 
 pub const GROUPS: usize = 6;
@@ -124,8 +124,8 @@ pub async fn run_with(
     let mut work = None;
     let mut core = None;
     let record = match contender {
-        Contender::Native => crate::run::run_native(&s),
-        Contender::UserData => crate::userdata::run(&s),
+        Contender::Native => crate::native::run(&s).await,
+        Contender::UserData => crate::userdata::run(&s).await,
         Contender::Turnstile | Contender::Serial => {
             let mut d = Driver::new(
                 s.cloud(Mode::Orchestrator),

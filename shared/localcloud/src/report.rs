@@ -6,7 +6,7 @@ use std::fmt::Write;
 use turnstile_model::{Creator, Fact, HookResult, Ms};
 use turnstile_sim::timeline::{percentile, render, time_to_in_service};
 
-use crate::run::RunRecord;
+use crate::record::RunRecord;
 use crate::scenario::{Mode, Scenario};
 
 /// The figures of one run.

@@ -6,13 +6,15 @@
 //! targets it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::time::Instant;
 
-use turnstile_model::{ApiError, Creator, Fact, HookResult, Ms};
+use turnstile_model::{ApiError, Cloud, Creator, Fact, HookResult, InstanceState, Ms};
 
 use crate::checks::Checker;
-use crate::run::{Activity, RunRecord, next_stop, pace, settled};
-use crate::scenario::{Mode, Scenario, USER_DATA_HOOK, apply};
+use crate::record::{Activity, RunRecord};
+use crate::scenario::{Mode, Scenario, USER_DATA_HOOK};
+use crate::sim_loop::{Actors, Turn, drive};
 
 /// From launch until the script starts.
 pub const BOOT_MS: Ms = 30_000;
@@ -31,34 +33,29 @@ struct Step {
     tries: u32,
 }
 
-pub fn run(scenario: &Scenario) -> RunRecord {
-    let started = Instant::now();
-    let mut cloud = scenario.cloud(Mode::UserData);
-    let asg = scenario.fleet.auto_scaling_group.clone();
-    let groups = scenario.steps();
-    let gates: Vec<String> = scenario
-        .groups
-        .iter()
-        .map(|g| Scenario::gate_tag(&g.application))
-        .collect();
-    let script = scenario.script();
-    let horizon = scenario.horizon_ms();
-    let mut next = 0;
-    let mut steps: BTreeMap<(Ms, u64), Step> = BTreeMap::new();
-    let mut seq = 0;
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut checker = Checker::new(scenario, Mode::UserData);
-    loop {
-        while let Some((_, a)) = script.get(next).filter(|(t, _)| *t <= cloud.now) {
-            apply(&mut cloud, &asg, a);
-            next += 1;
-        }
-        // New instances (scripted or replacements) boot and start their script.
-        let launched: Vec<(String, Ms)> = cloud
+/// Every instance's script, and the model they run against.
+struct Scripts {
+    cloud: Cloud,
+    asg: String,
+    groups: Vec<(String, String)>,
+    /// Every group's gate tag, all set at launch.
+    gates: Vec<String>,
+    /// The scripts' next steps, by when they are due (and a sequence number, for order).
+    steps: BTreeMap<(Ms, u64), Step>,
+    seq: u64,
+    /// Instances whose script has started.
+    seen: BTreeSet<String>,
+}
+
+impl Scripts {
+    /// New instances (scripted or replacements) boot and start their script.
+    fn boot(&mut self) {
+        let launched: Vec<(String, Ms)> = self
+            .cloud
             .facts
             .iter()
             .filter_map(|f| match f {
-                Fact::Launched { instance, at } if !seen.contains(instance) => {
+                Fact::Launched { instance, at } if !self.seen.contains(instance) => {
                     Some((instance.clone(), *at))
                 }
                 _ => None,
@@ -66,93 +63,133 @@ pub fn run(scenario: &Scenario) -> RunRecord {
             .collect();
         for (id, at) in launched {
             // One `aws ec2 create-tags` with every gate.
-            let tags: Vec<(&str, &str)> = gates.iter().map(|g| (g.as_str(), "open")).collect();
-            cloud.create_tags(std::slice::from_ref(&id), &tags);
-            seq += 1;
-            steps.insert(
-                (at + BOOT_MS, seq),
+            let tags: Vec<(&str, &str)> = self.gates.iter().map(|g| (g.as_str(), "open")).collect();
+            self.cloud.create_tags(std::slice::from_ref(&id), &tags);
+            self.seq += 1;
+            self.steps.insert(
+                (at + BOOT_MS, self.seq),
                 Step {
                     instance: id.clone(),
                     k: 0,
                     tries: 0,
                 },
             );
-            seen.insert(id);
+            self.seen.insert(id);
         }
-        // Every script step due now.
-        while let Some(key) = steps
+    }
+
+    /// Every script step due now.
+    fn run_due(&mut self) {
+        while let Some(key) = self
+            .steps
             .keys()
             .next()
             .copied()
-            .filter(|(t, _)| *t <= cloud.now)
+            .filter(|(t, _)| *t <= self.cloud.now)
         {
-            let Some(step) = steps.remove(&key) else {
+            let Some(step) = self.steps.remove(&key) else {
                 break;
             };
-            let alive = cloud
+            let alive = self
+                .cloud
                 .instances
                 .get(&step.instance)
-                .is_some_and(|i| i.state == turnstile_model::InstanceState::PendingWait);
-            if !alive {
-                continue;
-            }
-            let now = cloud.now;
-            seq += 1;
-            let Some(group) = groups.get(step.k) else {
-                let _ = cloud.complete_lifecycle_action(
-                    &asg,
-                    USER_DATA_HOOK,
-                    None,
-                    Some(&step.instance),
-                    HookResult::Continue,
-                );
-                continue;
-            };
-            match cloud.create_deployment(group, None, None, true, "user data", Creator::User) {
-                Err(ApiError::DeploymentLimitExceeded { .. }) if step.tries < MAX_TRIES => {
-                    steps.insert(
-                        (now + RETRY_MS, seq),
-                        Step {
-                            tries: step.tries + 1,
-                            ..step
-                        },
-                    );
-                }
-                // Created, or given up on: sleep, then the next application.
-                _ => {
-                    steps.insert(
-                        (now + SLEEP_MS, seq),
-                        Step {
-                            k: step.k + 1,
-                            tries: 0,
-                            ..step
-                        },
-                    );
-                }
+                .is_some_and(|i| i.state == InstanceState::PendingWait);
+            if alive {
+                self.step(step);
             }
         }
-        let _ = cloud.drain();
-        checker.check(&cloud);
-        if cloud.now >= horizon || (next >= script.len() && steps.is_empty() && settled(&cloud)) {
-            break;
-        }
-        let at = next_stop(
-            &cloud,
-            &[
-                script.get(next).map(|(t, _)| *t),
-                steps.keys().next().map(|(t, _)| *t),
-            ],
-            horizon,
-        );
-        pace(scenario, cloud.now, at);
-        cloud.advance_to(at);
     }
+
+    /// One step of a live instance's script.
+    fn step(&mut self, step: Step) {
+        let now = self.cloud.now;
+        self.seq += 1;
+        let seq = self.seq;
+        let Some(group) = self.groups.get(step.k) else {
+            let _ = self.cloud.complete_lifecycle_action(
+                &self.asg,
+                USER_DATA_HOOK,
+                None,
+                Some(&step.instance),
+                HookResult::Continue,
+            );
+            return;
+        };
+        match self
+            .cloud
+            .create_deployment(group, None, None, true, "user data", Creator::User)
+        {
+            Err(ApiError::DeploymentLimitExceeded { .. }) if step.tries < MAX_TRIES => {
+                self.steps.insert(
+                    (now + RETRY_MS, seq),
+                    Step {
+                        tries: step.tries + 1,
+                        ..step
+                    },
+                );
+            }
+            // Created, or given up on: sleep, then the next application.
+            _ => {
+                self.steps.insert(
+                    (now + SLEEP_MS, seq),
+                    Step {
+                        k: step.k + 1,
+                        tries: 0,
+                        ..step
+                    },
+                );
+            }
+        }
+    }
+}
+
+impl Actors for Scripts {
+    type Error = Infallible;
+
+    fn with_cloud<R>(&mut self, f: impl FnOnce(&mut Cloud) -> R) -> R {
+        f(&mut self.cloud)
+    }
+
+    async fn act(&mut self, _: Ms) -> Result<Turn, Infallible> {
+        self.boot();
+        self.run_due();
+        let _ = self.cloud.drain();
+        Ok(Turn::Done)
+    }
+
+    fn wakes_at(&self) -> Option<Ms> {
+        self.steps.keys().next().map(|(t, _)| *t)
+    }
+
+    fn idle(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+pub async fn run(scenario: &Scenario) -> RunRecord {
+    let started = Instant::now();
+    let mut scripts = Scripts {
+        cloud: scenario.cloud(Mode::UserData),
+        asg: scenario.fleet.auto_scaling_group.clone(),
+        groups: scenario.steps(),
+        gates: scenario
+            .groups
+            .iter()
+            .map(|g| Scenario::gate_tag(&g.application))
+            .collect(),
+        steps: BTreeMap::new(),
+        seq: 0,
+        seen: BTreeSet::new(),
+    };
+    let mut checker = Checker::new(scenario, Mode::UserData);
+    let Ok(()) = drive(scenario, &mut scripts, &mut checker).await;
     RunRecord {
         mode: Mode::UserData,
         violations: Vec::new(),
         checks: checker.checks,
         collided: checker.collided.clone(),
-        cloud,
+        cloud: scripts.cloud,
         activity: Activity::default(),
         held: BTreeSet::new(),
         wall: started.elapsed(),

@@ -5,7 +5,7 @@
 //! `bench [--bursts 1,10,100] [--seed N] [--out DIR] [--native-max N] [--max-batch N]
 //! [--only NAME]`; `bench --batch-child FILE` is the child process whose memory is measured.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use turnstile_localcloud::bench::{self, BURSTS, CSV_HEADER, Contender, Row};
@@ -15,6 +15,43 @@ fn arg(name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// What to run, from the command line.
+struct Options {
+    bursts: Vec<usize>,
+    seed: u64,
+    /// Bursts above this leave out CodeDeploy's native hooks.
+    native_max: usize,
+    out: PathBuf,
+    max_batch: Option<u32>,
+    only: Option<String>,
+}
+
+fn options() -> Result<Options, String> {
+    let bursts: Vec<usize> = match arg("--bursts") {
+        Some(s) => s
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("--bursts {s}: {e}"))?,
+        None => BURSTS.to_vec(),
+    };
+    Ok(Options {
+        bursts,
+        seed: arg("--seed").and_then(|s| s.parse().ok()).unwrap_or(1),
+        // CodeDeploy's native hooks relaunch instances in a loop; modelling that at 1,000
+        // instances (some 18,000 relaunches) takes the model longer than everything else
+        // together, so a quick run may leave it out with `--native-max 100`.
+        native_max: arg("--native-max")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(usize::MAX),
+        out: PathBuf::from(arg("--out").unwrap_or_else(|| "target/bench".into())),
+        // The plan's maxBatch for turnstile (default: the plan's default).
+        max_batch: arg("--max-batch").and_then(|s| s.parse().ok()),
+        // Only the contenders whose names start with this (e.g. `--only turnstile`).
+        only: arg("--only"),
+    })
 }
 
 #[tokio::main]
@@ -28,48 +65,54 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let bursts: Vec<usize> = match arg("--bursts") {
-        Some(s) => match s.split(',').map(str::parse).collect() {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("bench: --bursts {s}: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => BURSTS.to_vec(),
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
     };
-    let seed = arg("--seed").and_then(|s| s.parse().ok()).unwrap_or(1);
-    // CodeDeploy's native hooks relaunch instances in a loop; modelling that at 1,000 instances
-    // (some 18,000 relaunches) takes the model longer than everything else together, so a
-    // quick run may leave it out with `--native-max 100`.
-    let native_max: usize = arg("--native-max")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(usize::MAX);
-    let out = PathBuf::from(arg("--out").unwrap_or_else(|| "target/bench".into()));
-    // The plan's maxBatch for turnstile (default: the plan's default).
-    let max_batch: Option<u32> = arg("--max-batch").and_then(|s| s.parse().ok());
-    // Only the contenders whose names start with this (e.g. `--only turnstile`).
-    let only = arg("--only");
     println!(
-        "turnstile bench: {} deployment groups, {}-{} s per deployment (uniform), seed {seed}",
+        "turnstile bench: {} deployment groups, {}-{} s per deployment (uniform), seed {}",
         bench::GROUPS,
         bench::DURATION_SECS[0],
-        bench::DURATION_SECS[1]
+        bench::DURATION_SECS[1],
+        o.seed
     );
+    let rows = contenders(&o).await;
+    println!("\n{}", bench::table(&rows));
+    let violations = figures(&rows).await;
+    if let Err(e) = write_results(&o.out, &rows) {
+        eprintln!("bench: {e}");
+        return ExitCode::from(3);
+    }
+    if violations > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Every contender on every burst, with a progress line each.
+async fn contenders(o: &Options) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
-    for n in &bursts {
+    for n in &o.bursts {
         for c in Contender::ALL {
-            if only.as_deref().is_some_and(|o| !c.name().starts_with(o)) {
+            if o.only
+                .as_deref()
+                .is_some_and(|only| !c.name().starts_with(only))
+            {
                 continue;
             }
-            if c == Contender::Native && *n > native_max {
+            if c == Contender::Native && *n > o.native_max {
                 eprintln!(
-                    "  {n:>5} x {:<30} skipped (--native-max {native_max})",
-                    c.name()
+                    "  {n:>5} x {:<30} skipped (--native-max {})",
+                    c.name(),
+                    o.native_max
                 );
                 continue;
             }
-            let r = bench::run_with(c, *n, seed, max_batch).await;
+            let r = bench::run_with(c, *n, o.seed, o.max_batch).await;
             eprintln!(
                 "  {:>5} x {:<30} makespan {:>6.0} s, {:>3.0} % complete ({:.1} s wall)",
                 n,
@@ -81,7 +124,12 @@ async fn main() -> ExitCode {
             rows.push(r);
         }
     }
-    println!("\n{}", bench::table(&rows));
+    rows
+}
+
+/// The figures below the table: core CPU per decision, the critical path, invariant
+/// violations (returned), binary sizes and the queue handler's peak memory.
+async fn figures(rows: &[Row]) -> usize {
     let core: Vec<String> = rows
         .iter()
         .filter_map(|r| {
@@ -125,30 +173,25 @@ async fn main() -> ExitCode {
         ),
         Err(e) => println!("peak memory: not measured ({e})"),
     }
-    if let Err(e) = std::fs::create_dir_all(&out) {
-        eprintln!("bench: {}: {e}", out.display());
-        return ExitCode::from(3);
-    }
+    violations
+}
+
+/// The table as CSV and the makespan chart as SVG, in `out`.
+fn write_results(out: &Path, rows: &[Row]) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut csv = String::from(CSV_HEADER);
     csv.push('\n');
-    for r in &rows {
+    for r in rows {
         csv.push_str(&bench::csv_line(r));
         csv.push('\n');
     }
-    let written = std::fs::write(out.join("results.csv"), csv)
-        .and_then(|()| std::fs::write(out.join("makespan.svg"), bench::svg(&rows)));
-    if let Err(e) = written {
-        eprintln!("bench: writing results: {e}");
-        return ExitCode::from(3);
-    }
+    std::fs::write(out.join("results.csv"), csv)
+        .and_then(|()| std::fs::write(out.join("makespan.svg"), bench::svg(rows)))
+        .map_err(|e| format!("writing results: {e}"))?;
     println!(
         "wrote {} and {}",
         out.join("results.csv").display(),
         out.join("makespan.svg").display()
     );
-    if violations > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    Ok(())
 }

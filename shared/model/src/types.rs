@@ -1,0 +1,378 @@
+//! The model's nouns: Auto Scaling groups, hooks and instances, CodeDeploy groups,
+//! deployments and targets, the errors the APIs return, what is published and what happened.
+
+use std::collections::{BTreeMap, VecDeque};
+
+/// Milliseconds of simulated time.
+pub type Ms = u64;
+
+/// CodeDeploy fails a queued deployment on an instance whose first lifecycle event cannot start
+/// within 5 minutes [aws-facts §3.2 "deployment fails if a lifecycle event does not start within 5 min"].
+pub const FIRST_EVENT_START_LIMIT_MS: Ms = 5 * 60 * 1000;
+/// Global timeout cap: 48 h [aws-facts §2 GlobalTimeout].
+pub const GLOBAL_TIMEOUT_CAP_MS: Ms = 172_800_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Transition {
+    Launching,
+    Terminating,
+}
+
+impl Transition {
+    /// The `LifecycleTransition` spelling [aws-facts §1.1].
+    pub fn as_api(self) -> &'static str {
+        match self {
+            Transition::Launching => "autoscaling:EC2_INSTANCE_LAUNCHING",
+            Transition::Terminating => "autoscaling:EC2_INSTANCE_TERMINATING",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookResult {
+    Continue,
+    Abandon,
+}
+
+impl HookResult {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "CONTINUE" => Some(HookResult::Continue),
+            "ABANDON" => Some(HookResult::Abandon),
+            _ => None,
+        }
+    }
+
+    /// The API spelling [aws-facts §2 LifecycleActionResult / DefaultResult].
+    pub fn as_api(self) -> &'static str {
+        match self {
+            HookResult::Continue => "CONTINUE",
+            HookResult::Abandon => "ABANDON",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub name: String,
+    pub transition: Transition,
+    /// 30..=7200 s, default 3600 [aws-facts §2 HeartbeatTimeout].
+    pub heartbeat_secs: u64,
+    /// Default ABANDON [aws-facts §2 DefaultResult].
+    pub default_result: HookResult,
+    /// ≤ 4000 printable ASCII [aws-facts §1.1 NotificationMetadata].
+    pub metadata: Option<String>,
+}
+
+impl Hook {
+    /// min(100 × heartbeat timeout, 48 h) [aws-facts §2 GlobalTimeout].
+    pub fn global_ms(&self) -> Ms {
+        (self.heartbeat_secs * 100 * 1000).min(GLOBAL_TIMEOUT_CAP_MS)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Asg {
+    pub name: String,
+    pub hooks: Vec<Hook>,
+    /// Launch a replacement when an instance is abandoned or terminated by a failed launch
+    /// [aws-facts §2 "any ABANDON terminates (and replaces) the instance"].
+    pub replace_after_ms: Option<Ms>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceState {
+    PendingWait,
+    InService,
+    TerminatingWait,
+    Terminated,
+}
+
+/// One lifecycle action: the instance waits until every hook on the transition is completed or
+/// timed out [aws-facts §2 "Multiple hooks on one transition"].
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub hook: String,
+    pub token: String,
+    pub transition: Transition,
+    pub heartbeat_deadline: Ms,
+    pub global_deadline: Ms,
+    pub heartbeat_ms: Ms,
+    pub default_result: HookResult,
+}
+
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    pub asg: String,
+    pub state: InstanceState,
+    pub tags: BTreeMap<String, String>,
+    pub actions: Vec<Action>,
+    /// Revision installed per deployment group by a successful deployment.
+    pub installed: BTreeMap<GroupKey, String>,
+    pub launched_at: Ms,
+    pub in_service_at: Option<Ms>,
+    pub terminated_at: Option<Ms>,
+    pub(crate) agent: Agent,
+}
+
+/// The CodeDeploy agent: runs one deployment at a time [aws-facts §1 problem statement;
+/// design brief §1 "The agent works through them one at a time"].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Agent {
+    pub(crate) running: Option<Running>,
+    pub(crate) queue: VecDeque<(String, Ms)>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Running {
+    pub(crate) deployment: String,
+    pub(crate) ends_at: Ms,
+    pub(crate) fails: bool,
+}
+
+pub type GroupKey = (String, String);
+
+/// How long a deployment takes on one instance and how often it fails.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    pub min_ms: Ms,
+    pub max_ms: Ms,
+    pub fail_prob: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployConfig {
+    OneAtATime,
+    HalfAtATime,
+    AllAtOnce,
+}
+
+impl DeployConfig {
+    /// `CodeDeployDefault.*` names [aws-facts §3.1 deploymentConfigName].
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "CodeDeployDefault.OneAtATime" => Some(DeployConfig::OneAtATime),
+            "CodeDeployDefault.HalfAtATime" => Some(DeployConfig::HalfAtATime),
+            "CodeDeployDefault.AllAtOnce" => Some(DeployConfig::AllAtOnce),
+            _ => None,
+        }
+    }
+
+    /// The name `parse` reads.
+    pub fn as_api(self) -> &'static str {
+        match self {
+            DeployConfig::OneAtATime => "CodeDeployDefault.OneAtATime",
+            DeployConfig::HalfAtATime => "CodeDeployDefault.HalfAtATime",
+            DeployConfig::AllAtOnce => "CodeDeployDefault.AllAtOnce",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeploymentGroup {
+    pub app: String,
+    pub name: String,
+    /// EC2 tag set: the inner lists are ORed, the outer list is ANDed
+    /// [design brief §3.1 "tag groups in an ec2TagSet are ANDed"].
+    pub tag_set: Vec<Vec<(String, String)>>,
+    /// The last successful deployment's revision [aws-facts §3.1 "target revision"].
+    pub target_revision: Option<String>,
+    pub config: DeployConfig,
+    pub profile: Profile,
+}
+
+impl DeploymentGroup {
+    pub fn key(&self) -> GroupKey {
+        (self.app.clone(), self.name.clone())
+    }
+    pub(crate) fn selects(&self, tags: &BTreeMap<String, String>) -> bool {
+        !self.tag_set.is_empty()
+            && self
+                .tag_set
+                .iter()
+                .all(|any| any.iter().any(|(k, v)| tags.get(k) == Some(v)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentStatus {
+    InProgress,
+    Succeeded,
+    Failed,
+    Stopped,
+}
+
+impl DeploymentStatus {
+    pub fn is_active(self) -> bool {
+        self == DeploymentStatus::InProgress
+    }
+    /// The API spelling [aws-facts §3.3].
+    pub fn as_api(self) -> &'static str {
+        match self {
+            DeploymentStatus::InProgress => "InProgress",
+            DeploymentStatus::Succeeded => "Succeeded",
+            DeploymentStatus::Failed => "Failed",
+            DeploymentStatus::Stopped => "Stopped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetStatus {
+    Pending,
+    InProgress,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl TargetStatus {
+    pub fn is_done(self) -> bool {
+        !matches!(self, TargetStatus::Pending | TargetStatus::InProgress)
+    }
+    /// The API spelling [aws-facts §3.4].
+    pub fn as_api(self) -> &'static str {
+        match self {
+            TargetStatus::Pending => "Pending",
+            TargetStatus::InProgress => "InProgress",
+            TargetStatus::Succeeded => "Succeeded",
+            TargetStatus::Failed => "Failed",
+            TargetStatus::Skipped => "Skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creator {
+    /// [aws-facts §3.3 creator `user`]
+    User,
+    /// What CodeDeploy's own Auto Scaling hooks create [aws-facts §3.6 creator `autoscaling`].
+    Autoscaling,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub status: TargetStatus,
+    pub started_at: Option<Ms>,
+    pub ended_at: Option<Ms>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub id: String,
+    pub group: GroupKey,
+    pub revision: String,
+    pub config: DeployConfig,
+    pub creator: Creator,
+    pub description: String,
+    pub status: DeploymentStatus,
+    pub targets: BTreeMap<String, Target>,
+    pub created_at: Ms,
+    pub ended_at: Option<Ms>,
+    /// Targets not yet handed to their agent (OneAtATime / HalfAtATime pacing).
+    pub(crate) undispatched: VecDeque<String>,
+    /// For a deployment CodeDeploy's own launch hook started: the action it completes
+    /// (Auto Scaling group, hook, token).
+    pub native: Option<(String, String, String)>,
+}
+
+impl Deployment {
+    pub fn is_target_in_flight(&self, instance: &str) -> bool {
+        self.status.is_active()
+            && self
+                .targets
+                .get(instance)
+                .is_some_and(|t| !t.status.is_done())
+    }
+}
+
+/// An error the model's APIs return, named as AWS names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// Auto Scaling `ValidationError` "No active Lifecycle Action found with …" [aws-facts §2].
+    NoActiveAction(String),
+    /// `DeploymentLimitExceededException` with the real message [aws-facts §3.1].
+    DeploymentLimitExceeded {
+        message: String,
+        active: String,
+    },
+    DeploymentGroupDoesNotExist(String),
+    DeploymentDoesNotExist(String),
+    DeploymentAlreadyCompleted(String),
+    /// In-place deployments need a revision (passing none is UNVERIFIED; the model rejects).
+    RevisionRequired,
+}
+
+/// Something AWS publishes to EventBridge, as the JSON it publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub at: Ms,
+    pub json: serde_json::Value,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Lifecycle,
+    CodeDeploy,
+}
+
+/// What happened, for invariant checks and summaries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fact {
+    Launched {
+        instance: String,
+        at: Ms,
+    },
+    Completed {
+        instance: String,
+        hook: String,
+        token: String,
+        result: HookResult,
+        at: Ms,
+    },
+    /// A lifecycle action ran out of time and got its hook's default result.
+    TimedOut {
+        instance: String,
+        hook: String,
+        token: String,
+        transition: Transition,
+        global: bool,
+        result: HookResult,
+        at: Ms,
+    },
+    InService {
+        instance: String,
+        at: Ms,
+    },
+    Terminated {
+        instance: String,
+        at: Ms,
+    },
+    DeploymentCreated {
+        deployment: String,
+        group: GroupKey,
+        creator: Creator,
+        targets: Vec<String>,
+        at: Ms,
+    },
+    DeploymentEnded {
+        deployment: String,
+        group: GroupKey,
+        status: DeploymentStatus,
+        at: Ms,
+    },
+    CreateRejected {
+        group: GroupKey,
+        active: String,
+        at: Ms,
+    },
+    Installed {
+        instance: String,
+        group: GroupKey,
+        revision: String,
+        deployment: String,
+        at: Ms,
+    },
+}
