@@ -1,6 +1,7 @@
 //! The engine's tunables. A module of its own so that records (`state`) can compute their own
 //! timers from it without importing the engine.
 
+use crate::hooks::OwnedHooks;
 use crate::ids::DeploymentId;
 
 /// Tunables of the engine. The defaults are what the functions use.
@@ -22,6 +23,9 @@ pub struct Config {
     /// A pipeline still working this close to the global timeout fails rather than let the
     /// hook's default result decide.
     pub deadline_guard_ms: u64,
+    /// The lifecycle hooks turnstile acts on; every other hook's events are left to their
+    /// owner (docs/design.md "Own hooks only").
+    pub owned_hooks: OwnedHooks,
 }
 
 impl Default for Config {
@@ -34,6 +38,7 @@ impl Default for Config {
             create_retry_ms: 15_000,
             seen_capacity: 32,
             deadline_guard_ms: 30_000,
+            owned_hooks: OwnedHooks::default(),
         }
     }
 }

@@ -10,12 +10,14 @@
 
 mod config;
 pub mod engine;
+pub mod hooks;
 pub mod ids;
 pub mod io;
 pub mod plan;
 pub mod state;
 
 pub use engine::{Config, Decision, Engine, Missing, World};
+pub use hooks::{DEFAULT_LAUNCH_HOOK, DEFAULT_TERMINATE_HOOK, HookNames, OwnedHooks};
 pub use ids::*;
 pub use io::*;
 pub use plan::{Gate, OnFailure, Plan, PlanError, PlanIssue, Step, WarmPoolPolicy};

@@ -101,7 +101,7 @@ impl H {
             event_id: Some(EventId(format!("ev-{token}"))),
             action: ActionRef {
                 asg: "asg".into(),
-                hook: "launch-hook".into(),
+                hook: DEFAULT_LAUNCH_HOOK.into(),
                 token: token.into(),
                 instance: id.into(),
             },
@@ -845,7 +845,7 @@ fn rule_termination_stops_a_deployment_serving_only_that_instance() {
         event_id: Some("term-1".into()),
         action: ActionRef {
             asg: "asg".into(),
-            hook: "term-hook".into(),
+            hook: DEFAULT_TERMINATE_HOOK.into(),
             token: "tt".into(),
             instance: "i-1".into(),
         },
@@ -855,7 +855,7 @@ fn rule_termination_stops_a_deployment_serving_only_that_instance() {
     };
     let d = h.feed(Input::Terminate { event: ev });
     assert_eq!(stops(&d), vec![DeploymentId::from("d-1")]);
-    assert!(d.commands.iter().any(|c| matches!(c, Command::CompleteAction { action, result: LifecycleResult::Continue } if action.hook == "term-hook")));
+    assert!(d.commands.iter().any(|c| matches!(c, Command::CompleteAction { action, result: LifecycleResult::Continue } if action.hook == DEFAULT_TERMINATE_HOOK)));
     assert!(matches!(
         h.phase("i-1"),
         Phase::Finished {
@@ -876,7 +876,7 @@ fn rule_termination_keeps_a_deployment_serving_others() {
         event_id: None,
         action: ActionRef {
             asg: "asg".into(),
-            hook: "term-hook".into(),
+            hook: DEFAULT_TERMINATE_HOOK.into(),
             token: "tt".into(),
             instance: "a".into(),
         },
@@ -891,6 +891,131 @@ fn rule_termination_keeps_a_deployment_serving_others() {
         !g.instances().contains(&InstanceId::from("a")),
         "a released from the group"
     );
+}
+
+fn lifecycle_event(h: &H, id: &str, hook: &str, token: &str) -> LifecycleEvent {
+    LifecycleEvent {
+        event_id: Some(EventId(format!("ev-{token}"))),
+        action: ActionRef {
+            asg: "asg".into(),
+            hook: hook.into(),
+            token: token.into(),
+            instance: id.into(),
+        },
+        origin: None,
+        destination: None,
+        time: h.now,
+    }
+}
+
+/// Another tool's launch hook on the same group: its own token and event, and metadata that is
+/// no plan of turnstile's.
+fn foreign_launch(h: &mut H, id: &str, token: &str) -> Decision {
+    let event = lifecycle_event(h, id, "bootstrap-agent", token);
+    h.feed(Input::Launch {
+        event,
+        plan: Plan::parse("{\"role\":\"web\"}"),
+        timeouts: HookTimeouts::from_heartbeat(HB),
+    })
+}
+
+#[test]
+fn rule_foreign_hook_launch_is_acknowledged_and_never_touched() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 2, "d-1");
+    let before = h.world.clone();
+    let d = foreign_launch(&mut h, "i-1", "tok-other");
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert!(
+        d.changed.is_empty() && before == h.world,
+        "nothing read or changed"
+    );
+    let why = d.ignored.unwrap();
+    assert!(
+        why.contains("bootstrap-agent") && why.contains("left to its owner"),
+        "{why}"
+    );
+    // turnstile's own pipeline is neither ended nor replaced: same token, still deploying.
+    assert_eq!(h.inst("i-1").action.token.as_str(), "tok-i-1");
+    assert_eq!(h.inst("i-1").action.hook, DEFAULT_LAUNCH_HOOK);
+    assert!(!h.phase("i-1").is_finished());
+    // and its heartbeats go to turnstile's action only.
+    h.now = h.inst("i-1").started_at.plus_secs(HB * 2 / 5);
+    let d = h.tick("i-1");
+    let beats: Vec<&ActionRef> = d
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::RecordHeartbeat { action } => Some(action),
+            _ => None,
+        })
+        .collect();
+    assert!(!beats.is_empty(), "{:?}", d.commands);
+    assert!(
+        beats
+            .iter()
+            .all(|a| a.hook == DEFAULT_LAUNCH_HOOK && a.token.as_str() == "tok-i-1")
+    );
+}
+
+#[test]
+fn rule_foreign_hook_launch_alone_starts_no_pipeline_and_raises_no_alert() {
+    let mut h = H::new();
+    let d = foreign_launch(&mut h, "i-9", "tok-other");
+    assert!(
+        d.commands.is_empty(),
+        "no alert for a plan that is not ours: {:?}",
+        d.commands
+    );
+    assert!(h.world.instance(&"i-9".into()).is_none());
+    assert!(d.ignored.unwrap().contains("bootstrap-agent"));
+}
+
+#[test]
+fn rule_foreign_hook_terminate_ends_the_pipeline_but_is_never_completed() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 2, "d-1");
+    let event = lifecycle_event(&h, "i-1", "drain-logs", "tok-drain");
+    let d = h.feed(Input::Terminate { event });
+    assert!(
+        !d.commands
+            .iter()
+            .any(|c| matches!(c, Command::CompleteAction { .. })),
+        "another tool's terminate action is its owner's to complete: {:?}",
+        d.commands
+    );
+    assert!(d.ignored.as_ref().unwrap().contains("drain-logs"));
+    // The instance is going away: the pipeline ends and its lone deployment is stopped.
+    assert_eq!(stops(&d), vec![DeploymentId::from("d-1")]);
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Finished {
+            outcome: Outcome::Terminated,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn rule_foreign_hook_prefix_owns_every_matching_hook_and_no_other() {
+    let mut h = H::new();
+    h.engine.config.owned_hooks = OwnedHooks {
+        launch: HookNames::prefix("turnstile-"),
+        terminate: HookNames::prefix("turnstile-"),
+    };
+    let event = lifecycle_event(&h, "i-1", "turnstile-web-fleet", "tok-1");
+    let d = h.feed(Input::Launch {
+        event,
+        plan: Plan::parse(&plan_json(1, "")),
+        timeouts: HookTimeouts::from_heartbeat(HB),
+    });
+    assert!(d.ignored.is_none(), "{d:?}");
+    assert!(!h.phase("i-1").is_finished());
+    let d = foreign_launch(&mut h, "i-2", "tok-2");
+    assert!(d.ignored.unwrap().contains("bootstrap-agent"));
+    let event = lifecycle_event(&h, "i-1", "turnstile-web-fleet-terminate", "tok-t");
+    let d = h.feed(Input::Terminate { event });
+    assert!(d.commands.iter().any(|c| matches!(c, Command::CompleteAction { action, result: LifecycleResult::Continue } if action.hook == "turnstile-web-fleet-terminate")));
 }
 
 #[test]

@@ -3,6 +3,25 @@
 
 use super::*;
 
+impl Engine {
+    /// Own hooks only: a launch action of a hook turnstile does not own is its owner's to
+    /// complete. It reads no record, changes nothing and sends nothing, so it can neither
+    /// end nor replace turnstile's own pipeline for the instance. Returns why, for the log.
+    pub(super) fn foreign_launch(&self, input: &Input) -> Option<String> {
+        let Input::Launch { event, .. } = input else {
+            return None;
+        };
+        let a = &event.action;
+        let owned = &self.config.owned_hooks.launch;
+        (!owned.matches(&a.hook)).then(|| {
+            format!(
+                "launch lifecycle action of hook {} on {} for {}: not one of turnstile's launch hooks ({owned}); left to its owner",
+                a.hook, a.asg, a.instance
+            )
+        })
+    }
+}
+
 impl Cx<'_> {
     pub(super) fn on_launch(
         &mut self,
@@ -80,6 +99,10 @@ impl Cx<'_> {
         self.start_attempt(id, 0, Admit::Window);
     }
 
+    /// Any terminate action means the instance is going away, whoever's hook announced it,
+    /// so the pipeline ends and releases what it held. Only turnstile's own terminate hook is
+    /// completed: another tool's may be draining or shipping logs, and completing it would
+    /// cut that short.
     pub(super) fn on_terminate(&mut self, ev: &LifecycleEvent) {
         let id = &ev.action.instance;
         if let Some(inst) = self.inst(id)
@@ -87,10 +110,18 @@ impl Cx<'_> {
         {
             self.end_pipeline(id, Outcome::Terminated);
         }
-        self.out.push(Command::CompleteAction {
-            action: ev.action.clone(),
-            result: LifecycleResult::Continue,
-        });
+        let owned = &self.cfg.owned_hooks.terminate;
+        if owned.matches(&ev.action.hook) {
+            self.out.push(Command::CompleteAction {
+                action: ev.action.clone(),
+                result: LifecycleResult::Continue,
+            });
+        } else {
+            self.ignore(format!(
+                "terminate lifecycle action of hook {} on {} for {}: not one of turnstile's terminate hooks ({owned}), so not completed; left to its owner",
+                ev.action.hook, ev.action.asg, ev.action.instance
+            ));
+        }
     }
 
     pub(super) fn on_completed(&mut self, id: &InstanceId, token: &Token) {

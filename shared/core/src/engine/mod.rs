@@ -112,6 +112,9 @@ impl Engine {
     /// Every record `input` may touch, given what is loaded so far. The runner loads these
     /// (at most two rounds: the instance, then the groups of its plan).
     pub fn keys_for(&self, world: &World, input: &Input) -> Vec<Key> {
+        if self.foreign_launch(input).is_some() {
+            return Vec::new();
+        }
         let (instances, groups) = primary_keys(input);
         let mut keys: BTreeSet<Key> = instances.iter().cloned().map(Key::Instance).collect();
         keys.extend(groups.into_iter().map(Key::Group));
@@ -151,6 +154,12 @@ impl Engine {
             .collect();
         if !missing.is_empty() {
             return Err(Missing(missing));
+        }
+        if let Some(why) = self.foreign_launch(input) {
+            return Ok(Decision {
+                ignored: Some(why),
+                ..Decision::default()
+            });
         }
         let before = world.clone();
         let (instances, groups) = primary_keys(input);
