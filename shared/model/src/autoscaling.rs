@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     Action, Agent, ApiError, Cloud, Fact, GroupKey, Hook, HookResult, Instance, InstanceState,
-    TargetStatus, Transition,
+    LifecycleCall, LifecycleOperation, Ms, TargetStatus, Transition,
 };
 
 impl Cloud {
@@ -46,7 +46,8 @@ impl Cloud {
             });
             for h in launch_hooks {
                 let token = self.uuid();
-                inst.actions.push(self.new_action(&h, token.clone()));
+                inst.actions
+                    .push(self.new_action(asg, &id, &h, token.clone()));
                 self.publish_lifecycle(&inst, &h, &token);
             }
             if inst.state == InstanceState::InService {
@@ -71,12 +72,31 @@ impl Cloud {
         ids
     }
 
-    fn new_action(&self, h: &Hook, token: String) -> Action {
+    /// A new action of hook `h` on instance `id`; another tool that owns the hook is told to
+    /// complete it in its own time.
+    fn new_action(&mut self, asg: &str, id: &str, h: &Hook, token: String) -> Action {
+        let owner = self
+            .hook_owners
+            .get(&(asg.to_owned(), h.name.clone()))
+            .copied();
+        if let Some(owner) = owner {
+            self.owner_completions.push((
+                self.now + owner.after_ms,
+                id.to_owned(),
+                token.clone(),
+                owner.result,
+            ));
+        }
         Action {
             hook: h.name.clone(),
             token,
             transition: h.transition,
-            heartbeat_deadline: self.now + h.heartbeat_secs * 1000,
+            // An owner heartbeats its action until it completes it: only the global timeout
+            // can overtake it.
+            heartbeat_deadline: match owner {
+                Some(_) => self.now + h.global_ms(),
+                None => self.now + h.heartbeat_secs * 1000,
+            },
             global_deadline: self.now + h.global_ms(),
             heartbeat_ms: h.heartbeat_secs * 1000,
             default_result: h.default_result,
@@ -124,23 +144,86 @@ impl Cloud {
         result: HookResult,
     ) -> Result<(), ApiError> {
         self.count("CompleteLifecycleAction");
-        let (id, pos) = self
-            .find_action(asg, hook, token, instance)
-            .ok_or_else(|| Self::no_action(token, instance))?;
+        let found = self.find_action(asg, hook, token, instance);
+        self.record_call(
+            LifecycleOperation::Complete(result),
+            (asg, hook, token, instance),
+            found.is_some(),
+        );
+        let (id, pos) = found.ok_or_else(|| Self::no_action(token, instance))?;
+        self.finish_action(&id, pos, result);
+        Ok(())
+    }
+
+    fn record_call(
+        &mut self,
+        operation: LifecycleOperation,
+        (asg, hook, token, instance): (&str, &str, Option<&str>, Option<&str>),
+        matched: bool,
+    ) {
+        self.lifecycle_calls.push(LifecycleCall {
+            operation,
+            asg: asg.to_owned(),
+            hook: hook.to_owned(),
+            token: token.map(str::to_owned),
+            instance: instance.map(str::to_owned),
+            at: self.now,
+            matched,
+        });
+    }
+
+    /// Completes the action at `pos` of instance `id` and applies the result once the
+    /// transition has no action left.
+    fn finish_action(&mut self, id: &str, pos: usize, result: HookResult) {
         let at = self.now;
-        let Some(inst) = self.instances.get_mut(&id) else {
-            return Err(Self::no_action(token, instance));
+        let Some(inst) = self.instances.get_mut(id) else {
+            return;
         };
+        if pos >= inst.actions.len() {
+            return;
+        }
         let action = inst.actions.remove(pos);
         self.facts.push(Fact::Completed {
-            instance: id.clone(),
-            hook: hook.to_owned(),
+            instance: id.to_owned(),
+            hook: action.hook.clone(),
             token: action.token.clone(),
             result,
             at,
         });
-        self.apply_result(&id, action.transition, result);
-        Ok(())
+        self.apply_result(id, action.transition, result);
+    }
+
+    /// Another tool completes its own hook's action, if it is still pending.
+    pub(crate) fn owner_complete(&mut self, id: &str, token: &str, result: HookResult) {
+        let pos = self
+            .instances
+            .get(id)
+            .filter(|i| i.state != InstanceState::Terminated)
+            .and_then(|i| i.actions.iter().position(|a| a.token == token));
+        if let Some(pos) = pos {
+            self.finish_action(id, pos, result);
+        }
+    }
+
+    /// Another tool's completions that fall due by `t`.
+    pub(crate) fn next_owner_completion(&self) -> Option<Ms> {
+        self.owner_completions.iter().map(|(t, ..)| *t).min()
+    }
+
+    pub(crate) fn run_owner_completions(&mut self) {
+        let now = self.now;
+        let mut due: Vec<(Ms, String, String, HookResult)> = Vec::new();
+        self.owner_completions.retain(|c| {
+            let is_due = c.0 <= now;
+            if is_due {
+                due.push(c.clone());
+            }
+            !is_due
+        });
+        due.sort_by_key(|c| c.0);
+        for (_, id, token, result) in due {
+            self.owner_complete(&id, &token, result);
+        }
     }
 
     /// RecordLifecycleActionHeartbeat: restarts the heartbeat timer, never past the global
@@ -153,9 +236,13 @@ impl Cloud {
         instance: Option<&str>,
     ) -> Result<(), ApiError> {
         self.count("RecordLifecycleActionHeartbeat");
-        let (id, pos) = self
-            .find_action(asg, hook, token, instance)
-            .ok_or_else(|| Self::no_action(token, instance))?;
+        let found = self.find_action(asg, hook, token, instance);
+        self.record_call(
+            LifecycleOperation::Heartbeat,
+            (asg, hook, token, instance),
+            found.is_some(),
+        );
+        let (id, pos) = found.ok_or_else(|| Self::no_action(token, instance))?;
         let now = self.now;
         if let Some(a) = self
             .instances
@@ -243,7 +330,7 @@ impl Cloud {
         let snapshot = inst.clone();
         for h in &hooks {
             let token = self.uuid();
-            actions.push(self.new_action(h, token.clone()));
+            actions.push(self.new_action(&snapshot.asg, id, h, token.clone()));
             self.publish_lifecycle(&snapshot, h, &token);
         }
         if let Some(inst) = self.instances.get_mut(id) {

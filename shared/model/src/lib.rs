@@ -26,8 +26,9 @@ pub use events::iso;
 pub use rng::Rng;
 pub use types::{
     Action, ApiError, Asg, Creator, DeployConfig, Deployment, DeploymentGroup, DeploymentStatus,
-    EventKind, FIRST_EVENT_START_LIMIT_MS, Fact, GLOBAL_TIMEOUT_CAP_MS, GroupKey, Hook, HookResult,
-    Instance, InstanceState, Ms, Profile, Published, Target, TargetStatus, Transition,
+    EventKind, FIRST_EVENT_START_LIMIT_MS, Fact, GLOBAL_TIMEOUT_CAP_MS, GroupKey, Hook, HookOwner,
+    HookResult, Instance, InstanceState, LifecycleCall, LifecycleOperation, Ms, Profile, Published,
+    Target, TargetStatus, Transition,
 };
 pub(crate) use types::{Agent, Running};
 
@@ -46,6 +47,12 @@ pub struct Cloud {
     pub facts: Vec<Fact>,
     /// API calls served, by operation name.
     pub calls: BTreeMap<&'static str, u64>,
+    /// Every CompleteLifecycleAction and RecordLifecycleActionHeartbeat served, in order.
+    pub lifecycle_calls: Vec<LifecycleCall>,
+    /// Other tools' hooks, by (Auto Scaling group, hook name), and what their owner does.
+    pub hook_owners: BTreeMap<(String, String), HookOwner>,
+    /// Owners' completions still to come: (when, instance, token, result).
+    owner_completions: Vec<(Ms, String, String, HookResult)>,
     replacements: Vec<(Ms, String)>,
     /// Launch hooks CodeDeploy installed for a deployment group associated with the group.
     pub native_hooks: BTreeMap<(String, String), GroupKey>,
@@ -79,6 +86,9 @@ impl Cloud {
             outbox: Vec::new(),
             facts: Vec::new(),
             calls: BTreeMap::new(),
+            lifecycle_calls: Vec::new(),
+            hook_owners: BTreeMap::new(),
+            owner_completions: Vec::new(),
             replacements: Vec::new(),
             native_hooks: BTreeMap::new(),
             account: "123456789012".into(),

@@ -491,3 +491,224 @@ fn a_single_native_hook_continues_on_success() {
         "r"
     );
 }
+
+/// A second launch hook on the group, owned by another tool, and a second terminate hook.
+fn with_foreign_hooks(c: &mut Cloud, owner: Option<HookOwner>) {
+    let hooks = &mut c.asgs.get_mut("asg").unwrap().hooks;
+    hooks.push(Hook {
+        name: "other-launch".into(),
+        transition: Transition::Launching,
+        heartbeat_secs: 300,
+        default_result: HookResult::Continue,
+        metadata: None,
+    });
+    hooks.push(Hook {
+        name: "other-terminate".into(),
+        transition: Transition::Terminating,
+        heartbeat_secs: 300,
+        default_result: HookResult::Continue,
+        metadata: None,
+    });
+    hooks.push(Hook {
+        name: "term".into(),
+        transition: Transition::Terminating,
+        heartbeat_secs: 300,
+        default_result: HookResult::Continue,
+        metadata: None,
+    });
+    if let Some(o) = owner {
+        c.hook_owners
+            .insert(("asg".into(), "other-launch".into()), o);
+        c.hook_owners
+            .insert(("asg".into(), "other-terminate".into()), o);
+    }
+}
+
+fn token_for(c: &Cloud, id: &str, hook: &str) -> String {
+    c.instances[id]
+        .actions
+        .iter()
+        .find(|a| a.hook == hook)
+        .unwrap()
+        .token
+        .clone()
+}
+
+/// [aws-facts §2 "Multiple hooks on one transition"] each hook gets its own token and event;
+/// the instance leaves Pending:Wait only once every launch hook is completed.
+#[test]
+fn foreign_hook_each_launch_hook_has_its_own_token_and_event_and_all_must_complete() {
+    let mut c = cloud(300, HookResult::Abandon);
+    with_foreign_hooks(&mut c, None);
+    let id = c.scale_out("asg", 1).remove(0);
+    let out = c.drain();
+    let hooks: Vec<&str> = out
+        .iter()
+        .map(|p| p.json["detail"]["LifecycleHookName"].as_str().unwrap())
+        .collect();
+    assert_eq!(hooks, ["launch", "other-launch"]);
+    let tokens: BTreeSet<&str> = out
+        .iter()
+        .map(|p| p.json["detail"]["LifecycleActionToken"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens.len(), 2, "one token per hook");
+    let own = token_for(&c, &id, "launch");
+    c.complete_lifecycle_action("asg", "launch", Some(&own), None, HookResult::Continue)
+        .unwrap();
+    assert_eq!(
+        c.instances[&id].state,
+        InstanceState::PendingWait,
+        "other-launch still holds it"
+    );
+    let other = token_for(&c, &id, "other-launch");
+    c.complete_lifecycle_action(
+        "asg",
+        "other-launch",
+        Some(&other),
+        None,
+        HookResult::Continue,
+    )
+    .unwrap();
+    assert_eq!(c.instances[&id].state, InstanceState::InService);
+}
+
+/// [aws-facts §2 "Multiple hooks on one transition"] a hook that times out counts as done with
+/// its default result; another tool's hook completed by its owner after its delay.
+#[test]
+fn foreign_hook_owner_completes_after_its_delay_and_a_timeout_counts_as_done() {
+    let mut c = cloud(300, HookResult::Abandon);
+    with_foreign_hooks(
+        &mut c,
+        Some(HookOwner {
+            after_ms: 400_000,
+            result: HookResult::Continue,
+        }),
+    );
+    let id = c.scale_out("asg", 1).remove(0);
+    let own = token_for(&c, &id, "launch");
+    c.complete_lifecycle_action("asg", "launch", Some(&own), None, HookResult::Continue)
+        .unwrap();
+    // The owner heartbeats: past its 300 s heartbeat timeout the action is still there.
+    c.advance_to(399_000);
+    assert_eq!(c.instances[&id].state, InstanceState::PendingWait);
+    c.advance_to(400_000);
+    assert_eq!(c.instances[&id].state, InstanceState::InService);
+    assert!(
+        c.facts
+            .iter()
+            .any(|f| matches!(f, Fact::Completed { hook, .. } if hook == "other-launch"))
+    );
+    assert!(
+        c.lifecycle_calls.iter().all(|call| call.hook == "launch"),
+        "the owner's completion is not a call through the API: {:?}",
+        c.lifecycle_calls
+    );
+
+    // Without an owner, the other hook times out to its default CONTINUE.
+    let mut c = cloud(300, HookResult::Abandon);
+    with_foreign_hooks(&mut c, None);
+    let id = c.scale_out("asg", 1).remove(0);
+    let own = token_for(&c, &id, "launch");
+    c.complete_lifecycle_action("asg", "launch", Some(&own), None, HookResult::Continue)
+        .unwrap();
+    c.advance_to(299_000);
+    assert_eq!(c.instances[&id].state, InstanceState::PendingWait);
+    c.advance_to(300_000);
+    assert_eq!(c.instances[&id].state, InstanceState::InService);
+}
+
+/// [aws-facts §2 LifecycleActionResult] any launch hook's ABANDON terminates the instance,
+/// whatever the others answered or would answer.
+#[test]
+fn foreign_hook_abandon_on_launch_terminates_whatever_the_other_hooks_say() {
+    let mut c = cloud(300, HookResult::Abandon);
+    with_foreign_hooks(
+        &mut c,
+        Some(HookOwner {
+            after_ms: 10_000,
+            result: HookResult::Abandon,
+        }),
+    );
+    let id = c.scale_out("asg", 1).remove(0);
+    let own = token_for(&c, &id, "launch");
+    c.complete_lifecycle_action("asg", "launch", Some(&own), None, HookResult::Continue)
+        .unwrap();
+    c.advance_to(10_000);
+    assert_eq!(c.instances[&id].state, InstanceState::Terminated);
+}
+
+/// [aws-facts §2 LifecycleActionResult] on terminate, ABANDON skips the remaining hooks; with
+/// CONTINUE the instance waits for every terminate hook.
+#[test]
+fn foreign_hook_terminate_waits_for_every_hook_and_abandon_skips_the_rest() {
+    let mut c = cloud(300, HookResult::Abandon);
+    with_foreign_hooks(&mut c, None);
+    let id = c.scale_out("asg", 1).remove(0);
+    c.drain();
+    c.terminate(&id);
+    let events = c.drain();
+    assert_eq!(events.len(), 2, "one event per terminate hook");
+    let own = token_for(&c, &id, "term");
+    c.complete_lifecycle_action("asg", "term", Some(&own), None, HookResult::Continue)
+        .unwrap();
+    assert_eq!(c.instances[&id].state, InstanceState::TerminatingWait);
+    let other = token_for(&c, &id, "other-terminate");
+    c.complete_lifecycle_action(
+        "asg",
+        "other-terminate",
+        Some(&other),
+        None,
+        HookResult::Continue,
+    )
+    .unwrap();
+    assert_eq!(c.instances[&id].state, InstanceState::Terminated);
+
+    let id = c.scale_out("asg", 1).remove(0);
+    c.terminate(&id);
+    let other = token_for(&c, &id, "other-terminate");
+    c.complete_lifecycle_action(
+        "asg",
+        "other-terminate",
+        Some(&other),
+        None,
+        HookResult::Abandon,
+    )
+    .unwrap();
+    assert_eq!(
+        c.instances[&id].state,
+        InstanceState::Terminated,
+        "term skipped"
+    );
+}
+
+/// Every CompleteLifecycleAction and RecordLifecycleActionHeartbeat is recorded with its hook,
+/// the ones that matched no action too.
+#[test]
+fn foreign_hook_calls_are_recorded_with_their_hook() {
+    let mut c = cloud(300, HookResult::Abandon);
+    with_foreign_hooks(&mut c, None);
+    let id = c.scale_out("asg", 1).remove(0);
+    let other = token_for(&c, &id, "other-launch");
+    c.record_heartbeat("asg", "other-launch", Some(&other), None)
+        .unwrap();
+    assert!(
+        c.complete_lifecycle_action("asg", "launch", Some("stale"), None, HookResult::Continue)
+            .is_err()
+    );
+    let calls: Vec<(LifecycleOperation, &str, bool)> = c
+        .lifecycle_calls
+        .iter()
+        .map(|x| (x.operation, x.hook.as_str(), x.matched))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (LifecycleOperation::Heartbeat, "other-launch", true),
+            (
+                LifecycleOperation::Complete(HookResult::Continue),
+                "launch",
+                false
+            ),
+        ]
+    );
+}

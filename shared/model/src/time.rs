@@ -14,7 +14,8 @@ impl Cloud {
                 .map(|a| a.heartbeat_deadline.min(a.global_deadline))
         });
         let repl = self.replacements.iter().map(|(t, _)| *t);
-        agents.chain(actions).chain(repl).min()
+        let owners = self.next_owner_completion();
+        agents.chain(actions).chain(repl).chain(owners).min()
     }
 
     /// Advances time to `t`, running everything that falls due on the way, in time order.
@@ -64,6 +65,8 @@ impl Cloud {
                 }
             }
         }
+        // Other tools complete their own hooks' actions when they are done.
+        self.run_owner_completions();
         // Lifecycle actions that ran out of time get their hook's default result [aws-facts §2].
         let expired: Vec<(String, Action)> = self
             .live_instances()

@@ -318,6 +318,36 @@ pub enum EventKind {
     CodeDeploy,
 }
 
+/// Another tool that owns a hook and completes each of its actions `after_ms` after the action
+/// began, with `result` (a hook nobody completes has no owner and times out to its default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookOwner {
+    pub after_ms: Ms,
+    pub result: HookResult,
+}
+
+/// `CompleteLifecycleAction` or `RecordLifecycleActionHeartbeat` as a caller sent it through
+/// the API, whether or not an action matched: the record a test asserts on to show that a
+/// caller never touched a hook it does not own. A [`HookOwner`]'s completions are the other
+/// tool's and are not in it (they are [`Fact::Completed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleCall {
+    pub operation: LifecycleOperation,
+    pub asg: String,
+    pub hook: String,
+    pub token: Option<String>,
+    pub instance: Option<String>,
+    pub at: Ms,
+    /// Whether an action matched (false: "No active Lifecycle Action found").
+    pub matched: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleOperation {
+    Complete(HookResult),
+    Heartbeat,
+}
+
 /// What happened, for invariant checks and summaries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fact {
