@@ -10,7 +10,10 @@ Checks:
   timeout is at least six times the function's timeout (Lambda's advice for SQS sources);
 - schedule expressions are well-formed rate(...) or cron(...) expressions;
 - no IAM `Resource: "*"` unless the line says why (`# justified: ...`);
-- the DynamoDB table has the indexes and attributes the store code queries.
+- the DynamoDB table has the indexes and attributes the store code queries;
+- own hooks only (docs/design.md "Own hooks only"): both functions get TURNSTILE_LAUNCH_HOOKS
+  and TURNSTILE_TERMINATE_HOOKS, the launch rule filters on detail.LifecycleHookName with the
+  same hooks, and in a stack that nests turnstile every launch hook carrying a plan is owned.
 """
 
 import re
@@ -109,9 +112,81 @@ def check(path):
             if ttl != consts["TTL"]:
                 problems.append(f"{path}: {name}: TTL attribute {ttl!r} is not the store's {consts['TTL']!r}")
 
+    problems += check_owned_hooks(path, template, resources, glob_fn)
+
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if re.search(r"Resource:\s*[\"']\*[\"']", line) and "# justified:" not in line:
             problems.append(f"{path}:{n}: Resource \"*\" without a `# justified:` comment")
+    return problems
+
+
+HOOK_VARS = ("TURNSTILE_LAUNCH_HOOKS", "TURNSTILE_TERMINATE_HOOKS")
+
+
+def refs(value):
+    """Every parameter or resource name a (possibly nested) intrinsic refers to."""
+    out = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "Ref" and isinstance(v, str):
+                out.add(v)
+            elif k == "Fn::Sub" and isinstance(v, str):
+                out.update(re.findall(r"\$\{([A-Za-z0-9]+)\}", v))
+            else:
+                out |= refs(v)
+    elif isinstance(value, list):
+        for v in value:
+            out |= refs(v)
+    return out
+
+
+def check_owned_hooks(path, template, resources, glob_fn):
+    problems = []
+    functions = {k: v for k, v in resources.items() if isinstance(v, dict) and v.get("Type") == "AWS::Serverless::Function"}
+    if functions:
+        glob_env = glob_fn.get("Environment", {}).get("Variables", {})
+        for name, res in functions.items():
+            env = {**glob_env, **res.get("Properties", {}).get("Environment", {}).get("Variables", {})}
+            for var in HOOK_VARS:
+                if var not in env:
+                    problems.append(f"{path}: {name}: environment lacks {var} (the hooks turnstile owns)")
+            launch_env = refs(env.get(HOOK_VARS[0]))
+        launch_rules = [
+            (k, v.get("Properties", {}).get("EventPattern", {}))
+            for k, v in resources.items()
+            if isinstance(v, dict)
+            and v.get("Type") == "AWS::Events::Rule"
+            and "EC2 Instance-launch Lifecycle Action" in (v.get("Properties", {}).get("EventPattern", {}).get("detail-type") or [])
+        ]
+        if not launch_rules:
+            problems.append(f"{path}: no EventBridge rule forwards launch lifecycle actions")
+        for rule, pattern in launch_rules:
+            hooks = pattern.get("detail", {}).get("LifecycleHookName")
+            if hooks is None:
+                problems.append(f"{path}: {rule}: launch lifecycle rule does not filter on detail.LifecycleHookName (other tools' hooks would reach turnstile)")
+            elif refs(hooks) != launch_env:
+                problems.append(f"{path}: {rule}: LifecycleHookName filters on {sorted(refs(hooks))}, but TURNSTILE_LAUNCH_HOOKS is built from {sorted(launch_env)}")
+    # A stack that nests turnstile: every launch hook its managed groups carry is one turnstile owns.
+    for name, res in resources.items():
+        if not (isinstance(res, dict) and res.get("Type") == "AWS::Serverless::Application"):
+            continue
+        params = res.get("Properties", {}).get("Parameters", {})
+        groups = refs(params.get("ManagedAutoScalingGroupNames"))
+        owned = params.get("LaunchHookName")
+        location = res.get("Properties", {}).get("Location")
+        if owned is None and isinstance(location, str):
+            nested, _ = decode(str(path.parent / location))
+            owned = ((nested or {}).get("Parameters", {}).get("LaunchHookName") or {}).get("Default")
+        prefix = params.get("OwnedHookPrefix")
+        for g in groups:
+            specs = resources.get(g, {}).get("Properties", {}).get("LifecycleHookSpecificationList", [])
+            for spec in specs:
+                # Only a hook that carries a plan is meant for turnstile; others are other tools'.
+                if spec.get("LifecycleTransition") != "autoscaling:EC2_INSTANCE_LAUNCHING" or "NotificationMetadata" not in spec:
+                    continue
+                hook = spec.get("LifecycleHookName")
+                if hook != owned and not (isinstance(prefix, str) and prefix and isinstance(hook, str) and hook.startswith(prefix)):
+                    problems.append(f"{path}: {g}: launch hook {hook!r} carries a plan but is not the LaunchHookName {owned!r} (or OwnedHookPrefix) given to {name}: turnstile would leave it alone")
     return problems
 
 
