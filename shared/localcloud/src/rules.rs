@@ -3,6 +3,7 @@
 //! events to the queue as the local cloud's moto EventBridge does.
 
 use serde_json::{Value, json};
+use turnstile_core::{HookNames, OwnedHooks};
 
 /// CodeDeploy events the orchestrator does not subscribe to: `START` (deployment and
 /// instance). An instance's START changes nothing the core keeps; a deployment's START only
@@ -11,12 +12,29 @@ use serde_json::{Value, json};
 /// ("Messages per instance").
 pub const UNSUBSCRIBED_STATES: [&str; 1] = ["START"];
 
-/// The lifecycle rule and the CodeDeploy rule, for these Auto Scaling groups and applications.
-pub fn rule_patterns(asgs: &[&str], applications: &[&str]) -> [Value; 2] {
+/// The template's rules with the stack's default hooks (`LaunchHookName` = `turnstile-launch`).
+pub fn rule_patterns(asgs: &[&str], applications: &[&str]) -> [Value; 3] {
+    rule_patterns_for(asgs, applications, &OwnedHooks::default())
+}
+
+/// The launch rule, the terminate rule and the CodeDeploy rule, for these Auto Scaling groups,
+/// hooks and applications. Launch actions are filtered on the hooks turnstile owns (names,
+/// and EventBridge `prefix` matching for prefixes); terminate actions of every hook of the
+/// group are forwarded, since any of them means the instance is going away (docs/design.md
+/// "Own hooks only").
+pub fn rule_patterns_for(asgs: &[&str], applications: &[&str], hooks: &OwnedHooks) -> [Value; 3] {
     [
         json!({
             "source": ["aws.autoscaling"],
-            "detail-type": ["EC2 Instance-launch Lifecycle Action", "EC2 Instance-terminate Lifecycle Action"],
+            "detail-type": ["EC2 Instance-launch Lifecycle Action"],
+            "detail": {
+                "AutoScalingGroupName": asgs,
+                "LifecycleHookName": hook_filter(&hooks.launch),
+            },
+        }),
+        json!({
+            "source": ["aws.autoscaling"],
+            "detail-type": ["EC2 Instance-terminate Lifecycle Action"],
             "detail": {"AutoScalingGroupName": asgs},
         }),
         json!({
@@ -30,9 +48,19 @@ pub fn rule_patterns(asgs: &[&str], applications: &[&str]) -> [Value; 2] {
     ]
 }
 
+/// The values of a `LifecycleHookName` filter: the names, then `{"prefix": …}` per prefix.
+fn hook_filter(hooks: &HookNames) -> Vec<Value> {
+    hooks
+        .names()
+        .iter()
+        .map(|n| json!(n))
+        .chain(hooks.prefixes().iter().map(|p| json!({"prefix": p})))
+        .collect()
+}
+
 /// Whether `event` matches an EventBridge pattern, for the features the rules use: nested
-/// fields, a list of allowed values, and `anything-but`. A field the event lacks matches
-/// nothing, as in EventBridge.
+/// fields, a list of allowed values, `anything-but` and `prefix`. A field the event lacks
+/// matches nothing, as in EventBridge.
 pub fn matches(pattern: &Value, event: &Value) -> bool {
     let Value::Object(fields) = pattern else {
         return false;
@@ -44,10 +72,14 @@ pub fn matches(pattern: &Value, event: &Value) -> bool {
         match p {
             Value::Object(_) => matches(p, v),
             Value::Array(allowed) => allowed.iter().any(|a| match a {
-                Value::Object(op) => op
-                    .get("anything-but")
-                    .and_then(Value::as_array)
-                    .is_some_and(|not| !v.is_null() && !not.contains(v)),
+                Value::Object(op) => {
+                    if let Some(prefix) = op.get("prefix").and_then(Value::as_str) {
+                        return v.as_str().is_some_and(|s| s.starts_with(prefix));
+                    }
+                    op.get("anything-but")
+                        .and_then(Value::as_array)
+                        .is_some_and(|not| !v.is_null() && !not.contains(v))
+                }
                 a => a == v,
             }),
             _ => false,
@@ -70,7 +102,7 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
-    fn rules() -> [Value; 2] {
+    fn rules() -> [Value; 3] {
         rule_patterns(&["my-asg"], &["myApplication"])
     }
 
@@ -100,12 +132,66 @@ mod tests {
     fn lifecycle_actions_of_the_managed_group_are_routed() {
         let mut event = fixture("eventbridge-launch-lifecycle-action.json");
         event["detail"]["AutoScalingGroupName"] = json!("my-asg");
+        event["detail"]["LifecycleHookName"] = json!("turnstile-launch");
         assert!(routed(&rules(), &event));
         event["detail"]["AutoScalingGroupName"] = json!("other");
         assert!(!routed(&rules(), &event));
         let mut event = fixture("eventbridge-terminate-lifecycle-action.json");
         event["detail"]["AutoScalingGroupName"] = json!("my-asg");
         assert!(routed(&rules(), &event));
+    }
+
+    #[test]
+    fn foreign_hook_launch_actions_are_not_routed_and_terminate_actions_are() {
+        let mut event = fixture("eventbridge-launch-lifecycle-action.json");
+        event["detail"]["AutoScalingGroupName"] = json!("my-asg");
+        event["detail"]["LifecycleHookName"] = json!("bootstrap-agent");
+        assert!(!routed(&rules(), &event), "another tool's launch hook");
+        let mut event = fixture("eventbridge-terminate-lifecycle-action.json");
+        event["detail"]["AutoScalingGroupName"] = json!("my-asg");
+        event["detail"]["LifecycleHookName"] = json!("drain-logs");
+        assert!(
+            routed(&rules(), &event),
+            "any terminate action ends the pipeline"
+        );
+    }
+
+    #[test]
+    fn foreign_hook_prefix_routes_every_matching_launch_hook_and_no_other() {
+        let hooks = OwnedHooks {
+            launch: HookNames::parse("turnstile-launch,team-*").unwrap(),
+            terminate: HookNames::parse("team-*").unwrap(),
+        };
+        let rules = rule_patterns_for(&["my-asg"], &["myApplication"], &hooks);
+        let mut event = fixture("eventbridge-launch-lifecycle-action.json");
+        event["detail"]["AutoScalingGroupName"] = json!("my-asg");
+        for (hook, want) in [
+            ("turnstile-launch", true),
+            ("team-web", true),
+            ("team", false),
+            ("bootstrap-agent", false),
+        ] {
+            event["detail"]["LifecycleHookName"] = json!(hook);
+            assert_eq!(routed(&rules, &event), want, "{hook}");
+        }
+    }
+
+    /// The template's launch rule filters on the hook names, as `rule_patterns_for` does.
+    #[test]
+    fn foreign_hook_the_template_filters_launch_actions_on_the_hook_name() {
+        let path = format!("{}/../../infra/template.yaml", env!("CARGO_MANIFEST_DIR"));
+        let template = std::fs::read_to_string(path).unwrap();
+        let rule = template
+            .split("  LaunchRule:")
+            .nth(1)
+            .and_then(|r| r.split("\n  TerminateRule").next())
+            .expect("the template has a LaunchRule");
+        assert!(
+            rule.contains("LifecycleHookName: !If")
+                && rule.contains("[!Ref LaunchHookName, { prefix: !Ref OwnedHookPrefix }]")
+                && rule.contains("[!Ref LaunchHookName]"),
+            "LaunchRule must filter on the owned hooks:\n{rule}"
+        );
     }
 
     /// The template is the source users deploy; these patterns must say the same.

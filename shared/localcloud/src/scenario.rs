@@ -7,13 +7,15 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::json;
 use turnstile_model::{
-    Asg, Cloud, Creator, DeployConfig, DeploymentGroup, Hook, HookResult, Ms, Profile, Transition,
+    Asg, Cloud, Creator, DeployConfig, DeploymentGroup, Hook, HookOwner, HookResult, Ms, Profile,
+    Transition,
 };
 
-/// The orchestrator's launch hook on the fleet.
-pub const LAUNCH_HOOK: &str = "turnstile-launch";
-/// The orchestrator's terminate hook.
-pub const TERMINATE_HOOK: &str = "turnstile-terminate";
+/// The orchestrator's launch hook on the fleet: the stack's default name, which the handlers
+/// own with their default configuration.
+pub const LAUNCH_HOOK: &str = turnstile_core::DEFAULT_LAUNCH_HOOK;
+/// The orchestrator's terminate hook (the stack's `<LaunchHookName>-terminate`).
+pub const TERMINATE_HOOK: &str = turnstile_core::DEFAULT_TERMINATE_HOOK;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +59,59 @@ pub struct Fleet {
     /// Auto Scaling launches a replacement this long after an instance is abandoned.
     #[serde(default = "default_replace")]
     pub replace_after_secs: Option<u64>,
+    /// Other tools' lifecycle hooks on the same group, beside turnstile's.
+    #[serde(default)]
+    pub foreign_hooks: Vec<ForeignHook>,
+}
+
+/// A lifecycle hook turnstile does not own, and what its owner does with each action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignHook {
+    pub name: String,
+    /// `launch` | `terminate`.
+    pub transition: String,
+    /// Default: the fleet's `heartbeat_timeout_secs`.
+    #[serde(default)]
+    pub heartbeat_timeout_secs: Option<u64>,
+    /// `CONTINUE` | `ABANDON` (AWS's default), applied when the action times out.
+    #[serde(default = "default_abandon")]
+    pub default_result: String,
+    /// The owner completes each action this long after it began (heartbeating meanwhile);
+    /// absent: nobody completes it and it times out to `default_result`.
+    #[serde(default)]
+    pub complete_after_secs: Option<u64>,
+    /// `CONTINUE` | `ABANDON`: what the owner completes it with.
+    #[serde(default = "default_continue")]
+    pub result: String,
+    /// The hook's notification metadata (another tool's, not a plan).
+    #[serde(default)]
+    pub metadata: Option<String>,
+}
+
+fn default_abandon() -> String {
+    "ABANDON".into()
+}
+fn default_continue() -> String {
+    "CONTINUE".into()
+}
+
+fn hook_result(s: &str) -> Option<HookResult> {
+    match s {
+        "CONTINUE" => Some(HookResult::Continue),
+        "ABANDON" => Some(HookResult::Abandon),
+        _ => None,
+    }
+}
+
+impl ForeignHook {
+    fn transition(&self) -> Option<Transition> {
+        match self.transition.as_str() {
+            "launch" => Some(Transition::Launching),
+            "terminate" => Some(Transition::Terminating),
+            _ => None,
+        }
+    }
 }
 
 fn default_heartbeat() -> u64 {
@@ -267,6 +322,46 @@ impl Scenario {
                 format!("{hb} is outside 30..=7200"),
             ));
         }
+        for (i, h) in self.fleet.foreign_hooks.iter().enumerate() {
+            let at = |f: &str| format!("fleet.foreign_hooks[{i}].{f}");
+            if h.transition().is_none() {
+                return Err((
+                    at("transition"),
+                    format!("`{}`: expected launch or terminate", h.transition),
+                ));
+            }
+            if [LAUNCH_HOOK, TERMINATE_HOOK, USER_DATA_HOOK].contains(&h.name.as_str())
+                || self
+                    .fleet
+                    .foreign_hooks
+                    .iter()
+                    .take(i)
+                    .any(|o| o.name == h.name)
+            {
+                return Err((
+                    at("name"),
+                    format!("`{}` is already a hook of the fleet", h.name),
+                ));
+            }
+            if h.name
+                .starts_with("CodeDeploy-managed-automatic-launch-deployment-hook")
+            {
+                return Err((at("name"), "reserved for CodeDeploy's own hooks".into()));
+            }
+            if let Some(t) = h.heartbeat_timeout_secs
+                && !(30..=7200).contains(&t)
+            {
+                return Err((
+                    at("heartbeat_timeout_secs"),
+                    format!("{t} is outside 30..=7200"),
+                ));
+            }
+            for (f, v) in [("default_result", &h.default_result), ("result", &h.result)] {
+                if hook_result(v).is_none() {
+                    return Err((at(f), format!("`{v}`: expected CONTINUE or ABANDON")));
+                }
+            }
+        }
         if self.groups.is_empty() {
             return Err((
                 "groups".into(),
@@ -441,6 +536,31 @@ impl Scenario {
                 });
             }
         }
+        for f in &self.fleet.foreign_hooks {
+            let (Some(transition), Some(default_result), Some(result)) = (
+                f.transition(),
+                hook_result(&f.default_result),
+                hook_result(&f.result),
+            ) else {
+                continue; // rejected by `validate`
+            };
+            hooks.push(Hook {
+                name: f.name.clone(),
+                transition,
+                heartbeat_secs: f.heartbeat_timeout_secs.unwrap_or(hb),
+                default_result,
+                metadata: f.metadata.clone(),
+            });
+            if let Some(secs) = f.complete_after_secs {
+                cloud.hook_owners.insert(
+                    (asg.clone(), f.name.clone()),
+                    HookOwner {
+                        after_ms: secs * 1000,
+                        result,
+                    },
+                );
+            }
+        }
         cloud.add_asg(Asg {
             name: asg.clone(),
             hooks,
@@ -503,6 +623,103 @@ pub fn apply(cloud: &mut Cloud, asg: &str, action: &Action) {
                 "deployment by a user",
                 Creator::User,
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str) -> Scenario {
+        let path = format!("{}/../../scenarios/{name}", env!("CARGO_MANIFEST_DIR"));
+        Scenario::load(Path::new(&path)).unwrap()
+    }
+
+    #[test]
+    fn every_shipped_scenario_parses() {
+        let dir = format!("{}/../../scenarios", env!("CARGO_MANIFEST_DIR"));
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+        }
+    }
+
+    #[test]
+    fn foreign_hooks_sit_beside_turnstiles_with_their_owners() {
+        let s = file("foreign-hooks.toml");
+        let cloud = s.cloud(Mode::Orchestrator);
+        let asg = &cloud.asgs["shared-fleet"];
+        let hooks: Vec<(&str, Transition, HookResult)> = asg
+            .hooks
+            .iter()
+            .map(|h| (h.name.as_str(), h.transition, h.default_result))
+            .collect();
+        assert_eq!(
+            hooks,
+            [
+                (LAUNCH_HOOK, Transition::Launching, HookResult::Abandon),
+                (
+                    TERMINATE_HOOK,
+                    Transition::Terminating,
+                    HookResult::Continue
+                ),
+                (
+                    "bootstrap-agent",
+                    Transition::Launching,
+                    HookResult::Abandon
+                ),
+                ("audit-hook", Transition::Launching, HookResult::Continue),
+                ("ship-logs", Transition::Terminating, HookResult::Continue),
+            ]
+        );
+        let owner = |h: &str| {
+            cloud
+                .hook_owners
+                .get(&("shared-fleet".into(), h.into()))
+                .copied()
+        };
+        assert_eq!(
+            owner("bootstrap-agent"),
+            Some(HookOwner {
+                after_ms: 400_000,
+                result: HookResult::Continue
+            })
+        );
+        assert_eq!(owner("audit-hook"), None, "nobody completes it");
+        assert!(owner("ship-logs").is_some());
+    }
+
+    #[test]
+    fn a_foreign_hook_is_checked_field_by_field() {
+        let base = |hook: &str| {
+            format!(
+                "name = \"t\"\n[fleet]\nauto_scaling_group = \"a\"\n[[fleet.foreign_hooks]]\n{hook}\n[[groups]]\napplication = \"x\"\ndeployment_group = \"y\"\nduration_secs = [1, 2]\n"
+            )
+        };
+        for (hook, field) in [
+            ("name = \"h\"\ntransition = \"scale\"", "transition"),
+            (
+                "name = \"turnstile-launch\"\ntransition = \"launch\"",
+                "name",
+            ),
+            (
+                "name = \"h\"\ntransition = \"launch\"\nresult = \"MAYBE\"",
+                "result",
+            ),
+            (
+                "name = \"h\"\ntransition = \"launch\"\nheartbeat_timeout_secs = 5",
+                "heartbeat_timeout_secs",
+            ),
+        ] {
+            match Scenario::parse("t", &base(hook)) {
+                Err(ScenarioError::Invalid { field: f, .. }) => {
+                    assert_eq!(f, format!("fleet.foreign_hooks[0].{field}"), "{hook}");
+                }
+                other => panic!("{hook}: {other:?}"),
+            }
         }
     }
 }

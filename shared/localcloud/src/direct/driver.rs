@@ -92,7 +92,7 @@ pub struct Driver<H: Hook> {
     pub check_end: bool,
     checker: Checker,
     /// The template's EventBridge rules: only what they match reaches the queue.
-    rules: [serde_json::Value; 2],
+    rules: [serde_json::Value; 3],
 }
 
 impl<H: Hook> Driver<H> {

@@ -25,9 +25,9 @@ pub(crate) struct Clients {
     pub(crate) events: aws_sdk_eventbridge::Client,
 }
 
-/// EventBridge patterns of the SAM template's two rules (`infra/template.yaml`), with the
+/// EventBridge patterns of the SAM template's three rules (`infra/template.yaml`), with the
 /// scenario's group and applications filled in.
-pub fn rule_patterns(scenario: &Scenario) -> [serde_json::Value; 2] {
+pub fn rule_patterns(scenario: &Scenario) -> [serde_json::Value; 3] {
     let apps: Vec<&str> = scenario
         .groups
         .iter()
