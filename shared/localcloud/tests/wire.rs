@@ -456,3 +456,77 @@ async fn throttled_calls_use_each_services_error_code() {
     assert_eq!(e.code(), Some("RequestLimitExceeded"));
     assert_eq!(sim.counts().1, 3);
 }
+
+/// aws-facts §2 "Multiple hooks on one transition", over the wire: each hook has its own
+/// action; completing one leaves the instance in Pending:Wait until the other is completed by
+/// its owner; DescribeLifecycleHooks lists both; every CompleteLifecycleAction and
+/// RecordLifecycleActionHeartbeat is recorded with its hook.
+#[tokio::test]
+async fn foreign_hook_instance_waits_for_every_launch_hook_and_calls_are_recorded() {
+    let mut c = cloud();
+    c.asgs.get_mut("fleet").unwrap().hooks.push(Hook {
+        name: "bootstrap-agent".into(),
+        transition: Transition::Launching,
+        heartbeat_secs: 300,
+        default_result: HookResult::Abandon,
+        metadata: None,
+    });
+    c.hook_owners.insert(
+        ("fleet".into(), "bootstrap-agent".into()),
+        turnstile_model::HookOwner {
+            after_ms: 120_000,
+            result: HookResult::Continue,
+        },
+    );
+    let f = fixture(c).await;
+    let (id, token) = launch(&f);
+    let hooks = f
+        .asg
+        .describe_lifecycle_hooks()
+        .auto_scaling_group_name("fleet")
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<&str> = hooks
+        .lifecycle_hooks()
+        .iter()
+        .filter_map(|h| h.lifecycle_hook_name())
+        .collect();
+    assert_eq!(names, ["launch", "bootstrap-agent"]);
+    f.asg
+        .record_lifecycle_action_heartbeat()
+        .auto_scaling_group_name("fleet")
+        .lifecycle_hook_name("launch")
+        .lifecycle_action_token(&token)
+        .send()
+        .await
+        .unwrap();
+    f.asg
+        .complete_lifecycle_action()
+        .auto_scaling_group_name("fleet")
+        .lifecycle_hook_name("launch")
+        .lifecycle_action_token(&token)
+        .lifecycle_action_result("CONTINUE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        f.sim.cloud().instances[&id].state,
+        InstanceState::PendingWait,
+        "bootstrap-agent still holds it"
+    );
+    f.sim.cloud().advance_to(120_000);
+    assert_eq!(f.sim.cloud().instances[&id].state, InstanceState::InService);
+    let calls: Vec<(String, bool)> = f
+        .sim
+        .cloud()
+        .lifecycle_calls
+        .iter()
+        .map(|c| (c.hook.clone(), c.matched))
+        .collect();
+    assert_eq!(
+        calls,
+        [("launch".to_string(), true), ("launch".to_string(), true)],
+        "the owner's completion is no API call"
+    );
+}
