@@ -32,7 +32,7 @@ use turnstile_aws::autoscaling::AutoScaling;
 use turnstile_aws::codedeploy::CodeDeploy;
 use turnstile_aws::handler::{self, Disposition};
 use turnstile_aws::ports::{Clock, PortError, Timer};
-use turnstile_aws::runner::{Hook, Runner};
+use turnstile_aws::runner::{Adapters, Observer, Ports, Runner};
 use turnstile_aws::sqs::delay_secs;
 use turnstile_aws::store::Store;
 use turnstile_aws::store::dynamo::DynamoStore;
@@ -172,7 +172,7 @@ impl Metrics {
     }
 }
 
-impl Hook for Metrics {
+impl Observer for Metrics {
     fn before(&self, _: &turnstile_core::Command) -> Result<(), turnstile_aws::RunError> {
         Ok(())
     }
@@ -184,8 +184,21 @@ impl Hook for Metrics {
     }
 }
 
-type LocalRunner =
-    Runner<DynamoStore, AutoScaling<SimClock>, CodeDeploy, Ec2Tags, LocalTimer, SimClock, Metrics>;
+/// The orchestrated run's wiring: the real SDK adapters against the simulator and DynamoDB
+/// Local, simulated time, wakeups held locally, metric lines collected.
+struct LocalPorts;
+
+impl Ports for LocalPorts {
+    type Store = DynamoStore;
+    type Lifecycle = AutoScaling<SimClock>;
+    type Deployments = CodeDeploy;
+    type Tags = Ec2Tags;
+    type Timer = LocalTimer;
+    type Clock = SimClock;
+    type Observer = Metrics;
+}
+
+type LocalRunner = Runner<LocalPorts>;
 
 /// Runs `scenario` in `mode`. The orchestrator mode needs the stack.
 pub async fn run(
@@ -419,13 +432,18 @@ async fn run_orchestrated(stack: &Stack, scenario: &Scenario) -> Result<RunRecor
     let metrics = Metrics::default();
     let runner = Runner::new(
         Engine::default(),
-        store,
-        AutoScaling::with_clock(aws_sdk_autoscaling::Client::new(&front), clock.clone()),
-        CodeDeploy::new(aws_sdk_codedeploy::Client::new(&front)),
-        Ec2Tags::new(aws_sdk_ec2::Client::new(&front)),
-        timer.clone(),
-        clock,
-        metrics.clone(),
+        Adapters {
+            store,
+            lifecycle: AutoScaling::with_clock(
+                aws_sdk_autoscaling::Client::new(&front),
+                clock.clone(),
+            ),
+            deployments: CodeDeploy::new(aws_sdk_codedeploy::Client::new(&front)),
+            tags: Ec2Tags::new(aws_sdk_ec2::Client::new(&front)),
+            timer: timer.clone(),
+            clock,
+            observer: metrics.clone(),
+        },
     );
     let mut lp = Loop {
         scenario,
@@ -707,6 +725,7 @@ impl Loop<'_> {
         for chunk in ids.chunks(50) {
             let loaded = self
                 .runner
+                .ports
                 .store
                 .load(chunk)
                 .await
