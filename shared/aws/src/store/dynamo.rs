@@ -50,10 +50,6 @@ impl DynamoStore {
         }
     }
 
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     /// Creates the table with its indexes and TTL (the SAM template does the same in AWS).
     pub async fn create_table(&self) -> Result<(), StoreError> {
         let attr = |name: &str, t: ScalarAttributeType| {
@@ -353,7 +349,10 @@ impl Store for DynamoStore {
             let mut item = Self::item_key(format!("D#{d}"), "D");
             item.insert("app".into(), s(g.application.clone()));
             item.insert("dg".into(), s(g.deployment_group.clone()));
-            item.insert(TTL.into(), n(c.now.0 / 1000 + 30 * 24 * 3600));
+            item.insert(
+                TTL.into(),
+                n(c.now.0 / 1000 + DEPLOYMENT_INDEX_RETENTION_SECS),
+            );
             let put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(item))
