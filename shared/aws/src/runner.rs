@@ -15,8 +15,8 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use turnstile_core::{
-    ActionRef, Command, CreateOutcome, Decision, Engine, EventId, GroupKey, Input, IntentId, Key,
-    LifecycleResult, Millis, Missing, Plan, World,
+    ActionRef, Command, CreateOutcome, Decision, DeploymentId, Engine, EventId, Gate, GroupKey,
+    Input, InstanceId, IntentId, Key, LifecycleResult, Millis, Missing, Plan, World,
 };
 use turnstile_events::Message;
 
@@ -152,7 +152,7 @@ struct Decided {
     decisions: usize,
     ignored: Vec<String>,
     changed: BTreeSet<Key>,
-    deployments: Vec<(turnstile_core::DeploymentId, GroupKey)>,
+    deployments: Vec<(DeploymentId, GroupKey)>,
     /// What is left to run once the chain is committed, timers deduplicated.
     commands: Vec<Command>,
     /// An early command failed and could succeed later.
@@ -187,7 +187,7 @@ fn writes_of(
 }
 
 /// The deployment → group index entry an answer implies.
-fn created(input: &Input) -> Vec<(turnstile_core::DeploymentId, GroupKey)> {
+fn created(input: &Input) -> Vec<(DeploymentId, GroupKey)> {
     match input {
         Input::CreateAttempted {
             group,
@@ -230,7 +230,7 @@ pub struct Runner<P: Ports> {
     pub core_time: CoreTime,
     /// The groups of each instance's plan, remembered across invocations of a warm function so
     /// that one read fetches an instance together with its groups.
-    plan_hints: std::sync::Mutex<std::collections::HashMap<turnstile_core::InstanceId, Vec<Key>>>,
+    plan_hints: std::sync::Mutex<std::collections::HashMap<InstanceId, Vec<Key>>>,
     pub ports: Adapters<P>,
 }
 
@@ -717,41 +717,18 @@ impl<P: Ports> Runner<P> {
                 deployment,
                 gate,
                 instances,
-            } => {
-                // Close first: the status read after it is what proves the seal.
-                tags.close(std::slice::from_ref(gate), instances).await?;
-                let (state, _) = deployments.status(deployment, &[]).await?;
-                Some(Input::GateSealed {
-                    group: group.clone(),
-                    deployment: deployment.clone(),
-                    state,
-                })
-            }
+            } => Some(self.seal(group, deployment, gate, instances).await?),
             Command::CheckLeave {
                 gate,
                 instance,
                 group,
                 done_in,
-            } => {
-                tags.close(std::slice::from_ref(gate), std::slice::from_ref(instance))
-                    .await?;
-                Some(Input::LeaveChecked {
-                    instance: instance.clone(),
-                    group: group.clone(),
-                    blocking: deployments
-                        .holding(group, instance, done_in.as_ref())
-                        .await?,
-                })
-            }
+            } => Some(
+                self.check_leave(gate, instance, group, done_in.as_ref())
+                    .await?,
+            ),
             Command::CheckRevisions { instance, groups } => {
-                let mut current = Vec::with_capacity(groups.len());
-                for g in groups {
-                    current.push(deployments.revision(g).await?);
-                }
-                Some(Input::RevisionsChecked {
-                    instance: instance.clone(),
-                    current,
-                })
+                Some(self.check_revisions(instance, groups).await?)
             }
             Command::RecordHeartbeat { action } => self.heartbeat(action).await?,
             Command::CompleteAction { action, result } => self.complete(action, *result).await?,
@@ -796,6 +773,68 @@ impl<P: Ports> Runner<P> {
         }
     }
 
+    /// `SealGate`'s answer. The gate is closed first: the status read after it is what proves
+    /// the seal.
+    async fn seal(
+        &self,
+        group: &GroupKey,
+        deployment: &DeploymentId,
+        gate: &Gate,
+        instances: &[InstanceId],
+    ) -> Result<Input, PortError> {
+        self.ports
+            .tags
+            .close(std::slice::from_ref(gate), instances)
+            .await?;
+        let (state, _) = self.ports.deployments.status(deployment, &[]).await?;
+        Ok(Input::GateSealed {
+            group: group.clone(),
+            deployment: deployment.clone(),
+            state,
+        })
+    }
+
+    /// `CheckLeave`'s answer: the instance's gate closed, then whether the group's active
+    /// deployment still holds it.
+    async fn check_leave(
+        &self,
+        gate: &Gate,
+        instance: &InstanceId,
+        group: &GroupKey,
+        done_in: Option<&DeploymentId>,
+    ) -> Result<Input, PortError> {
+        self.ports
+            .tags
+            .close(std::slice::from_ref(gate), std::slice::from_ref(instance))
+            .await?;
+        let blocking = self
+            .ports
+            .deployments
+            .holding(group, instance, done_in)
+            .await?;
+        Ok(Input::LeaveChecked {
+            instance: instance.clone(),
+            group: group.clone(),
+            blocking,
+        })
+    }
+
+    /// `CheckRevisions`' answer: each group's current target revision, in order.
+    async fn check_revisions(
+        &self,
+        instance: &InstanceId,
+        groups: &[GroupKey],
+    ) -> Result<Input, PortError> {
+        let mut current = Vec::with_capacity(groups.len());
+        for g in groups {
+            current.push(self.ports.deployments.revision(g).await?);
+        }
+        Ok(Input::RevisionsChecked {
+            instance: instance.clone(),
+            current,
+        })
+    }
+
     /// `RecordHeartbeat`'s answer; an action that is gone is an answer, not a failure.
     async fn heartbeat(&self, action: &ActionRef) -> Result<Option<Input>, PortError> {
         match self.ports.lifecycle.heartbeat(action).await {
@@ -836,7 +875,7 @@ impl<P: Ports> Runner<P> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use turnstile_core::{Gate, Group};
+    use turnstile_core::Group;
 
     fn wake(key: &Key, at: u64) -> Command {
         Command::Wakeup {

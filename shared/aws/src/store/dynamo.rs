@@ -187,6 +187,85 @@ impl DynamoStore {
         Ok((key, record, version))
     }
 
+    /// The transaction for a commit: each record conditional on its version, the event id
+    /// conditional on being new, the index entries; and where the event id's item is in it (a
+    /// failed condition there means the event was processed before).
+    fn transact_items(
+        &self,
+        c: &Commit,
+    ) -> Result<(Vec<TransactWriteItem>, Option<usize>), StoreError> {
+        let mut items = Vec::new();
+        let mut event_index = None;
+        for (key, record, version) in &c.writes {
+            let (cond, value) = Self::version_condition(*version);
+            let item = match record {
+                Some(r) => {
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(Self::record_item(key, r, version + 1)?))
+                        .condition_expression(cond)
+                        .set_expression_attribute_values(
+                            value.map(|(k, v)| HashMap::from([(k, v)])),
+                        )
+                        .build()
+                        .map_err(|e| store_build_error("TransactWriteItems", e))?;
+                    TransactWriteItem::builder().put(put).build()
+                }
+                None => {
+                    let del = Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(Self::item_key(pk(key), Self::sk(key))))
+                        .condition_expression(cond)
+                        .set_expression_attribute_values(
+                            value.map(|(k, v)| HashMap::from([(k, v)])),
+                        )
+                        .build()
+                        .map_err(|e| store_build_error("TransactWriteItems", e))?;
+                    TransactWriteItem::builder().delete(del).build()
+                }
+            };
+            items.push(item);
+        }
+        if let Some(e) = &c.event {
+            let mut item = Self::item_key(format!("E#{e}"), "E");
+            item.insert(TTL.into(), n(c.now.0 / 1000 + EVENT_RETENTION_SECS));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(format!("attribute_not_exists({PK})"))
+                .build()
+                .map_err(|e| store_build_error("TransactWriteItems", e))?;
+            event_index = Some(items.len());
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for (d, g) in &c.deployments {
+            let mut item = Self::item_key(format!("D#{d}"), "D");
+            item.insert("app".into(), s(g.application.clone()));
+            item.insert("dg".into(), s(g.deployment_group.clone()));
+            item.insert(
+                TTL.into(),
+                n(c.now.0 / 1000 + DEPLOYMENT_INDEX_RETENTION_SECS),
+            );
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| store_build_error("TransactWriteItems", e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::Permanent {
+                op: "TransactWriteItems",
+                source: format!(
+                    "{} items exceed DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction",
+                    items.len()
+                )
+                .into(),
+            });
+        }
+        Ok((items, event_index))
+    }
+
     async fn query_keys(
         &self,
         index: &str,
@@ -301,75 +380,7 @@ impl Store for DynamoStore {
         if c.is_empty() {
             return Ok(());
         }
-        let mut items = Vec::new();
-        let mut event_index = None;
-        for (key, record, version) in &c.writes {
-            let (cond, value) = Self::version_condition(*version);
-            let item = match record {
-                Some(r) => {
-                    let put = Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(Self::record_item(key, r, version + 1)?))
-                        .condition_expression(cond)
-                        .set_expression_attribute_values(
-                            value.map(|(k, v)| HashMap::from([(k, v)])),
-                        )
-                        .build()
-                        .map_err(|e| store_build_error("TransactWriteItems", e))?;
-                    TransactWriteItem::builder().put(put).build()
-                }
-                None => {
-                    let del = Delete::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(Self::item_key(pk(key), Self::sk(key))))
-                        .condition_expression(cond)
-                        .set_expression_attribute_values(
-                            value.map(|(k, v)| HashMap::from([(k, v)])),
-                        )
-                        .build()
-                        .map_err(|e| store_build_error("TransactWriteItems", e))?;
-                    TransactWriteItem::builder().delete(del).build()
-                }
-            };
-            items.push(item);
-        }
-        if let Some(e) = &c.event {
-            let mut item = Self::item_key(format!("E#{e}"), "E");
-            item.insert(TTL.into(), n(c.now.0 / 1000 + EVENT_RETENTION_SECS));
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression(format!("attribute_not_exists({PK})"))
-                .build()
-                .map_err(|e| store_build_error("TransactWriteItems", e))?;
-            event_index = Some(items.len());
-            items.push(TransactWriteItem::builder().put(put).build());
-        }
-        for (d, g) in &c.deployments {
-            let mut item = Self::item_key(format!("D#{d}"), "D");
-            item.insert("app".into(), s(g.application.clone()));
-            item.insert("dg".into(), s(g.deployment_group.clone()));
-            item.insert(
-                TTL.into(),
-                n(c.now.0 / 1000 + DEPLOYMENT_INDEX_RETENTION_SECS),
-            );
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .build()
-                .map_err(|e| store_build_error("TransactWriteItems", e))?;
-            items.push(TransactWriteItem::builder().put(put).build());
-        }
-        if items.len() > MAX_TRANSACTION_ITEMS {
-            return Err(StoreError::Permanent {
-                op: "TransactWriteItems",
-                source: format!(
-                    "{} items exceed DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction",
-                    items.len()
-                )
-                .into(),
-            });
-        }
+        let (items, event_index) = self.transact_items(&c)?;
         let result = self
             .client
             .transact_write_items()
