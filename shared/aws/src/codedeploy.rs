@@ -12,7 +12,7 @@ use turnstile_core::{
     Millis, Revision, TargetState,
 };
 
-use crate::autoscaling::classify;
+use crate::error::port_error;
 use crate::ports::{Deployments, INTENT_MARKER, PortError, intent_of};
 
 /// `BatchGetDeploymentTargets` takes at most 25 target ids.
@@ -57,7 +57,7 @@ impl CodeDeploy {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| classify("ListDeploymentTargets", e))?;
+                .map_err(|e| port_error("ListDeploymentTargets", e))?;
             ids.extend(page.target_ids().iter().cloned());
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_owned()),
@@ -110,7 +110,7 @@ impl CodeDeploy {
                             "DeploymentTargetDoesNotExistException"
                             | "InstanceDoesNotExistException",
                         ) => continue,
-                        _ => return Err(classify("BatchGetDeploymentTargets", e)),
+                        _ => return Err(port_error("BatchGetDeploymentTargets", e)),
                     }
                 }
             };
@@ -137,7 +137,7 @@ impl CodeDeploy {
             .deployment_group_name(&group.deployment_group)
             .send()
             .await
-            .map_err(|e| classify("GetDeploymentGroup", e))?
+            .map_err(|e| port_error("GetDeploymentGroup", e))?
             .deployment_group_info
             .ok_or_else(|| PortError::Permanent {
                 op: "GetDeploymentGroup",
@@ -154,7 +154,7 @@ impl CodeDeploy {
             .deployment_id(id)
             .send()
             .await
-            .map_err(|e| classify("GetDeployment", e))?
+            .map_err(|e| port_error("GetDeployment", e))?
             .deployment_info
             .ok_or_else(|| PortError::Permanent {
                 op: "GetDeployment",
@@ -333,7 +333,7 @@ impl Deployments for CodeDeploy {
                     }
                     return Ok(CreateOutcome::Busy { deployment: active });
                 }
-                let err = classify("CreateDeployment", e);
+                let err = port_error("CreateDeployment", e);
                 Ok(CreateOutcome::Failed {
                     reason: err.to_string(),
                     retryable: err.is_retryable(),
@@ -364,7 +364,7 @@ impl Deployments for CodeDeploy {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| classify("ListDeployments", e))?;
+                .map_err(|e| port_error("ListDeployments", e))?;
             for id in page.deployments() {
                 let info = self.deployment(id).await?;
                 if info.description().and_then(intent_of) == Some(intent.as_str()) {
@@ -416,7 +416,7 @@ impl Deployments for CodeDeploy {
             {
                 Ok(())
             }
-            Err(e) => Err(classify("StopDeployment", e)),
+            Err(e) => Err(port_error("StopDeployment", e)),
         }
     }
 

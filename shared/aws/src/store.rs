@@ -33,6 +33,10 @@ pub const DUE_SHARDS: u32 = 4;
 pub const FINISHED_RETENTION_SECS: u64 = 7 * 24 * 3600;
 /// Processed event ids are remembered this long (longer than any redelivery).
 pub const EVENT_RETENTION_SECS: u64 = 2 * 24 * 3600;
+/// Deployment → group index entries are kept 30 days: far longer than a launch deployment runs
+/// or an event about it can arrive late, so no lookup outlives its entry, while the index still
+/// empties itself rather than growing with every deployment ever created.
+pub const DEPLOYMENT_INDEX_RETENTION_SECS: u64 = 30 * 24 * 3600;
 
 /// A record the core reads and writes, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ mod support;
 use std::sync::Mutex;
 
 use support::driver::{Driver, Faults};
-use turnstile_aws::runner::{Hook, RunError};
+use turnstile_aws::runner::{Observer, RunError};
 use turnstile_core::Command;
 use turnstile_model::{
     Asg, Cloud, DeployConfig, DeploymentGroup, Hook as AsgHook, HookResult, Ms, Profile, Rng,
@@ -34,7 +34,7 @@ struct RandomCrash {
     p: f64,
 }
 
-impl Hook for RandomCrash {
+impl Observer for RandomCrash {
     fn before(&self, c: &Command) -> Result<(), RunError> {
         if matches!(c, Command::Metric(_) | Command::Alert(_)) {
             return Ok(());

@@ -471,14 +471,30 @@ impl<S: turnstile_aws::store::Store> turnstile_aws::store::Store for Counted<S> 
     }
 }
 
-/// A runner hook that neither crashes nor prints: benchmarks discard the metric lines.
+/// A runner observer that neither crashes nor prints: benchmarks discard the metric lines.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Quiet;
 
-impl turnstile_aws::runner::Hook for Quiet {
+impl turnstile_aws::Observer for Quiet {
     fn before(&self, _: &turnstile_core::Command) -> Result<(), turnstile_aws::RunError> {
         Ok(())
     }
 
     fn emit(&self, _line: String) {}
+}
+
+/// The runner wired to the model: every port over [`Aws`], wakeups collected by [`Wakeups`],
+/// the model's clock; the store `S` and the observer `O` chosen by the test.
+pub struct ModelPorts<S, O>(std::marker::PhantomData<(S, O)>);
+
+impl<S: turnstile_aws::store::Store, O: turnstile_aws::Observer> turnstile_aws::Ports
+    for ModelPorts<S, O>
+{
+    type Store = S;
+    type Lifecycle = Aws;
+    type Deployments = Aws;
+    type Tags = Aws;
+    type Timer = Wakeups;
+    type Clock = ModelClock;
+    type Observer = O;
 }

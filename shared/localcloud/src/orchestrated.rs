@@ -359,6 +359,7 @@ impl Functions<'_> {
         for chunk in ids.chunks(50) {
             let loaded = self
                 .runner
+                .ports
                 .store
                 .load(chunk)
                 .await

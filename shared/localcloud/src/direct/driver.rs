@@ -6,15 +6,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use turnstile_aws::Runner;
-use turnstile_aws::runner::Hook;
 use turnstile_aws::store::Store;
 use turnstile_aws::store::memory::MemoryStore;
+use turnstile_aws::{Adapters, Observer, Runner};
 use turnstile_core::{Engine, Input, Millis, Phase};
 use turnstile_model::{Cloud, Creator, EventKind, Fact, InstanceState, Ms, Rng, Transition};
 use turnstile_sim::Script;
 
-use super::{Aws, Counted, Injector, ModelClock, StoreCounts, Wakeups};
+use super::{Aws, Counted, Injector, ModelClock, ModelPorts, StoreCounts, Wakeups};
 use crate::checks::Checker;
 use crate::scenario::Mode;
 
@@ -59,7 +58,7 @@ enum Attempt {
 /// Messages Lambda's SQS event source mapping hands one invocation.
 pub const BATCH: usize = 10;
 
-pub struct Driver<H: Hook> {
+pub struct Driver<H: Observer> {
     pub aws: Aws,
     pub store: MemoryStore,
     pub store_counts: StoreCounts,
@@ -69,7 +68,7 @@ pub struct Driver<H: Hook> {
     pub check_every: u64,
     steps: u64,
     wakeups: Wakeups,
-    pub runner: Runner<Counted<MemoryStore>, Aws, Aws, Aws, Wakeups, ModelClock, H>,
+    pub runner: Runner<ModelPorts<Counted<MemoryStore>, H>>,
     inbox: BTreeMap<(Ms, u64), String>,
     seq: u64,
     rng: Rng,
@@ -95,10 +94,10 @@ pub struct Driver<H: Hook> {
     rules: [serde_json::Value; 2],
 }
 
-impl<H: Hook> Driver<H> {
+impl<H: Observer> Driver<H> {
     pub fn new(
         cloud: Cloud,
-        hook: H,
+        observer: H,
         faults: Faults,
         seed: u64,
         plan: Vec<(String, String)>,
@@ -134,17 +133,19 @@ impl<H: Hook> Driver<H> {
         let store_counts = StoreCounts::default();
         let runner = Runner::new(
             Engine::default(),
-            Counted {
-                inner: store.clone(),
-                counts: store_counts.clone(),
-                faults: injector,
+            Adapters {
+                store: Counted {
+                    inner: store.clone(),
+                    counts: store_counts.clone(),
+                    faults: injector,
+                },
+                lifecycle: aws.clone(),
+                deployments: aws.clone(),
+                tags: aws.clone(),
+                timer: wakeups.clone(),
+                clock: ModelClock(aws.clone()),
+                observer,
             },
-            aws.clone(),
-            aws.clone(),
-            aws.clone(),
-            wakeups.clone(),
-            ModelClock(aws.clone()),
-            hook,
         );
         Self {
             aws,
@@ -217,10 +218,7 @@ impl<H: Hook> Driver<H> {
     }
 
     /// One message, as Lambda's event source mapping delivers it; what became of it.
-    async fn attempt(
-        runner: &Runner<Counted<MemoryStore>, Aws, Aws, Aws, Wakeups, ModelClock, H>,
-        body: &str,
-    ) -> Attempt {
+    async fn attempt(runner: &Runner<ModelPorts<Counted<MemoryStore>, H>>, body: &str) -> Attempt {
         let Ok(msg) = turnstile_events::parse(body) else {
             return Attempt::Unparsed;
         };
