@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 
 use turnstile_core::{
-    Command, CreateOutcome, Decision, Engine, EventId, Input, Key, Millis, Missing, Plan, World,
+    Command, CreateOutcome, Decision, Engine, EventId, Input, Key, Millis, Missing, World,
 };
 use turnstile_events::Message;
 
@@ -281,64 +281,21 @@ where
         &self,
         message: Message,
     ) -> Result<Option<(Input, Option<EventId>)>, RunError> {
-        Ok(Some(match message {
-            Message::Launch(l) => {
-                let hook = self
-                    .lifecycle
-                    .hook(&l.event.action.asg, &l.event.action.hook)
-                    .await
-                    .map_err(|source| RunError::Port {
-                        command: "DescribeLifecycleHooks",
-                        source,
-                    })?;
-                let metadata = l.metadata.or(hook.metadata).unwrap_or_default();
-                let event_id = l.event.event_id.clone();
-                (
-                    Input::Launch {
-                        event: l.event,
-                        plan: Plan::parse(&metadata),
-                        timeouts: hook.timeouts,
-                    },
-                    event_id,
-                )
+        let (timeouts, metadata) = match message.hook_to_describe() {
+            Some((asg, hook)) => {
+                let hook =
+                    self.lifecycle
+                        .hook(asg, hook)
+                        .await
+                        .map_err(|source| RunError::Port {
+                            command: "DescribeLifecycleHooks",
+                            source,
+                        })?;
+                (Some(hook.timeouts), hook.metadata)
             }
-            Message::Terminate(l) => {
-                let event_id = l.event.event_id.clone();
-                (Input::Terminate { event: l.event }, event_id)
-            }
-            Message::Deployment {
-                event_id,
-                group,
-                deployment,
-                state,
-            } => (
-                Input::DeploymentEvent {
-                    event_id: event_id.clone(),
-                    group,
-                    deployment,
-                    state,
-                },
-                event_id,
-            ),
-            Message::Target {
-                event_id,
-                group,
-                deployment,
-                instance,
-                state,
-            } => (
-                Input::TargetEvent {
-                    event_id: event_id.clone(),
-                    group,
-                    deployment,
-                    instance,
-                    state,
-                },
-                event_id,
-            ),
-            Message::Wakeup(key) => (Input::Tick(key), None),
-            Message::Ignored(_) => return Ok(None),
-        }))
+            None => (None, None),
+        };
+        Ok(message.into_input(timeouts, metadata))
     }
 
     async fn load(&self, input: &Input, world_keys: Vec<Key>) -> Result<Loaded, RunError> {
