@@ -41,7 +41,7 @@ use turnstile_core::{Engine, Key, Millis, Phase};
 use turnstile_events::wakeup_body;
 use turnstile_model::{Cloud, EventKind, InstanceState, Ms, Published, Rng};
 
-use crate::checks::Checker;
+use crate::checks::{self, Checker};
 use crate::scenario::{Mode, Scenario, apply};
 use crate::stack::{CallCounter, Stack};
 use crate::wire::{self, Simulator, WireFaults};
@@ -235,7 +235,7 @@ pub(crate) fn run_native(scenario: &Scenario) -> RunRecord {
     let script = scenario.script();
     let horizon = scenario.horizon_ms();
     let mut next = 0;
-    let mut checker = Checker::new(scenario, Mode::Native);
+    let mut checker = checks::for_scenario(scenario, Mode::Native);
     loop {
         while let Some((_, a)) = script.get(next).filter(|(t, _)| *t <= cloud.now) {
             apply(&mut cloud, &asg, a);
@@ -441,7 +441,7 @@ async fn run_orchestrated(stack: &Stack, scenario: &Scenario) -> Result<RunRecor
         activity: Activity::default(),
         redelivery_at: None,
     };
-    let mut checker = Checker::new(scenario, Mode::Orchestrator);
+    let mut checker = checks::for_scenario(scenario, Mode::Orchestrator);
     lp.drive(&mut checker).await?;
     lp.activity.dead_lettered = lp.dead_letters().await?;
     lp.activity.dynamodb_calls = dynamo_calls.get();

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use turnstile_model::{ApiError, Creator, Fact, HookResult, Ms};
 
-use crate::checks::Checker;
+use crate::checks;
 use crate::run::{Activity, RunRecord, next_stop, pace, settled};
 use crate::scenario::{Mode, Scenario, USER_DATA_HOOK, apply};
 
@@ -47,7 +47,7 @@ pub fn run(scenario: &Scenario) -> RunRecord {
     let mut steps: BTreeMap<(Ms, u64), Step> = BTreeMap::new();
     let mut seq = 0;
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut checker = Checker::new(scenario, Mode::UserData);
+    let mut checker = checks::for_scenario(scenario, Mode::UserData);
     loop {
         while let Some((_, a)) = script.get(next).filter(|(t, _)| *t <= cloud.now) {
             apply(&mut cloud, &asg, a);
