@@ -64,6 +64,59 @@ pub enum Script {
     UserDeploy { group: usize, new_revision: bool },
 }
 
+/// What a script did so far: the instances it launched (`Terminate` counts in them) and the
+/// revisions its user deployed. The simulator and the runner's driver apply scripts with it.
+#[derive(Debug, Clone, Default)]
+pub struct Scripted {
+    launched: Vec<String>,
+    user_revisions: u64,
+}
+
+impl Scripted {
+    /// Does what the script says in the model; `plan` is the plan's groups, in plan order.
+    pub fn apply(&mut self, cloud: &mut Cloud, plan: &[(String, String)], what: Script) {
+        match what {
+            Script::Launch(n) => {
+                let asgs: Vec<String> = cloud.asgs.keys().cloned().collect();
+                for asg in asgs {
+                    let ids = cloud.scale_out(&asg, n);
+                    self.launched.extend(ids);
+                }
+            }
+            Script::Terminate(n) => {
+                if let Some(id) = self.launched.get(n % self.launched.len().max(1)).cloned() {
+                    cloud.terminate(&id);
+                }
+            }
+            Script::UserDeploy {
+                group,
+                new_revision,
+            } => {
+                let Some(k) = plan.get(group % plan.len().max(1)) else {
+                    return;
+                };
+                let revision = new_revision.then(|| {
+                    self.user_revisions += 1;
+                    format!("rev-user-{}", self.user_revisions)
+                });
+                let _ = cloud.create_deployment(
+                    k,
+                    revision.as_deref(),
+                    None,
+                    false,
+                    "a user's deployment",
+                    Creator::User,
+                );
+            }
+        }
+    }
+
+    /// Instances launched so far.
+    pub fn launched(&self) -> &[String] {
+        &self.launched
+    }
+}
+
 /// How often the timer sweep runs (the scheduled timer function).
 pub const SWEEP_MS: Ms = 60_000;
 
@@ -101,10 +154,9 @@ pub struct Sim {
     script: Vec<(Ms, Script)>,
     /// Plan groups by step index (for scripted user deployments and checks).
     pub plan_groups: Vec<GroupKey>,
-    launched: Vec<String>,
+    scripted: Scripted,
     /// The invariants checked against the orchestrator's records, and what they remember.
     invariants: Invariants,
-    user_revisions: u64,
 }
 
 impl Sim {
@@ -133,9 +185,8 @@ impl Sim {
             rng: Rng::new(seed ^ 0x5eed),
             script: Vec::new(),
             plan_groups,
-            launched: Vec::new(),
+            scripted: Scripted::default(),
             invariants,
-            user_revisions: 0,
         };
         sim.push(SWEEP_MS, Item::Sweep);
         sim
@@ -280,47 +331,12 @@ impl Sim {
     }
 
     fn run_script(&mut self, what: Script) {
-        match what {
-            Script::Launch(n) => {
-                let asgs: Vec<String> = self.cloud.asgs.keys().cloned().collect();
-                for asg in asgs {
-                    let ids = self.cloud.scale_out(&asg, n);
-                    self.launched.extend(ids);
-                }
-            }
-            Script::Terminate(n) => {
-                if let Some(id) = self.launched.get(n % self.launched.len().max(1)).cloned() {
-                    self.cloud.terminate(&id);
-                }
-            }
-            Script::UserDeploy {
-                group,
-                new_revision,
-            } => {
-                let Some(key) = self
-                    .plan_groups
-                    .get(group % self.plan_groups.len().max(1))
-                    .cloned()
-                else {
-                    return;
-                };
-                let k = (key.application.clone(), key.deployment_group.clone());
-                let revision = if new_revision {
-                    self.user_revisions += 1;
-                    Some(format!("rev-user-{}", self.user_revisions))
-                } else {
-                    None
-                };
-                let _ = self.cloud.create_deployment(
-                    &k,
-                    revision.as_deref(),
-                    None,
-                    false,
-                    "a user's deployment",
-                    Creator::User,
-                );
-            }
-        }
+        let plan: Vec<(String, String)> = self
+            .plan_groups
+            .iter()
+            .map(|g| (g.application.clone(), g.deployment_group.clone()))
+            .collect();
+        self.scripted.apply(&mut self.cloud, &plan, what);
     }
 
     /// The core's input for a message, as the runner makes it (the launch hook described).
@@ -553,6 +569,6 @@ impl Sim {
 
     /// Instances launched so far.
     pub fn launched(&self) -> &[String] {
-        &self.launched
+        &self.scripted.launched
     }
 }

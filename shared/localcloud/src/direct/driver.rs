@@ -11,9 +11,9 @@ use turnstile_aws::runner::Hook;
 use turnstile_aws::store::Store;
 use turnstile_aws::store::memory::MemoryStore;
 use turnstile_core::{Engine, Input, Millis, Phase};
-use turnstile_model::{Cloud, Creator, EventKind, Ms, Rng};
-use turnstile_sim::Script;
+use turnstile_model::{Cloud, EventKind, Ms, Rng};
 use turnstile_sim::invariants::Invariants;
+use turnstile_sim::{Script, Scripted};
 
 use super::{Aws, Counted, Injector, ModelClock, StoreCounts, Wakeups};
 
@@ -71,8 +71,7 @@ pub struct Driver<H: Hook> {
     rng: Rng,
     faults: Faults,
     script: BTreeMap<(Ms, u64), Script>,
-    launched: Vec<String>,
-    user_revisions: u64,
+    scripted: Scripted,
     /// Plan groups in plan order: gate hygiene and the revision check use them.
     plan: Vec<(String, String)>,
     pub crashes: u32,
@@ -142,8 +141,7 @@ impl<H: Hook> Driver<H> {
             rng: Rng::new(seed ^ 0xd51),
             faults,
             script: BTreeMap::new(),
-            launched: Vec::new(),
-            user_revisions: 0,
+            scripted: Scripted::default(),
             plan,
             crashes: 0,
             violations: Vec::new(),
@@ -309,40 +307,7 @@ impl<H: Hook> Driver<H> {
     }
 
     fn run_script(&mut self, what: Script) {
-        let mut c = self.aws.lock();
-        match what {
-            Script::Launch(n) => {
-                let asgs: Vec<String> = c.asgs.keys().cloned().collect();
-                for asg in asgs {
-                    let ids = c.scale_out(&asg, n);
-                    self.launched.extend(ids);
-                }
-            }
-            Script::Terminate(n) => {
-                if let Some(id) = self.launched.get(n % self.launched.len().max(1)).cloned() {
-                    c.terminate(&id);
-                }
-            }
-            Script::UserDeploy {
-                group,
-                new_revision,
-            } => {
-                if let Some(k) = self.plan.get(group % self.plan.len().max(1)).cloned() {
-                    let revision = new_revision.then(|| {
-                        self.user_revisions += 1;
-                        format!("rev-user-{}", self.user_revisions)
-                    });
-                    let _ = c.create_deployment(
-                        &k,
-                        revision.as_deref(),
-                        None,
-                        false,
-                        "a user's deployment",
-                        Creator::User,
-                    );
-                }
-            }
-        }
+        self.scripted.apply(&mut self.aws.lock(), &self.plan, what);
     }
 
     /// Runs until nothing is left to do or `horizon` (simulated ms from now) passes.
