@@ -13,7 +13,7 @@ use turnstile_core::{
 };
 
 use crate::error::port_error;
-use crate::ports::{Deployments, INTENT_MARKER, PortError, intent_of};
+use crate::ports::{Deployments, PortError};
 
 /// `BatchGetDeploymentTargets` takes at most 25 target ids.
 pub const TARGETS_PER_CALL: usize = 25;
@@ -287,7 +287,7 @@ impl Deployments for CodeDeploy {
         let Some(revision) = info.target_revision().cloned() else {
             return Ok(CreateOutcome::NoRevision);
         };
-        let description = format!("{INTENT_MARKER}{intent} (launch deployment by turnstile)");
+        let description = intent.description();
         let resp = self
             .client
             .create_deployment()
@@ -324,7 +324,12 @@ impl Deployments for CodeDeploy {
                         });
                     };
                     let info = self.deployment(active.as_str()).await?;
-                    if info.description().and_then(intent_of) == Some(intent.as_str()) {
+                    if info
+                        .description()
+                        .and_then(IntentId::from_description)
+                        .as_ref()
+                        == Some(intent)
+                    {
                         let revision = info.revision().map(revision_of);
                         return Ok(CreateOutcome::Created {
                             deployment: active,
@@ -367,7 +372,12 @@ impl Deployments for CodeDeploy {
                 .map_err(|e| port_error("ListDeployments", e))?;
             for id in page.deployments() {
                 let info = self.deployment(id).await?;
-                if info.description().and_then(intent_of) == Some(intent.as_str()) {
+                if info
+                    .description()
+                    .and_then(IntentId::from_description)
+                    .as_ref()
+                    == Some(intent)
+                {
                     return Ok(CreateOutcome::Created {
                         deployment: DeploymentId(id.clone()),
                         revision: info.revision().map(revision_of),

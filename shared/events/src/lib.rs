@@ -21,8 +21,8 @@ use serde_json::Value;
 use aws_lambda_events::event::codedeploy::CodeDeployEventDetail;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use turnstile_core::{
-    ActionRef, DeploymentId, DeploymentState, EventId, GroupKey, InstanceId, Key, LifecycleEvent,
-    Millis, Place, TargetState, Token,
+    ActionRef, DeploymentId, DeploymentState, EventId, GroupKey, HookTimeouts, Input, InstanceId,
+    Key, LifecycleEvent, Millis, Place, Plan, TargetState, Token,
 };
 
 pub const LAUNCH_DETAIL_TYPE: &str = "EC2 Instance-launch Lifecycle Action";
@@ -63,6 +63,76 @@ pub enum Message {
     Wakeup(Key),
     /// Valid, but nothing to do: acknowledge it.
     Ignored(Ignored),
+}
+
+impl Message {
+    /// The lifecycle hook (Auto Scaling group, hook name) a launch needs described before it
+    /// becomes an input: its timeouts, and its metadata when the event carries none.
+    pub fn hook_to_describe(&self) -> Option<(&str, &str)> {
+        match self {
+            Message::Launch(l) => Some((&l.event.action.asg, &l.event.action.hook)),
+            _ => None,
+        }
+    }
+
+    /// The core's input for this message and the event id to dedupe on; `None` for messages
+    /// that need no action (the test notification, other event types). A launch takes the
+    /// described hook's timeouts (`None`: the hook could not be described, and nothing can be
+    /// decided) and its plan is the event's metadata, or the hook's if the event carries none.
+    pub fn into_input(
+        self,
+        timeouts: Option<HookTimeouts>,
+        hook_metadata: Option<String>,
+    ) -> Option<(Input, Option<EventId>)> {
+        Some(match self {
+            Message::Launch(l) => {
+                let metadata = l.metadata.or(hook_metadata).unwrap_or_default();
+                let event_id = l.event.event_id.clone();
+                let input = Input::Launch {
+                    event: l.event,
+                    plan: Plan::parse(&metadata),
+                    timeouts: timeouts?,
+                };
+                (input, event_id)
+            }
+            Message::Terminate(l) => {
+                let event_id = l.event.event_id.clone();
+                (Input::Terminate { event: l.event }, event_id)
+            }
+            Message::Deployment {
+                event_id,
+                group,
+                deployment,
+                state,
+            } => {
+                let input = Input::DeploymentEvent {
+                    event_id: event_id.clone(),
+                    group,
+                    deployment,
+                    state,
+                };
+                (input, event_id)
+            }
+            Message::Target {
+                event_id,
+                group,
+                deployment,
+                instance,
+                state,
+            } => {
+                let input = Input::TargetEvent {
+                    event_id: event_id.clone(),
+                    group,
+                    deployment,
+                    instance,
+                    state,
+                };
+                (input, event_id)
+            }
+            Message::Wakeup(key) => (Input::Tick(key), None),
+            Message::Ignored(_) => return None,
+        })
+    }
 }
 
 /// A lifecycle action, with the hook's metadata (the plan) still unparsed: the plan's errors
