@@ -1,4 +1,4 @@
-//! The design brief's invariants (§5), checked in one place for every way the orchestrator is
+//! The invariants (docs/design.md "Invariants"), checked in one place for every way the orchestrator is
 //! run against the model: the simulator (the core in process), the deterministic simulation of
 //! the real runner (`turnstile_localcloud::direct`) and the local cloud's scenarios.
 //!

@@ -3,7 +3,7 @@
 //! Drives the real core against the AWS model in simulated time: the model's events (real
 //! EventBridge JSON) go through the real parser, with duplicates, reordering, delays and losses
 //! injected; the core's commands run against the model; the timer path is a periodic sweep plus
-//! delayed wakeups. After every step the design brief's invariants (§5) are checked.
+//! delayed wakeups. After every step the invariants (docs/design.md "Invariants") are checked.
 //!
 //! Commands run through [`exec`], the AWS semantics the local cloud's model-backed ports share
 //! (explicit revision, `updateOutdatedInstancesOnly`, adoption of a deployment that carries the

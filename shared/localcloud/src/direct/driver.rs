@@ -428,7 +428,7 @@ impl<H: Observer> Driver<H> {
         }
     }
 
-    /// The invariants of the design brief that hold at every moment.
+    /// The invariants (docs/design.md "Invariants") that hold at every moment.
     fn check(&mut self) {
         let world = self.store.snapshot();
         let now = self.now();
