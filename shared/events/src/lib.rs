@@ -362,93 +362,107 @@ fn parse_eventbridge(value: Value) -> Result<Message, ParseError> {
     let ev: EventBridgeEvent<Value> = typed(value, "")?;
     let event_id = ev.id.clone().map(EventId);
     match (ev.source.as_str(), ev.detail_type.as_str()) {
-        ("aws.autoscaling", LAUNCH_DETAIL_TYPE) | ("aws.autoscaling", TERMINATE_DETAIL_TYPE) => {
-            // AWS sends no test notification through EventBridge, but tools that replay one
-            // onto the bus put it here; it is still a test notification, not a bad action.
-            if ev.detail.get("LifecycleTransition").and_then(Value::as_str)
-                == Some(TEST_NOTIFICATION)
-            {
-                return Ok(Message::Ignored(Ignored::TestNotification {
-                    asg: ev
-                        .detail
-                        .get("AutoScalingGroupName")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                }));
-            }
-            let time = ev
-                .time
-                .ok_or_else(|| ParseError::field_err("time", "missing"))?;
-            let detail: LifecycleDetail = typed(ev.detail, "detail")?;
-            let want = if ev.detail_type == LAUNCH_DETAIL_TYPE {
-                LAUNCHING
-            } else {
-                TERMINATING
-            };
-            if detail.lifecycle_transition != want {
-                return Err(ParseError::field_err(
-                    "detail.LifecycleTransition",
-                    format!(
-                        "`{}` does not match detail-type `{}`",
-                        detail.lifecycle_transition, ev.detail_type
-                    ),
-                ));
-            }
-            lifecycle(detail, "detail.", time, event_id, Via::EventBridge)
+        ("aws.autoscaling", LAUNCH_DETAIL_TYPE | TERMINATE_DETAIL_TYPE) => {
+            lifecycle_event(ev, event_id)
         }
-        ("aws.codedeploy", DEPLOYMENT_DETAIL_TYPE) | ("aws.codedeploy", INSTANCE_DETAIL_TYPE) => {
-            let detail: CodeDeployEventDetail = typed(ev.detail, "detail")?;
-            let need = |v: Option<String>, f: &str| {
-                v.filter(|s| !s.is_empty())
-                    .ok_or_else(|| ParseError::field_err(format!("detail.{f}"), "missing or empty"))
-            };
-            let group = GroupKey::new(
-                need(detail.application, "application")?,
-                need(detail.deployment_group, "deploymentGroup")?,
-            );
-            let deployment = DeploymentId(need(detail.deployment_id, "deploymentId")?);
-            if detail.state == "READY" {
-                return Ok(Message::Ignored(Ignored::BlueGreenReady {
-                    deployment: deployment.0,
-                }));
-            }
-            if ev.detail_type == DEPLOYMENT_DETAIL_TYPE {
-                let state = match detail.state.as_str() {
-                    "START" => DeploymentState::Started,
-                    "SUCCESS" => DeploymentState::Succeeded,
-                    "FAILURE" => DeploymentState::Failed,
-                    "STOP" => DeploymentState::Stopped,
-                    other => return Err(bad_state(other)),
-                };
-                Ok(Message::Deployment {
-                    event_id,
-                    group,
-                    deployment,
-                    state,
-                })
-            } else {
-                let instance = InstanceId(need(detail.instance_id, "instanceId")?);
-                check_instance_id(&instance.0, "detail.instanceId")?;
-                let state = match detail.state.as_str() {
-                    "START" => TargetState::InProgress,
-                    "SUCCESS" => TargetState::Succeeded,
-                    // A stopped deployment did not finish on the instance.
-                    "FAILURE" | "STOP" => TargetState::Failed,
-                    other => return Err(bad_state(other)),
-                };
-                Ok(Message::Target {
-                    event_id,
-                    group,
-                    deployment,
-                    instance,
-                    state,
-                })
-            }
+        ("aws.codedeploy", DEPLOYMENT_DETAIL_TYPE | INSTANCE_DETAIL_TYPE) => {
+            codedeploy_event(ev, event_id)
         }
         (source, detail_type) => Ok(Message::Ignored(Ignored::OtherEvent {
             source: source.to_owned(),
             detail_type: detail_type.to_owned(),
         })),
+    }
+}
+
+/// A lifecycle action event (`aws.autoscaling`, launch or terminate).
+fn lifecycle_event(
+    ev: EventBridgeEvent<Value>,
+    event_id: Option<EventId>,
+) -> Result<Message, ParseError> {
+    // AWS sends no test notification through EventBridge, but tools that replay one
+    // onto the bus put it here; it is still a test notification, not a bad action.
+    if ev.detail.get("LifecycleTransition").and_then(Value::as_str) == Some(TEST_NOTIFICATION) {
+        return Ok(Message::Ignored(Ignored::TestNotification {
+            asg: ev
+                .detail
+                .get("AutoScalingGroupName")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        }));
+    }
+    let time = ev
+        .time
+        .ok_or_else(|| ParseError::field_err("time", "missing"))?;
+    let detail: LifecycleDetail = typed(ev.detail, "detail")?;
+    let want = if ev.detail_type == LAUNCH_DETAIL_TYPE {
+        LAUNCHING
+    } else {
+        TERMINATING
+    };
+    if detail.lifecycle_transition != want {
+        return Err(ParseError::field_err(
+            "detail.LifecycleTransition",
+            format!(
+                "`{}` does not match detail-type `{}`",
+                detail.lifecycle_transition, ev.detail_type
+            ),
+        ));
+    }
+    lifecycle(detail, "detail.", time, event_id, Via::EventBridge)
+}
+
+/// A CodeDeploy deployment or instance state-change event.
+fn codedeploy_event(
+    ev: EventBridgeEvent<Value>,
+    event_id: Option<EventId>,
+) -> Result<Message, ParseError> {
+    let detail: CodeDeployEventDetail = typed(ev.detail, "detail")?;
+    let need = |v: Option<String>, f: &str| {
+        v.filter(|s| !s.is_empty())
+            .ok_or_else(|| ParseError::field_err(format!("detail.{f}"), "missing or empty"))
+    };
+    let group = GroupKey::new(
+        need(detail.application, "application")?,
+        need(detail.deployment_group, "deploymentGroup")?,
+    );
+    let deployment = DeploymentId(need(detail.deployment_id, "deploymentId")?);
+    if detail.state == "READY" {
+        return Ok(Message::Ignored(Ignored::BlueGreenReady {
+            deployment: deployment.0,
+        }));
+    }
+    if ev.detail_type == DEPLOYMENT_DETAIL_TYPE {
+        let state = match detail.state.as_str() {
+            "START" => DeploymentState::Started,
+            "SUCCESS" => DeploymentState::Succeeded,
+            "FAILURE" => DeploymentState::Failed,
+            "STOP" => DeploymentState::Stopped,
+            other => return Err(bad_state(other)),
+        };
+        Ok(Message::Deployment {
+            event_id,
+            group,
+            deployment,
+            state,
+        })
+    } else {
+        let instance = InstanceId(need(detail.instance_id, "instanceId")?);
+        check_instance_id(&instance.0, "detail.instanceId")?;
+        let state = match detail.state.as_str() {
+            "START" => TargetState::InProgress,
+            "SUCCESS" => TargetState::Succeeded,
+            // A stopped deployment did not finish on the instance.
+            "FAILURE" | "STOP" => TargetState::Failed,
+            other => return Err(bad_state(other)),
+        };
+        Ok(Message::Target {
+            event_id,
+            group,
+            deployment,
+            instance,
+            state,
+        })
     }
 }
 

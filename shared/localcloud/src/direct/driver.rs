@@ -333,30 +333,7 @@ impl<H: Observer> Driver<H> {
                 }
                 self.requeue_wakeup(wakeup, now);
             } else if message.is_some() {
-                // One invocation: up to ten messages that are visible now.
-                self.work.invocations += 1;
-                let mut batch = Vec::new();
-                while batch.len() < BATCH {
-                    let Some(k) = self.inbox.keys().next().copied().filter(|(t, _)| *t <= now)
-                    else {
-                        break;
-                    };
-                    if let Some(body) = self.inbox.remove(&k) {
-                        batch.push(body);
-                    }
-                }
-                self.work.messages += batch.len() as u64;
-                let mut batch = batch.into_iter();
-                while let Some(a) = batch.next() {
-                    match batch.next() {
-                        Some(b) if self.faults.concurrent => self.deliver_pair(a, b).await,
-                        Some(b) => {
-                            self.deliver(a).await;
-                            self.deliver(b).await;
-                        }
-                        None => self.deliver(a).await,
-                    }
-                }
+                self.invoke_batch(now).await;
                 self.requeue_wakeup(wakeup, now);
             } else if let Some(key) = wakeup {
                 self.aws.1.note("<timer message>");
@@ -372,39 +349,8 @@ impl<H: Observer> Driver<H> {
                 for key in due {
                     self.tick(Input::Tick(key)).await;
                 }
-            } else {
-                let waiting = self
-                    .aws
-                    .lock()
-                    .instances
-                    .values()
-                    .any(|i| !i.actions.is_empty());
-                if !waiting && self.inbox.is_empty() && self.script.is_empty() {
-                    break;
-                }
-                let w = self
-                    .wakeups
-                    .0
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .keys()
-                    .next()
-                    .map(|(t, _)| t.0);
-                let next = [
-                    self.script.keys().next().map(|(t, _)| *t),
-                    self.inbox.keys().next().map(|(t, _)| *t),
-                    w,
-                    Some(next_sweep),
-                    self.aws.lock().next_due(),
-                ]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(end);
-                if next > end {
-                    break;
-                }
-                self.aws.lock().advance_to(next.max(now));
+            } else if !self.idle(now, next_sweep, end) {
+                break;
             }
             self.steps += 1;
             if self.check_every > 0 && self.steps.is_multiple_of(self.check_every) {
@@ -412,6 +358,70 @@ impl<H: Observer> Driver<H> {
             }
         }
         self.finish();
+    }
+
+    /// One invocation of the queue function: up to ten messages that are visible now.
+    async fn invoke_batch(&mut self, now: Ms) {
+        self.work.invocations += 1;
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            let Some(k) = self.inbox.keys().next().copied().filter(|(t, _)| *t <= now) else {
+                break;
+            };
+            if let Some(body) = self.inbox.remove(&k) {
+                batch.push(body);
+            }
+        }
+        self.work.messages += batch.len() as u64;
+        let mut batch = batch.into_iter();
+        while let Some(a) = batch.next() {
+            match batch.next() {
+                Some(b) if self.faults.concurrent => self.deliver_pair(a, b).await,
+                Some(b) => {
+                    self.deliver(a).await;
+                    self.deliver(b).await;
+                }
+                None => self.deliver(a).await,
+            }
+        }
+    }
+
+    /// Nothing is due now: moves the model's clock to the next thing that can happen. Returns
+    /// false when the run is over (nothing waits, or the next thing is past `end`).
+    fn idle(&mut self, now: Ms, next_sweep: Ms, end: Ms) -> bool {
+        let waiting = self
+            .aws
+            .lock()
+            .instances
+            .values()
+            .any(|i| !i.actions.is_empty());
+        if !waiting && self.inbox.is_empty() && self.script.is_empty() {
+            return false;
+        }
+        let w = self
+            .wakeups
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .next()
+            .map(|(t, _)| t.0);
+        let next = [
+            self.script.keys().next().map(|(t, _)| *t),
+            self.inbox.keys().next().map(|(t, _)| *t),
+            w,
+            Some(next_sweep),
+            self.aws.lock().next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(end);
+        if next > end {
+            return false;
+        }
+        self.aws.lock().advance_to(next.max(now));
+        true
     }
 
     fn requeue_wakeup(&mut self, wakeup: Option<turnstile_core::Key>, now: Ms) {
