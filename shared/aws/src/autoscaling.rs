@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use aws_sdk_autoscaling::Client;
-use aws_sdk_autoscaling::error::{ProvideErrorMetadata, SdkError};
 use turnstile_core::{ActionRef, HookTimeouts, LifecycleResult, Millis};
 
+use crate::error::port_error;
 use crate::ports::{Clock, HookInfo, Lifecycle, PortError, SystemClock};
 
 /// How long a described hook is trusted (its timeouts rarely change).
@@ -34,50 +34,6 @@ impl<C: Clock> AutoScaling<C> {
     }
 }
 
-/// Maps an SDK error: "No active Lifecycle Action found" is *gone*; throttling, contention and
-/// transport failures are transient; the rest is permanent.
-pub(crate) fn classify<E, R>(op: &'static str, e: SdkError<E, R>) -> PortError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let (code, message) = match &e {
-        SdkError::ServiceError(se) => (
-            se.err().code().map(str::to_owned),
-            se.err().message().unwrap_or_default().to_owned(),
-        ),
-        _ => (None, String::new()),
-    };
-    if code.as_deref() == Some("ValidationError")
-        && message.contains("No active Lifecycle Action found")
-    {
-        return PortError::Gone { op, message };
-    }
-    let transient = match &e {
-        SdkError::ServiceError(_) => matches!(
-            code.as_deref(),
-            Some(
-                "Throttling"
-                    | "ThrottlingException"
-                    | "ResourceContention"
-                    | "RequestLimitExceeded"
-                    | "ServiceUnavailable"
-                    | "InternalFailure"
-            )
-        ),
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        _ => false,
-    };
-    let source = crate::error::sdk_failure(e);
-    if transient {
-        PortError::Transient { op, source }
-    } else {
-        PortError::Permanent { op, source }
-    }
-}
-
 impl<C: Clock> Lifecycle for AutoScaling<C> {
     async fn complete(&self, action: &ActionRef, result: LifecycleResult) -> Result<(), PortError> {
         let result = match result {
@@ -92,7 +48,7 @@ impl<C: Clock> Lifecycle for AutoScaling<C> {
             .lifecycle_action_result(result)
             .send()
             .await
-            .map_err(|e| classify("CompleteLifecycleAction", e))?;
+            .map_err(|e| port_error("CompleteLifecycleAction", e))?;
         Ok(())
     }
 
@@ -104,7 +60,7 @@ impl<C: Clock> Lifecycle for AutoScaling<C> {
             .lifecycle_action_token(action.token.as_str())
             .send()
             .await
-            .map_err(|e| classify("RecordLifecycleActionHeartbeat", e))?;
+            .map_err(|e| port_error("RecordLifecycleActionHeartbeat", e))?;
         Ok(())
     }
 
@@ -123,7 +79,7 @@ impl<C: Clock> Lifecycle for AutoScaling<C> {
             .lifecycle_hook_names(hook)
             .send()
             .await
-            .map_err(|e| classify("DescribeLifecycleHooks", e))?;
+            .map_err(|e| port_error("DescribeLifecycleHooks", e))?;
         let found = resp
             .lifecycle_hooks()
             .iter()

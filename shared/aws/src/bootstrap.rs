@@ -7,14 +7,26 @@ use crate::autoscaling::AutoScaling;
 use crate::codedeploy::CodeDeploy;
 use crate::config::Config;
 use crate::ports::SystemClock;
-use crate::runner::{NoHook, Runner};
+use crate::runner::{Adapters, Ports, Runner, Stdout};
 use crate::sqs::SqsTimer;
 use crate::store::dynamo::DynamoStore;
 use crate::tags::Ec2Tags;
 
+/// The production wiring: the SDK adapters, the system clock, metric lines on stdout.
+pub struct AwsPorts;
+
+impl Ports for AwsPorts {
+    type Store = DynamoStore;
+    type Lifecycle = AutoScaling;
+    type Deployments = CodeDeploy;
+    type Tags = Ec2Tags;
+    type Timer = SqsTimer;
+    type Clock = SystemClock;
+    type Observer = Stdout;
+}
+
 /// The runner wired to AWS.
-pub type AwsRunner =
-    Runner<DynamoStore, AutoScaling, CodeDeploy, Ec2Tags, SqsTimer, SystemClock, NoHook>;
+pub type AwsRunner = Runner<AwsPorts>;
 
 /// JSON logs on stdout (CloudWatch Logs), level from `RUST_LOG` (default `info`).
 pub fn init_logging() {
@@ -39,12 +51,14 @@ pub async fn runner(config: &Config) -> AwsRunner {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     Runner::new(
         Engine::default(),
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table),
-        AutoScaling::new(aws_sdk_autoscaling::Client::new(&sdk)),
-        CodeDeploy::new(aws_sdk_codedeploy::Client::new(&sdk)),
-        Ec2Tags::new(aws_sdk_ec2::Client::new(&sdk)),
-        SqsTimer::new(aws_sdk_sqs::Client::new(&sdk), &config.queue_url),
-        SystemClock,
-        NoHook,
+        Adapters {
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table),
+            lifecycle: AutoScaling::new(aws_sdk_autoscaling::Client::new(&sdk)),
+            deployments: CodeDeploy::new(aws_sdk_codedeploy::Client::new(&sdk)),
+            tags: Ec2Tags::new(aws_sdk_ec2::Client::new(&sdk)),
+            timer: SqsTimer::new(aws_sdk_sqs::Client::new(&sdk), &config.queue_url),
+            clock: SystemClock,
+            observer: Stdout,
+        },
     )
 }

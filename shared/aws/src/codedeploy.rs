@@ -12,8 +12,8 @@ use turnstile_core::{
     Millis, Revision, TargetState,
 };
 
-use crate::autoscaling::classify;
-use crate::ports::{Deployments, INTENT_MARKER, PortError, intent_of};
+use crate::error::port_error;
+use crate::ports::{Deployments, PortError};
 
 /// `BatchGetDeploymentTargets` takes at most 25 target ids.
 pub const TARGETS_PER_CALL: usize = 25;
@@ -57,7 +57,7 @@ impl CodeDeploy {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| classify("ListDeploymentTargets", e))?;
+                .map_err(|e| port_error("ListDeploymentTargets", e))?;
             ids.extend(page.target_ids().iter().cloned());
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_owned()),
@@ -110,7 +110,7 @@ impl CodeDeploy {
                             "DeploymentTargetDoesNotExistException"
                             | "InstanceDoesNotExistException",
                         ) => continue,
-                        _ => return Err(classify("BatchGetDeploymentTargets", e)),
+                        _ => return Err(port_error("BatchGetDeploymentTargets", e)),
                     }
                 }
             };
@@ -137,7 +137,7 @@ impl CodeDeploy {
             .deployment_group_name(&group.deployment_group)
             .send()
             .await
-            .map_err(|e| classify("GetDeploymentGroup", e))?
+            .map_err(|e| port_error("GetDeploymentGroup", e))?
             .deployment_group_info
             .ok_or_else(|| PortError::Permanent {
                 op: "GetDeploymentGroup",
@@ -154,7 +154,7 @@ impl CodeDeploy {
             .deployment_id(id)
             .send()
             .await
-            .map_err(|e| classify("GetDeployment", e))?
+            .map_err(|e| port_error("GetDeployment", e))?
             .deployment_info
             .ok_or_else(|| PortError::Permanent {
                 op: "GetDeployment",
@@ -287,7 +287,7 @@ impl Deployments for CodeDeploy {
         let Some(revision) = info.target_revision().cloned() else {
             return Ok(CreateOutcome::NoRevision);
         };
-        let description = format!("{INTENT_MARKER}{intent} (launch deployment by turnstile)");
+        let description = intent.description();
         let resp = self
             .client
             .create_deployment()
@@ -324,7 +324,12 @@ impl Deployments for CodeDeploy {
                         });
                     };
                     let info = self.deployment(active.as_str()).await?;
-                    if info.description().and_then(intent_of) == Some(intent.as_str()) {
+                    if info
+                        .description()
+                        .and_then(IntentId::from_description)
+                        .as_ref()
+                        == Some(intent)
+                    {
                         let revision = info.revision().map(revision_of);
                         return Ok(CreateOutcome::Created {
                             deployment: active,
@@ -333,7 +338,7 @@ impl Deployments for CodeDeploy {
                     }
                     return Ok(CreateOutcome::Busy { deployment: active });
                 }
-                let err = classify("CreateDeployment", e);
+                let err = port_error("CreateDeployment", e);
                 Ok(CreateOutcome::Failed {
                     reason: err.to_string(),
                     retryable: err.is_retryable(),
@@ -364,10 +369,15 @@ impl Deployments for CodeDeploy {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| classify("ListDeployments", e))?;
+                .map_err(|e| port_error("ListDeployments", e))?;
             for id in page.deployments() {
                 let info = self.deployment(id).await?;
-                if info.description().and_then(intent_of) == Some(intent.as_str()) {
+                if info
+                    .description()
+                    .and_then(IntentId::from_description)
+                    .as_ref()
+                    == Some(intent)
+                {
                     return Ok(CreateOutcome::Created {
                         deployment: DeploymentId(id.clone()),
                         revision: info.revision().map(revision_of),
@@ -416,7 +426,7 @@ impl Deployments for CodeDeploy {
             {
                 Ok(())
             }
-            Err(e) => Err(classify("StopDeployment", e)),
+            Err(e) => Err(port_error("StopDeployment", e)),
         }
     }
 

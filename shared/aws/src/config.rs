@@ -3,6 +3,13 @@
 
 use std::fmt;
 
+/// Due items one timer sweep handles unless `TURNSTILE_SWEEP_LIMIT` says otherwise. The sweep
+/// runs every minute within the function's 60 s timeout: 500 ticks of tens of milliseconds each
+/// fit in it, and whatever is left over is still due at the next sweep.
+pub const DEFAULT_SWEEP_LIMIT: usize = 500;
+/// The largest `TURNSTILE_SWEEP_LIMIT` accepted.
+pub const MAX_SWEEP_LIMIT: usize = 10_000;
+
 /// What both functions need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -11,7 +18,8 @@ pub struct Config {
     /// The queue the queue function consumes; timer messages are sent to it
     /// (`TURNSTILE_QUEUE_URL`).
     pub queue_url: String,
-    /// How many due items one timer sweep handles (`TURNSTILE_SWEEP_LIMIT`, default 500).
+    /// How many due items one timer sweep handles (`TURNSTILE_SWEEP_LIMIT`, default
+    /// [`DEFAULT_SWEEP_LIMIT`]).
     pub sweep_limit: usize,
 }
 
@@ -71,14 +79,14 @@ impl Config {
             );
         }
         let sweep_limit = match var("TURNSTILE_SWEEP_LIMIT") {
-            None => 500,
+            None => DEFAULT_SWEEP_LIMIT,
             Some(v) => match v.parse::<usize>() {
-                Ok(n) if (1..=10_000).contains(&n) => n,
+                Ok(n) if (1..=MAX_SWEEP_LIMIT).contains(&n) => n,
                 _ => {
                     problems.push(format!(
-                        "TURNSTILE_SWEEP_LIMIT is `{v}`: expected a number from 1 to 10000"
+                        "TURNSTILE_SWEEP_LIMIT is `{v}`: expected a number from 1 to {MAX_SWEEP_LIMIT}"
                     ));
-                    500
+                    DEFAULT_SWEEP_LIMIT
                 }
             },
         };

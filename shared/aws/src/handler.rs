@@ -17,8 +17,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use turnstile_core::{Input, Key, Millis};
 use turnstile_events::{Message, ParseError};
 
-use crate::ports::{Clock, Deployments, Lifecycle, Tags, Timer};
-use crate::runner::{Hook, RunError, Runner};
+use crate::runner::{Ports, RunError, Runner};
 use crate::store::Store;
 
 /// What became of one record.
@@ -91,20 +90,11 @@ fn run_failure(e: &RunError) -> Disposition {
 }
 
 /// Handles one SQS message body.
-pub async fn handle_body<S, L, D, T, W, C, H>(
-    runner: &Runner<S, L, D, T, W, C, H>,
+pub async fn handle_body<P: Ports>(
+    runner: &Runner<P>,
     message_id: &str,
     body: Option<&str>,
-) -> Disposition
-where
-    S: Store,
-    L: Lifecycle,
-    D: Deployments,
-    T: Tags,
-    W: Timer,
-    C: Clock,
-    H: Hook,
-{
+) -> Disposition {
     let Some(body) = body else {
         tracing::error!(message_id, field = "body", "message has no body");
         return Disposition::Poison("message has no body".into());
@@ -146,19 +136,10 @@ where
 }
 
 /// Handles a batch of records and reports the ones SQS must deliver again.
-pub async fn handle_batch<S, L, D, T, W, C, H>(
-    runner: &Runner<S, L, D, T, W, C, H>,
+pub async fn handle_batch<P: Ports>(
+    runner: &Runner<P>,
     event: SqsEvent,
-) -> (SqsBatchResponse, Vec<Disposition>)
-where
-    S: Store,
-    L: Lifecycle,
-    D: Deployments,
-    T: Tags,
-    W: Timer,
-    C: Clock,
-    H: Hook,
-{
+) -> (SqsBatchResponse, Vec<Disposition>) {
     let mut response = SqsBatchResponse::default();
     let mut dispositions = Vec::with_capacity(event.records.len());
     for record in event.records {
@@ -192,21 +173,12 @@ pub struct Sweep {
 }
 
 /// The timer path: every record whose wake time has come.
-pub async fn sweep<S, L, D, T, W, C, H>(
-    runner: &Runner<S, L, D, T, W, C, H>,
+pub async fn sweep<P: Ports>(
+    runner: &Runner<P>,
     now: Millis,
     limit: usize,
-) -> Result<Sweep, RunError>
-where
-    S: Store,
-    L: Lifecycle,
-    D: Deployments,
-    T: Tags,
-    W: Timer,
-    C: Clock,
-    H: Hook,
-{
-    let due = runner.store.due(now, limit).await?;
+) -> Result<Sweep, RunError> {
+    let due = runner.ports.store.due(now, limit).await?;
     let mut report = Sweep {
         due: due.len(),
         ..Sweep::default()

@@ -17,4 +17,4 @@ pub mod sqs;
 pub mod store;
 pub mod tags;
 
-pub use runner::{Outcome, RunError, Runner};
+pub use runner::{Adapters, Observer, Outcome, Ports, RunError, Runner};

@@ -12,10 +12,11 @@
 //! reads as done. (Replaying a dead invocation's commands instead was tried and is wrong: they
 //! can be stale by the time they run; see docs/design.md.)
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use turnstile_core::{
-    Command, CreateOutcome, Decision, Engine, EventId, Input, Key, Millis, Missing, Plan, World,
+    ActionRef, Command, CreateOutcome, Decision, DeploymentId, Engine, EventId, Gate, GroupKey,
+    Input, InstanceId, IntentId, Key, LifecycleResult, Millis, Missing, World,
 };
 use turnstile_events::Message;
 
@@ -70,8 +71,10 @@ pub struct Outcome {
     pub conflicts: u32,
 }
 
-/// Called before each command runs; tests use it to simulate a crash.
-pub trait Hook: Send + Sync {
+/// Watches the runner from outside: called before each command runs (tests use it to simulate
+/// a crash), and handed each embedded-metric line. (Not a lifecycle hook: those are Auto
+/// Scaling's.)
+pub trait Observer: Send + Sync {
     fn before(&self, command: &Command) -> Result<(), RunError>;
 
     /// Writes one embedded-metric-format line. On Lambda that is stdout, which CloudWatch reads;
@@ -81,14 +84,38 @@ pub trait Hook: Send + Sync {
     }
 }
 
-/// No hook.
+/// The production observer: injects nothing, writes metric lines to stdout.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct NoHook;
+pub struct Stdout;
 
-impl Hook for NoHook {
+impl Observer for Stdout {
     fn before(&self, _: &Command) -> Result<(), RunError> {
         Ok(())
     }
+}
+
+/// The types a runner is wired to, named once: one per port, plus the store, the clock and the
+/// observer. Production names the AWS adapters (`bootstrap::AwsPorts`); tests and the local
+/// cloud name model-backed ones. Implemented by a marker type; the values are [`Adapters`].
+pub trait Ports {
+    type Store: Store;
+    type Lifecycle: Lifecycle;
+    type Deployments: Deployments;
+    type Tags: Tags;
+    type Timer: Timer;
+    type Clock: Clock;
+    type Observer: Observer;
+}
+
+/// The values plugged into a runner's ports.
+pub struct Adapters<P: Ports> {
+    pub store: P::Store,
+    pub lifecycle: P::Lifecycle,
+    pub deployments: P::Deployments,
+    pub tags: P::Tags,
+    pub timer: P::Timer,
+    pub clock: P::Clock,
+    pub observer: P::Observer,
 }
 
 /// Wall time spent inside the core's `decide` (CPU-bound: it does no I/O), for benchmarks.
@@ -120,8 +147,47 @@ struct Chain {
     failed: Option<RunError>,
 }
 
+/// A chain of decisions on one read of the records, not yet committed.
+struct Decided {
+    decisions: usize,
+    ignored: Vec<String>,
+    changed: BTreeSet<Key>,
+    deployments: Vec<(DeploymentId, GroupKey)>,
+    /// What is left to run once the chain is committed, timers deduplicated.
+    commands: Vec<Command>,
+    /// An early command failed and could succeed later.
+    failed: Option<RunError>,
+}
+
+/// One conditional write: the key, the new record (`None` deletes), the version it was read at.
+type Write = (Key, Option<Record>, u64);
+
+/// The conditional writes for the `changed` records (`None` deletes), each at the version it
+/// was read at; and the version each will have once written (0: deleted).
+fn writes_of(
+    changed: &BTreeSet<Key>,
+    world: &World,
+    loaded: &Loaded,
+) -> (Vec<Write>, Vec<(Key, u64)>) {
+    let writes: Vec<Write> = changed
+        .iter()
+        .map(|k| {
+            let rec = match k {
+                Key::Instance(i) => world.instance(i).cloned().map(Record::Instance),
+                Key::Group(g) => world.group(g).cloned().map(Record::Group),
+            };
+            (k.clone(), rec, loaded.version(k))
+        })
+        .collect();
+    let written = writes
+        .iter()
+        .map(|(k, rec, v)| (k.clone(), if rec.is_some() { v + 1 } else { 0 }))
+        .collect();
+    (writes, written)
+}
+
 /// The deployment → group index entry an answer implies.
-fn created(input: &Input) -> Vec<(turnstile_core::DeploymentId, turnstile_core::GroupKey)> {
+fn created(input: &Input) -> Vec<(DeploymentId, GroupKey)> {
     match input {
         Input::CreateAttempted {
             group,
@@ -159,19 +225,13 @@ fn latest_timers(commands: Vec<Command>, world: &World, now: Millis) -> Vec<Comm
 /// How many instances' plan groups a warm runner remembers (see [`Runner::load`]).
 const PLAN_HINTS: usize = 10_000;
 
-pub struct Runner<S, L, D, T, W, C, H = NoHook> {
+pub struct Runner<P: Ports> {
     pub engine: Engine,
     pub core_time: CoreTime,
     /// The groups of each instance's plan, remembered across invocations of a warm function so
     /// that one read fetches an instance together with its groups.
-    plan_hints: std::sync::Mutex<std::collections::HashMap<turnstile_core::InstanceId, Vec<Key>>>,
-    pub store: S,
-    pub lifecycle: L,
-    pub deployments: D,
-    pub tags: T,
-    pub timer: W,
-    pub clock: C,
-    pub hook: H,
+    plan_hints: std::sync::Mutex<std::collections::HashMap<InstanceId, Vec<Key>>>,
+    pub ports: Adapters<P>,
 }
 
 fn name(c: &Command) -> &'static str {
@@ -193,38 +253,13 @@ fn name(c: &Command) -> &'static str {
     }
 }
 
-impl<S, L, D, T, W, C, H> Runner<S, L, D, T, W, C, H>
-where
-    S: Store,
-    L: Lifecycle,
-    D: Deployments,
-    T: Tags,
-    W: Timer,
-    C: Clock,
-    H: Hook,
-{
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        engine: Engine,
-        store: S,
-        lifecycle: L,
-        deployments: D,
-        tags: T,
-        timer: W,
-        clock: C,
-        hook: H,
-    ) -> Self {
+impl<P: Ports> Runner<P> {
+    pub fn new(engine: Engine, ports: Adapters<P>) -> Self {
         Self {
             engine,
             core_time: CoreTime::default(),
             plan_hints: std::sync::Mutex::default(),
-            store,
-            lifecycle,
-            deployments,
-            tags,
-            timer,
-            clock,
-            hook,
+            ports,
         }
     }
 
@@ -281,64 +316,22 @@ where
         &self,
         message: Message,
     ) -> Result<Option<(Input, Option<EventId>)>, RunError> {
-        Ok(Some(match message {
-            Message::Launch(l) => {
+        let (timeouts, metadata) = match message.hook_to_describe() {
+            Some((asg, hook)) => {
                 let hook = self
+                    .ports
                     .lifecycle
-                    .hook(&l.event.action.asg, &l.event.action.hook)
+                    .hook(asg, hook)
                     .await
                     .map_err(|source| RunError::Port {
                         command: "DescribeLifecycleHooks",
                         source,
                     })?;
-                let metadata = l.metadata.or(hook.metadata).unwrap_or_default();
-                let event_id = l.event.event_id.clone();
-                (
-                    Input::Launch {
-                        event: l.event,
-                        plan: Plan::parse(&metadata),
-                        timeouts: hook.timeouts,
-                    },
-                    event_id,
-                )
+                (Some(hook.timeouts), hook.metadata)
             }
-            Message::Terminate(l) => {
-                let event_id = l.event.event_id.clone();
-                (Input::Terminate { event: l.event }, event_id)
-            }
-            Message::Deployment {
-                event_id,
-                group,
-                deployment,
-                state,
-            } => (
-                Input::DeploymentEvent {
-                    event_id: event_id.clone(),
-                    group,
-                    deployment,
-                    state,
-                },
-                event_id,
-            ),
-            Message::Target {
-                event_id,
-                group,
-                deployment,
-                instance,
-                state,
-            } => (
-                Input::TargetEvent {
-                    event_id: event_id.clone(),
-                    group,
-                    deployment,
-                    instance,
-                    state,
-                },
-                event_id,
-            ),
-            Message::Wakeup(key) => (Input::Tick(key), None),
-            Message::Ignored(_) => return Ok(None),
-        }))
+            None => (None, None),
+        };
+        Ok(message.into_input(timeouts, metadata))
     }
 
     async fn load(&self, input: &Input, world_keys: Vec<Key>) -> Result<Loaded, RunError> {
@@ -357,7 +350,7 @@ where
         }
         keys.sort();
         keys.dedup();
-        let mut loaded = self.store.load(&keys).await?;
+        let mut loaded = self.ports.store.load(&keys).await?;
         if let Ok(mut hints) = self.plan_hints.lock() {
             if hints.len() > PLAN_HINTS {
                 hints.clear();
@@ -379,7 +372,7 @@ where
             .filter(|k| !loaded.versions.contains_key(k))
             .collect();
         if !more.is_empty() {
-            loaded.merge(self.store.load(&more).await?);
+            loaded.merge(self.ports.store.load(&more).await?);
         }
         Ok(loaded)
     }
@@ -399,7 +392,7 @@ where
             match decided {
                 Ok(d) => return Ok(d),
                 Err(Missing(keys)) => {
-                    let extra = self.store.load(&keys).await?;
+                    let extra = self.ports.store.load(&keys).await?;
                     world.instances.extend(extra.world.instances.clone());
                     world.groups.extend(extra.world.groups.clone());
                     loaded.merge(extra);
@@ -424,109 +417,30 @@ where
         known: &mut Option<Loaded>,
     ) -> Result<Chain, RunError> {
         for attempt in 0..MAX_CONFLICTS {
-            let cached = known.take().filter(|k| {
-                self.engine
-                    .keys_for(&k.world, input)
-                    .iter()
-                    .all(|key| k.versions.contains_key(key))
-            });
-            let mut loaded = match cached {
-                Some(k) => k,
-                None => {
-                    let keys = self.engine.keys_for(&World::default(), input);
-                    self.load(input, keys).await?
-                }
-            };
-            let now = self.clock.now();
+            let mut loaded = self.loaded_for(input, known.take()).await?;
+            let now = self.ports.clock.now();
             let mut world = loaded.world.clone();
-            let first = self
-                .decide_loaded(&mut world, &mut loaded, input, now)
+            let decided = self
+                .decide_chain(&mut world, &mut loaded, input, now, out)
                 .await?;
-            let mut decisions = 1;
-            let mut ignored: Vec<String> = first.ignored.into_iter().collect();
-            let mut changed = first.changed;
-            let mut deployments = created(input);
-            let mut later: Vec<Command> = Vec::new();
-            let mut pending = first.commands;
-            let mut failed = None;
-            for _ in 0..MAX_CHAIN {
-                let early = pending.iter().any(Command::may_run_early)
-                    && pending
-                        .iter()
-                        .all(|c| c.may_run_early() || c.is_bookkeeping())
-                    && changed.len() < CHAIN_MAX_RECORDS;
-                if !early {
-                    break;
-                }
-                let (now_run, bookkeeping): (Vec<Command>, Vec<Command>) =
-                    std::mem::take(&mut pending)
-                        .into_iter()
-                        .partition(Command::may_run_early);
-                later.extend(bookkeeping);
-                let mut answers = Vec::new();
-                for c in &now_run {
-                    match self.run_one(c, out, &mut 0).await {
-                        Ok(answer) => answers.extend(answer),
-                        Err(e @ RunError::Port { .. }) => {
-                            failed = Some(e);
-                            break;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                for a in &answers {
-                    let d = self.decide_loaded(&mut world, &mut loaded, a, now).await?;
-                    decisions += 1;
-                    ignored.extend(d.ignored);
-                    changed.extend(d.changed);
-                    deployments.extend(created(a));
-                    pending.extend(d.commands);
-                }
-                if failed.is_some() {
-                    break;
-                }
-            }
-            later.extend(pending);
-            let commands = latest_timers(later, &world, now);
-            let writes: Vec<(Key, Option<Record>, u64)> = changed
-                .iter()
-                .map(|k| {
-                    let rec = match k {
-                        Key::Instance(i) => world.instance(i).cloned().map(Record::Instance),
-                        Key::Group(g) => world.group(g).cloned().map(Record::Group),
-                    };
-                    (k.clone(), rec, loaded.version(k))
-                })
-                .collect();
-            let written: Vec<(Key, u64)> = writes
-                .iter()
-                .map(|(k, rec, v)| (k.clone(), if rec.is_some() { v + 1 } else { 0 }))
-                .collect();
+            let (writes, written) = writes_of(&decided.changed, &world, &loaded);
             let commit = Commit {
                 writes,
                 event: event.clone(),
-                deployments,
+                deployments: decided.deployments,
                 now,
             };
-            // The groups about to get a deployment: their target revision is read while the
-            // commit is in flight, so `CreateDeployment` right after it needs no read of its
-            // own. A commit that loses only wastes the read.
-            let prefetch = async {
-                for c in &commands {
-                    if let Command::CreateDeployment { group, .. } = c {
-                        self.deployments.prefetch(group).await;
-                    }
-                }
-            };
-            let (committed, ()) = tokio::join!(self.store.commit(commit), prefetch);
-            match committed {
+            match self.commit_prefetching(commit, &decided.commands).await {
                 Ok(()) => {
                     loaded.world = world;
                     loaded.versions.extend(written);
                     *known = Some(loaded);
-                    out.decisions += decisions;
-                    out.ignored.extend(ignored);
-                    return Ok(Chain { commands, failed });
+                    out.decisions += decided.decisions;
+                    out.ignored.extend(decided.ignored);
+                    return Ok(Chain {
+                        commands: decided.commands,
+                        failed: decided.failed,
+                    });
                 }
                 Err(StoreError::Conflict) => {
                     out.conflicts += 1;
@@ -539,12 +453,112 @@ where
         Err(RunError::Contention(MAX_CONFLICTS))
     }
 
+    /// The records `input` needs: those this invocation last wrote when they cover it,
+    /// otherwise read afresh.
+    async fn loaded_for(&self, input: &Input, known: Option<Loaded>) -> Result<Loaded, RunError> {
+        let cached = known.filter(|k| {
+            self.engine
+                .keys_for(&k.world, input)
+                .iter()
+                .all(|key| k.versions.contains_key(key))
+        });
+        match cached {
+            Some(k) => Ok(k),
+            None => {
+                let keys = self.engine.keys_for(&World::default(), input);
+                self.load(input, keys).await
+            }
+        }
+    }
+
+    /// Decides `input` on `world`, then keeps running the early commands and deciding their
+    /// answers while every command left is early or bookkeeping (at most [`MAX_CHAIN`] rounds,
+    /// [`CHAIN_MAX_RECORDS`] changed records). Nothing is committed.
+    async fn decide_chain(
+        &self,
+        world: &mut World,
+        loaded: &mut Loaded,
+        input: &Input,
+        now: Millis,
+        out: &mut Outcome,
+    ) -> Result<Decided, RunError> {
+        let first = self.decide_loaded(world, loaded, input, now).await?;
+        let mut d = Decided {
+            decisions: 1,
+            ignored: first.ignored.into_iter().collect(),
+            changed: first.changed,
+            deployments: created(input),
+            commands: Vec::new(),
+            failed: None,
+        };
+        let mut later: Vec<Command> = Vec::new();
+        let mut pending = first.commands;
+        for _ in 0..MAX_CHAIN {
+            let early = pending.iter().any(Command::may_run_early)
+                && pending
+                    .iter()
+                    .all(|c| c.may_run_early() || c.is_bookkeeping())
+                && d.changed.len() < CHAIN_MAX_RECORDS;
+            if !early {
+                break;
+            }
+            let (now_run, bookkeeping): (Vec<Command>, Vec<Command>) = std::mem::take(&mut pending)
+                .into_iter()
+                .partition(Command::may_run_early);
+            later.extend(bookkeeping);
+            let mut answers = Vec::new();
+            for c in &now_run {
+                match self.run_one(c, out, &mut 0).await {
+                    Ok(answer) => answers.extend(answer),
+                    Err(e @ RunError::Port { .. }) => {
+                        d.failed = Some(e);
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            for a in &answers {
+                let next = self.decide_loaded(world, loaded, a, now).await?;
+                d.decisions += 1;
+                d.ignored.extend(next.ignored);
+                d.changed.extend(next.changed);
+                d.deployments.extend(created(a));
+                pending.extend(next.commands);
+            }
+            if d.failed.is_some() {
+                break;
+            }
+        }
+        later.extend(pending);
+        d.commands = latest_timers(later, world, now);
+        Ok(d)
+    }
+
+    /// Commits, and meanwhile reads the target revision of the groups about to get a
+    /// deployment, so that `CreateDeployment` right after the commit needs no read of its own.
+    /// A commit that loses only wastes the read.
+    async fn commit_prefetching(
+        &self,
+        commit: Commit,
+        commands: &[Command],
+    ) -> Result<(), StoreError> {
+        let prefetch = async {
+            for c in commands {
+                if let Command::CreateDeployment { group, .. } = c {
+                    self.ports.deployments.prefetch(group).await;
+                }
+            }
+        };
+        let (committed, ()) = tokio::join!(self.ports.store.commit(commit), prefetch);
+        committed
+    }
+
     /// Sets the timers among `commands` (after a failure, so that the record is looked at
     /// again on time rather than at the next sweep).
     async fn set_timers(&self, commands: impl Iterator<Item = &Command>) {
         for c in commands {
             if let Command::Wakeup { key, at } = c
-                && let Err(e) = self.timer.wake(key, *at).await
+                && let Err(e) = self.ports.timer.wake(key, *at).await
             {
                 tracing::warn!(error = %e, "could not set a timer after a failed command; the sweep will find the record");
             }
@@ -591,7 +605,7 @@ where
         out: &mut Outcome,
         inline_wakeups: &mut usize,
     ) -> Result<Option<Input>, RunError> {
-        self.hook.before(c)?;
+        self.ports.observer.before(c)?;
         out.commands += 1;
         match self.execute(c, inline_wakeups).await {
             Ok(answer) => Ok(answer),
@@ -606,18 +620,21 @@ where
         }
     }
 
+    /// Runs one command through its port; the answer, if the command has one.
     async fn execute(
         &self,
         c: &Command,
         inline_wakeups: &mut usize,
     ) -> Result<Option<Input>, PortError> {
+        let tags = &self.ports.tags;
+        let deployments = &self.ports.deployments;
         Ok(match c {
             Command::OpenGate { gates, instances } => {
-                self.tags.open(gates, instances).await?;
+                tags.open(gates, instances).await?;
                 None
             }
             Command::CloseGate { gates, instances } => {
-                self.tags.close(gates, instances).await?;
+                tags.close(gates, instances).await?;
                 None
             }
             Command::CreateDeployment {
@@ -625,38 +642,18 @@ where
                 intent,
                 config,
                 ..
-            } => {
-                let outcome = match self
-                    .deployments
-                    .create(group, intent, config.as_deref())
-                    .await
-                {
-                    Ok(o) => o,
-                    Err(e) => CreateOutcome::Failed {
-                        reason: e.to_string(),
-                        retryable: e.is_retryable(),
-                    },
-                };
-                Some(Input::CreateAttempted {
-                    group: group.clone(),
-                    intent: intent.clone(),
-                    outcome,
-                })
-            }
+            } => Some(self.create(group, intent, config.as_deref()).await),
             Command::FindDeployment {
                 group,
                 intent,
                 since,
-            } => {
-                let outcome = self.deployments.find(group, intent, *since).await?;
-                Some(Input::CreateAttempted {
-                    group: group.clone(),
-                    intent: intent.clone(),
-                    outcome,
-                })
-            }
+            } => Some(Input::CreateAttempted {
+                group: group.clone(),
+                intent: intent.clone(),
+                outcome: deployments.find(group, intent, *since).await?,
+            }),
             Command::StopDeployment { deployment, .. } => {
-                self.deployments.stop(deployment).await?;
+                deployments.stop(deployment).await?;
                 None
             }
             Command::PollDeployment {
@@ -664,7 +661,7 @@ where
                 deployment,
                 instances,
             } => {
-                let (state, targets) = self.deployments.status(deployment, instances).await?;
+                let (state, targets) = deployments.status(deployment, instances).await?;
                 Some(Input::DeploymentPolled {
                     group: group.clone(),
                     deployment: deployment.clone(),
@@ -677,92 +674,157 @@ where
                 deployment,
                 gate,
                 instances,
-            } => {
-                // Close first: the status read after it is what proves the seal.
-                self.tags
-                    .close(std::slice::from_ref(gate), instances)
-                    .await?;
-                let (state, _) = self.deployments.status(deployment, &[]).await?;
-                Some(Input::GateSealed {
-                    group: group.clone(),
-                    deployment: deployment.clone(),
-                    state,
-                })
-            }
+            } => Some(self.seal(group, deployment, gate, instances).await?),
             Command::CheckLeave {
                 gate,
                 instance,
                 group,
                 done_in,
-            } => {
-                self.tags
-                    .close(std::slice::from_ref(gate), std::slice::from_ref(instance))
-                    .await?;
-                let blocking = self
-                    .deployments
-                    .holding(group, instance, done_in.as_ref())
-                    .await?;
-                Some(Input::LeaveChecked {
-                    instance: instance.clone(),
-                    group: group.clone(),
-                    blocking,
-                })
-            }
+            } => Some(
+                self.check_leave(gate, instance, group, done_in.as_ref())
+                    .await?,
+            ),
             Command::CheckRevisions { instance, groups } => {
-                let mut current = Vec::with_capacity(groups.len());
-                for g in groups {
-                    current.push(self.deployments.revision(g).await?);
-                }
-                Some(Input::RevisionsChecked {
-                    instance: instance.clone(),
-                    current,
-                })
+                Some(self.check_revisions(instance, groups).await?)
             }
-            Command::RecordHeartbeat { action } => match self.lifecycle.heartbeat(action).await {
-                Ok(()) => Some(Input::HeartbeatRecorded {
-                    instance: action.instance.clone(),
-                    token: action.token.clone(),
-                    at: self.clock.now(),
-                }),
-                Err(e) if e.is_gone() => Some(Input::ActionGone {
-                    instance: action.instance.clone(),
-                    token: action.token.clone(),
-                }),
-                Err(e) => return Err(e),
-            },
-            Command::CompleteAction { action, result } => {
-                match self.lifecycle.complete(action, *result).await {
-                    Ok(()) => Some(Input::ActionCompleted {
-                        instance: action.instance.clone(),
-                        token: action.token.clone(),
-                    }),
-                    Err(e) if e.is_gone() => Some(Input::ActionGone {
-                        instance: action.instance.clone(),
-                        token: action.token.clone(),
-                    }),
-                    Err(e) => return Err(e),
-                }
-            }
+            Command::RecordHeartbeat { action } => self.heartbeat(action).await?,
+            Command::CompleteAction { action, result } => self.complete(action, *result).await?,
             Command::Wakeup { key, at } => {
-                if *at <= self.clock.now() && *inline_wakeups < INLINE_WAKEUPS {
+                if *at <= self.ports.clock.now() && *inline_wakeups < INLINE_WAKEUPS {
                     *inline_wakeups += 1;
                     Some(Input::Tick(key.clone()))
                 } else {
-                    self.timer.wake(key, *at).await?;
+                    self.ports.timer.wake(key, *at).await?;
                     None
                 }
             }
             Command::Metric(m) => {
                 // Embedded metric format: CloudWatch reads metrics from the log stream.
-                self.hook.emit(crate::emf::metric_line(m, self.clock.now()));
+                let line = crate::emf::metric_line(m, self.ports.clock.now());
+                self.ports.observer.emit(line);
                 None
             }
             Command::Alert(a) => {
                 tracing::error!(alert = ?a.kind, instance_id = a.instance.as_ref().map(|i| i.as_str()), group = ?a.group, "{}", a.message);
-                self.hook.emit(crate::emf::alert_line(a, self.clock.now()));
+                let line = crate::emf::alert_line(a, self.ports.clock.now());
+                self.ports.observer.emit(line);
                 None
             }
         })
+    }
+
+    /// `CreateDeployment`'s answer. A failure is the answer too (`Failed`, retryable or not):
+    /// the core decides what to do about it.
+    async fn create(&self, group: &GroupKey, intent: &IntentId, config: Option<&str>) -> Input {
+        let outcome = match self.ports.deployments.create(group, intent, config).await {
+            Ok(o) => o,
+            Err(e) => CreateOutcome::Failed {
+                reason: e.to_string(),
+                retryable: e.is_retryable(),
+            },
+        };
+        Input::CreateAttempted {
+            group: group.clone(),
+            intent: intent.clone(),
+            outcome,
+        }
+    }
+
+    /// `SealGate`'s answer. The gate is closed first: the status read after it is what proves
+    /// the seal.
+    async fn seal(
+        &self,
+        group: &GroupKey,
+        deployment: &DeploymentId,
+        gate: &Gate,
+        instances: &[InstanceId],
+    ) -> Result<Input, PortError> {
+        self.ports
+            .tags
+            .close(std::slice::from_ref(gate), instances)
+            .await?;
+        let (state, _) = self.ports.deployments.status(deployment, &[]).await?;
+        Ok(Input::GateSealed {
+            group: group.clone(),
+            deployment: deployment.clone(),
+            state,
+        })
+    }
+
+    /// `CheckLeave`'s answer: the instance's gate closed, then whether the group's active
+    /// deployment still holds it.
+    async fn check_leave(
+        &self,
+        gate: &Gate,
+        instance: &InstanceId,
+        group: &GroupKey,
+        done_in: Option<&DeploymentId>,
+    ) -> Result<Input, PortError> {
+        self.ports
+            .tags
+            .close(std::slice::from_ref(gate), std::slice::from_ref(instance))
+            .await?;
+        let blocking = self
+            .ports
+            .deployments
+            .holding(group, instance, done_in)
+            .await?;
+        Ok(Input::LeaveChecked {
+            instance: instance.clone(),
+            group: group.clone(),
+            blocking,
+        })
+    }
+
+    /// `CheckRevisions`' answer: each group's current target revision, in order.
+    async fn check_revisions(
+        &self,
+        instance: &InstanceId,
+        groups: &[GroupKey],
+    ) -> Result<Input, PortError> {
+        let mut current = Vec::with_capacity(groups.len());
+        for g in groups {
+            current.push(self.ports.deployments.revision(g).await?);
+        }
+        Ok(Input::RevisionsChecked {
+            instance: instance.clone(),
+            current,
+        })
+    }
+
+    /// `RecordHeartbeat`'s answer; an action that is gone is an answer, not a failure.
+    async fn heartbeat(&self, action: &ActionRef) -> Result<Option<Input>, PortError> {
+        match self.ports.lifecycle.heartbeat(action).await {
+            Ok(()) => Ok(Some(Input::HeartbeatRecorded {
+                instance: action.instance.clone(),
+                token: action.token.clone(),
+                at: self.ports.clock.now(),
+            })),
+            Err(e) if e.is_gone() => Ok(Some(Input::ActionGone {
+                instance: action.instance.clone(),
+                token: action.token.clone(),
+            })),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `CompleteAction`'s answer; an action that is gone is an answer, not a failure.
+    async fn complete(
+        &self,
+        action: &ActionRef,
+        result: LifecycleResult,
+    ) -> Result<Option<Input>, PortError> {
+        match self.ports.lifecycle.complete(action, result).await {
+            Ok(()) => Ok(Some(Input::ActionCompleted {
+                instance: action.instance.clone(),
+                token: action.token.clone(),
+            })),
+            Err(e) if e.is_gone() => Ok(Some(Input::ActionGone {
+                instance: action.instance.clone(),
+                token: action.token.clone(),
+            })),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -770,7 +832,7 @@ where
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use turnstile_core::{Gate, Group, GroupKey};
+    use turnstile_core::Group;
 
     fn wake(key: &Key, at: u64) -> Command {
         Command::Wakeup {

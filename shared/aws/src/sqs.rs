@@ -4,7 +4,7 @@ use aws_sdk_sqs::Client;
 use turnstile_core::{Key, Millis};
 use turnstile_events::wakeup_body;
 
-use crate::autoscaling::classify;
+use crate::error::port_error;
 use crate::ports::{Clock, PortError, SystemClock, Timer};
 
 /// SQS's longest message delay. A wakeup further out is left to the timer sweep, which finds
@@ -45,7 +45,7 @@ impl<C: Clock> Timer for SqsTimer<C> {
             .delay_seconds(delay)
             .send()
             .await
-            .map_err(|e| classify("SendMessage", e))?;
+            .map_err(|e| port_error("SendMessage", e))?;
         Ok(())
     }
 }

@@ -33,6 +33,10 @@ pub const DUE_SHARDS: u32 = 4;
 pub const FINISHED_RETENTION_SECS: u64 = 7 * 24 * 3600;
 /// Processed event ids are remembered this long (longer than any redelivery).
 pub const EVENT_RETENTION_SECS: u64 = 2 * 24 * 3600;
+/// Deployment → group index entries are kept 30 days: far longer than a launch deployment runs
+/// or an event about it can arrive late, so no lookup outlives its entry, while the index still
+/// empties itself rather than growing with every deployment ever created.
+pub const DEPLOYMENT_INDEX_RETENTION_SECS: u64 = 30 * 24 * 3600;
 
 /// A record the core reads and writes, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,12 +129,17 @@ pub trait Store: Send + Sync {
         now: Millis,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Key>, StoreError>> + Send;
-    /// Instances of an Auto Scaling group whose pipeline is still in flight.
+    /// Instances of an Auto Scaling group whose pipeline is still in flight. Its readers come
+    /// with the operator command line (`turnstile status` lists them) and with the adoption of
+    /// lost launches (an instance in `Pending:Wait` that is not in this list has no pipeline);
+    /// until then only the store tests read it, and the index is kept so those steps need no
+    /// migration.
     fn in_flight(
         &self,
         asg: &str,
     ) -> impl Future<Output = Result<Vec<InstanceId>, StoreError>> + Send;
-    /// The group a deployment belongs to (deployment → group index).
+    /// The group a deployment belongs to (deployment → group index). Read by the operator
+    /// command line to resolve a deployment id an alert names; until then only by the tests.
     fn deployment_group(
         &self,
         deployment: &DeploymentId,

@@ -5,7 +5,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Tag;
 use turnstile_core::{Gate, InstanceId};
 
-use crate::autoscaling::classify;
+use crate::error::port_error;
 use crate::ports::{PortError, Tags};
 
 /// Instances per CreateTags / DeleteTags call.
@@ -96,7 +96,7 @@ where
     (
         e.code().map(str::to_owned),
         e.message().map(str::to_owned),
-        classify(op, e),
+        port_error(op, e),
     )
 }
 

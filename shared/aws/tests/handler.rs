@@ -9,10 +9,10 @@
 mod support;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use support::{Aws, ModelClock, Wakeups};
+use support::{Aws, ModelClock, ModelPorts, Wakeups};
 use turnstile_aws::Runner;
 use turnstile_aws::handler::{Disposition, handle_batch};
-use turnstile_aws::runner::NoHook;
+use turnstile_aws::runner::{Adapters, Stdout};
 use turnstile_aws::store::Store;
 use turnstile_aws::store::memory::MemoryStore;
 use turnstile_core::{Engine, Key, Phase};
@@ -69,15 +69,17 @@ fn batch(bodies: &[(&str, String)]) -> SqsEvent {
 async fn a_mixed_batch_processes_the_valid_event_once_and_reports_only_the_bad_ones() {
     let aws = Aws::new(cloud());
     let store = MemoryStore::new();
-    let runner = Runner::new(
+    let runner = Runner::<ModelPorts<_, Stdout>>::new(
         Engine::default(),
-        store.clone(),
-        aws.clone(),
-        aws.clone(),
-        aws.clone(),
-        Wakeups::default(),
-        ModelClock(aws.clone()),
-        NoHook,
+        Adapters {
+            store: store.clone(),
+            lifecycle: aws.clone(),
+            deployments: aws.clone(),
+            tags: aws.clone(),
+            timer: Wakeups::default(),
+            clock: ModelClock(aws.clone()),
+            observer: Stdout,
+        },
     );
     let instance = aws.lock().scale_out("fleet", 1).remove(0);
     let launch = aws.lock().drain().remove(0).json.to_string();
@@ -161,15 +163,17 @@ async fn a_mixed_batch_processes_the_valid_event_once_and_reports_only_the_bad_o
 #[tokio::test]
 async fn a_record_without_a_body_is_a_poison_message_not_a_panic() {
     let aws = Aws::new(cloud());
-    let runner = Runner::new(
+    let runner = Runner::<ModelPorts<_, Stdout>>::new(
         Engine::default(),
-        MemoryStore::new(),
-        aws.clone(),
-        aws.clone(),
-        aws.clone(),
-        Wakeups::default(),
-        ModelClock(aws.clone()),
-        NoHook,
+        Adapters {
+            store: MemoryStore::new(),
+            lifecycle: aws.clone(),
+            deployments: aws.clone(),
+            tags: aws.clone(),
+            timer: Wakeups::default(),
+            clock: ModelClock(aws.clone()),
+            observer: Stdout,
+        },
     );
     let event: SqsEvent =
         serde_json::from_value(serde_json::json!({"Records": [{"messageId": "m-1"}]})).unwrap();

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use support::dynamo_local::DynamoLocal;
-use support::{Aws, ModelClock, Wakeups};
+use support::{Aws, ModelClock, ModelPorts, Wakeups};
 use tokio::sync::Barrier;
 use turnstile_aws::Runner;
-use turnstile_aws::runner::NoHook;
+use turnstile_aws::runner::{Adapters, Stdout};
 use turnstile_aws::store::dynamo::DynamoStore;
 use turnstile_aws::store::{Commit, Loaded, Record, Store, StoreError};
 use turnstile_core::*;
@@ -231,15 +231,17 @@ async fn concurrent_invocations_on_one_group_the_loser_re_decides() {
         loads: Arc::default(),
     };
     let aws = Aws::new(cloud());
-    let runner = Arc::new(Runner::new(
+    let runner = Arc::new(Runner::<ModelPorts<_, Stdout>>::new(
         Engine::default(),
-        s,
-        aws.clone(),
-        aws.clone(),
-        aws.clone(),
-        Wakeups::default(),
-        ModelClock(aws.clone()),
-        NoHook,
+        Adapters {
+            store: s,
+            lifecycle: aws.clone(),
+            deployments: aws.clone(),
+            tags: aws.clone(),
+            timer: Wakeups::default(),
+            clock: ModelClock(aws.clone()),
+            observer: Stdout,
+        },
     ));
     let (r1, r2) = (runner.clone(), runner.clone());
     let (a, b) = tokio::join!(
@@ -282,15 +284,17 @@ async fn replaying_the_same_event_is_idempotent() {
     let db = DynamoLocal::start();
     let s = store(&db, "turnstile-t4").await;
     let aws = Aws::new(cloud());
-    let runner = Runner::new(
+    let runner = Runner::<ModelPorts<_, Stdout>>::new(
         Engine::default(),
-        s.clone(),
-        aws.clone(),
-        aws.clone(),
-        aws.clone(),
-        Wakeups::default(),
-        ModelClock(aws.clone()),
-        NoHook,
+        Adapters {
+            store: s.clone(),
+            lifecycle: aws.clone(),
+            deployments: aws.clone(),
+            tags: aws.clone(),
+            timer: Wakeups::default(),
+            clock: ModelClock(aws.clone()),
+            observer: Stdout,
+        },
     );
     let first = runner
         .handle(launch("i-000c", "tok-c"), Some("ev-c".into()))

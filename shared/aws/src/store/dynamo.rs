@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
@@ -14,6 +13,7 @@ use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, to_attribute_value}
 use turnstile_core::{DeploymentId, GroupKey, InstanceId, Key, Millis};
 
 use super::*;
+use crate::error::{store_build_error, store_error};
 
 const PK: &str = "pk";
 const SK: &str = "sk";
@@ -42,53 +42,12 @@ fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn transient<E: std::error::Error + Send + Sync + 'static>(op: &'static str, e: E) -> StoreError {
-    StoreError::Transient {
-        op,
-        source: Box::new(e),
-    }
-}
-
-/// Sorts an SDK error into retryable or not, keeping it as the source.
-fn classify<E, R>(op: &'static str, e: SdkError<E, R>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let retryable = match &e {
-        SdkError::ServiceError(se) => matches!(
-            se.err().code(),
-            Some(
-                "ProvisionedThroughputExceededException"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "TransactionInProgressException"
-            )
-        ),
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        _ => false,
-    };
-    let source = crate::error::sdk_failure(e);
-    if retryable {
-        StoreError::Transient { op, source }
-    } else {
-        StoreError::Permanent { op, source }
-    }
-}
-
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
         }
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     /// Creates the table with its indexes and TTL (the SAM template does the same in AWS).
@@ -98,14 +57,14 @@ impl DynamoStore {
                 .attribute_name(name)
                 .attribute_type(t)
                 .build()
-                .map_err(|e| transient("CreateTable", e))
+                .map_err(|e| store_build_error("CreateTable", e))
         };
         let key = |name: &str, t: KeyType| {
             KeySchemaElement::builder()
                 .attribute_name(name)
                 .key_type(t)
                 .build()
-                .map_err(|e| transient("CreateTable", e))
+                .map_err(|e| store_build_error("CreateTable", e))
         };
         let keys_only = Projection::builder()
             .projection_type(ProjectionType::KeysOnly)
@@ -116,14 +75,14 @@ impl DynamoStore {
             .key_schema(key(PK, KeyType::Range)?)
             .projection(keys_only.clone())
             .build()
-            .map_err(|e| transient("CreateTable", e))?;
+            .map_err(|e| store_build_error("CreateTable", e))?;
         let due = GlobalSecondaryIndex::builder()
             .index_name(DUE_INDEX)
             .key_schema(key(SHARD, KeyType::Hash)?)
             .key_schema(key(WAKE, KeyType::Range)?)
             .projection(keys_only)
             .build()
-            .map_err(|e| transient("CreateTable", e))?;
+            .map_err(|e| store_build_error("CreateTable", e))?;
         self.client
             .create_table()
             .table_name(&self.table)
@@ -139,7 +98,7 @@ impl DynamoStore {
             .global_secondary_indexes(due)
             .send()
             .await
-            .map_err(|e| classify("CreateTable", e))?;
+            .map_err(|e| store_error("CreateTable", e))?;
         self.client
             .update_time_to_live()
             .table_name(&self.table)
@@ -148,11 +107,11 @@ impl DynamoStore {
                     .attribute_name(TTL)
                     .enabled(true)
                     .build()
-                    .map_err(|e| transient("UpdateTimeToLive", e))?,
+                    .map_err(|e| store_build_error("UpdateTimeToLive", e))?,
             )
             .send()
             .await
-            .map_err(|e| classify("UpdateTimeToLive", e))?;
+            .map_err(|e| store_error("UpdateTimeToLive", e))?;
         Ok(())
     }
 
@@ -228,6 +187,85 @@ impl DynamoStore {
         Ok((key, record, version))
     }
 
+    /// The transaction for a commit: each record conditional on its version, the event id
+    /// conditional on being new, the index entries; and where the event id's item is in it (a
+    /// failed condition there means the event was processed before).
+    fn transact_items(
+        &self,
+        c: &Commit,
+    ) -> Result<(Vec<TransactWriteItem>, Option<usize>), StoreError> {
+        let mut items = Vec::new();
+        let mut event_index = None;
+        for (key, record, version) in &c.writes {
+            let (cond, value) = Self::version_condition(*version);
+            let item = match record {
+                Some(r) => {
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(Self::record_item(key, r, version + 1)?))
+                        .condition_expression(cond)
+                        .set_expression_attribute_values(
+                            value.map(|(k, v)| HashMap::from([(k, v)])),
+                        )
+                        .build()
+                        .map_err(|e| store_build_error("TransactWriteItems", e))?;
+                    TransactWriteItem::builder().put(put).build()
+                }
+                None => {
+                    let del = Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(Self::item_key(pk(key), Self::sk(key))))
+                        .condition_expression(cond)
+                        .set_expression_attribute_values(
+                            value.map(|(k, v)| HashMap::from([(k, v)])),
+                        )
+                        .build()
+                        .map_err(|e| store_build_error("TransactWriteItems", e))?;
+                    TransactWriteItem::builder().delete(del).build()
+                }
+            };
+            items.push(item);
+        }
+        if let Some(e) = &c.event {
+            let mut item = Self::item_key(format!("E#{e}"), "E");
+            item.insert(TTL.into(), n(c.now.0 / 1000 + EVENT_RETENTION_SECS));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(format!("attribute_not_exists({PK})"))
+                .build()
+                .map_err(|e| store_build_error("TransactWriteItems", e))?;
+            event_index = Some(items.len());
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for (d, g) in &c.deployments {
+            let mut item = Self::item_key(format!("D#{d}"), "D");
+            item.insert("app".into(), s(g.application.clone()));
+            item.insert("dg".into(), s(g.deployment_group.clone()));
+            item.insert(
+                TTL.into(),
+                n(c.now.0 / 1000 + DEPLOYMENT_INDEX_RETENTION_SECS),
+            );
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| store_build_error("TransactWriteItems", e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::Permanent {
+                op: "TransactWriteItems",
+                source: format!(
+                    "{} items exceed DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction",
+                    items.len()
+                )
+                .into(),
+            });
+        }
+        Ok((items, event_index))
+    }
+
     async fn query_keys(
         &self,
         index: &str,
@@ -250,7 +288,7 @@ impl DynamoStore {
             if !names.is_empty() {
                 q = q.set_expression_attribute_names(Some(names.clone()));
             }
-            let page = q.send().await.map_err(|e| classify("Query", e))?;
+            let page = q.send().await.map_err(|e| store_error("Query", e))?;
             for item in page.items() {
                 if let Some(AttributeValue::S(p)) = item.get(PK) {
                     out.push(p.clone());
@@ -290,7 +328,7 @@ impl Store for DynamoStore {
                         .collect(),
                 ))
                 .build()
-                .map_err(|e| transient("BatchGetItem", e))?;
+                .map_err(|e| store_build_error("BatchGetItem", e))?;
             for attempt in 0..8u32 {
                 let resp = self
                     .client
@@ -298,7 +336,7 @@ impl Store for DynamoStore {
                     .request_items(&self.table, pending.clone())
                     .send()
                     .await
-                    .map_err(|e| classify("BatchGetItem", e))?;
+                    .map_err(|e| store_error("BatchGetItem", e))?;
                 for item in resp
                     .responses
                     .as_ref()
@@ -342,72 +380,7 @@ impl Store for DynamoStore {
         if c.is_empty() {
             return Ok(());
         }
-        let mut items = Vec::new();
-        let mut event_index = None;
-        for (key, record, version) in &c.writes {
-            let (cond, value) = Self::version_condition(*version);
-            let item = match record {
-                Some(r) => {
-                    let put = Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(Self::record_item(key, r, version + 1)?))
-                        .condition_expression(cond)
-                        .set_expression_attribute_values(
-                            value.map(|(k, v)| HashMap::from([(k, v)])),
-                        )
-                        .build()
-                        .map_err(|e| transient("TransactWriteItems", e))?;
-                    TransactWriteItem::builder().put(put).build()
-                }
-                None => {
-                    let del = Delete::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(Self::item_key(pk(key), Self::sk(key))))
-                        .condition_expression(cond)
-                        .set_expression_attribute_values(
-                            value.map(|(k, v)| HashMap::from([(k, v)])),
-                        )
-                        .build()
-                        .map_err(|e| transient("TransactWriteItems", e))?;
-                    TransactWriteItem::builder().delete(del).build()
-                }
-            };
-            items.push(item);
-        }
-        if let Some(e) = &c.event {
-            let mut item = Self::item_key(format!("E#{e}"), "E");
-            item.insert(TTL.into(), n(c.now.0 / 1000 + EVENT_RETENTION_SECS));
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression(format!("attribute_not_exists({PK})"))
-                .build()
-                .map_err(|e| transient("TransactWriteItems", e))?;
-            event_index = Some(items.len());
-            items.push(TransactWriteItem::builder().put(put).build());
-        }
-        for (d, g) in &c.deployments {
-            let mut item = Self::item_key(format!("D#{d}"), "D");
-            item.insert("app".into(), s(g.application.clone()));
-            item.insert("dg".into(), s(g.deployment_group.clone()));
-            item.insert(TTL.into(), n(c.now.0 / 1000 + 30 * 24 * 3600));
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .build()
-                .map_err(|e| transient("TransactWriteItems", e))?;
-            items.push(TransactWriteItem::builder().put(put).build());
-        }
-        if items.len() > MAX_TRANSACTION_ITEMS {
-            return Err(StoreError::Permanent {
-                op: "TransactWriteItems",
-                source: format!(
-                    "{} items exceed DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction",
-                    items.len()
-                )
-                .into(),
-            });
-        }
+        let (items, event_index) = self.transact_items(&c)?;
         let result = self
             .client
             .transact_write_items()
@@ -438,7 +411,7 @@ impl Store for DynamoStore {
                         return Err(StoreError::Conflict);
                     }
                 }
-                Err(classify("TransactWriteItems", e))
+                Err(store_error("TransactWriteItems", e))
             }
         }
     }
@@ -497,7 +470,7 @@ impl Store for DynamoStore {
             .set_key(Some(Self::item_key(format!("D#{d}"), "D")))
             .send()
             .await
-            .map_err(|e| classify("GetItem", e))?;
+            .map_err(|e| store_error("GetItem", e))?;
         let Some(item) = resp.item else {
             return Ok(None);
         };

@@ -2,7 +2,7 @@
 //! atomic commits, event dedupe, indexes). Used by the simulation and the crash tests;
 //! the DynamoDB store's own tests run against DynamoDB Local.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use turnstile_core::{DeploymentId, EventId, GroupKey, InstanceId, Key, Millis};
@@ -12,10 +12,10 @@ use super::*;
 #[derive(Debug, Default)]
 struct State {
     records: BTreeMap<Key, (Record, u64)>,
-    events: BTreeMap<EventId, Millis>,
+    /// Processed event ids. Kept for the whole run: the DynamoDB store's TTL matters only over
+    /// days.
+    events: BTreeSet<EventId>,
     deployments: BTreeMap<DeploymentId, GroupKey>,
-    commits: u64,
-    writes: u64,
 }
 
 /// Cloning shares the state (like two Lambda invocations sharing one table).
@@ -50,11 +50,6 @@ impl MemoryStore {
             }
         }
         w
-    }
-
-    /// Items written so far (records, events, index entries), for cost figures.
-    pub fn writes(&self) -> u64 {
-        self.lock().writes
     }
 }
 
@@ -94,13 +89,11 @@ impl Store for MemoryStore {
             }
         }
         if let Some(e) = &c.event
-            && s.events.contains_key(e)
+            && s.events.contains(e)
         {
             return Err(StoreError::Duplicate(e.clone()));
         }
-        s.commits += 1;
         for (k, rec, v) in c.writes {
-            s.writes += 1;
             match rec {
                 Some(r) => {
                     s.records.insert(k, (r, v + 1));
@@ -111,11 +104,9 @@ impl Store for MemoryStore {
             }
         }
         if let Some(e) = c.event {
-            s.writes += 1;
-            s.events.insert(e, c.now);
+            s.events.insert(e);
         }
         for (d, g) in c.deployments {
-            s.writes += 1;
             s.deployments.insert(d, g);
         }
         Ok(())

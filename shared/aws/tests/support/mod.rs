@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use turnstile_aws::runner::{Hook, RunError};
+use turnstile_aws::runner::{Observer, RunError};
 use turnstile_core::Command;
 #[allow(unused_imports)]
-pub use turnstile_localcloud::direct::{Aws, ModelClock, Wakeups, driver};
+pub use turnstile_localcloud::direct::{Aws, ModelClock, ModelPorts, Wakeups, driver};
 
 /// Crashes before the n-th effectful command (counted across the whole test), once.
 #[derive(Clone, Default)]
@@ -20,7 +20,7 @@ impl CrashAt {
     }
 }
 
-impl Hook for CrashAt {
+impl Observer for CrashAt {
     fn before(&self, c: &Command) -> Result<(), RunError> {
         if matches!(c, Command::Metric(_) | Command::Alert(_)) {
             return Ok(());

@@ -9,7 +9,7 @@ use aws_config::SdkConfig;
 use turnstile_aws::autoscaling::AutoScaling;
 use turnstile_aws::codedeploy::CodeDeploy;
 use turnstile_aws::ports::{Clock, PortError, Timer};
-use turnstile_aws::runner::{Hook, Runner};
+use turnstile_aws::runner::{Adapters, Observer, Ports, Runner};
 use turnstile_aws::sqs::delay_secs;
 use turnstile_aws::store::dynamo::DynamoStore;
 use turnstile_aws::tags::Ec2Tags;
@@ -84,7 +84,7 @@ impl Metrics {
     }
 }
 
-impl Hook for Metrics {
+impl Observer for Metrics {
     fn before(&self, _: &turnstile_core::Command) -> Result<(), turnstile_aws::RunError> {
         Ok(())
     }
@@ -96,8 +96,21 @@ impl Hook for Metrics {
     }
 }
 
-pub(crate) type LocalRunner =
-    Runner<DynamoStore, AutoScaling<SimClock>, CodeDeploy, Ec2Tags, LocalTimer, SimClock, Metrics>;
+/// The orchestrated run's wiring: the real SDK adapters against the simulator and DynamoDB
+/// Local, simulated time, wakeups held locally, metric lines collected.
+pub(crate) struct LocalPorts;
+
+impl Ports for LocalPorts {
+    type Store = DynamoStore;
+    type Lifecycle = AutoScaling<SimClock>;
+    type Deployments = CodeDeploy;
+    type Tags = Ec2Tags;
+    type Timer = LocalTimer;
+    type Clock = SimClock;
+    type Observer = Metrics;
+}
+
+pub(crate) type LocalRunner = Runner<LocalPorts>;
 
 /// The functions' runner: state in `store`, AWS calls to the simulator at `front`, time from
 /// `clock`, timer messages to `timer`, metric lines to `metrics`.
@@ -110,12 +123,17 @@ pub(crate) fn runner(
 ) -> LocalRunner {
     Runner::new(
         Engine::default(),
-        store,
-        AutoScaling::with_clock(aws_sdk_autoscaling::Client::new(front), clock.clone()),
-        CodeDeploy::new(aws_sdk_codedeploy::Client::new(front)),
-        Ec2Tags::new(aws_sdk_ec2::Client::new(front)),
-        timer,
-        clock,
-        metrics,
+        Adapters {
+            store,
+            lifecycle: AutoScaling::with_clock(
+                aws_sdk_autoscaling::Client::new(front),
+                clock.clone(),
+            ),
+            deployments: CodeDeploy::new(aws_sdk_codedeploy::Client::new(front)),
+            tags: Ec2Tags::new(aws_sdk_ec2::Client::new(front)),
+            timer,
+            clock,
+            observer: metrics,
+        },
     )
 }
