@@ -50,7 +50,10 @@ pub fn init_logging() {
 pub async fn runner(config: &Config) -> AwsRunner {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     Runner::new(
-        Engine::default(),
+        Engine::new(turnstile_core::Config {
+            owned_hooks: config.owned_hooks.clone(),
+            ..turnstile_core::Config::default()
+        }),
         Adapters {
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table),
             lifecycle: AutoScaling::new(aws_sdk_autoscaling::Client::new(&sdk)),

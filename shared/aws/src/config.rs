@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use turnstile_core::{HookNames, OwnedHooks};
+
 /// Due items one timer sweep handles unless `TURNSTILE_SWEEP_LIMIT` says otherwise. The sweep
 /// runs every minute within the function's 60 s timeout: 500 ticks of tens of milliseconds each
 /// fit in it, and whatever is left over is still due at the next sweep.
@@ -21,6 +23,10 @@ pub struct Config {
     /// How many due items one timer sweep handles (`TURNSTILE_SWEEP_LIMIT`, default
     /// [`DEFAULT_SWEEP_LIMIT`]).
     pub sweep_limit: usize,
+    /// The lifecycle hooks turnstile acts on (`TURNSTILE_LAUNCH_HOOKS`,
+    /// `TURNSTILE_TERMINATE_HOOKS`: comma-separated names, `prefix*` for a prefix; the stack's
+    /// default hook names when unset).
+    pub owned_hooks: OwnedHooks,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,11 +96,24 @@ impl Config {
                 }
             },
         };
+        let defaults = OwnedHooks::default();
+        let mut hooks = |name: &str, default: HookNames| match var(name) {
+            None => default,
+            Some(v) => HookNames::parse(&v).unwrap_or_else(|e| {
+                problems.push(format!("{name}: {e}"));
+                default
+            }),
+        };
+        let owned_hooks = OwnedHooks {
+            launch: hooks("TURNSTILE_LAUNCH_HOOKS", defaults.launch),
+            terminate: hooks("TURNSTILE_TERMINATE_HOOKS", defaults.terminate),
+        };
         if problems.is_empty() {
             Ok(Self {
                 table,
                 queue_url,
                 sweep_limit,
+                owned_hooks,
             })
         } else {
             Err(ConfigError { problems })
@@ -120,15 +139,17 @@ mod tests {
         let err = with(&[
             ("TURNSTILE_QUEUE_URL", "my-queue"),
             ("TURNSTILE_SWEEP_LIMIT", "lots"),
+            ("TURNSTILE_LAUNCH_HOOKS", "turnstile-launch,,x"),
         ])
         .unwrap_err();
-        assert_eq!(err.problems.len(), 4, "{err}");
+        assert_eq!(err.problems.len(), 5, "{err}");
         let text = err.to_string();
         for needle in [
             "TURNSTILE_TABLE",
             "TURNSTILE_QUEUE_URL is `my-queue`",
             "AWS_REGION",
             "TURNSTILE_SWEEP_LIMIT",
+            "TURNSTILE_LAUNCH_HOOKS: `turnstile-launch,,x` has an empty entry",
         ] {
             assert!(text.contains(needle), "{text}");
         }
@@ -146,5 +167,30 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.sweep_limit, 500);
+        assert_eq!(
+            c.owned_hooks,
+            OwnedHooks::default(),
+            "the stack's hook names"
+        );
+    }
+
+    #[test]
+    fn foreign_hook_owned_hooks_are_read_as_names_and_prefixes() {
+        let c = with(&[
+            ("TURNSTILE_TABLE", "t"),
+            (
+                "TURNSTILE_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/1/q",
+            ),
+            ("AWS_REGION", "us-east-1"),
+            ("TURNSTILE_LAUNCH_HOOKS", "web-launch,team-*"),
+            ("TURNSTILE_TERMINATE_HOOKS", "web-launch-terminate"),
+        ])
+        .unwrap();
+        assert!(c.owned_hooks.launch.matches("web-launch"));
+        assert!(c.owned_hooks.launch.matches("team-api"));
+        assert!(!c.owned_hooks.launch.matches("turnstile-launch"));
+        assert!(c.owned_hooks.terminate.matches("web-launch-terminate"));
+        assert!(!c.owned_hooks.terminate.matches("team-api"));
     }
 }

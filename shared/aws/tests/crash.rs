@@ -38,7 +38,7 @@ fn cloud() -> Cloud {
     c.add_asg(Asg {
         name: "fleet".into(),
         hooks: vec![Hook {
-            name: "launch".into(),
+            name: turnstile_core::DEFAULT_LAUNCH_HOOK.into(),
             transition: Transition::Launching,
             heartbeat_secs: 600,
             default_result: HookResult::Abandon,

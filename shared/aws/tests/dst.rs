@@ -86,7 +86,7 @@ fn world(seed: u64) -> World {
     );
     let mut cloud = Cloud::new(seed);
     let mut hooks = vec![AsgHook {
-        name: "launch".into(),
+        name: turnstile_core::DEFAULT_LAUNCH_HOOK.into(),
         transition: Transition::Launching,
         heartbeat_secs: heartbeat,
         default_result: HookResult::Abandon,
@@ -94,7 +94,7 @@ fn world(seed: u64) -> World {
     }];
     if r.chance(0.5) {
         hooks.push(AsgHook {
-            name: "terminate".into(),
+            name: turnstile_core::DEFAULT_TERMINATE_HOOK.into(),
             transition: Transition::Terminating,
             heartbeat_secs: heartbeat,
             default_result: HookResult::Continue,

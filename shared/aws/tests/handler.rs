@@ -33,7 +33,7 @@ fn cloud() -> Cloud {
     c.add_asg(Asg {
         name: "fleet".into(),
         hooks: vec![Hook {
-            name: "launch".into(),
+            name: turnstile_core::DEFAULT_LAUNCH_HOOK.into(),
             transition: Transition::Launching,
             heartbeat_secs: 600,
             default_result: HookResult::Abandon,
@@ -180,4 +180,133 @@ async fn a_record_without_a_body_is_a_poison_message_not_a_panic() {
     let (response, d) = handle_batch(&runner, event).await;
     assert!(matches!(&d[0], Disposition::Poison(_)));
     assert_eq!(response.batch_item_failures.len(), 1);
+}
+
+/// A direct-to-SQS hook notification (the hook's notification target is turnstile's queue) in
+/// the shape of `tests/fixtures/<name>`, for `hook` on the test fleet's `instance`.
+fn direct_notification(name: &str, hook: &str, instance: &str, token: &str) -> String {
+    let mut n: serde_json::Value = serde_json::from_str(&fixture(name)).unwrap();
+    n["LifecycleHookName"] = hook.into();
+    n["AutoScalingGroupName"] = "fleet".into();
+    n["EC2InstanceId"] = instance.into();
+    n["LifecycleActionToken"] = token.into();
+    n.to_string()
+}
+
+/// Own hooks only, through the handler: another tool's hooks notify turnstile's queue
+/// directly. Its launch notification is acknowledged and changes nothing; its terminate
+/// notification ends the pipeline (the instance is going away) and is never completed.
+#[tokio::test]
+async fn foreign_hook_direct_notifications_are_acknowledged_and_never_completed() {
+    let mut c = cloud();
+    let hooks = &mut c.asgs.get_mut("fleet").unwrap().hooks;
+    for (name, transition) in [
+        ("bootstrap-agent", Transition::Launching),
+        ("ship-logs", Transition::Terminating),
+    ] {
+        hooks.push(Hook {
+            name: name.into(),
+            transition,
+            heartbeat_secs: 600,
+            default_result: HookResult::Continue,
+            metadata: None,
+        });
+    }
+    let aws = Aws::new(c);
+    let store = MemoryStore::new();
+    let runner = Runner::<ModelPorts<_, Stdout>>::new(
+        Engine::default(),
+        Adapters {
+            store: store.clone(),
+            lifecycle: aws.clone(),
+            deployments: aws.clone(),
+            tags: aws.clone(),
+            timer: Wakeups::default(),
+            clock: ModelClock(aws.clone()),
+            observer: Stdout,
+        },
+    );
+    let instance = aws.lock().scale_out("fleet", 1).remove(0);
+    let token_of = |hook: &str| {
+        aws.lock().instances[&instance]
+            .actions
+            .iter()
+            .find(|a| a.hook == hook)
+            .unwrap()
+            .token
+            .clone()
+    };
+    let own = token_of(turnstile_core::DEFAULT_LAUNCH_HOOK);
+    let theirs = token_of("bootstrap-agent");
+    let launch = aws.lock().drain().remove(0).json.to_string();
+    let foreign = direct_notification(
+        "sqs-direct-launch-notification.json",
+        "bootstrap-agent",
+        &instance,
+        &theirs,
+    );
+    let (response, d) = handle_batch(
+        &runner,
+        batch(&[("m-launch", launch), ("m-foreign", foreign)]),
+    )
+    .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "acknowledged: {d:?}"
+    );
+    let key = Key::Instance(instance.as_str().into());
+    let loaded = store.load(std::slice::from_ref(&key)).await.unwrap();
+    let rec = loaded.world.instance(&instance.as_str().into()).unwrap();
+    assert_eq!(
+        rec.action.token.as_str(),
+        own,
+        "turnstile's pipeline is not replaced"
+    );
+    assert!(
+        matches!(rec.phase, Phase::Running { step: 0, .. }),
+        "{:?}",
+        rec.phase
+    );
+    assert_eq!(
+        loaded.version(&key),
+        1,
+        "the foreign notification wrote nothing"
+    );
+
+    aws.lock().terminate(&instance);
+    let ship = token_of("ship-logs");
+    let terminate = direct_notification(
+        "sqs-direct-terminate-notification.json",
+        "ship-logs",
+        &instance,
+        &ship,
+    );
+    let (response, d) = handle_batch(&runner, batch(&[("m-term", terminate)])).await;
+    assert!(response.batch_item_failures.is_empty(), "{d:?}");
+    let loaded = store.load(std::slice::from_ref(&key)).await.unwrap();
+    let rec = loaded.world.instance(&instance.as_str().into()).unwrap();
+    assert!(
+        matches!(
+            rec.phase,
+            Phase::Finished {
+                outcome: turnstile_core::Outcome::Terminated,
+                ..
+            }
+        ),
+        "the pipeline ended: {:?}",
+        rec.phase
+    );
+    let cloud = aws.lock();
+    let touched: Vec<&str> = cloud
+        .lifecycle_calls
+        .iter()
+        .map(|c| c.hook.as_str())
+        .filter(|h| *h != turnstile_core::DEFAULT_LAUNCH_HOOK)
+        .collect();
+    assert!(touched.is_empty(), "other hooks were called: {touched:?}");
+    assert_eq!(
+        cloud.instances[&instance].state,
+        turnstile_model::InstanceState::TerminatingWait,
+        "ship-logs is still its owner's to complete"
+    );
 }

@@ -41,7 +41,7 @@ fn instance(id: &str, asg: &str, finished: bool) -> Instance {
             event_id: None,
             action: ActionRef {
                 asg: asg.into(),
-                hook: "h".into(),
+                hook: turnstile_core::DEFAULT_LAUNCH_HOOK.into(),
                 token: format!("{:0>36}", id.len()).into(),
                 instance: id.into(),
             },
@@ -178,7 +178,7 @@ fn cloud() -> Cloud {
     c.add_asg(Asg {
         name: "asg".into(),
         hooks: vec![Hook {
-            name: "h".into(),
+            name: turnstile_core::DEFAULT_LAUNCH_HOOK.into(),
             transition: Transition::Launching,
             heartbeat_secs: 600,
             default_result: HookResult::Abandon,
@@ -208,7 +208,7 @@ fn launch(id: &str, token: &str) -> Input {
             event_id: Some(format!("ev-{id}").into()),
             action: ActionRef {
                 asg: "asg".into(),
-                hook: "h".into(),
+                hook: turnstile_core::DEFAULT_LAUNCH_HOOK.into(),
                 token: token.into(),
                 instance: id.into(),
             },

@@ -43,6 +43,9 @@ pub struct Invariants {
     pub checks: u64,
     /// Instances that had two deployments in flight at once.
     pub collided: BTreeSet<String>,
+    /// The terminate hooks the orchestrator completes (other tools' hooks are theirs to
+    /// complete or let time out).
+    pub terminate_hooks: turnstile_core::HookNames,
     /// How many facts the checks against the orchestrator's records have read.
     records_seen: usize,
     /// Since when each (instance, gate) has been wrongly open.
@@ -72,6 +75,7 @@ impl Invariants {
             violations: Vec::new(),
             checks: 0,
             collided: BTreeSet::new(),
+            terminate_hooks: turnstile_core::OwnedHooks::default().terminate,
             records_seen: 0,
             wrong_gates: BTreeMap::new(),
             verified: BTreeMap::new(),
@@ -536,8 +540,8 @@ impl Invariants {
         found
     }
 
-    /// Invariants that follow from what the model recorded: an action the orchestrator owns
-    /// never runs out of time while it is working on it (5, 7). An action nobody heard of is
+    /// Invariants that follow from what the model recorded: an action of a hook the
+    /// orchestrator owns never runs out of time while it is working on it (5, 7). An action nobody heard of is
     /// acceptable only when `lifecycle_may_be_lost` (lifecycle events are being dropped).
     pub fn timeouts(
         &mut self,
@@ -555,6 +559,7 @@ impl Invariants {
         for f in new {
             let Fact::TimedOut {
                 instance,
+                hook,
                 token,
                 transition,
                 global,
@@ -563,6 +568,13 @@ impl Invariants {
             else {
                 continue;
             };
+            let owned = match transition {
+                Transition::Launching => hook == self.launch_hook,
+                Transition::Terminating => self.terminate_hooks.matches(&hook),
+            };
+            if !owned {
+                continue; // another tool's hook: its owner's to complete, or to let time out
+            }
             let rec = world
                 .instance(&InstanceId(instance.clone()))
                 .filter(|r| r.action.token.0 == token);

@@ -85,7 +85,7 @@ impl Scenario {
     pub fn build(&self) -> Sim {
         let mut cloud = Cloud::new(self.seed);
         let mut hooks = vec![Hook {
-            name: "turnstile-launch".into(),
+            name: turnstile_core::DEFAULT_LAUNCH_HOOK.into(),
             transition: Transition::Launching,
             heartbeat_secs: self.heartbeat_secs,
             default_result: HookResult::Abandon,
@@ -93,7 +93,7 @@ impl Scenario {
         }];
         if self.terminate_hook {
             hooks.push(Hook {
-                name: "turnstile-terminate".into(),
+                name: turnstile_core::DEFAULT_TERMINATE_HOOK.into(),
                 transition: Transition::Terminating,
                 heartbeat_secs: self.heartbeat_secs,
                 default_result: HookResult::Continue,

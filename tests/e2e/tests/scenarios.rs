@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use turnstile_localcloud::report::{Summary, render_run};
+use turnstile_localcloud::scenario::{LAUNCH_HOOK, TERMINATE_HOOK};
 use turnstile_localcloud::{Mode, RunRecord, Scenario, Stack, run};
 use turnstile_model::{Creator, DeploymentStatus, Fact, HookResult, InstanceState};
 
@@ -103,7 +104,7 @@ fn completions(r: &RunRecord, result: HookResult) -> usize {
     r.cloud
         .facts
         .iter()
-        .filter(|f| matches!(f, Fact::Completed { hook, result: x, .. } if hook == "turnstile-launch" && *x == result))
+        .filter(|f| matches!(f, Fact::Completed { hook, result: x, .. } if hook == LAUNCH_HOOK && *x == result))
         .count()
 }
 
@@ -190,7 +191,7 @@ async fn terminate_during_a_deployment_stops_it_and_frees_the_group() {
         .cloud
         .facts
         .iter()
-        .any(|f| matches!(f, Fact::Completed { hook, .. } if hook == "turnstile-terminate"));
+        .any(|f| matches!(f, Fact::Completed { hook, .. } if hook == TERMINATE_HOOK));
     assert!(terminate_completed, "the terminate action was completed");
 }
 
@@ -355,4 +356,95 @@ async fn bad_input_is_dead_lettered_and_the_test_notification_acknowledged() {
         Some(u64::from(turnstile_localcloud::run::MAX_RECEIVE_COUNT))
     );
     assert_eq!(r.activity.dispositions.get("ignored").copied(), Some(1));
+}
+
+/// Own hooks only, end to end: the fleet carries turnstile's launch hook plus another tool's
+/// launch hook (completed by its owner 240 s after each launch, long after turnstile's
+/// CONTINUE) and another tool's terminate hook; a direct-to-SQS notification of the other
+/// launch hook reaches the queue too. Every instance goes in service only once both launch
+/// hooks are done, and turnstile never calls CompleteLifecycleAction or
+/// RecordLifecycleActionHeartbeat on a hook it does not own (the simulator's call record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_hooks_are_left_to_their_owners() {
+    let direct = r#"{\"Origin\":\"EC2\",\"LifecycleHookName\":\"bootstrap-agent\",\"Destination\":\"AutoScalingGroup\",\"AccountId\":\"123456789012\",\"RequestId\":\"5a062a09-2965-8413-43f9-83bd8649c9eb\",\"LifecycleTransition\":\"autoscaling:EC2_INSTANCE_LAUNCHING\",\"AutoScalingGroupName\":\"fleet\",\"Service\":\"AWS Auto Scaling\",\"Time\":\"2026-11-21T10:00:00.000Z\",\"EC2InstanceId\":\"i-00000000000000001\",\"LifecycleActionToken\":\"917070d0-a303-474b-a36c-a5e38a19de5e\"}"#;
+    let (_, r) = run_orchestrated(&scenario(
+        2,
+        "",
+        &format!(
+            r#"[[fleet.foreign_hooks]]
+name = "bootstrap-agent"
+transition = "launch"
+complete_after_secs = 240
+metadata = '{{"role":"web"}}'
+[[fleet.foreign_hooks]]
+name = "ship-logs"
+transition = "terminate"
+complete_after_secs = 30
+default_result = "CONTINUE"
+[[events]]
+at_secs = 0
+launch = 4
+[[events]]
+at_secs = 5
+raw_message = "{direct}"
+[[events]]
+at_secs = 20
+terminate = 1
+"#
+        ),
+    ))
+    .await;
+    assert_clean(&r);
+    let owned = [LAUNCH_HOOK, TERMINATE_HOOK];
+    assert!(!r.cloud.lifecycle_calls.is_empty());
+    let foreign: Vec<_> = r
+        .cloud
+        .lifecycle_calls
+        .iter()
+        .filter(|c| !owned.contains(&c.hook.as_str()))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "turnstile touched other hooks: {foreign:#?}"
+    );
+
+    let completed_at = |id: &str, hook: &str| {
+        r.cloud.facts.iter().find_map(|f| match f {
+            Fact::Completed {
+                instance,
+                hook: h,
+                at,
+                result: HookResult::Continue,
+                ..
+            } if instance == id && h == hook => Some(*at),
+            _ => None,
+        })
+    };
+    let mut in_service = 0;
+    for i in r.cloud.instances.values() {
+        if i.state == InstanceState::Terminated {
+            // Terminated while waiting: turnstile completed its own terminate hook, the log
+            // shipper its own, 30 s after the termination began.
+            assert!(completed_at(&i.id, TERMINATE_HOOK).is_some(), "{}", i.id);
+            assert!(completed_at(&i.id, "ship-logs").is_some(), "{}", i.id);
+            continue;
+        }
+        in_service += 1;
+        assert_eq!(i.state, InstanceState::InService, "{}", i.id);
+        let ours = completed_at(&i.id, LAUNCH_HOOK).expect("turnstile's CONTINUE");
+        let theirs = completed_at(&i.id, "bootstrap-agent").expect("the owner's CONTINUE");
+        let at = i.in_service_at.unwrap();
+        assert!(
+            ours < theirs,
+            "{}: turnstile finished first, so the instance waited",
+            i.id
+        );
+        assert_eq!(
+            at,
+            theirs.max(ours),
+            "{}: in service once both launch hooks were done",
+            i.id
+        );
+    }
+    assert_eq!(in_service, 3);
 }
