@@ -12,11 +12,13 @@ mod config;
 pub mod engine;
 pub mod ids;
 pub mod io;
+pub mod launch_config;
 pub mod plan;
 pub mod state;
 
 pub use engine::{Config, Decision, Engine, Missing, World};
 pub use ids::*;
 pub use io::*;
+pub use launch_config::{LastAttempt, LaunchConfig, OutdatedRisk, launch_config};
 pub use plan::{Gate, OnFailure, Plan, PlanError, PlanIssue, Step, WarmPoolPolicy};
 pub use state::*;
