@@ -13,7 +13,7 @@ use turnstile_core::{
 };
 
 use crate::error::port_error;
-use crate::ports::{Deployments, INTENT_MARKER, PortError, intent_of};
+use crate::ports::{Deployments, PortError};
 
 /// `BatchGetDeploymentTargets` takes at most 25 target ids.
 pub const TARGETS_PER_CALL: usize = 25;
@@ -280,7 +280,10 @@ pub fn last_attempt_of(d: &aws_sdk_codedeploy::types::DeploymentInfo) -> LastAtt
     LastAttempt::Ended {
         succeeded: status == &DeploymentStatus::Succeeded,
         failed_targets: u64::try_from(overview.failed).unwrap_or(u64::MAX),
-        ours: d.description().and_then(intent_of).is_some(),
+        ours: d
+            .description()
+            .and_then(IntentId::from_description)
+            .is_some(),
         config: d.deployment_config_name().map(str::to_owned),
     }
 }
@@ -390,7 +393,7 @@ impl Deployments for CodeDeploy {
             return Ok(CreateOutcome::NoRevision);
         };
         let config = self.launch_config(group, &info, config, ahead).await;
-        let description = format!("{INTENT_MARKER}{intent} (launch deployment by turnstile)");
+        let description = intent.description();
         let resp = self
             .client
             .create_deployment()
@@ -443,7 +446,12 @@ impl Deployments for CodeDeploy {
                         });
                     };
                     let info = self.deployment(active.as_str()).await?;
-                    if info.description().and_then(intent_of) == Some(intent.as_str()) {
+                    if info
+                        .description()
+                        .and_then(IntentId::from_description)
+                        .as_ref()
+                        == Some(intent)
+                    {
                         let revision = info.revision().map(revision_of);
                         return Ok(CreateOutcome::Created {
                             deployment: active,
@@ -486,7 +494,12 @@ impl Deployments for CodeDeploy {
                 .map_err(|e| port_error("ListDeployments", e))?;
             for id in page.deployments() {
                 let info = self.deployment(id).await?;
-                if info.description().and_then(intent_of) == Some(intent.as_str()) {
+                if info
+                    .description()
+                    .and_then(IntentId::from_description)
+                    .as_ref()
+                    == Some(intent)
+                {
                     return Ok(CreateOutcome::Created {
                         deployment: DeploymentId(id.clone()),
                         revision: info.revision().map(revision_of),

@@ -8,16 +8,6 @@ use turnstile_core::{
     HookTimeouts, InstanceId, IntentId, Key, LifecycleResult, Millis, TargetState,
 };
 
-/// The marker written into the description of every deployment the orchestrator creates, so a
-/// crashed creator's deployment can be recognised and adopted instead of created twice.
-pub const INTENT_MARKER: &str = "turnstile intent=";
-
-/// Extracts the intent id from a deployment description, if turnstile created it.
-pub fn intent_of(description: &str) -> Option<&str> {
-    let rest = description.split(INTENT_MARKER).nth(1)?;
-    rest.split_whitespace().next()
-}
-
 /// Why a port call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
@@ -155,20 +145,5 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         Millis(ms)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn intent_marker_round_trips() {
-        assert_eq!(
-            intent_of("turnstile intent=123-4 for 3 instance(s)"),
-            Some("123-4")
-        );
-        assert_eq!(intent_of("turnstile intent=9-0"), Some("9-0"));
-        assert_eq!(intent_of("a user's deployment"), None);
     }
 }

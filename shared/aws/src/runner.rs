@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use turnstile_core::{
     ActionRef, Command, CreateOutcome, Decision, DeploymentId, Engine, EventId, Gate, GroupKey,
-    Input, InstanceId, IntentId, Key, LifecycleResult, Millis, Missing, Plan, World,
+    Input, InstanceId, IntentId, Key, LifecycleResult, Millis, Missing, World,
 };
 use turnstile_events::Message;
 
@@ -316,65 +316,22 @@ impl<P: Ports> Runner<P> {
         &self,
         message: Message,
     ) -> Result<Option<(Input, Option<EventId>)>, RunError> {
-        Ok(Some(match message {
-            Message::Launch(l) => {
+        let (timeouts, metadata) = match message.hook_to_describe() {
+            Some((asg, hook)) => {
                 let hook = self
                     .ports
                     .lifecycle
-                    .hook(&l.event.action.asg, &l.event.action.hook)
+                    .hook(asg, hook)
                     .await
                     .map_err(|source| RunError::Port {
                         command: "DescribeLifecycleHooks",
                         source,
                     })?;
-                let metadata = l.metadata.or(hook.metadata).unwrap_or_default();
-                let event_id = l.event.event_id.clone();
-                (
-                    Input::Launch {
-                        event: l.event,
-                        plan: Plan::parse(&metadata),
-                        timeouts: hook.timeouts,
-                    },
-                    event_id,
-                )
+                (Some(hook.timeouts), hook.metadata)
             }
-            Message::Terminate(l) => {
-                let event_id = l.event.event_id.clone();
-                (Input::Terminate { event: l.event }, event_id)
-            }
-            Message::Deployment {
-                event_id,
-                group,
-                deployment,
-                state,
-            } => (
-                Input::DeploymentEvent {
-                    event_id: event_id.clone(),
-                    group,
-                    deployment,
-                    state,
-                },
-                event_id,
-            ),
-            Message::Target {
-                event_id,
-                group,
-                deployment,
-                instance,
-                state,
-            } => (
-                Input::TargetEvent {
-                    event_id: event_id.clone(),
-                    group,
-                    deployment,
-                    instance,
-                    state,
-                },
-                event_id,
-            ),
-            Message::Wakeup(key) => (Input::Tick(key), None),
-            Message::Ignored(_) => return Ok(None),
-        }))
+            None => (None, None),
+        };
+        Ok(message.into_input(timeouts, metadata))
     }
 
     async fn load(&self, input: &Input, world_keys: Vec<Key>) -> Result<Loaded, RunError> {

@@ -129,12 +129,17 @@ pub trait Store: Send + Sync {
         now: Millis,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Key>, StoreError>> + Send;
-    /// Instances of an Auto Scaling group whose pipeline is still in flight.
+    /// Instances of an Auto Scaling group whose pipeline is still in flight. Its readers come
+    /// with the operator command line (`turnstile status` lists them) and with the adoption of
+    /// lost launches (an instance in `Pending:Wait` that is not in this list has no pipeline);
+    /// until then only the store tests read it, and the index is kept so those steps need no
+    /// migration.
     fn in_flight(
         &self,
         asg: &str,
     ) -> impl Future<Output = Result<Vec<InstanceId>, StoreError>> + Send;
-    /// The group a deployment belongs to (deployment → group index).
+    /// The group a deployment belongs to (deployment → group index). Read by the operator
+    /// command line to resolve a deployment id an alert names; until then only by the tests.
     fn deployment_group(
         &self,
         deployment: &DeploymentId,

@@ -2,7 +2,7 @@
 //! rates, launches, terminations, user deployments, delivery faults (duplicates, delays,
 //! lost CodeDeploy events), throttled AWS calls, conditional-write conflicts, concurrent
 //! invocations (two messages of a batch at once, interleaved at every store call) and runner
-//! crashes before random commands, then checks the design brief's invariants after every step.
+//! crashes before random commands, then checks the invariants (docs/design.md "Invariants") after every step.
 //!
 //! `DST_SEEDS` (default 10000) seeds from `DST_SEED_START` (default 0); `DST_SEED=n` replays one
 //! seed and prints what it did; `DST_CRASH` and `DST_THROTTLE` (probabilities) override the

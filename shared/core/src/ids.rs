@@ -66,6 +66,28 @@ id!(
     Revision
 );
 
+impl IntentId {
+    /// The marker written into the description of every deployment the orchestrator creates,
+    /// so a crashed creator's deployment can be recognised and adopted instead of created twice.
+    pub const MARKER: &'static str = "turnstile intent=";
+
+    /// The description of the deployment created for this intent (CreateDeployment's
+    /// `description`): the marker, the id, and a word for whoever reads the console.
+    pub fn description(&self) -> String {
+        format!(
+            "{}{} (launch deployment by turnstile)",
+            Self::MARKER,
+            self.0
+        )
+    }
+
+    /// The intent a deployment description carries, if turnstile created the deployment.
+    pub fn from_description(description: &str) -> Option<IntentId> {
+        let rest = description.split(Self::MARKER).nth(1)?;
+        rest.split_whitespace().next().map(IntentId::from)
+    }
+}
+
 /// A CodeDeploy deployment group, named by its application.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct GroupKey {
@@ -113,5 +135,31 @@ impl Millis {
 impl fmt::Display for Millis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{:03}s", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intent_marker_round_trips() {
+        assert_eq!(
+            IntentId::from_description("turnstile intent=123-4 for 3 instance(s)"),
+            Some(IntentId::from("123-4"))
+        );
+        assert_eq!(
+            IntentId::from_description("turnstile intent=9-0"),
+            Some(IntentId::from("9-0"))
+        );
+        assert_eq!(IntentId::from_description("a user's deployment"), None);
+    }
+
+    #[test]
+    fn a_deployment_description_carries_its_intent() {
+        let intent = IntentId::from("17-2");
+        let description = intent.description();
+        assert!(description.starts_with(IntentId::MARKER));
+        assert_eq!(IntentId::from_description(&description), Some(intent));
     }
 }

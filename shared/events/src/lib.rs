@@ -21,8 +21,8 @@ use serde_json::Value;
 use aws_lambda_events::event::codedeploy::CodeDeployEventDetail;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use turnstile_core::{
-    ActionRef, DeploymentId, DeploymentState, EventId, GroupKey, InstanceId, Key, LifecycleEvent,
-    Millis, Place, TargetState, Token,
+    ActionRef, DeploymentId, DeploymentState, EventId, GroupKey, HookTimeouts, Input, InstanceId,
+    Key, LifecycleEvent, Millis, Place, Plan, TargetState, Token,
 };
 
 pub const LAUNCH_DETAIL_TYPE: &str = "EC2 Instance-launch Lifecycle Action";
@@ -63,6 +63,76 @@ pub enum Message {
     Wakeup(Key),
     /// Valid, but nothing to do: acknowledge it.
     Ignored(Ignored),
+}
+
+impl Message {
+    /// The lifecycle hook (Auto Scaling group, hook name) a launch needs described before it
+    /// becomes an input: its timeouts, and its metadata when the event carries none.
+    pub fn hook_to_describe(&self) -> Option<(&str, &str)> {
+        match self {
+            Message::Launch(l) => Some((&l.event.action.asg, &l.event.action.hook)),
+            _ => None,
+        }
+    }
+
+    /// The core's input for this message and the event id to dedupe on; `None` for messages
+    /// that need no action (the test notification, other event types). A launch takes the
+    /// described hook's timeouts (`None`: the hook could not be described, and nothing can be
+    /// decided) and its plan is the event's metadata, or the hook's if the event carries none.
+    pub fn into_input(
+        self,
+        timeouts: Option<HookTimeouts>,
+        hook_metadata: Option<String>,
+    ) -> Option<(Input, Option<EventId>)> {
+        Some(match self {
+            Message::Launch(l) => {
+                let metadata = l.metadata.or(hook_metadata).unwrap_or_default();
+                let event_id = l.event.event_id.clone();
+                let input = Input::Launch {
+                    event: l.event,
+                    plan: Plan::parse(&metadata),
+                    timeouts: timeouts?,
+                };
+                (input, event_id)
+            }
+            Message::Terminate(l) => {
+                let event_id = l.event.event_id.clone();
+                (Input::Terminate { event: l.event }, event_id)
+            }
+            Message::Deployment {
+                event_id,
+                group,
+                deployment,
+                state,
+            } => {
+                let input = Input::DeploymentEvent {
+                    event_id: event_id.clone(),
+                    group,
+                    deployment,
+                    state,
+                };
+                (input, event_id)
+            }
+            Message::Target {
+                event_id,
+                group,
+                deployment,
+                instance,
+                state,
+            } => {
+                let input = Input::TargetEvent {
+                    event_id: event_id.clone(),
+                    group,
+                    deployment,
+                    instance,
+                    state,
+                };
+                (input, event_id)
+            }
+            Message::Wakeup(key) => (Input::Tick(key), None),
+            Message::Ignored(_) => return None,
+        })
+    }
 }
 
 /// A lifecycle action, with the hook's metadata (the plan) still unparsed: the plan's errors
@@ -292,93 +362,107 @@ fn parse_eventbridge(value: Value) -> Result<Message, ParseError> {
     let ev: EventBridgeEvent<Value> = typed(value, "")?;
     let event_id = ev.id.clone().map(EventId);
     match (ev.source.as_str(), ev.detail_type.as_str()) {
-        ("aws.autoscaling", LAUNCH_DETAIL_TYPE) | ("aws.autoscaling", TERMINATE_DETAIL_TYPE) => {
-            // AWS sends no test notification through EventBridge, but tools that replay one
-            // onto the bus put it here; it is still a test notification, not a bad action.
-            if ev.detail.get("LifecycleTransition").and_then(Value::as_str)
-                == Some(TEST_NOTIFICATION)
-            {
-                return Ok(Message::Ignored(Ignored::TestNotification {
-                    asg: ev
-                        .detail
-                        .get("AutoScalingGroupName")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                }));
-            }
-            let time = ev
-                .time
-                .ok_or_else(|| ParseError::field_err("time", "missing"))?;
-            let detail: LifecycleDetail = typed(ev.detail, "detail")?;
-            let want = if ev.detail_type == LAUNCH_DETAIL_TYPE {
-                LAUNCHING
-            } else {
-                TERMINATING
-            };
-            if detail.lifecycle_transition != want {
-                return Err(ParseError::field_err(
-                    "detail.LifecycleTransition",
-                    format!(
-                        "`{}` does not match detail-type `{}`",
-                        detail.lifecycle_transition, ev.detail_type
-                    ),
-                ));
-            }
-            lifecycle(detail, "detail.", time, event_id, Via::EventBridge)
+        ("aws.autoscaling", LAUNCH_DETAIL_TYPE | TERMINATE_DETAIL_TYPE) => {
+            lifecycle_event(ev, event_id)
         }
-        ("aws.codedeploy", DEPLOYMENT_DETAIL_TYPE) | ("aws.codedeploy", INSTANCE_DETAIL_TYPE) => {
-            let detail: CodeDeployEventDetail = typed(ev.detail, "detail")?;
-            let need = |v: Option<String>, f: &str| {
-                v.filter(|s| !s.is_empty())
-                    .ok_or_else(|| ParseError::field_err(format!("detail.{f}"), "missing or empty"))
-            };
-            let group = GroupKey::new(
-                need(detail.application, "application")?,
-                need(detail.deployment_group, "deploymentGroup")?,
-            );
-            let deployment = DeploymentId(need(detail.deployment_id, "deploymentId")?);
-            if detail.state == "READY" {
-                return Ok(Message::Ignored(Ignored::BlueGreenReady {
-                    deployment: deployment.0,
-                }));
-            }
-            if ev.detail_type == DEPLOYMENT_DETAIL_TYPE {
-                let state = match detail.state.as_str() {
-                    "START" => DeploymentState::Started,
-                    "SUCCESS" => DeploymentState::Succeeded,
-                    "FAILURE" => DeploymentState::Failed,
-                    "STOP" => DeploymentState::Stopped,
-                    other => return Err(bad_state(other)),
-                };
-                Ok(Message::Deployment {
-                    event_id,
-                    group,
-                    deployment,
-                    state,
-                })
-            } else {
-                let instance = InstanceId(need(detail.instance_id, "instanceId")?);
-                check_instance_id(&instance.0, "detail.instanceId")?;
-                let state = match detail.state.as_str() {
-                    "START" => TargetState::InProgress,
-                    "SUCCESS" => TargetState::Succeeded,
-                    // A stopped deployment did not finish on the instance.
-                    "FAILURE" | "STOP" => TargetState::Failed,
-                    other => return Err(bad_state(other)),
-                };
-                Ok(Message::Target {
-                    event_id,
-                    group,
-                    deployment,
-                    instance,
-                    state,
-                })
-            }
+        ("aws.codedeploy", DEPLOYMENT_DETAIL_TYPE | INSTANCE_DETAIL_TYPE) => {
+            codedeploy_event(ev, event_id)
         }
         (source, detail_type) => Ok(Message::Ignored(Ignored::OtherEvent {
             source: source.to_owned(),
             detail_type: detail_type.to_owned(),
         })),
+    }
+}
+
+/// A lifecycle action event (`aws.autoscaling`, launch or terminate).
+fn lifecycle_event(
+    ev: EventBridgeEvent<Value>,
+    event_id: Option<EventId>,
+) -> Result<Message, ParseError> {
+    // AWS sends no test notification through EventBridge, but tools that replay one
+    // onto the bus put it here; it is still a test notification, not a bad action.
+    if ev.detail.get("LifecycleTransition").and_then(Value::as_str) == Some(TEST_NOTIFICATION) {
+        return Ok(Message::Ignored(Ignored::TestNotification {
+            asg: ev
+                .detail
+                .get("AutoScalingGroupName")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        }));
+    }
+    let time = ev
+        .time
+        .ok_or_else(|| ParseError::field_err("time", "missing"))?;
+    let detail: LifecycleDetail = typed(ev.detail, "detail")?;
+    let want = if ev.detail_type == LAUNCH_DETAIL_TYPE {
+        LAUNCHING
+    } else {
+        TERMINATING
+    };
+    if detail.lifecycle_transition != want {
+        return Err(ParseError::field_err(
+            "detail.LifecycleTransition",
+            format!(
+                "`{}` does not match detail-type `{}`",
+                detail.lifecycle_transition, ev.detail_type
+            ),
+        ));
+    }
+    lifecycle(detail, "detail.", time, event_id, Via::EventBridge)
+}
+
+/// A CodeDeploy deployment or instance state-change event.
+fn codedeploy_event(
+    ev: EventBridgeEvent<Value>,
+    event_id: Option<EventId>,
+) -> Result<Message, ParseError> {
+    let detail: CodeDeployEventDetail = typed(ev.detail, "detail")?;
+    let need = |v: Option<String>, f: &str| {
+        v.filter(|s| !s.is_empty())
+            .ok_or_else(|| ParseError::field_err(format!("detail.{f}"), "missing or empty"))
+    };
+    let group = GroupKey::new(
+        need(detail.application, "application")?,
+        need(detail.deployment_group, "deploymentGroup")?,
+    );
+    let deployment = DeploymentId(need(detail.deployment_id, "deploymentId")?);
+    if detail.state == "READY" {
+        return Ok(Message::Ignored(Ignored::BlueGreenReady {
+            deployment: deployment.0,
+        }));
+    }
+    if ev.detail_type == DEPLOYMENT_DETAIL_TYPE {
+        let state = match detail.state.as_str() {
+            "START" => DeploymentState::Started,
+            "SUCCESS" => DeploymentState::Succeeded,
+            "FAILURE" => DeploymentState::Failed,
+            "STOP" => DeploymentState::Stopped,
+            other => return Err(bad_state(other)),
+        };
+        Ok(Message::Deployment {
+            event_id,
+            group,
+            deployment,
+            state,
+        })
+    } else {
+        let instance = InstanceId(need(detail.instance_id, "instanceId")?);
+        check_instance_id(&instance.0, "detail.instanceId")?;
+        let state = match detail.state.as_str() {
+            "START" => TargetState::InProgress,
+            "SUCCESS" => TargetState::Succeeded,
+            // A stopped deployment did not finish on the instance.
+            "FAILURE" | "STOP" => TargetState::Failed,
+            other => return Err(bad_state(other)),
+        };
+        Ok(Message::Target {
+            event_id,
+            group,
+            deployment,
+            instance,
+            state,
+        })
     }
 }
 

@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use turnstile_aws::ports::{
-    Clock, Deployments, HookInfo, INTENT_MARKER, Lifecycle, PortError, Tags, Timer, intent_of,
-};
+use turnstile_aws::ports::{Clock, Deployments, HookInfo, Lifecycle, PortError, Tags, Timer};
 use turnstile_core::{
     ActionRef, CreateOutcome, DeploymentId, DeploymentState, Gate, GroupKey, GroupRevision,
-    HookTimeouts, InstanceId, IntentId, Key, LifecycleResult, Millis, Revision, TargetState,
+    HookTimeouts, InstanceId, IntentId, Key, LifecycleResult, Millis, TargetState,
 };
-use turnstile_model::{ApiError, Cloud, Creator, HookResult};
+use turnstile_model::{ApiError, Cloud};
+use turnstile_sim::exec;
 
 /// The model, shared by every port (one AWS account), and the faults the ports and the store
 /// inject.
@@ -137,10 +136,8 @@ impl Injector {
     }
 }
 
-fn key(g: &GroupKey) -> (String, String) {
-    (g.application.clone(), g.deployment_group.clone())
-}
-
+/// The port error for a model call that failed: a lifecycle action that is gone, or a
+/// permanent error.
 fn gone(op: &'static str, e: ApiError) -> PortError {
     match e {
         ApiError::NoActiveAction(message) => PortError::Gone { op, message },
@@ -154,19 +151,12 @@ fn gone(op: &'static str, e: ApiError) -> PortError {
 impl Lifecycle for Aws {
     async fn complete(&self, a: &ActionRef, r: LifecycleResult) -> Result<(), PortError> {
         self.fault("CompleteLifecycleAction")?;
-        let r = if r == LifecycleResult::Continue {
-            HookResult::Continue
-        } else {
-            HookResult::Abandon
-        };
-        self.lock()
-            .complete_lifecycle_action(&a.asg, &a.hook, Some(a.token.as_str()), None, r)
+        exec::complete_action(&mut self.lock(), a, r)
             .map_err(|e| gone("CompleteLifecycleAction", e))
     }
     async fn heartbeat(&self, a: &ActionRef) -> Result<(), PortError> {
         self.fault("RecordLifecycleActionHeartbeat")?;
-        self.lock()
-            .record_heartbeat(&a.asg, &a.hook, Some(a.token.as_str()), None)
+        exec::record_heartbeat(&mut self.lock(), a)
             .map_err(|e| gone("RecordLifecycleActionHeartbeat", e))
     }
     async fn hook(&self, asg: &str, hook: &str) -> Result<HookInfo, PortError> {
@@ -200,53 +190,14 @@ impl Deployments for Aws {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(g)
-            .filter(|(at, _)| now.saturating_sub(*at) < PREFETCH_TTL_MS);
+            .filter(|(at, _)| now.saturating_sub(*at) < PREFETCH_TTL_MS)
+            .map(|(_, revision)| revision);
         if ahead.is_none() {
             self.1.note("GetDeploymentGroup");
         }
         self.fault("CreateDeployment")?;
-        let mut c = self.lock();
-        let revision = match ahead {
-            Some((_, revision)) => revision,
-            None => match c.get_deployment_group(&key(g)) {
-                Ok(group) => group.target_revision,
-                Err(_) => {
-                    return Ok(CreateOutcome::Failed {
-                        reason: "no such group".into(),
-                        retryable: false,
-                    });
-                }
-            },
-        };
-        let Some(rev) = revision else {
-            return Ok(CreateOutcome::NoRevision);
-        };
-        let desc = format!("{INTENT_MARKER}{intent} (launch deployment by turnstile)");
-        match c.create_deployment(&key(g), Some(&rev), config, true, &desc, Creator::User) {
-            Ok(d) => Ok(CreateOutcome::Created {
-                deployment: DeploymentId(d),
-                revision: Some(Revision(rev)),
-            }),
-            Err(ApiError::DeploymentLimitExceeded { active, .. }) => {
-                let d = c
-                    .get_deployment(&active)
-                    .map_err(|e| gone("GetDeployment", e))?;
-                if intent_of(&d.description) == Some(intent.as_str()) {
-                    Ok(CreateOutcome::Created {
-                        deployment: DeploymentId(active),
-                        revision: Some(Revision(d.revision)),
-                    })
-                } else {
-                    Ok(CreateOutcome::Busy {
-                        deployment: DeploymentId(active),
-                    })
-                }
-            }
-            Err(e) => Ok(CreateOutcome::Failed {
-                reason: format!("{e:?}"),
-                retryable: false,
-            }),
-        }
+        exec::create_deployment(&mut self.lock(), g, intent, config, ahead)
+            .map_err(|e| gone("GetDeployment", e))
     }
     async fn prefetch(&self, g: &GroupKey) {
         // Concurrent with the commit in the runner: not a round trip of its own.
@@ -255,11 +206,11 @@ impl Deployments for Aws {
         }
         let mut c = self.lock();
         let now = c.now;
-        if let Ok(group) = c.get_deployment_group(&key(g)) {
+        if let Ok(revision) = exec::target_revision(&mut c, g) {
             self.2
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(g.clone(), (now, group.target_revision));
+                .insert(g.clone(), (now, revision));
         }
     }
     async fn find(
@@ -269,19 +220,8 @@ impl Deployments for Aws {
         since: Millis,
     ) -> Result<CreateOutcome, PortError> {
         self.fault("ListDeployments")?;
-        let mut c = self.lock();
-        for id in c.list_deployments(&key(g), false, since.0.saturating_sub(60_000)) {
-            let d = c
-                .get_deployment(&id)
-                .map_err(|e| gone("GetDeployment", e))?;
-            if intent_of(&d.description) == Some(intent.as_str()) {
-                return Ok(CreateOutcome::Created {
-                    deployment: DeploymentId(id),
-                    revision: Some(Revision(d.revision)),
-                });
-            }
-        }
-        Ok(CreateOutcome::NotFound)
+        exec::find_deployment(&mut self.lock(), g, intent, since)
+            .map_err(|e| gone("GetDeployment", e))
     }
     async fn status(
         &self,
@@ -289,36 +229,15 @@ impl Deployments for Aws {
         instances: &[InstanceId],
     ) -> Result<(DeploymentState, Vec<(InstanceId, TargetState)>), PortError> {
         self.fault("GetDeployment")?;
-        let dep = self
-            .lock()
-            .get_deployment(d.as_str())
-            .map_err(|e| gone("GetDeployment", e))?;
-        let (state, targets) = turnstile_sim::deployment_status(&dep, instances);
-        Ok((state, targets))
+        exec::poll_deployment(&mut self.lock(), d, instances).map_err(|e| gone("GetDeployment", e))
     }
     async fn stop(&self, d: &DeploymentId) -> Result<(), PortError> {
         self.fault("StopDeployment")?;
-        match self.lock().stop_deployment(d.as_str()) {
-            Ok(()) | Err(ApiError::DeploymentAlreadyCompleted(_)) => Ok(()),
-            Err(e) => Err(gone("StopDeployment", e)),
-        }
+        exec::stop_deployment(&mut self.lock(), d).map_err(|e| gone("StopDeployment", e))
     }
     async fn revision(&self, g: &GroupKey) -> Result<GroupRevision, PortError> {
         self.fault("GetDeploymentGroup")?;
-        let mut c = self.lock();
-        let revision = c
-            .get_deployment_group(&key(g))
-            .ok()
-            .and_then(|x| x.target_revision)
-            .map(Revision);
-        let active = c
-            .active_deployment(&key(g))
-            .map(|d| DeploymentId(d.id.clone()));
-        Ok(GroupRevision {
-            group: g.clone(),
-            revision,
-            active,
-        })
+        Ok(exec::group_revision(&mut self.lock(), g))
     }
     async fn holding(
         &self,
@@ -327,39 +246,19 @@ impl Deployments for Aws {
         done_in: Option<&DeploymentId>,
     ) -> Result<Option<DeploymentId>, PortError> {
         self.fault("GetDeploymentGroup")?;
-        let mut c = self.lock();
-        let _ = c.get_deployment_group(&key(g));
-        let Some(active) = c.active_deployment(&key(g)).map(|d| d.id.clone()) else {
-            return Ok(None);
-        };
-        if done_in.map(|d| d.as_str()) == Some(active.as_str()) {
-            return Ok(None);
-        }
-        let dep = c
-            .get_deployment(&active)
-            .map_err(|e| gone("GetDeployment", e))?;
-        Ok(dep
-            .is_target_in_flight(&i.0)
-            .then_some(DeploymentId(active)))
+        exec::holding(&mut self.lock(), g, i, done_in).map_err(|e| gone("GetDeployment", e))
     }
 }
 
 impl Tags for Aws {
     async fn open(&self, gates: &[Gate], instances: &[InstanceId]) -> Result<(), PortError> {
         self.fault("CreateTags")?;
-        let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-        let tags: Vec<(&str, &str)> = gates
-            .iter()
-            .map(|g| (g.key.as_str(), g.value.as_str()))
-            .collect();
-        self.lock().create_tags(&ids, &tags);
+        exec::open_gates(&mut self.lock(), gates, instances);
         Ok(())
     }
     async fn close(&self, gates: &[Gate], instances: &[InstanceId]) -> Result<(), PortError> {
         self.fault("DeleteTags")?;
-        let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-        let keys: Vec<&str> = gates.iter().map(|g| g.key.as_str()).collect();
-        self.lock().delete_tags(&ids, &keys);
+        exec::close_gates(&mut self.lock(), gates, instances);
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use turnstile_model::{Cloud, Ms};
 
-use crate::checks::Checker;
+use crate::checks;
 use crate::record::{Activity, RunRecord};
 use crate::scenario::{Mode, Scenario};
 use crate::sim_loop::{Actors, Turn, drive};
@@ -40,7 +40,7 @@ impl Actors for Alone {
 pub async fn run(scenario: &Scenario) -> RunRecord {
     let started = Instant::now();
     let mut model = Alone(scenario.cloud(Mode::Native));
-    let mut checker = Checker::new(scenario, Mode::Native);
+    let mut checker = checks::for_scenario(scenario, Mode::Native);
     let Ok(()) = drive(scenario, &mut model, &mut checker).await;
     RunRecord {
         mode: Mode::Native,

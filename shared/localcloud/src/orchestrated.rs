@@ -32,7 +32,7 @@ pub use ports::{LocalTimer, Metrics, SimClock};
 use queues::{Clients, entry, queue_arn, setup_queues, sqs_event};
 pub use queues::{LOCAL_VISIBILITY_SECS, MAX_RECEIVE_COUNT, rule_patterns};
 
-use crate::checks::Checker;
+use crate::checks;
 use crate::error::{RunError, aws_err, sdk};
 use crate::record::{Activity, RunRecord};
 use crate::scenario::{Action, Mode, Scenario, apply};
@@ -112,7 +112,7 @@ pub async fn run(stack: &Stack, scenario: &Scenario) -> Result<RunRecord, RunErr
         redelivery_at: None,
         next_sweep: SWEEP_EVERY_MS,
     };
-    let mut checker = Checker::new(scenario, Mode::Orchestrator);
+    let mut checker = checks::for_scenario(scenario, Mode::Orchestrator);
     drive(scenario, &mut functions, &mut checker).await?;
     functions.activity.dead_lettered = functions.dead_letters().await?;
     functions.activity.dynamodb_calls = dynamo_calls.get();

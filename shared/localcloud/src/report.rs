@@ -88,18 +88,15 @@ impl Summary {
             })
             .max()
             .unwrap_or(0);
-        let marker = turnstile_aws::ports::INTENT_MARKER;
-        let deployments_ours = cloud
-            .deployments
-            .values()
-            .filter(|d| d.description.starts_with(marker))
-            .count();
+        let ours = |d: &&turnstile_model::Deployment| {
+            turnstile_core::IntentId::from_description(&d.description).is_some()
+        };
+        let deployments_ours = cloud.deployments.values().filter(ours).count();
         let deployments_other = cloud
             .deployments
             .values()
             .filter(|d| {
-                !d.description.starts_with(marker)
-                    && (d.creator == Creator::Autoscaling || record.mode != Mode::Native)
+                !ours(d) && (d.creator == Creator::Autoscaling || record.mode != Mode::Native)
             })
             .count();
         Summary {

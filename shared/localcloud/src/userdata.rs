@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use turnstile_model::{ApiError, Cloud, Creator, Fact, HookResult, InstanceState, Ms};
 
-use crate::checks::Checker;
+use crate::checks;
 use crate::record::{Activity, RunRecord};
 use crate::scenario::{Mode, Scenario, USER_DATA_HOOK};
 use crate::sim_loop::{Actors, Turn, drive};
@@ -182,7 +182,7 @@ pub async fn run(scenario: &Scenario) -> RunRecord {
         seq: 0,
         seen: BTreeSet::new(),
     };
-    let mut checker = Checker::new(scenario, Mode::UserData);
+    let mut checker = checks::for_scenario(scenario, Mode::UserData);
     let Ok(()) = drive(scenario, &mut scripts, &mut checker).await;
     RunRecord {
         mode: Mode::UserData,

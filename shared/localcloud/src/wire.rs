@@ -7,7 +7,7 @@
 //! - CodeDeploy: JSON 1.1 (`X-Amz-Target: CodeDeploy_20141006.<Operation>`, `__type` errors) —
 //!   [`codedeploy`].
 //!
-//! Behind it is [`turnstile_model::Cloud`], the deterministic model of what aws-facts documents.
+//! Behind it is [`turnstile_model::Cloud`], the deterministic model of what docs/aws-behaviour.md documents.
 
 pub mod codedeploy;
 pub mod query;

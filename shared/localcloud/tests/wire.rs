@@ -1,5 +1,5 @@
 //! The simulator's wire protocols, exercised with the real SDK clients and the project's own
-//! adapters. Each test names the aws-facts line it models.
+//! adapters. Each test names the docs/aws-behaviour.md entry it models.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -72,7 +72,7 @@ fn launch(f: &Fixture) -> (String, String) {
     (id, token)
 }
 
-/// aws-facts §2 CompleteLifecycleAction: by token, CONTINUE puts the instance in service; the
+/// aws-behaviour §2 CompleteLifecycleAction: by token, CONTINUE puts the instance in service; the
 /// same token again is `ValidationError` "No active Lifecycle Action found" (§2 stale token).
 #[tokio::test]
 async fn complete_by_token_then_stale_token_is_validation_error() {
@@ -107,7 +107,7 @@ async fn complete_by_token_then_stale_token_is_validation_error() {
     );
 }
 
-/// aws-facts §2 RecordLifecycleActionHeartbeat restarts the heartbeat timer; DescribeLifecycleHooks
+/// aws-behaviour §2 RecordLifecycleActionHeartbeat restarts the heartbeat timer; DescribeLifecycleHooks
 /// reports HeartbeatTimeout and GlobalTimeout = min(100 × heartbeat, 48 h).
 #[tokio::test]
 async fn heartbeat_extends_and_describe_reports_timeouts() {
@@ -149,7 +149,7 @@ async fn heartbeat_extends_and_describe_reports_timeouts() {
 }
 
 /// EC2 CreateTags / DeleteTags (a tag without a value deletes the key); the group selects the
-/// instance by its tag set (aws-facts §3.1 targets by tag).
+/// instance by its tag set (aws-behaviour §3.1 Targets by tag).
 #[tokio::test]
 async fn tags_are_created_and_deleted() {
     let f = fixture(cloud()).await;
@@ -254,7 +254,7 @@ async fn gate(f: &Fixture, id: &str) {
         .unwrap();
 }
 
-/// aws-facts §3.1: one active deployment per group; a second CreateDeployment is
+/// aws-behaviour §3.1 Group already busy: one active deployment per group; a second CreateDeployment is
 /// `DeploymentLimitExceededException` "The Deployment Group '<group>' already has an active
 /// Deployment '<d-ID>'", which the adapter parses.
 #[tokio::test]
@@ -317,7 +317,7 @@ async fn busy_wording_unknown_list_deployments_names_the_active_one() {
     assert_eq!(ended.deployments(), [first]);
 }
 
-/// aws-facts §3.1 `updateOutdatedInstancesOnly` and "target revision": an instance already on
+/// aws-behaviour §3.1 updateOutdatedInstancesOnly and Target revision: an instance already on
 /// the revision is skipped; a successful deployment makes its revision the group's target.
 #[tokio::test]
 async fn outdated_only_skips_up_to_date_instances_and_success_sets_the_target_revision() {
@@ -379,7 +379,7 @@ async fn outdated_only_skips_up_to_date_instances_and_success_sets_the_target_re
     assert_eq!(status[&b], "InProgress");
 }
 
-/// aws-facts §3.2: BatchGetDeploymentTargets takes at most 25 ids; §3.4 a non-target is
+/// aws-behaviour §3.2: BatchGetDeploymentTargets takes at most 25 ids; §3.4 a non-target is
 /// `DeploymentTargetDoesNotExistException`.
 #[tokio::test]
 async fn target_batches_are_limited_to_25() {
@@ -416,7 +416,7 @@ async fn target_batches_are_limited_to_25() {
     assert_eq!(listed.target_ids(), [a]);
 }
 
-/// aws-facts §3.5 StopDeployment: in-flight targets end failed; stopping a finished deployment
+/// aws-behaviour §3.5 StopDeployment: in-flight targets end failed; stopping a finished deployment
 /// is `DeploymentAlreadyCompletedException`.
 #[tokio::test]
 async fn stop_fails_in_flight_targets_then_reports_already_completed() {
@@ -449,7 +449,7 @@ async fn stop_fails_in_flight_targets_then_reports_already_completed() {
     assert_eq!(err.code(), Some("DeploymentAlreadyCompletedException"));
 }
 
-/// aws-facts §3.7: throttling errors are `ThrottlingException` (CodeDeploy), `Throttling`
+/// aws-behaviour §3.7: throttling errors are `ThrottlingException` (CodeDeploy), `Throttling`
 /// (Auto Scaling) and `RequestLimitExceeded` (EC2); the SDK retries them, then gives up.
 #[tokio::test]
 async fn throttled_calls_use_each_services_error_code() {

@@ -64,7 +64,7 @@ impl Cloud {
     }
 
     /// The agent starts its next queued deployment, failing any whose first lifecycle event
-    /// could not start within the limit [aws-facts §3.2].
+    /// could not start within the limit [aws-behaviour §3.2 Lifecycle event start limit].
     pub(crate) fn start_next(&mut self, inst: &str) {
         loop {
             let now = self.now;

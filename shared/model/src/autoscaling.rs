@@ -10,7 +10,7 @@ use crate::{
 
 impl Cloud {
     /// Scale out by `n`: each new instance waits in `Pending:Wait` for every launch hook, and
-    /// each hook publishes its own event with its own token [aws-facts §1.1 "One event per
+    /// each hook publishes its own event with its own token [aws-behaviour §1.1 "One event per
     /// (instance, hook)"; §2 States].
     pub fn scale_out(&mut self, asg: &str, n: usize) -> Vec<String> {
         let Some(group) = self.asgs.get(asg).cloned() else {
@@ -113,8 +113,8 @@ impl Cloud {
         })
     }
 
-    /// CompleteLifecycleAction by token or instance id [aws-facts §2 CompleteLifecycleAction];
-    /// a stale or finished action is `ValidationError` [aws-facts §2 "Stale token"].
+    /// CompleteLifecycleAction by token or instance id [aws-behaviour §2 CompleteLifecycleAction];
+    /// a stale or finished action is `ValidationError` [aws-behaviour §2 Stale token / already completed].
     pub fn complete_lifecycle_action(
         &mut self,
         asg: &str,
@@ -144,7 +144,7 @@ impl Cloud {
     }
 
     /// RecordLifecycleActionHeartbeat: restarts the heartbeat timer, never past the global
-    /// timeout [aws-facts §2 RecordLifecycleActionHeartbeat].
+    /// timeout [aws-behaviour §2 RecordLifecycleActionHeartbeat].
     pub fn record_heartbeat(
         &mut self,
         asg: &str,
@@ -183,7 +183,7 @@ impl Cloud {
         };
         let remaining = inst.actions.iter().any(|a| a.transition == transition);
         match (transition, result) {
-            // Launch: any ABANDON terminates (and replaces) the instance [aws-facts §2].
+            // Launch: any ABANDON terminates (and replaces) the instance [aws-behaviour §2 LifecycleActionResult].
             (Transition::Launching, HookResult::Abandon) => {
                 inst.actions.clear();
                 let asg = inst.asg.clone();
@@ -202,7 +202,7 @@ impl Cloud {
                     at: now,
                 });
             }
-            // Terminate: both results terminate [aws-facts §2].
+            // Terminate: both results terminate [aws-behaviour §2 LifecycleActionResult].
             (Transition::Terminating, HookResult::Abandon) => {
                 inst.actions.clear();
                 self.terminate_now(id);
@@ -213,7 +213,7 @@ impl Cloud {
     }
 
     /// Terminates an instance (scale-in or a user's request). With terminate hooks it waits in
-    /// `Terminating:Wait` first; a pending launch action disappears [aws-facts §2 States].
+    /// `Terminating:Wait` first; a pending launch action disappears [aws-behaviour §2 States].
     pub fn terminate(&mut self, id: &str) {
         let Some(inst) = self.instances.get(id) else {
             return;

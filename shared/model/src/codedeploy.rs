@@ -11,7 +11,7 @@ use crate::{
 impl Cloud {
     /// Associates a deployment group with an Auto Scaling group the way CodeDeploy does: it
     /// installs its own launch hook (`CodeDeploy-managed-automatic-launch-deployment-hook-<group>-<uuid>`,
-    /// 600 s heartbeat, ABANDON) [aws-facts §3.6].
+    /// 600 s heartbeat, ABANDON) [aws-behaviour §3.6].
     pub fn associate_asg(&mut self, asg: &str, group: &GroupKey) {
         let uuid = self.uuid();
         let name = format!(
@@ -34,7 +34,7 @@ impl Cloud {
 
     /// CodeDeploy's answer to its own hook's notification: a deployment (creator
     /// `autoscaling`) of the group's last successful revision to the new instance, heartbeated
-    /// until it ends, then CONTINUE or ABANDON [aws-facts §3.6 Flow].
+    /// until it ends, then CONTINUE or ABANDON [aws-behaviour §3.6 Flow].
     pub(crate) fn native_launch(
         &mut self,
         instance: &str,
@@ -118,7 +118,7 @@ impl Cloud {
         self.active.iter().filter_map(|id| self.deployments.get(id))
     }
 
-    /// CreateDeployment [aws-facts §3.1]: one active deployment per group, else
+    /// CreateDeployment [aws-behaviour §3.1; §3.1 Targets by tag]: one active deployment per group, else
     /// `DeploymentLimitExceededException` naming the active one; targets are the group's
     /// tag-selected instances *at creation* (CodeDeploy user guide, instances-tagging: the
     /// instances meeting the tag criteria "when a deployment to that deployment group is
@@ -252,7 +252,7 @@ impl Cloud {
         ids.into_iter().map(|(_, i)| i).collect()
     }
 
-    /// StopDeployment [aws-facts §3.5]: in-flight targets fail, pending ones are skipped.
+    /// StopDeployment [aws-behaviour §3.5]: in-flight targets fail, pending ones are skipped.
     pub fn stop_deployment(&mut self, id: &str) -> Result<(), ApiError> {
         self.count("StopDeployment");
         let Some(d) = self.deployments.get(id) else {

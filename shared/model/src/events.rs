@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::{Cloud, EventKind, Hook, Instance, Ms, Published, Transition};
 
 impl Cloud {
-    /// The EventBridge event of a lifecycle action, in the shape of [aws-facts §1.1].
+    /// The EventBridge event of a lifecycle action, in the shape of [aws-behaviour §1.1].
     pub(crate) fn publish_lifecycle(&mut self, inst: &Instance, h: &Hook, token: &str) {
         let detail_type = match h.transition {
             Transition::Launching => "EC2 Instance-launch Lifecycle Action",
@@ -43,12 +43,12 @@ impl Cloud {
         });
     }
 
-    /// `CodeDeploy Deployment State-change Notification` [aws-facts §1.3].
+    /// `CodeDeploy Deployment State-change Notification` [aws-behaviour §1.3].
     pub(crate) fn publish_deployment(&mut self, id: &str, state: &str) {
         self.publish_codedeploy(id, None, state);
     }
 
-    /// `CodeDeploy Instance State-change Notification` [aws-facts §1.3].
+    /// `CodeDeploy Instance State-change Notification` [aws-behaviour §1.3].
     pub(crate) fn publish_instance(&mut self, id: &str, inst: &str, state: &str) {
         self.publish_codedeploy(id, Some(inst), state);
     }

@@ -4,7 +4,7 @@
 //! lifecycle hooks, EC2 instance tags, and CodeDeploy in-place deployments with the CodeDeploy
 //! agent. It has no I/O and no clock of its own: the caller advances time.
 //!
-//! Every behaviour cites the line of `reference/aws-facts.md` it models (`[aws-facts §x]`).
+//! Every behaviour cites the entry of `docs/aws-behaviour.md` it models (`[aws-behaviour §x]`).
 //! The model is shared by the property tests, the deterministic simulation and the local
 //! cloud's wire-protocol simulator, so the three agree on what AWS does.
 //!

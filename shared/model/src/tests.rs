@@ -1,4 +1,4 @@
-//! Each test names the aws-facts line it models.
+//! Each test names the docs/aws-behaviour.md entry it models.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -60,8 +60,8 @@ fn token_of(c: &Cloud, id: &str) -> String {
     c.instances[id].actions[0].token.clone()
 }
 
-/// [aws-facts §1.1] one event per (instance, hook), `detail` fields, 36-char token;
-/// [aws-facts §2 States] the instance waits in Pending:Wait.
+/// [aws-behaviour §1.1 Detail fields; One event per (instance, hook)] one event per (instance, hook), `detail` fields, 36-char token;
+/// [aws-behaviour §2 States] the instance waits in Pending:Wait.
 #[test]
 fn launch_waits_and_publishes_one_lifecycle_event_per_hook() {
     let mut c = cloud(300, HookResult::Abandon);
@@ -85,7 +85,7 @@ fn launch_waits_and_publishes_one_lifecycle_event_per_hook() {
     assert_eq!(d["NotificationMetadata"], "{}");
 }
 
-/// [aws-facts §2 RecordLifecycleActionHeartbeat] restarts the timer for a full heartbeat
+/// [aws-behaviour §2 RecordLifecycleActionHeartbeat] restarts the timer for a full heartbeat
 /// timeout and cannot extend past the global timeout (min(100 × heartbeat, 48 h)).
 #[test]
 fn heartbeat_restarts_the_timer_but_never_past_the_global_timeout() {
@@ -116,7 +116,7 @@ fn heartbeat_restarts_the_timer_but_never_past_the_global_timeout() {
     ));
 }
 
-/// [aws-facts §2] on timeout Auto Scaling applies DefaultResult; a launch ABANDON terminates
+/// [aws-behaviour §2 DefaultResult; LifecycleActionResult] on timeout Auto Scaling applies DefaultResult; a launch ABANDON terminates
 /// and replaces the instance.
 #[test]
 fn heartbeat_timeout_applies_default_abandon_and_replaces() {
@@ -128,7 +128,7 @@ fn heartbeat_timeout_applies_default_abandon_and_replaces() {
     assert_eq!(c.instances.len(), 2, "a replacement was launched");
 }
 
-/// [aws-facts §2] default result CONTINUE on timeout puts the instance in service.
+/// [aws-behaviour §2 DefaultResult] default result CONTINUE on timeout puts the instance in service.
 #[test]
 fn heartbeat_timeout_with_default_continue_goes_in_service() {
     let mut c = cloud(30, HookResult::Continue);
@@ -137,7 +137,7 @@ fn heartbeat_timeout_with_default_continue_goes_in_service() {
     assert_eq!(c.instances[&id].state, InstanceState::InService);
 }
 
-/// [aws-facts §2 "Stale token / already completed"] ValidationError with the exact wording.
+/// [aws-behaviour §2 Stale token / already completed] ValidationError with the exact wording.
 #[test]
 fn stale_token_is_no_active_lifecycle_action() {
     let mut c = cloud(300, HookResult::Abandon);
@@ -164,7 +164,7 @@ fn stale_token_is_no_active_lifecycle_action() {
     );
 }
 
-/// [aws-facts §3.1 "Group already busy"] one active deployment per group; the message names it.
+/// [aws-behaviour §3.1 Group already busy] one active deployment per group; the message names it.
 #[test]
 fn second_deployment_on_a_busy_group_is_deployment_limit_exceeded() {
     let mut c = cloud(300, HookResult::Abandon);
@@ -181,7 +181,7 @@ fn second_deployment_on_a_busy_group_is_deployment_limit_exceeded() {
     );
 }
 
-/// [aws-facts §3.4 target status `Failed`/`Unknown`] an instance terminated before its turn in a
+/// [aws-behaviour §3.4] an instance terminated before its turn in a
 /// one-at-a-time deployment is never deployed: its target stays failed, nothing is installed on
 /// it, and the deployment still ends (the clock's scans skip terminated instances).
 #[test]
@@ -216,7 +216,7 @@ fn a_target_terminated_before_its_turn_is_never_deployed() {
     );
 }
 
-/// [design brief §3.1] tag groups are ANDed: an instance needs the role AND the gate.
+/// [aws-behaviour §3.1 Targets by tag] tag groups are ANDed: an instance needs the role AND the gate.
 #[test]
 fn tag_set_groups_are_anded() {
     let mut c = cloud(300, HookResult::Abandon);
@@ -228,7 +228,7 @@ fn tag_set_groups_are_anded() {
     assert_eq!(targets, vec![ids[0].clone()]);
 }
 
-/// [aws-facts §3.1 updateOutdatedInstancesOnly] up-to-date members are skipped.
+/// [aws-behaviour §3.1 updateOutdatedInstancesOnly] up-to-date members are skipped.
 #[test]
 fn update_outdated_only_skips_up_to_date_members() {
     let mut c = cloud(300, HookResult::Abandon);
@@ -251,7 +251,7 @@ fn update_outdated_only_skips_up_to_date_members() {
     );
 }
 
-/// [design brief §1; aws-facts §3.2 "deployment fails if a lifecycle event does not start within
+/// [aws-behaviour §3.6 The agent runs one deployment at a time; §3.2 Lifecycle event start limit:
 /// 5 min"] the agent runs one deployment at a time and fails one that waited too long.
 #[test]
 fn agent_runs_one_deployment_at_a_time_and_fails_one_that_cannot_start_in_time() {
@@ -311,7 +311,7 @@ fn agent_runs_one_deployment_at_a_time_and_fails_one_that_cannot_start_in_time()
     assert_eq!(c.deployments[&d1].status, DeploymentStatus::Failed);
 }
 
-/// [aws-facts §3.5 StopDeployment] in-flight targets fail, pending ones are skipped, a second
+/// [aws-behaviour §3.5] in-flight targets fail, pending ones are skipped, a second
 /// stop is DeploymentAlreadyCompletedException.
 #[test]
 fn stop_deployment() {
@@ -329,7 +329,7 @@ fn stop_deployment() {
     );
 }
 
-/// [aws-facts §1.3] deployment and instance state-change events carry the documented fields.
+/// [aws-behaviour §1.3] deployment and instance state-change events carry the documented fields.
 #[test]
 fn codedeploy_events_have_the_documented_shape() {
     let mut c = cloud(3600, HookResult::Abandon);
@@ -373,7 +373,7 @@ fn codedeploy_events_have_the_documented_shape() {
     let _ = d;
 }
 
-/// [aws-facts §2 States] a terminate hook holds the instance in Terminating:Wait; the pending
+/// [aws-behaviour §2 States] a terminate hook holds the instance in Terminating:Wait; the pending
 /// launch action is gone.
 #[test]
 fn terminate_with_hook_waits_and_ends_launch_action() {
@@ -411,7 +411,7 @@ fn iso_time_matches_eventbridge_format() {
     assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
 }
 
-/// [aws-facts §3.6; design brief §1] CodeDeploy's own hooks: every associated group deploys to
+/// [aws-behaviour §3.6; §3.6 The agent runs one deployment at a time] CodeDeploy's own hooks: every associated group deploys to
 /// a new instance at once; the agent runs them one at a time, the later ones cannot start
 /// within 5 minutes and fail, the hook is abandoned, the instance replaced, and so on.
 #[test]
@@ -461,7 +461,7 @@ fn native_hooks_of_three_groups_abandon_and_relaunch() {
     );
 }
 
-/// [aws-facts §3.6] with one associated group the native hook works: CONTINUE on success.
+/// [aws-behaviour §3.6 Flow] with one associated group the native hook works: CONTINUE on success.
 #[test]
 fn a_single_native_hook_continues_on_success() {
     let mut c = Cloud::new(12);

@@ -50,7 +50,7 @@ impl Cloud {
             self.finish_target(&dep, &inst, status);
         }
         // CodeDeploy heartbeats its own hook's action while its deployment runs (every 5 min
-        // [aws-facts §3.6]); modelled as the heartbeat timer never running out meanwhile.
+        // [aws-behaviour §3.6]); modelled as the heartbeat timer never running out meanwhile.
         for d in self.active.iter().filter_map(|id| self.deployments.get(id)) {
             let Some((_, _, token)) = d.native.as_ref().filter(|_| d.status.is_active()) else {
                 continue;
@@ -64,7 +64,7 @@ impl Cloud {
                 }
             }
         }
-        // Lifecycle actions that ran out of time get their hook's default result [aws-facts §2].
+        // Lifecycle actions that ran out of time get their hook's default result [aws-behaviour §2 DefaultResult].
         let expired: Vec<(String, Action)> = self
             .live_instances()
             .flat_map(|i| {

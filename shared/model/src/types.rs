@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, VecDeque};
 pub type Ms = u64;
 
 /// CodeDeploy fails a queued deployment on an instance whose first lifecycle event cannot start
-/// within 5 minutes [aws-facts §3.2 "deployment fails if a lifecycle event does not start within 5 min"].
+/// within 5 minutes [aws-behaviour §3.2 Lifecycle event start limit].
 pub const FIRST_EVENT_START_LIMIT_MS: Ms = 5 * 60 * 1000;
-/// Global timeout cap: 48 h [aws-facts §2 GlobalTimeout].
+/// Global timeout cap: 48 h [aws-behaviour §2 GlobalTimeout].
 pub const GLOBAL_TIMEOUT_CAP_MS: Ms = 172_800_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -19,7 +19,7 @@ pub enum Transition {
 }
 
 impl Transition {
-    /// The `LifecycleTransition` spelling [aws-facts §1.1].
+    /// The `LifecycleTransition` spelling [aws-behaviour §1.1 Detail fields].
     pub fn as_api(self) -> &'static str {
         match self {
             Transition::Launching => "autoscaling:EC2_INSTANCE_LAUNCHING",
@@ -43,7 +43,7 @@ impl HookResult {
         }
     }
 
-    /// The API spelling [aws-facts §2 LifecycleActionResult / DefaultResult].
+    /// The API spelling [aws-behaviour §2 LifecycleActionResult / DefaultResult].
     pub fn as_api(self) -> &'static str {
         match self {
             HookResult::Continue => "CONTINUE",
@@ -56,16 +56,16 @@ impl HookResult {
 pub struct Hook {
     pub name: String,
     pub transition: Transition,
-    /// 30..=7200 s, default 3600 [aws-facts §2 HeartbeatTimeout].
+    /// 30..=7200 s, default 3600 [aws-behaviour §2 HeartbeatTimeout].
     pub heartbeat_secs: u64,
-    /// Default ABANDON [aws-facts §2 DefaultResult].
+    /// Default ABANDON [aws-behaviour §2 DefaultResult].
     pub default_result: HookResult,
-    /// ≤ 4000 printable ASCII [aws-facts §1.1 NotificationMetadata].
+    /// ≤ 4000 printable ASCII [aws-behaviour §1.1 NotificationMetadata].
     pub metadata: Option<String>,
 }
 
 impl Hook {
-    /// min(100 × heartbeat timeout, 48 h) [aws-facts §2 GlobalTimeout].
+    /// min(100 × heartbeat timeout, 48 h) [aws-behaviour §2 GlobalTimeout].
     pub fn global_ms(&self) -> Ms {
         (self.heartbeat_secs * 100 * 1000).min(GLOBAL_TIMEOUT_CAP_MS)
     }
@@ -76,7 +76,7 @@ pub struct Asg {
     pub name: String,
     pub hooks: Vec<Hook>,
     /// Launch a replacement when an instance is abandoned or terminated by a failed launch
-    /// [aws-facts §2 "any ABANDON terminates (and replaces) the instance"].
+    /// [aws-behaviour §2 LifecycleActionResult].
     pub replace_after_ms: Option<Ms>,
 }
 
@@ -89,7 +89,7 @@ pub enum InstanceState {
 }
 
 /// One lifecycle action: the instance waits until every hook on the transition is completed or
-/// timed out [aws-facts §2 "Multiple hooks on one transition"].
+/// timed out [aws-behaviour §2 Multiple hooks on one transition].
 #[derive(Debug, Clone)]
 pub struct Action {
     pub hook: String,
@@ -116,8 +116,7 @@ pub struct Instance {
     pub(crate) agent: Agent,
 }
 
-/// The CodeDeploy agent: runs one deployment at a time [aws-facts §1 problem statement;
-/// design brief §1 "The agent works through them one at a time"].
+/// The CodeDeploy agent: runs one deployment at a time [aws-behaviour §3.6 The agent runs one deployment at a time].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Agent {
     pub(crate) running: Option<Running>,
@@ -149,7 +148,7 @@ pub enum DeployConfig {
 }
 
 impl DeployConfig {
-    /// `CodeDeployDefault.*` names [aws-facts §3.1 deploymentConfigName].
+    /// `CodeDeployDefault.*` names [aws-behaviour §3.1 deploymentConfigName].
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "CodeDeployDefault.OneAtATime" => Some(DeployConfig::OneAtATime),
@@ -174,9 +173,9 @@ pub struct DeploymentGroup {
     pub app: String,
     pub name: String,
     /// EC2 tag set: the inner lists are ORed, the outer list is ANDed
-    /// [design brief §3.1 "tag groups in an ec2TagSet are ANDed"].
+    /// [aws-behaviour §3.1 Targets by tag].
     pub tag_set: Vec<Vec<(String, String)>>,
-    /// The last successful deployment's revision [aws-facts §3.1 "target revision"].
+    /// The last successful deployment's revision [aws-behaviour §3.1 Target revision].
     pub target_revision: Option<String>,
     pub config: DeployConfig,
     pub profile: Profile,
@@ -207,7 +206,7 @@ impl DeploymentStatus {
     pub fn is_active(self) -> bool {
         self == DeploymentStatus::InProgress
     }
-    /// The API spelling [aws-facts §3.3].
+    /// The API spelling [aws-behaviour §3.3].
     pub fn as_api(self) -> &'static str {
         match self {
             DeploymentStatus::InProgress => "InProgress",
@@ -231,7 +230,7 @@ impl TargetStatus {
     pub fn is_done(self) -> bool {
         !matches!(self, TargetStatus::Pending | TargetStatus::InProgress)
     }
-    /// The API spelling [aws-facts §3.4].
+    /// The API spelling [aws-behaviour §3.4].
     pub fn as_api(self) -> &'static str {
         match self {
             TargetStatus::Pending => "Pending",
@@ -245,9 +244,9 @@ impl TargetStatus {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Creator {
-    /// [aws-facts §3.3 creator `user`]
+    /// [aws-behaviour §3.3 creator]
     User,
-    /// What CodeDeploy's own Auto Scaling hooks create [aws-facts §3.6 creator `autoscaling`].
+    /// What CodeDeploy's own Auto Scaling hooks create [aws-behaviour §3.3 creator; §3.6 Flow].
     Autoscaling,
 }
 
@@ -292,9 +291,9 @@ impl Deployment {
 /// An error the model's APIs return, named as AWS names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
-    /// Auto Scaling `ValidationError` "No active Lifecycle Action found with …" [aws-facts §2].
+    /// Auto Scaling `ValidationError` "No active Lifecycle Action found with …" [aws-behaviour §2 Stale token / already completed].
     NoActiveAction(String),
-    /// `DeploymentLimitExceededException` with the real message [aws-facts §3.1].
+    /// `DeploymentLimitExceededException` with the real message [aws-behaviour §3.1 Group already busy].
     DeploymentLimitExceeded {
         message: String,
         active: String,

@@ -3,59 +3,30 @@
 //! Drives the real core against the AWS model in simulated time: the model's events (real
 //! EventBridge JSON) go through the real parser, with duplicates, reordering, delays and losses
 //! injected; the core's commands run against the model; the timer path is a periodic sweep plus
-//! delayed wakeups. After every step the design brief's invariants (§5) are checked.
+//! delayed wakeups. After every step the invariants (docs/design.md "Invariants") are checked.
 //!
-//! The command executor here mirrors what the AWS runner does (explicit revision,
-//! `updateOutdatedInstancesOnly`, adoption of a deployment that carries the intent).
+//! Commands run through [`exec`], the AWS semantics the local cloud's model-backed ports share
+//! (explicit revision, `updateOutdatedInstancesOnly`, adoption of a deployment that carries the
+//! intent); the invariants are [`invariants`], the checker the local cloud reuses.
 
+pub mod exec;
+pub mod invariants;
 pub mod scenario;
 pub mod timeline;
 pub use scenario::{Report, Scenario, StepSpec};
 
 use std::collections::BTreeMap;
 
+use invariants::Invariants;
+
 use turnstile_core::{
-    ActionRef, Alert, AlertKind, Command, CreateOutcome, DeploymentId, DeploymentState, Engine,
-    GroupKey, GroupRevision, HookTimeouts, Input, InstanceId, Key, LifecycleResult, Millis,
-    Missing, Phase, Plan, Revision, TargetState, World,
+    ActionRef, Alert, Command, CreateOutcome, DeploymentId, Engine, GroupKey, HookTimeouts, Input,
+    IntentId, Key, LifecycleResult, Millis, Missing, World,
 };
 use turnstile_events::Message;
-use turnstile_model::{
-    ApiError, Cloud, Creator, DeploymentStatus, EventKind, Fact, HookResult, Ms, Rng, TargetStatus,
-    Transition,
-};
+use turnstile_model::{Cloud, Creator, EventKind, Ms, Rng};
 
-/// What CodeDeploy would answer about a deployment and some of its targets (GetDeployment and
-/// BatchGetDeploymentTargets), in the core's terms.
-pub fn deployment_status(
-    d: &turnstile_model::Deployment,
-    instances: &[InstanceId],
-) -> (DeploymentState, Vec<(InstanceId, TargetState)>) {
-    let state = match d.status {
-        DeploymentStatus::InProgress => DeploymentState::InProgress,
-        DeploymentStatus::Succeeded => DeploymentState::Succeeded,
-        DeploymentStatus::Failed => DeploymentState::Failed,
-        DeploymentStatus::Stopped => DeploymentState::Stopped,
-    };
-    let targets = instances
-        .iter()
-        .map(|i| {
-            let s = match d.targets.get(&i.0).map(|t| t.status) {
-                Some(TargetStatus::Pending) => TargetState::Pending,
-                Some(TargetStatus::InProgress) => TargetState::InProgress,
-                Some(TargetStatus::Succeeded) => TargetState::Succeeded,
-                Some(TargetStatus::Failed) => TargetState::Failed,
-                Some(TargetStatus::Skipped) => TargetState::Skipped,
-                None => TargetState::Unknown,
-            };
-            (i.clone(), s)
-        })
-        .collect();
-    (state, targets)
-}
-
-/// Marks deployments the orchestrator creates (the real adapter writes the same marker).
-pub const INTENT_MARKER: &str = "turnstile intent=";
+pub use exec::deployment_status;
 
 /// Faults the scheduler injects into deliveries.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,6 +62,59 @@ pub enum Script {
     Terminate(usize),
     /// A user deploys to group `n` of the plan (a new revision if `new_revision`).
     UserDeploy { group: usize, new_revision: bool },
+}
+
+/// What a script did so far: the instances it launched (`Terminate` counts in them) and the
+/// revisions its user deployed. The simulator and the runner's driver apply scripts with it.
+#[derive(Debug, Clone, Default)]
+pub struct Scripted {
+    launched: Vec<String>,
+    user_revisions: u64,
+}
+
+impl Scripted {
+    /// Does what the script says in the model; `plan` is the plan's groups, in plan order.
+    pub fn apply(&mut self, cloud: &mut Cloud, plan: &[(String, String)], what: Script) {
+        match what {
+            Script::Launch(n) => {
+                let asgs: Vec<String> = cloud.asgs.keys().cloned().collect();
+                for asg in asgs {
+                    let ids = cloud.scale_out(&asg, n);
+                    self.launched.extend(ids);
+                }
+            }
+            Script::Terminate(n) => {
+                if let Some(id) = self.launched.get(n % self.launched.len().max(1)).cloned() {
+                    cloud.terminate(&id);
+                }
+            }
+            Script::UserDeploy {
+                group,
+                new_revision,
+            } => {
+                let Some(k) = plan.get(group % plan.len().max(1)) else {
+                    return;
+                };
+                let revision = new_revision.then(|| {
+                    self.user_revisions += 1;
+                    format!("rev-user-{}", self.user_revisions)
+                });
+                let _ = cloud.create_deployment(
+                    k,
+                    revision.as_deref(),
+                    None,
+                    false,
+                    "a user's deployment",
+                    Creator::User,
+                );
+            }
+        }
+    }
+
+    /// Instances launched so far.
+    pub fn launched(&self) -> &[String] {
+        &self.launched
+    }
 }
 
 /// How often the timer sweep runs (the scheduled timer function).
@@ -130,11 +154,9 @@ pub struct Sim {
     script: Vec<(Ms, Script)>,
     /// Plan groups by step index (for scripted user deployments and checks).
     pub plan_groups: Vec<GroupKey>,
-    launched: Vec<String>,
-    /// When the orchestrator ran a final revision check per instance (re-runs may follow).
-    verified: BTreeMap<String, Vec<Ms>>,
-    facts_seen: usize,
-    user_revisions: u64,
+    scripted: Scripted,
+    /// The invariants checked against the orchestrator's records, and what they remember.
+    invariants: Invariants,
 }
 
 impl Sim {
@@ -145,6 +167,11 @@ impl Sim {
         seed: u64,
         plan_groups: Vec<GroupKey>,
     ) -> Self {
+        let plan_steps = plan_groups
+            .iter()
+            .map(|g| (g.application.clone(), g.deployment_group.clone()))
+            .collect();
+        let invariants = Invariants::for_cloud(&cloud, plan_steps);
         let mut sim = Self {
             cloud,
             engine,
@@ -158,10 +185,8 @@ impl Sim {
             rng: Rng::new(seed ^ 0x5eed),
             script: Vec::new(),
             plan_groups,
-            launched: Vec::new(),
-            verified: BTreeMap::new(),
-            facts_seen: 0,
-            user_revisions: 0,
+            scripted: Scripted::default(),
+            invariants,
         };
         sim.push(SWEEP_MS, Item::Sweep);
         sim
@@ -306,90 +331,24 @@ impl Sim {
     }
 
     fn run_script(&mut self, what: Script) {
-        match what {
-            Script::Launch(n) => {
-                let asgs: Vec<String> = self.cloud.asgs.keys().cloned().collect();
-                for asg in asgs {
-                    let ids = self.cloud.scale_out(&asg, n);
-                    self.launched.extend(ids);
-                }
-            }
-            Script::Terminate(n) => {
-                if let Some(id) = self.launched.get(n % self.launched.len().max(1)).cloned() {
-                    self.cloud.terminate(&id);
-                }
-            }
-            Script::UserDeploy {
-                group,
-                new_revision,
-            } => {
-                let Some(key) = self
-                    .plan_groups
-                    .get(group % self.plan_groups.len().max(1))
-                    .cloned()
-                else {
-                    return;
-                };
-                let k = (key.application.clone(), key.deployment_group.clone());
-                let revision = if new_revision {
-                    self.user_revisions += 1;
-                    Some(format!("rev-user-{}", self.user_revisions))
-                } else {
-                    None
-                };
-                let _ = self.cloud.create_deployment(
-                    &k,
-                    revision.as_deref(),
-                    None,
-                    false,
-                    "a user's deployment",
-                    Creator::User,
-                );
-            }
-        }
+        let plan: Vec<(String, String)> = self
+            .plan_groups
+            .iter()
+            .map(|g| (g.application.clone(), g.deployment_group.clone()))
+            .collect();
+        self.scripted.apply(&mut self.cloud, &plan, what);
     }
 
+    /// The core's input for a message, as the runner makes it (the launch hook described).
     fn input_of(&mut self, m: Message) -> Option<Input> {
-        Some(match m {
-            Message::Launch(l) => {
-                let hook = self
-                    .cloud
-                    .describe_hook(&l.event.action.asg, &l.event.action.hook)?;
-                let plan = Plan::parse(l.metadata.as_deref().unwrap_or(""));
-                Input::Launch {
-                    event: l.event,
-                    plan,
-                    timeouts: HookTimeouts::from_heartbeat(hook.heartbeat_secs),
-                }
-            }
-            Message::Terminate(l) => Input::Terminate { event: l.event },
-            Message::Deployment {
-                event_id,
-                group,
-                deployment,
-                state,
-            } => Input::DeploymentEvent {
-                event_id,
-                group,
-                deployment,
-                state,
-            },
-            Message::Target {
-                event_id,
-                group,
-                deployment,
-                instance,
-                state,
-            } => Input::TargetEvent {
-                event_id,
-                group,
-                deployment,
-                instance,
-                state,
-            },
-            Message::Wakeup(key) => Input::Tick(key),
-            Message::Ignored(_) => return None,
-        })
+        let hook = m
+            .hook_to_describe()
+            .and_then(|(asg, hook)| self.cloud.describe_hook(asg, hook));
+        let timeouts = hook
+            .as_ref()
+            .map(|h| HookTimeouts::from_heartbeat(h.heartbeat_secs));
+        m.into_input(timeouts, hook.and_then(|h| h.metadata))
+            .map(|(input, _)| input)
     }
 
     /// Decides one input and everything its commands answer, like the runner does.
@@ -422,389 +381,167 @@ impl Sim {
         }
     }
 
+    /// Runs one command against the model ([`exec`]) and answers what the runner would. A
+    /// call that fails answers nothing: the record's timer re-sends it, as after a port error.
     fn execute(&mut self, c: Command) -> Vec<Input> {
         let now = self.cloud.now;
-        match c {
+        let cloud = &mut self.cloud;
+        let answer = match c {
             Command::OpenGate { gates, instances } => {
-                let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-                let tags: Vec<(&str, &str)> = gates
-                    .iter()
-                    .map(|g| (g.key.as_str(), g.value.as_str()))
-                    .collect();
-                self.cloud.create_tags(&ids, &tags);
-                vec![]
+                exec::open_gates(cloud, &gates, &instances);
+                None
             }
             Command::CloseGate { gates, instances } => {
-                let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-                let keys: Vec<&str> = gates.iter().map(|g| g.key.as_str()).collect();
-                self.cloud.delete_tags(&ids, &keys);
-                vec![]
+                exec::close_gates(cloud, &gates, &instances);
+                None
             }
             Command::CreateDeployment {
                 group,
                 intent,
                 config,
                 ..
-            } => {
-                let k = (group.application.clone(), group.deployment_group.clone());
-                let outcome = match self.cloud.get_deployment_group(&k) {
-                    Err(e) => CreateOutcome::Failed {
-                        reason: format!("{e:?}"),
-                        retryable: false,
-                    },
-                    Ok(g) => match g.target_revision.clone() {
-                        None => CreateOutcome::NoRevision,
-                        Some(rev) => {
-                            let desc = format!("{INTENT_MARKER}{intent}");
-                            match self.cloud.create_deployment(
-                                &k,
-                                Some(&rev),
-                                config.as_deref(),
-                                true,
-                                &desc,
-                                Creator::User,
-                            ) {
-                                Ok(d) => CreateOutcome::Created {
-                                    deployment: DeploymentId(d),
-                                    revision: Some(Revision(rev)),
-                                },
-                                Err(ApiError::DeploymentLimitExceeded { active, .. }) => {
-                                    let desc_active = self
-                                        .cloud
-                                        .get_deployment(&active)
-                                        .map(|d| (d.description, d.revision))
-                                        .ok();
-                                    match desc_active {
-                                        Some((d, rev)) if d == desc => CreateOutcome::Created {
-                                            deployment: DeploymentId(active),
-                                            revision: Some(Revision(rev)),
-                                        },
-                                        Some((d, _)) if d.starts_with(INTENT_MARKER) => {
-                                            self.violation(format!("invariant 2: CreateDeployment for {group} ({intent}) while the orchestrator's own {active} ({d}) was active"));
-                                            CreateOutcome::Busy {
-                                                deployment: DeploymentId(active),
-                                            }
-                                        }
-                                        _ => CreateOutcome::Busy {
-                                            deployment: DeploymentId(active),
-                                        },
-                                    }
-                                }
-                                Err(e) => CreateOutcome::Failed {
-                                    reason: format!("{e:?}"),
-                                    retryable: false,
-                                },
-                            }
-                        }
-                    },
-                };
-                vec![Input::CreateAttempted {
-                    group,
-                    intent,
-                    outcome,
-                }]
-            }
+            } => self.create(group, intent, config.as_deref()),
             Command::FindDeployment {
                 group,
                 intent,
                 since,
-            } => {
-                let k = (group.application.clone(), group.deployment_group.clone());
-                let desc = format!("{INTENT_MARKER}{intent}");
-                let found = self
-                    .cloud
-                    .list_deployments(&k, false, since.0)
-                    .into_iter()
-                    .filter_map(|d| self.cloud.get_deployment(&d).ok())
-                    .find(|d| d.description == desc);
-                let outcome = match found {
-                    Some(d) => CreateOutcome::Created {
-                        deployment: DeploymentId(d.id),
-                        revision: Some(Revision(d.revision)),
-                    },
-                    None => CreateOutcome::NotFound,
-                };
-                vec![Input::CreateAttempted {
+            } => exec::find_deployment(cloud, &group, &intent, since)
+                .ok()
+                .map(|outcome| Input::CreateAttempted {
                     group,
                     intent,
                     outcome,
-                }]
-            }
+                }),
             Command::StopDeployment { deployment, .. } => {
-                let _ = self.cloud.stop_deployment(&deployment.0);
-                vec![]
+                let _ = exec::stop_deployment(cloud, &deployment);
+                None
             }
             Command::PollDeployment {
                 group,
                 deployment,
                 instances,
-            } => {
-                let Ok(d) = self.cloud.get_deployment(&deployment.0) else {
-                    return vec![];
-                };
-                let (state, targets) = deployment_status(&d, &instances);
-                vec![Input::DeploymentPolled {
+            } => exec::poll_deployment(cloud, &deployment, &instances)
+                .ok()
+                .map(|(state, targets)| Input::DeploymentPolled {
                     group,
                     deployment,
                     state,
                     targets,
-                }]
-            }
+                }),
             Command::SealGate {
                 group,
                 deployment,
                 gate,
                 instances,
-            } => {
-                let ids: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
-                self.cloud.delete_tags(&ids, &[gate.key.as_str()]);
-                let Ok(d) = self.cloud.get_deployment(&deployment.0) else {
-                    return vec![];
-                };
-                let (state, _) = deployment_status(&d, &[]);
-                vec![Input::GateSealed {
+            } => exec::seal_gate(cloud, &deployment, &gate, &instances)
+                .ok()
+                .map(|state| Input::GateSealed {
                     group,
                     deployment,
                     state,
-                }]
-            }
+                }),
             Command::CheckLeave {
                 gate,
                 instance,
                 group,
-                ..
-            } => {
-                self.cloud
-                    .delete_tags(std::slice::from_ref(&instance.0), &[gate.key.as_str()]);
-                // GetDeploymentGroup's last attempted deployment, then its target for the instance.
-                let k = (group.application.clone(), group.deployment_group.clone());
-                let _ = self.cloud.get_deployment_group(&k);
-                let active = self.cloud.active_deployment(&k).map(|d| d.id.clone());
-                let blocking = active.and_then(|d| {
-                    let dep = self.cloud.get_deployment(&d).ok()?;
-                    dep.is_target_in_flight(&instance.0)
-                        .then_some(DeploymentId(d))
-                });
-                vec![Input::LeaveChecked {
+                done_in,
+            } => exec::check_leave(cloud, &gate, &instance, &group, done_in.as_ref())
+                .ok()
+                .map(|blocking| Input::LeaveChecked {
                     instance,
                     group,
                     blocking,
-                }]
-            }
+                }),
             Command::CheckRevisions { instance, groups } => {
-                self.verified
-                    .entry(instance.0.clone())
-                    .or_default()
-                    .push(now);
+                self.invariants.revisions_checked(&instance, now);
                 let current = groups
-                    .into_iter()
-                    .map(|g| {
-                        let k = (g.application.clone(), g.deployment_group.clone());
-                        let revision = self
-                            .cloud
-                            .get_deployment_group(&k)
-                            .ok()
-                            .and_then(|x| x.target_revision)
-                            .map(Revision);
-                        let active = self
-                            .cloud
-                            .active_deployment(&k)
-                            .map(|d| DeploymentId(d.id.clone()));
-                        GroupRevision {
-                            group: g,
-                            revision,
-                            active,
-                        }
-                    })
+                    .iter()
+                    .map(|g| exec::group_revision(&mut self.cloud, g))
                     .collect();
-                vec![Input::RevisionsChecked { instance, current }]
+                Some(Input::RevisionsChecked { instance, current })
             }
-            Command::RecordHeartbeat { action } => {
-                match self.cloud.record_heartbeat(
-                    &action.asg,
-                    &action.hook,
-                    Some(&action.token.0),
-                    None,
-                ) {
-                    Ok(()) => vec![Input::HeartbeatRecorded {
-                        instance: action.instance.clone(),
-                        token: action.token.clone(),
-                        at: Millis(now),
-                    }],
-                    Err(_) => vec![Input::ActionGone {
-                        instance: action.instance,
-                        token: action.token,
-                    }],
-                }
-            }
-            Command::CompleteAction { action, result } => self.complete(action, result),
+            Command::RecordHeartbeat { action } => Some(self.heartbeat(action)),
+            Command::CompleteAction { action, result } => Some(self.complete(action, result)),
             Command::Wakeup { key, at } => {
                 if !self.rng.chance(self.faults.drop_wakeup) {
                     self.push(at.0.max(now), Item::Tick(key));
                 }
-                vec![]
+                None
             }
-            Command::Metric(_) => vec![],
+            Command::Metric(_) => None,
             Command::Alert(a) => {
                 self.stats.alerts.push(a);
-                vec![]
+                None
             }
+        };
+        answer.into_iter().collect()
+    }
+
+    /// CreateDeployment, checking invariant 2 on a `Busy` answer.
+    fn create(&mut self, group: GroupKey, intent: IntentId, config: Option<&str>) -> Option<Input> {
+        let outcome = exec::create_deployment(&mut self.cloud, &group, &intent, config, None);
+        if let Ok(CreateOutcome::Busy { deployment }) = &outcome {
+            self.check_own_busy(&group, &intent, deployment);
+        }
+        outcome.ok().map(|outcome| Input::CreateAttempted {
+            group,
+            intent,
+            outcome,
+        })
+    }
+
+    fn heartbeat(&mut self, action: ActionRef) -> Input {
+        match exec::record_heartbeat(&mut self.cloud, &action) {
+            Ok(()) => Input::HeartbeatRecorded {
+                instance: action.instance,
+                token: action.token,
+                at: Millis(self.cloud.now),
+            },
+            Err(_) => Input::ActionGone {
+                instance: action.instance,
+                token: action.token,
+            },
         }
     }
 
-    fn complete(&mut self, action: ActionRef, result: LifecycleResult) -> Vec<Input> {
-        let r = match result {
-            LifecycleResult::Continue => HookResult::Continue,
-            LifecycleResult::Abandon => HookResult::Abandon,
-        };
+    /// Invariant 2, where CreateDeployment runs.
+    fn check_own_busy(&mut self, group: &GroupKey, intent: &IntentId, active: &DeploymentId) {
+        if let Some(v) = Invariants::own_deployment_busy(&self.cloud, group, intent, active) {
+            self.violation(v);
+        }
+    }
+
+    fn complete(&mut self, action: ActionRef, result: LifecycleResult) -> Input {
         if result == LifecycleResult::Continue {
             self.check_continue(&action);
         }
-        match self.cloud.complete_lifecycle_action(
-            &action.asg,
-            &action.hook,
-            Some(&action.token.0),
-            None,
-            r,
-        ) {
-            Ok(()) => vec![Input::ActionCompleted {
+        match exec::complete_action(&mut self.cloud, &action, result) {
+            Ok(()) => Input::ActionCompleted {
                 instance: action.instance,
                 token: action.token,
-            }],
-            Err(_) => vec![Input::ActionGone {
+            },
+            Err(_) => Input::ActionGone {
                 instance: action.instance,
                 token: action.token,
-            }],
+            },
         }
     }
 
     /// Invariants 3, 4 and 6 at the moment the orchestrator answers CONTINUE for a launch.
     fn check_continue(&mut self, action: &ActionRef) {
-        for v in self.continue_violations(action) {
+        for v in self
+            .invariants
+            .on_continue(&self.cloud, &self.world, action)
+        {
             self.violation(v);
         }
     }
 
-    fn continue_violations(&self, action: &ActionRef) -> Vec<String> {
-        let mut found = Vec::new();
-        let Some(rec) = self.world.instance(&action.instance) else {
-            return found;
-        };
-        if rec.action.token != action.token {
-            return found; // a terminate action
-        }
-        let Some(inst) = self.cloud.instances.get(&action.instance.0) else {
-            return found;
-        };
-        for s in &rec.plan.steps {
-            let k = (
-                s.group.application.clone(),
-                s.group.deployment_group.clone(),
-            );
-            let installed = inst.installed.get(&k);
-            let current = self
-                .cloud
-                .groups
-                .get(&k)
-                .and_then(|g| g.target_revision.as_ref());
-            if installed != current {
-                found.push(format!(
-                    "invariant 3/6: CONTINUE for {} but {} has {:?} installed while the group's revision is {:?}",
-                    action.instance, s.group, installed, current
-                ));
-            }
-        }
-        // Invariant 4: installs follow plan order; going back to an earlier group is only a
-        // re-run after a final revision check found it stale.
-        let checks = self
-            .verified
-            .get(&action.instance.0)
-            .cloned()
-            .unwrap_or_default();
-        let mut last: Option<(usize, Ms)> = None;
-        for f in &self.cloud.facts {
-            let Fact::Installed {
-                instance,
-                group,
-                at,
-                ..
-            } = f
-            else {
-                continue;
-            };
-            if instance != &action.instance.0 {
-                continue;
-            }
-            let Some(i) = rec.plan.steps.iter().position(|s| {
-                s.group.application == group.0 && s.group.deployment_group == group.1
-            }) else {
-                continue;
-            };
-            if let Some((prev, prev_at)) = last
-                && i < prev
-                && !checks.iter().any(|c| *c >= prev_at && c <= at)
-            {
-                found.push(format!(
-                    "invariant 4: {} received step {} after step {} without a final check between",
-                    action.instance,
-                    i + 1,
-                    prev + 1
-                ));
-            }
-            last = Some((i, *at));
-        }
-        found
-    }
-
-    /// Invariants that follow from what the model recorded: an action the orchestrator owns
-    /// never runs out of time while it is working on it (5, 7).
+    /// Invariants 5 and 7, from what the model recorded (reported as they are found).
     fn check_facts(&mut self) {
-        let new: Vec<Fact> = self
-            .cloud
-            .facts
-            .get(self.facts_seen..)
-            .unwrap_or_default()
-            .to_vec();
-        self.facts_seen = self.cloud.facts.len();
-        for f in new {
-            let Fact::TimedOut {
-                instance,
-                token,
-                transition,
-                global,
-                ..
-            } = f
-            else {
-                continue;
-            };
-            let rec = self
-                .world
-                .instance(&InstanceId(instance.clone()))
-                .filter(|r| r.action.token.0 == token);
-            let verdict = match (transition, rec) {
-                // Nobody heard of it: acceptable only when lifecycle events may be lost.
-                (_, None) if self.faults.drop_lifecycle > 0.0 => None,
-                (Transition::Terminating, None) => {
-                    Some("5: a terminate action timed out".to_owned())
-                }
-                (Transition::Launching, None) => {
-                    Some("5: a launch action timed out unrecorded".to_owned())
-                }
-                (_, Some(rec)) => match &rec.phase {
-                    Phase::Held { .. } if global => None,
-                    Phase::Finished {
-                        outcome: turnstile_core::Outcome::Rejected,
-                        ..
-                    } => None,
-                    phase if global => Some(format!("5 (global timeout) in phase {phase:?}")),
-                    phase => Some(format!("7 (heartbeat missed) in phase {phase:?}")),
-                },
-            };
-            if let Some(v) = verdict {
-                self.violations
-                    .push(format!("invariant {v}: lifecycle action of {instance}"));
-            }
-        }
+        let lost = self.faults.drop_lifecycle > 0.0;
+        let found = self.invariants.timeouts(&self.cloud, &self.world, lost);
+        self.violations.extend(found);
     }
 
     fn violation(&mut self, v: String) {
@@ -818,71 +555,20 @@ impl Sim {
 
     /// Invariants that hold at every moment.
     fn check_state(&mut self) {
-        // Invariant 1: an instance in its pipeline never has two deployments in flight.
-        let mut found = Vec::new();
-        for inst in self.cloud.instances.values() {
-            if inst.state != turnstile_model::InstanceState::PendingWait {
-                continue;
-            }
-            let on = self.cloud.in_flight_on(&inst.id);
-            if on.len() > 1 {
-                found.push(format!(
-                    "invariant 1: {} has deployments {on:?} in flight",
-                    inst.id
-                ));
-            }
-        }
-        for v in found {
+        for v in Invariants::in_flight(&self.cloud) {
             self.violation(v);
         }
-        // Invariant 2 holds in the model by construction (DeploymentLimitExceeded); the
-        // orchestrator fighting its own deployment is caught where CreateDeployment runs.
     }
 
-    /// Checks at the end of a run: every instance past its global timeout reached a terminal
-    /// state (younger ones may legitimately still be working when the horizon cuts the run).
+    /// Checks at the end of a run (see [`Invariants::at_end`]).
     pub fn finish(&mut self) {
-        let now = self.cloud.now;
-        let mut found = Vec::new();
-        for inst in self.cloud.instances.values() {
-            let expired = inst.actions.iter().any(|a| a.global_deadline <= now);
-            if inst.state == turnstile_model::InstanceState::PendingWait && expired {
-                let rec = self.world.instance(&InstanceId(inst.id.clone()));
-                let held = rec.is_some_and(|r| matches!(r.phase, Phase::Held { .. }));
-                if !held {
-                    found.push(format!(
-                        "invariant 5: {} still waits at the end (record: {:?})",
-                        inst.id,
-                        rec.map(|r| &r.phase)
-                    ));
-                }
-            }
-        }
-        let held_without_alert: Vec<String> = self
-            .world
-            .instances
-            .values()
-            .flatten()
-            .filter(|r| matches!(r.phase, Phase::Held { .. }))
-            .filter(|r| {
-                !self.stats.alerts.iter().any(|a| {
-                    a.kind == AlertKind::InstanceHeld && a.instance.as_ref() == Some(&r.id)
-                })
-            })
-            .map(|r| r.id.0.clone())
-            .collect();
-        found.extend(
-            held_without_alert
-                .into_iter()
-                .map(|id| format!("invariant 5: {id} held without an alert")),
-        );
-        for v in found {
+        for v in Invariants::at_end(&self.cloud, &self.world, &self.stats.alerts) {
             self.violation(v);
         }
     }
 
     /// Instances launched so far.
     pub fn launched(&self) -> &[String] {
-        &self.launched
+        &self.scripted.launched
     }
 }

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeSet;
 
-use turnstile_core::{Engine, GroupKey, Phase};
+use turnstile_core::{Engine, GroupKey, IntentId, Phase};
 use turnstile_model::{
     Asg, Cloud, DeployConfig, DeploymentGroup, Fact, Hook, HookResult, Ms, Profile, Transition,
 };
 
-use crate::{Faults, INTENT_MARKER, Script, Sim};
+use crate::{Faults, Script, Sim};
 
 /// One plan step and the behaviour of its deployment group.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,7 +164,7 @@ pub fn report(sim: &Sim, steps: usize) -> Report {
         .count();
     let mut deployments_per_group = vec![0; steps];
     for d in sim.cloud.deployments.values() {
-        if d.description.starts_with(INTENT_MARKER)
+        if IntentId::from_description(&d.description).is_some()
             && let Some(i) = (0..steps).find(|i| d.group == (format!("app{i}"), format!("dg{i}")))
             && let Some(n) = deployments_per_group.get_mut(i)
         {

@@ -1,6 +1,6 @@
 //! Property tests: random plans, launches, terminations, user deployments, and duplicated /
 //! reordered / delayed / dropped events, driven through the real core against the AWS model.
-//! Invariants 1–7 of the design brief are checked after every step (see `Sim`).
+//! Invariants 1–7 (docs/design.md "Invariants") are checked after every step (see `Sim`).
 //!
 //! `PROPTEST_CASES` overrides the case count (default 1000 per property). A failure prints the
 //! minimal scenario proptest shrank it to; replay it with `Scenario::run`.
@@ -146,7 +146,7 @@ proptest! {
     }
 
     /// Instances launched together with uniform durations and no faults are served by exactly
-    /// one deployment per group, and all go InService (batching, design brief §3.3).
+    /// one deployment per group, and all go InService (batching, docs/design.md "Rules", rule 3).
     #[test]
     fn a_burst_is_served_by_one_deployment_per_group(
         seed in any::<u64>(),

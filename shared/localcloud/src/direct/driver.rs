@@ -10,18 +10,14 @@ use turnstile_aws::store::Store;
 use turnstile_aws::store::memory::MemoryStore;
 use turnstile_aws::{Adapters, Observer, Runner};
 use turnstile_core::{Engine, Input, Millis, Phase};
-use turnstile_model::{Cloud, Creator, EventKind, Fact, InstanceState, Ms, Rng, Transition};
-use turnstile_sim::Script;
+use turnstile_model::{Cloud, EventKind, Ms, Rng};
+use turnstile_sim::invariants::Invariants;
+use turnstile_sim::{Script, Scripted};
 
 use super::{Aws, Counted, Injector, ModelClock, ModelPorts, StoreCounts, Wakeups};
-use crate::checks::Checker;
-use crate::scenario::Mode;
 
 pub const VISIBILITY_MS: Ms = 30_000;
 pub const SWEEP_MS: Ms = 60_000;
-/// How long a wrong gate may stay open: a gate change lost with a dying invocation is re-sent
-/// by the core after 30 s, found by the sweep within 60 s, delivered after a visibility timeout.
-pub const GATE_GRACE_MS: Ms = 150_000;
 
 /// Delivery faults.
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,13 +70,9 @@ pub struct Driver<H: Observer> {
     rng: Rng,
     faults: Faults,
     script: BTreeMap<(Ms, u64), Script>,
-    launched: Vec<String>,
-    facts_seen: usize,
-    user_revisions: u64,
+    scripted: Scripted,
     /// Plan groups in plan order: gate hygiene and the revision check use them.
     plan: Vec<(String, String)>,
-    /// Since when each (instance, gate) has been wrongly open.
-    wrong_gates: BTreeMap<(String, String), Ms>,
     pub crashes: u32,
     pub violations: Vec<String>,
     /// Prints every delivery that mentions this text (an instance id, say) with the simulated
@@ -89,7 +81,7 @@ pub struct Driver<H: Observer> {
     /// Whether the end of a run checks that every instance reached a terminal state. A
     /// benchmark whose horizon cuts a slow contender short turns it off.
     pub check_end: bool,
-    checker: Checker,
+    checker: Invariants,
     /// The template's EventBridge rules: only what they match reaches the queue.
     rules: [serde_json::Value; 2],
 }
@@ -108,24 +100,13 @@ impl<H: Observer> Driver<H> {
             faults.conflict,
             faults.concurrent,
         );
-        // The model-level invariants (1, 3, 4, 6, and gates open at InService) are the local
-        // cloud's `Checker`; the plan's gates and the launch hook are read off the world.
-        let gates = plan
-            .iter()
-            .filter_map(|g| cloud.groups.get(g))
-            .flat_map(|g| g.tag_set.iter().flatten().map(|(k, _)| k.clone()))
-            .collect();
-        let launch_hook = cloud
-            .asgs
-            .values()
-            .flat_map(|a| &a.hooks)
-            .find(|h| h.transition == Transition::Launching)
-            .map(|h| h.name.clone())
-            .unwrap_or_default();
         let asgs: Vec<&str> = cloud.asgs.keys().map(String::as_str).collect();
         let apps: Vec<&str> = cloud.groups.keys().map(|(app, _)| app.as_str()).collect();
         let rules = crate::rules::rule_patterns(&asgs, &apps);
-        let mut checker = Checker::for_plan(plan.clone(), gates, &launch_hook, Mode::Orchestrator);
+        // The model-level invariants (1, 3, 4, 6, and gates open at InService), with the plan's
+        // gates and the launch hook read off the world; timeouts (5, 7) are judged against the
+        // store's records instead.
+        let mut checker = Invariants::for_cloud(&cloud, plan.clone());
         checker.timeouts = false;
         let aws = Aws::with_faults(cloud, injector.clone());
         let store = MemoryStore::new();
@@ -161,11 +142,8 @@ impl<H: Observer> Driver<H> {
             rng: Rng::new(seed ^ 0xd51),
             faults,
             script: BTreeMap::new(),
-            launched: Vec::new(),
-            facts_seen: 0,
-            user_revisions: 0,
+            scripted: Scripted::default(),
             plan,
-            wrong_gates: BTreeMap::new(),
             crashes: 0,
             violations: Vec::new(),
             trace: None,
@@ -327,40 +305,7 @@ impl<H: Observer> Driver<H> {
     }
 
     fn run_script(&mut self, what: Script) {
-        let mut c = self.aws.lock();
-        match what {
-            Script::Launch(n) => {
-                let asgs: Vec<String> = c.asgs.keys().cloned().collect();
-                for asg in asgs {
-                    let ids = c.scale_out(&asg, n);
-                    self.launched.extend(ids);
-                }
-            }
-            Script::Terminate(n) => {
-                if let Some(id) = self.launched.get(n % self.launched.len().max(1)).cloned() {
-                    c.terminate(&id);
-                }
-            }
-            Script::UserDeploy {
-                group,
-                new_revision,
-            } => {
-                if let Some(k) = self.plan.get(group % self.plan.len().max(1)).cloned() {
-                    let revision = new_revision.then(|| {
-                        self.user_revisions += 1;
-                        format!("rev-user-{}", self.user_revisions)
-                    });
-                    let _ = c.create_deployment(
-                        &k,
-                        revision.as_deref(),
-                        None,
-                        false,
-                        "a user's deployment",
-                        Creator::User,
-                    );
-                }
-            }
-        }
+        self.scripted.apply(&mut self.aws.lock(), &self.plan, what);
     }
 
     /// Runs until nothing is left to do or `horizon` (simulated ms from now) passes.
@@ -388,30 +333,7 @@ impl<H: Observer> Driver<H> {
                 }
                 self.requeue_wakeup(wakeup, now);
             } else if message.is_some() {
-                // One invocation: up to ten messages that are visible now.
-                self.work.invocations += 1;
-                let mut batch = Vec::new();
-                while batch.len() < BATCH {
-                    let Some(k) = self.inbox.keys().next().copied().filter(|(t, _)| *t <= now)
-                    else {
-                        break;
-                    };
-                    if let Some(body) = self.inbox.remove(&k) {
-                        batch.push(body);
-                    }
-                }
-                self.work.messages += batch.len() as u64;
-                let mut batch = batch.into_iter();
-                while let Some(a) = batch.next() {
-                    match batch.next() {
-                        Some(b) if self.faults.concurrent => self.deliver_pair(a, b).await,
-                        Some(b) => {
-                            self.deliver(a).await;
-                            self.deliver(b).await;
-                        }
-                        None => self.deliver(a).await,
-                    }
-                }
+                self.invoke_batch(now).await;
                 self.requeue_wakeup(wakeup, now);
             } else if let Some(key) = wakeup {
                 self.aws.1.note("<timer message>");
@@ -427,39 +349,8 @@ impl<H: Observer> Driver<H> {
                 for key in due {
                     self.tick(Input::Tick(key)).await;
                 }
-            } else {
-                let waiting = self
-                    .aws
-                    .lock()
-                    .instances
-                    .values()
-                    .any(|i| !i.actions.is_empty());
-                if !waiting && self.inbox.is_empty() && self.script.is_empty() {
-                    break;
-                }
-                let w = self
-                    .wakeups
-                    .0
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .keys()
-                    .next()
-                    .map(|(t, _)| t.0);
-                let next = [
-                    self.script.keys().next().map(|(t, _)| *t),
-                    self.inbox.keys().next().map(|(t, _)| *t),
-                    w,
-                    Some(next_sweep),
-                    self.aws.lock().next_due(),
-                ]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(end);
-                if next > end {
-                    break;
-                }
-                self.aws.lock().advance_to(next.max(now));
+            } else if !self.idle(now, next_sweep, end) {
+                break;
             }
             self.steps += 1;
             if self.check_every > 0 && self.steps.is_multiple_of(self.check_every) {
@@ -467,6 +358,70 @@ impl<H: Observer> Driver<H> {
             }
         }
         self.finish();
+    }
+
+    /// One invocation of the queue function: up to ten messages that are visible now.
+    async fn invoke_batch(&mut self, now: Ms) {
+        self.work.invocations += 1;
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            let Some(k) = self.inbox.keys().next().copied().filter(|(t, _)| *t <= now) else {
+                break;
+            };
+            if let Some(body) = self.inbox.remove(&k) {
+                batch.push(body);
+            }
+        }
+        self.work.messages += batch.len() as u64;
+        let mut batch = batch.into_iter();
+        while let Some(a) = batch.next() {
+            match batch.next() {
+                Some(b) if self.faults.concurrent => self.deliver_pair(a, b).await,
+                Some(b) => {
+                    self.deliver(a).await;
+                    self.deliver(b).await;
+                }
+                None => self.deliver(a).await,
+            }
+        }
+    }
+
+    /// Nothing is due now: moves the model's clock to the next thing that can happen. Returns
+    /// false when the run is over (nothing waits, or the next thing is past `end`).
+    fn idle(&mut self, now: Ms, next_sweep: Ms, end: Ms) -> bool {
+        let waiting = self
+            .aws
+            .lock()
+            .instances
+            .values()
+            .any(|i| !i.actions.is_empty());
+        if !waiting && self.inbox.is_empty() && self.script.is_empty() {
+            return false;
+        }
+        let w = self
+            .wakeups
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .next()
+            .map(|(t, _)| t.0);
+        let next = [
+            self.script.keys().next().map(|(t, _)| *t),
+            self.inbox.keys().next().map(|(t, _)| *t),
+            w,
+            Some(next_sweep),
+            self.aws.lock().next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(end);
+        if next > end {
+            return false;
+        }
+        self.aws.lock().advance_to(next.max(now));
+        true
     }
 
     fn requeue_wakeup(&mut self, wakeup: Option<turnstile_core::Key>, now: Ms) {
@@ -483,84 +438,13 @@ impl<H: Observer> Driver<H> {
         }
     }
 
-    /// The invariants of the design brief that hold at every moment.
+    /// The invariants (docs/design.md "Invariants") that hold at every moment.
     fn check(&mut self) {
-        let mut found = Vec::new();
         let world = self.store.snapshot();
         let now = self.now();
-        let mut wrong: BTreeSet<(String, String)> = BTreeSet::new();
-        {
-            let c = self.aws.lock();
-            for i in c
-                .instances
-                .values()
-                .filter(|i| i.state == InstanceState::PendingWait)
-            {
-                // Gate hygiene: an instance on step k carries at most gate k, a verifying one
-                // none (eventually: a lost gate change is re-sent, see GATE_GRACE_MS).
-                let Some(rec) = world.instance(&i.id.as_str().into()) else {
-                    continue;
-                };
-                let allowed: Option<BTreeSet<String>> = match &rec.phase {
-                    Phase::Running { step, .. } => rec
-                        .plan
-                        .steps
-                        .get(*step)
-                        .map(|s| BTreeSet::from([s.gate.key.clone()])),
-                    Phase::Verifying { .. } => Some(BTreeSet::new()),
-                    _ => None,
-                };
-                if let Some(allowed) = allowed {
-                    let gates: BTreeSet<String> =
-                        rec.plan.steps.iter().map(|s| s.gate.key.clone()).collect();
-                    for g in i
-                        .tags
-                        .keys()
-                        .filter(|k| gates.contains(*k) && !allowed.contains(*k))
-                    {
-                        wrong.insert((i.id.clone(), g.clone()));
-                        let since = *self
-                            .wrong_gates
-                            .entry((i.id.clone(), g.clone()))
-                            .or_insert(now);
-                        if now.saturating_sub(since) > GATE_GRACE_MS {
-                            found.push(format!(
-                                "gate hygiene: {} in {:?} has carried {g} for {} s",
-                                i.id,
-                                rec.phase,
-                                (now - since) / 1000
-                            ));
-                        }
-                    }
-                }
-            }
-            let new: Vec<Fact> = c.facts.get(self.facts_seen..).unwrap_or_default().to_vec();
-            // 5, 7: an action the orchestrator works on never runs out of time, except a held
-            // instance at its global timeout.
-            for f in new {
-                if let Fact::TimedOut {
-                    instance,
-                    token,
-                    transition: Transition::Launching,
-                    global,
-                    ..
-                } = f
-                {
-                    let rec = world
-                        .instance(&instance.as_str().into())
-                        .filter(|r| r.action.token.0 == token);
-                    let ok = rec.is_some_and(|r| matches!(r.phase, Phase::Held { .. }) && global);
-                    if !ok {
-                        found.push(format!("invariant 5/7: launch action of {instance} timed out (global: {global}) in {:?}", rec.map(|r| &r.phase)));
-                    }
-                }
-            }
-            self.facts_seen = c.facts.len();
-            self.checker.check(&c);
-        }
-        self.wrong_gates.retain(|k, _| wrong.contains(k));
-        found.append(&mut self.checker.violations);
-        for v in found {
+        self.checker
+            .check_with_records(&self.aws.lock(), &world, now);
+        for v in std::mem::take(&mut self.checker.violations) {
             self.violation(v);
         }
     }

@@ -1,5 +1,5 @@
 //! CodeDeploy over JSON 1.1 (`X-Amz-Target: CodeDeploy_20141006.<Operation>`), with errors as
-//! HTTP 400 and `{"__type": "<Code>", "message": …}` [aws-facts §3 protocol note].
+//! HTTP 400 and `{"__type": "<Code>", "message": …}` [aws-behaviour §3 Protocols].
 
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -8,7 +8,7 @@ use turnstile_model::{ApiError, Cloud, Creator, Deployment, Ms, TargetStatus};
 use super::{Reply, Simulator};
 
 const PREFIX: &str = "CodeDeploy_20141006.";
-/// `BatchGetDeploymentTargets` takes at most 25 ids [aws-facts §3.2].
+/// `BatchGetDeploymentTargets` takes at most 25 ids [aws-behaviour §3.2].
 const MAX_TARGETS: usize = 25;
 /// Revisions live in this (imaginary) bucket; the model's revision name is the object key.
 pub const REVISION_BUCKET: &str = "turnstile-local-revisions";
@@ -176,7 +176,7 @@ fn group_key(input: &Value) -> Result<(String, String), Failure> {
 }
 
 /// `deploymentGroupInfo` with `targetRevision` (the last successful deployment's revision)
-/// and `lastAttemptedDeployment` [aws-facts §3.1].
+/// and `lastAttemptedDeployment` [aws-behaviour §3.1 Target revision].
 fn get_deployment_group(cloud: &mut Cloud, input: &Value) -> Result<Value, Failure> {
     let key = group_key(input)?;
     let g = cloud.get_deployment_group(&key)?;
@@ -380,7 +380,7 @@ fn lifecycle_events(status: TargetStatus) -> Vec<Value> {
     .collect()
 }
 
-/// StopDeployment [aws-facts §3.5]: `Pending` while in-flight targets wind down.
+/// StopDeployment [aws-behaviour §3.5]: `Pending` while in-flight targets wind down.
 fn stop_deployment(cloud: &mut Cloud, input: &Value) -> Result<Value, Failure> {
     let id = string(input, "deploymentId")?.to_owned();
     cloud.stop_deployment(&id)?;

@@ -111,7 +111,7 @@ fn heartbeat(sim: &Simulator, params: &Params, request_id: &str) -> Reply {
 }
 
 /// DescribeLifecycleHooks: the group's hooks (all, or those named in
-/// `LifecycleHookNames.member.N`), with the global timeout AWS derives [aws-facts §2].
+/// `LifecycleHookNames.member.N`), with the global timeout AWS derives [aws-behaviour §2 GlobalTimeout].
 fn describe_hooks(sim: &Simulator, params: &Params, request_id: &str) -> Reply {
     let asg = match required(params, "AutoScalingGroupName") {
         Ok(a) => a,
