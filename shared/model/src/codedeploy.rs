@@ -72,7 +72,7 @@ impl Cloud {
             creator: Creator::Autoscaling,
             targets: vec![instance.to_owned()],
             config,
-            config_named: false,
+            config_override: false,
             serving_targets: Vec::new(),
             at: self.now,
         });
@@ -84,7 +84,7 @@ impl Cloud {
                 group: group.clone(),
                 revision,
                 config,
-                config_named: false,
+                config_override: false,
                 creator: Creator::Autoscaling,
                 description: String::new(),
                 status: DeploymentStatus::InProgress,
@@ -160,6 +160,8 @@ impl Cloud {
             .ok_or(ApiError::RevisionRequired)?;
         let named = config.and_then(DeployConfig::parse);
         let config = named.unwrap_or(group.config);
+        // Naming the group's own configuration changes nothing: not an override.
+        let config_override = named.is_some_and(|c| c != group.config);
         let id = format!("d-{:09X}", self.next());
         let mut targets = BTreeMap::new();
         let mut undispatched = VecDeque::new();
@@ -196,7 +198,7 @@ impl Cloud {
             group: key.clone(),
             revision,
             config,
-            config_named: named.is_some(),
+            config_override,
             creator,
             description: description.to_owned(),
             status: DeploymentStatus::InProgress,
@@ -212,7 +214,7 @@ impl Cloud {
             creator,
             targets: dep.targets.keys().cloned().collect(),
             config,
-            config_named: named.is_some(),
+            config_override,
             serving_targets,
             at: self.now,
         });
@@ -289,15 +291,15 @@ impl Cloud {
         Ok(())
     }
 
-    /// Every (deployment, instance) where a deployment created with a named configuration
-    /// (not the group's own) deployed to an instance that was in service at its creation.
-    pub fn named_config_on_serving(&self) -> Vec<(String, String)> {
+    /// Every (deployment, instance) where a deployment created with a configuration other
+    /// than the group's own deployed to an instance that was in service at its creation.
+    pub fn override_on_serving(&self) -> Vec<(String, String)> {
         self.facts
             .iter()
             .filter_map(|f| match f {
                 Fact::DeploymentCreated {
                     deployment,
-                    config_named: true,
+                    config_override: true,
                     serving_targets,
                     ..
                 } => Some(

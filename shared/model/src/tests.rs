@@ -540,22 +540,29 @@ fn outdated_in_service_instance_is_reached_by_the_next_outdated_only_deployment(
         )
         .unwrap();
     assert_eq!(c.deployments[&named].config, DeployConfig::AllAtOnce);
-    assert!(c.deployments[&named].config_named);
+    assert!(c.deployments[&named].config_override);
     assert_eq!(
-        c.named_config_on_serving(),
+        c.override_on_serving(),
         vec![(named.clone(), outdated.clone())]
     );
     c.advance_to(600_000);
 
-    // Once it is fixed, nothing is outdated; the group's own config is recorded as such.
+    // Once it is fixed, nothing is outdated; naming the group's own config is no override.
     let own = c
-        .create_deployment(&key(), Some("rev-2"), None, true, "", Creator::User)
+        .create_deployment(
+            &key(),
+            Some("rev-2"),
+            Some("CodeDeployDefault.HalfAtATime"),
+            true,
+            "",
+            Creator::User,
+        )
         .unwrap();
-    assert!(!c.deployments[&own].config_named);
+    assert!(!c.deployments[&own].config_override);
     assert_eq!(c.deployments[&own].config, DeployConfig::HalfAtATime);
     assert!(c.facts.iter().any(|f| matches!(
         f,
-        Fact::DeploymentCreated { deployment, config_named: false, serving_targets, .. }
+        Fact::DeploymentCreated { deployment, config_override: false, serving_targets, .. }
             if *deployment == own && serving_targets.is_empty()
     )));
 }

@@ -174,7 +174,7 @@ impl Invariants {
             // instance (docs/design.md "Launch deployments and outdated in-service instances").
             Fact::DeploymentCreated {
                 ref deployment,
-                config_named: true,
+                config_override: true,
                 ref serving_targets,
                 ..
             } if !serving_targets.is_empty()

@@ -393,7 +393,7 @@ async fn outdated_in_service_instance_is_never_deployed_with_the_launch_override
     };
     let on_serving: Vec<(String, String)> = r
         .cloud
-        .named_config_on_serving()
+        .override_on_serving()
         .into_iter()
         .filter(|(d, _)| ours_named(d))
         .collect();
@@ -403,7 +403,7 @@ async fn outdated_in_service_instance_is_never_deployed_with_the_launch_override
     );
     // The scale-out's deployment did reach the outdated instance, with the group's own config.
     let fixed = r.cloud.facts.iter().any(|f| {
-        matches!(f, Fact::DeploymentCreated { deployment, config_named: false, serving_targets, .. }
+        matches!(f, Fact::DeploymentCreated { deployment, config_override: false, serving_targets, .. }
             if ours_named(deployment) && serving_targets.len() == 1)
     });
     assert!(
