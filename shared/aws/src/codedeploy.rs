@@ -9,7 +9,7 @@ use aws_sdk_codedeploy::types::{
 use aws_smithy_types::DateTime;
 use turnstile_core::{
     CreateOutcome, DeploymentId, DeploymentState, GroupKey, GroupRevision, InstanceId, IntentId,
-    Millis, Revision, TargetState,
+    LastAttempt, Millis, Revision, TargetState, launch_config,
 };
 
 use crate::error::port_error;
@@ -23,7 +23,11 @@ pub const TARGETS_PER_CALL: usize = 25;
 /// revision check, which runs the step again.
 pub const PREFETCH_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
-type Prefetched = std::collections::HashMap<GroupKey, (std::time::Instant, DeploymentGroupInfo)>;
+/// A deployment group read ahead, with its last attempted deployment if that had ended.
+type Prefetched = std::collections::HashMap<
+    GroupKey,
+    (std::time::Instant, DeploymentGroupInfo, Option<LastAttempt>),
+>;
 
 pub struct CodeDeploy {
     client: Client,
@@ -39,10 +43,32 @@ impl CodeDeploy {
         }
     }
 
-    fn take_prefetched(&self, group: &GroupKey) -> Option<DeploymentGroupInfo> {
+    fn take_prefetched(
+        &self,
+        group: &GroupKey,
+    ) -> Option<(DeploymentGroupInfo, Option<LastAttempt>)> {
         let mut p = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
-        p.retain(|_, (at, _)| at.elapsed() < PREFETCH_TTL);
-        p.remove(group).map(|(_, info)| info)
+        p.retain(|_, (at, _, _)| at.elapsed() < PREFETCH_TTL);
+        p.remove(group).map(|(_, info, last)| (info, last))
+    }
+
+    /// The group's last attempted deployment as `launch_config` needs it: `GetDeployment` of
+    /// `lastAttemptedDeployment`. A read that fails is `Unknown`, which only costs the
+    /// override.
+    async fn last_attempt(&self, info: &DeploymentGroupInfo) -> LastAttempt {
+        let Some(id) = info
+            .last_attempted_deployment()
+            .and_then(|d| d.deployment_id())
+        else {
+            return LastAttempt::None;
+        };
+        match self.deployment(id).await {
+            Ok(d) => last_attempt_of(&d),
+            Err(e) => {
+                tracing::debug!(error = %e, deployment = id, "last attempted deployment unread");
+                LastAttempt::Unknown
+            }
+        }
     }
 
     /// Every target id of a deployment (`ListDeploymentTargets`, all pages).
@@ -145,6 +171,65 @@ impl CodeDeploy {
             })
     }
 
+    /// The configuration to send: the plan's override unless an in-service member may be
+    /// outdated (`turnstile_core::launch_config`), which is logged.
+    async fn launch_config<'a>(
+        &self,
+        group: &GroupKey,
+        info: &DeploymentGroupInfo,
+        requested: Option<&'a str>,
+        ahead: Option<LastAttempt>,
+    ) -> Option<&'a str> {
+        let own = info.deployment_config_name();
+        if requested.is_none() || requested == own {
+            return requested;
+        }
+        let last = match ahead {
+            Some(last) => last,
+            None => self.last_attempt(info).await,
+        };
+        let choice = launch_config(requested, own, &last);
+        if let Some(risk) = choice.fallback {
+            tracing::info!(
+                %group,
+                requested = requested.unwrap_or_default(),
+                group_config = own.unwrap_or("CodeDeployDefault.OneAtATime"),
+                last_attempted = info
+                    .last_attempted_deployment()
+                    .and_then(|d| d.deployment_id())
+                    .unwrap_or_default(),
+                reason = risk.as_str(),
+                "launch deployment uses the group's own deployment config: in-service instances may be outdated"
+            );
+        }
+        choice.config
+    }
+
+    /// The group's active deployment, from `ListDeployments` with the active statuses
+    /// (a group runs one at a time, so the first one found is it).
+    async fn active_on(&self, group: &GroupKey) -> Result<Option<DeploymentId>, PortError> {
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_deployments()
+                .application_name(&group.application)
+                .deployment_group_name(&group.deployment_group)
+                .set_include_only_statuses(Some(ACTIVE_STATUSES.to_vec()))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| port_error("ListDeployments", e))?;
+            if let Some(id) = page.deployments().first() {
+                return Ok(Some(DeploymentId(id.clone())));
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
     async fn deployment(
         &self,
         id: &str,
@@ -181,6 +266,26 @@ pub fn busy_deployment(message: &str) -> Option<DeploymentId> {
         }
     }
     None
+}
+
+/// What `launch_config` needs of a deployment.
+pub fn last_attempt_of(d: &aws_sdk_codedeploy::types::DeploymentInfo) -> LastAttempt {
+    // No overview: how many targets it failed on is unknown.
+    let (Some(status), Some(overview)) = (d.status(), d.deployment_overview()) else {
+        return LastAttempt::Unknown;
+    };
+    if is_active(Some(status)) {
+        return LastAttempt::Unknown;
+    }
+    LastAttempt::Ended {
+        succeeded: status == &DeploymentStatus::Succeeded,
+        failed_targets: u64::try_from(overview.failed).unwrap_or(u64::MAX),
+        ours: d
+            .description()
+            .and_then(IntentId::from_description)
+            .is_some(),
+        config: d.deployment_config_name().map(str::to_owned),
+    }
 }
 
 /// A stable, comparable rendering of a revision location.
@@ -250,17 +355,17 @@ fn deployment_state(s: Option<&DeploymentStatus>) -> DeploymentState {
     }
 }
 
+/// The statuses of a deployment that still holds its group [aws-behaviour §3.3 GetDeployment and status].
+const ACTIVE_STATUSES: [DeploymentStatus; 5] = [
+    DeploymentStatus::Created,
+    DeploymentStatus::Queued,
+    DeploymentStatus::InProgress,
+    DeploymentStatus::Baking,
+    DeploymentStatus::Ready,
+];
+
 fn is_active(s: Option<&DeploymentStatus>) -> bool {
-    matches!(
-        s,
-        Some(
-            DeploymentStatus::Created
-                | DeploymentStatus::Queued
-                | DeploymentStatus::InProgress
-                | DeploymentStatus::Baking
-                | DeploymentStatus::Ready
-        )
-    )
+    s.is_some_and(|s| ACTIVE_STATUSES.contains(s))
 }
 
 impl Deployments for CodeDeploy {
@@ -270,9 +375,9 @@ impl Deployments for CodeDeploy {
         intent: &IntentId,
         config: Option<&str>,
     ) -> Result<CreateOutcome, PortError> {
-        let fetched = match self.take_prefetched(group) {
-            Some(info) => Ok(info),
-            None => self.group_info(group).await,
+        let (fetched, ahead) = match self.take_prefetched(group) {
+            Some((info, last)) => (Ok(info), last),
+            None => (self.group_info(group).await, None),
         };
         let info = match fetched {
             Ok(i) => i,
@@ -287,6 +392,7 @@ impl Deployments for CodeDeploy {
         let Some(revision) = info.target_revision().cloned() else {
             return Ok(CreateOutcome::NoRevision);
         };
+        let config = self.launch_config(group, &info, config, ahead).await;
         let description = intent.description();
         let resp = self
             .client
@@ -316,8 +422,24 @@ impl Deployments for CodeDeploy {
                     .is_some_and(|se| se.is_deployment_limit_exceeded_exception());
                 if limit {
                     let message = e.message().unwrap_or_default().to_owned();
-                    let Some(active) = busy_deployment(&message) else {
-                        // The account's concurrent-deployment quota, not this group.
+                    let active = match busy_deployment(&message) {
+                        Some(active) => Some(active),
+                        // A wording we do not know: CodeDeploy's state says whether the group
+                        // is busy [aws-behaviour §3.1 Group already busy].
+                        None => {
+                            let active = self.active_on(group).await?;
+                            tracing::warn!(
+                                %group,
+                                wording = %message,
+                                active = active.as_ref().map(DeploymentId::as_str),
+                                "DeploymentLimitExceededException names no deployment in a wording we know; asked ListDeployments for the group's active one"
+                            );
+                            active
+                        }
+                    };
+                    let Some(active) = active else {
+                        // Nothing active on the group: the account's concurrent-deployment
+                        // quota, not this group.
                         return Ok(CreateOutcome::Failed {
                             reason: message,
                             retryable: true,
@@ -447,8 +569,18 @@ impl Deployments for CodeDeploy {
     async fn prefetch(&self, group: &GroupKey) {
         match self.group_info(group).await {
             Ok(info) => {
+                // An ended deployment's outcome does not change: read it now, beside the
+                // commit, rather than before the create. An active one is read by `create`.
+                let ended = info
+                    .last_attempted_deployment()
+                    .is_some_and(|d| !is_active(d.status()));
+                let last = if ended {
+                    Some(self.last_attempt(&info).await)
+                } else {
+                    None
+                };
                 let mut p = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
-                p.insert(group.clone(), (std::time::Instant::now(), info));
+                p.insert(group.clone(), (std::time::Instant::now(), info, last));
             }
             Err(e) => tracing::debug!(error = %e, %group, "prefetch failed; create reads it"),
         }

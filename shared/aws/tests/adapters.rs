@@ -207,15 +207,18 @@ mod codedeploy {
         GetDeploymentGroupError, GetDeploymentGroupOutput,
     };
     use aws_sdk_codedeploy::operation::list_deployment_targets::ListDeploymentTargetsOutput;
+    use aws_sdk_codedeploy::operation::list_deployments::{
+        ListDeploymentsInput, ListDeploymentsOutput,
+    };
     use aws_sdk_codedeploy::operation::stop_deployment::StopDeploymentError;
     use aws_sdk_codedeploy::types::error::{
         DeploymentAlreadyCompletedException, DeploymentGroupDoesNotExistException,
         DeploymentLimitExceededException,
     };
     use aws_sdk_codedeploy::types::{
-        BundleType, DeploymentGroupInfo, DeploymentInfo, DeploymentStatus, DeploymentTarget,
-        InstanceTarget, LastDeploymentInfo, RevisionLocation, RevisionLocationType, S3Location,
-        TargetStatus,
+        BundleType, DeploymentGroupInfo, DeploymentInfo, DeploymentOverview, DeploymentStatus,
+        DeploymentTarget, InstanceTarget, LastDeploymentInfo, RevisionLocation,
+        RevisionLocationType, S3Location, TargetStatus,
     };
 
     fn revision() -> RevisionLocation {
@@ -323,6 +326,132 @@ mod codedeploy {
             }
         );
         assert_eq!(create.num_calls(), 1);
+    }
+
+    /// A group with its own config (`OneAtATime`) whose last attempted deployment is `d-LAST`.
+    fn group_after_last() -> GetDeploymentGroupOutput {
+        let mut out = group(Some(("d-LAST", DeploymentStatus::Succeeded)));
+        if let Some(info) = out.deployment_group_info.as_mut() {
+            info.deployment_config_name = Some("CodeDeployDefault.OneAtATime".into());
+        }
+        out
+    }
+
+    /// `d-LAST`, ended with `status`, run with `config`, failed on `failed` of 3 targets.
+    fn last(
+        description: &str,
+        status: DeploymentStatus,
+        config: &str,
+        failed: i64,
+    ) -> GetDeploymentOutput {
+        let mut out = deployment("d-LAST", description);
+        if let Some(d) = out.deployment_info.as_mut() {
+            d.status = Some(status);
+            d.deployment_config_name = Some(config.into());
+            d.deployment_overview = Some(
+                DeploymentOverview::builder()
+                    .succeeded(3 - failed)
+                    .failed(failed)
+                    .build(),
+            );
+        }
+        out
+    }
+
+    /// Creates with the plan's `AllAtOnce` after `last`, read ahead or not, and checks the
+    /// `deploymentConfigName` sent is `expected` (a request that does not match gets no answer).
+    async fn launch_after(
+        last: GetDeploymentOutput,
+        prefetch: bool,
+        expected: Option<&'static str>,
+    ) {
+        let get = mock!(Client::get_deployment_group).then_output(group_after_last);
+        let who = mock!(Client::get_deployment)
+            .match_requests(|r| r.deployment_id() == Some("d-LAST"))
+            .then_output(move || last.clone());
+        let create = mock!(Client::create_deployment)
+            .match_requests(move |r| r.deployment_config_name() == expected)
+            .then_output(|| {
+                CreateDeploymentOutput::builder()
+                    .deployment_id("d-NEW")
+                    .build()
+            });
+        let client = mock_client!(
+            aws_sdk_codedeploy,
+            RuleMode::MatchAny,
+            [&get, &who, &create]
+        );
+        let cd = CodeDeploy::new(client);
+        if prefetch {
+            cd.prefetch(&key()).await;
+            assert_eq!(who.num_calls(), 1, "an ended last attempt is read ahead");
+        }
+        let out = cd
+            .create(&key(), &"77-1".into(), Some("CodeDeployDefault.AllAtOnce"))
+            .await
+            .unwrap();
+        assert!(matches!(out, CreateOutcome::Created { .. }), "{out:?}");
+        assert_eq!(create.num_calls(), 1);
+        assert_eq!((get.num_calls(), who.num_calls()), (1, 1), "each read once");
+    }
+
+    #[tokio::test]
+    async fn outdated_in_service_after_a_user_deployment_failed_on_a_target_gets_the_group_config()
+    {
+        for prefetch in [false, true] {
+            launch_after(
+                last(
+                    "release 1.4",
+                    DeploymentStatus::Succeeded,
+                    "CodeDeployDefault.AllAtOnce",
+                    1,
+                ),
+                prefetch,
+                None,
+            )
+            .await;
+            launch_after(
+                last(
+                    "release 1.4",
+                    DeploymentStatus::Stopped,
+                    "CodeDeployDefault.OneAtATime",
+                    0,
+                ),
+                prefetch,
+                None,
+            )
+            .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn outdated_in_service_ruled_out_keeps_the_launch_override() {
+        for prefetch in [false, true] {
+            // A user's deployment that succeeded on every target.
+            launch_after(
+                last(
+                    "release 1.4",
+                    DeploymentStatus::Succeeded,
+                    "CodeDeployDefault.OneAtATime",
+                    0,
+                ),
+                prefetch,
+                Some("CodeDeployDefault.AllAtOnce"),
+            )
+            .await;
+            // Our own override deployment that failed on its (new) instances.
+            launch_after(
+                last(
+                    "turnstile intent=76-1 (launch deployment by turnstile)",
+                    DeploymentStatus::Failed,
+                    "CodeDeployDefault.AllAtOnce",
+                    2,
+                ),
+                prefetch,
+                Some("CodeDeployDefault.AllAtOnce"),
+            )
+            .await;
+        }
     }
 
     #[tokio::test]
@@ -449,7 +578,12 @@ mod codedeploy {
                     .build(),
             )
         });
-        let client = mock_client!(aws_sdk_codedeploy, RuleMode::MatchAny, [&get, &create]);
+        let idle = mock!(Client::list_deployments).then_output(nothing_active);
+        let client = mock_client!(
+            aws_sdk_codedeploy,
+            RuleMode::MatchAny,
+            [&get, &create, &idle]
+        );
         let out = CodeDeploy::new(client)
             .create(&key(), &"77-1".into(), None)
             .await
@@ -464,6 +598,174 @@ mod codedeploy {
             ),
             "{out:?}"
         );
+    }
+
+    fn limit_exceeded_saying(message: &str) -> CreateDeploymentError {
+        CreateDeploymentError::DeploymentLimitExceededException(
+            DeploymentLimitExceededException::builder()
+                .message(message)
+                .meta(
+                    ErrorMetadata::builder()
+                        .code("DeploymentLimitExceededException")
+                        .message(message)
+                        .build(),
+                )
+                .build(),
+        )
+    }
+
+    fn nothing_active() -> ListDeploymentsOutput {
+        ListDeploymentsOutput::builder().build()
+    }
+
+    /// The request asks for the group's deployments in every active status and no other
+    /// [aws-behaviour §3.3 GetDeployment and status].
+    fn asks_for_the_active_ones(r: &ListDeploymentsInput) -> bool {
+        r.application_name() == Some("web")
+            && r.deployment_group_name() == Some("web-fleet")
+            && r.include_only_statuses()
+                == [
+                    DeploymentStatus::Created,
+                    DeploymentStatus::Queued,
+                    DeploymentStatus::InProgress,
+                    DeploymentStatus::Baking,
+                    DeploymentStatus::Ready,
+                ]
+    }
+
+    #[tokio::test]
+    async fn busy_wording_unknown_asks_codedeploy_which_deployment_is_active() {
+        let get = mock!(Client::get_deployment_group).then_output(|| group(None));
+        let create = mock!(Client::create_deployment).then_error(|| {
+            limit_exceeded_saying("Deployment group web-fleet is busy with another deployment")
+        });
+        let list = mock!(Client::list_deployments)
+            .match_requests(asks_for_the_active_ones)
+            .then_output(|| {
+                ListDeploymentsOutput::builder()
+                    .deployments("d-USER42")
+                    .build()
+            });
+        let who = mock!(Client::get_deployment)
+            .match_requests(|r| r.deployment_id() == Some("d-USER42"))
+            .then_output(|| deployment("d-USER42", "release 1.4"));
+        let client = mock_client!(
+            aws_sdk_codedeploy,
+            RuleMode::MatchAny,
+            [&get, &create, &list, &who],
+            |c| c.retry_config(fast_retries())
+        );
+        let out = CodeDeploy::new(client)
+            .create(&key(), &"77-1".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            CreateOutcome::Busy {
+                deployment: "d-USER42".into()
+            }
+        );
+        assert_eq!((create.num_calls(), list.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn busy_wording_unknown_with_our_own_intent_active_is_adopted() {
+        let get = mock!(Client::get_deployment_group).then_output(|| group(None));
+        let create = mock!(Client::create_deployment)
+            .then_error(|| limit_exceeded_saying("Another deployment is in progress"));
+        let list = mock!(Client::list_deployments)
+            .match_requests(asks_for_the_active_ones)
+            .then_output(|| {
+                ListDeploymentsOutput::builder()
+                    .deployments("d-OURS")
+                    .build()
+            });
+        let who = mock!(Client::get_deployment).then_output(|| {
+            deployment(
+                "d-OURS",
+                "turnstile intent=77-1 (launch deployment by turnstile)",
+            )
+        });
+        let client = mock_client!(
+            aws_sdk_codedeploy,
+            RuleMode::MatchAny,
+            [&get, &create, &list, &who]
+        );
+        let out = CodeDeploy::new(client)
+            .create(&key(), &"77-1".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            CreateOutcome::Created {
+                deployment: "d-OURS".into(),
+                revision: Some(expected_revision())
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn busy_wording_unknown_and_nothing_active_is_the_account_quota() {
+        let get = mock!(Client::get_deployment_group).then_output(|| group(None));
+        let create = mock!(Client::create_deployment).then_error(|| {
+            limit_exceeded_saying("The maximum number of concurrent deployments was exceeded")
+        });
+        let list = mock!(Client::list_deployments)
+            .match_requests(asks_for_the_active_ones)
+            .then_output(nothing_active);
+        let client = mock_client!(
+            aws_sdk_codedeploy,
+            RuleMode::MatchAny,
+            [&get, &create, &list]
+        );
+        let out = CodeDeploy::new(client)
+            .create(&key(), &"77-1".into(), None)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                out,
+                CreateOutcome::Failed {
+                    retryable: true,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        assert_eq!(list.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn busy_wording_known_names_the_deployment_without_asking_again() {
+        for message in [
+            "The Deployment Group 'web-fleet' already has an active Deployment 'd-USER42'",
+            "Deployment group web-fleet is already deploying 'd-USER42'",
+        ] {
+            let get = mock!(Client::get_deployment_group).then_output(|| group(None));
+            let create =
+                mock!(Client::create_deployment).then_error(move || limit_exceeded_saying(message));
+            let list = mock!(Client::list_deployments).then_output(nothing_active);
+            let who = mock!(Client::get_deployment)
+                .match_requests(|r| r.deployment_id() == Some("d-USER42"))
+                .then_output(|| deployment("d-USER42", "release 1.4"));
+            let client = mock_client!(
+                aws_sdk_codedeploy,
+                RuleMode::MatchAny,
+                [&get, &create, &list, &who]
+            );
+            let out = CodeDeploy::new(client)
+                .create(&key(), &"77-1".into(), None)
+                .await
+                .unwrap();
+            assert_eq!(
+                out,
+                CreateOutcome::Busy {
+                    deployment: "d-USER42".into()
+                },
+                "{message}"
+            );
+            assert_eq!(list.num_calls(), 0, "{message}");
+        }
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod hooks;
 pub mod ids;
 pub mod io;
+pub mod launch_config;
 pub mod plan;
 pub mod state;
 
@@ -20,5 +21,6 @@ pub use engine::{Config, Decision, Engine, Missing, World};
 pub use hooks::{DEFAULT_LAUNCH_HOOK, DEFAULT_TERMINATE_HOOK, HookNames, OwnedHooks};
 pub use ids::*;
 pub use io::*;
+pub use launch_config::{LastAttempt, LaunchConfig, OutdatedRisk, launch_config};
 pub use plan::{Gate, OnFailure, Plan, PlanError, PlanIssue, Step, WarmPoolPolicy};
 pub use state::*;

@@ -227,6 +227,10 @@ pub struct UserDeployment {
     pub application: String,
     pub deployment_group: String,
     pub revision: String,
+    /// Its first N instance deployments fail (it runs with the group's own config, which
+    /// decides whether the deployment as a whole still succeeds).
+    #[serde(default)]
+    pub fail_first: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -252,6 +256,7 @@ pub enum Action {
     UserDeployment {
         group: (String, String),
         revision: String,
+        fail_first: u32,
     },
     RawMessage(String),
 }
@@ -488,6 +493,7 @@ impl Scenario {
                     Action::UserDeployment {
                         group: (u.application.clone(), u.deployment_group.clone()),
                         revision: u.revision.clone(),
+                        fail_first: u.fail_first,
                     }
                 };
                 Some((e.at_secs * 1000, a))
@@ -614,7 +620,14 @@ pub fn apply(cloud: &mut Cloud, asg: &str, action: &Action) {
         }
         // Only the orchestrator's queue takes these; the run loop sends them.
         Action::RawMessage(_) => {}
-        Action::UserDeployment { group, revision } => {
+        Action::UserDeployment {
+            group,
+            revision,
+            fail_first,
+        } => {
+            if *fail_first > 0 {
+                cloud.fail_next.insert(group.clone(), *fail_first);
+            }
             let _ = cloud.create_deployment(
                 group,
                 Some(revision),

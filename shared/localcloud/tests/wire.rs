@@ -276,6 +276,47 @@ async fn a_busy_group_refuses_with_the_real_message() {
     );
 }
 
+/// aws-behaviour §3.1 Group already busy: `ListDeployments` with `includeOnlyStatuses` names
+/// the group's active deployment and nothing once it ended, so the adapter can tell a busy group
+/// from the account's quota whatever the error's wording.
+#[tokio::test]
+async fn busy_wording_unknown_list_deployments_names_the_active_one() {
+    use aws_sdk_codedeploy::types::DeploymentStatus as S;
+    let f = fixture(cloud()).await;
+    let (id, _) = launch(&f);
+    gate(&f, &id).await;
+    let first = deploy(&f, false).await.unwrap();
+    let active = || async {
+        f.cd.list_deployments()
+            .application_name("web")
+            .deployment_group_name("web-dg")
+            .set_include_only_statuses(Some(vec![
+                S::Created,
+                S::Queued,
+                S::InProgress,
+                S::Baking,
+                S::Ready,
+            ]))
+            .send()
+            .await
+            .unwrap()
+            .deployments()
+            .to_vec()
+    };
+    assert_eq!(active().await, vec![first.clone()]);
+    f.sim.cloud().advance_to(120_000);
+    assert!(active().await.is_empty(), "it ended");
+    let ended =
+        f.cd.list_deployments()
+            .application_name("web")
+            .deployment_group_name("web-dg")
+            .include_only_statuses(S::Succeeded)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(ended.deployments(), [first]);
+}
+
 /// aws-behaviour §3.1 updateOutdatedInstancesOnly and Target revision: an instance already on
 /// the revision is skipped; a successful deployment makes its revision the group's target.
 #[tokio::test]

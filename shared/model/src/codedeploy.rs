@@ -71,6 +71,9 @@ impl Cloud {
             group: group.clone(),
             creator: Creator::Autoscaling,
             targets: vec![instance.to_owned()],
+            config,
+            config_override: false,
+            serving_targets: Vec::new(),
             at: self.now,
         });
         self.active.insert(id.clone());
@@ -81,6 +84,7 @@ impl Cloud {
                 group: group.clone(),
                 revision,
                 config,
+                config_override: false,
                 creator: Creator::Autoscaling,
                 description: String::new(),
                 status: DeploymentStatus::InProgress,
@@ -154,10 +158,14 @@ impl Cloud {
             .map(str::to_owned)
             .or(group.target_revision.clone())
             .ok_or(ApiError::RevisionRequired)?;
-        let config = config.and_then(DeployConfig::parse).unwrap_or(group.config);
+        let named = config.and_then(DeployConfig::parse);
+        let config = named.unwrap_or(group.config);
+        // Naming the group's own configuration changes nothing: not an override.
+        let config_override = named.is_some_and(|c| c != group.config);
         let id = format!("d-{:09X}", self.next());
         let mut targets = BTreeMap::new();
         let mut undispatched = VecDeque::new();
+        let mut serving_targets = Vec::new();
         for inst in self.live_instances() {
             let live = matches!(
                 inst.state,
@@ -171,6 +179,9 @@ impl Cloud {
                 TargetStatus::Skipped
             } else {
                 undispatched.push_back(inst.id.clone());
+                if inst.state == InstanceState::InService {
+                    serving_targets.push(inst.id.clone());
+                }
                 TargetStatus::Pending
             };
             targets.insert(
@@ -187,6 +198,7 @@ impl Cloud {
             group: key.clone(),
             revision,
             config,
+            config_override,
             creator,
             description: description.to_owned(),
             status: DeploymentStatus::InProgress,
@@ -201,6 +213,9 @@ impl Cloud {
             group: key.clone(),
             creator,
             targets: dep.targets.keys().cloned().collect(),
+            config,
+            config_override,
+            serving_targets,
             at: self.now,
         });
         self.active.insert(id.clone());
@@ -274,6 +289,28 @@ impl Cloud {
         }
         self.end_deployment(id, DeploymentStatus::Stopped);
         Ok(())
+    }
+
+    /// Every (deployment, instance) where a deployment created with a configuration other
+    /// than the group's own deployed to an instance that was in service at its creation.
+    pub fn override_on_serving(&self) -> Vec<(String, String)> {
+        self.facts
+            .iter()
+            .filter_map(|f| match f {
+                Fact::DeploymentCreated {
+                    deployment,
+                    config_override: true,
+                    serving_targets,
+                    ..
+                } => Some(
+                    serving_targets
+                        .iter()
+                        .map(|i| (deployment.clone(), i.clone())),
+                ),
+                _ => None,
+            })
+            .flatten()
+            .collect()
     }
 
     /// Active deployments that have `instance` as a target still in flight.

@@ -712,3 +712,78 @@ fn foreign_hook_calls_are_recorded_with_their_hook() {
         ]
     );
 }
+
+/// [aws-behaviour §3.1 updateOutdatedInstancesOnly, deploymentConfigName] a user's deployment
+/// that fails on an in-service instance but succeeds overall (HalfAtATime: half of the
+/// targets) moves the target revision and leaves that instance on the old one; the next
+/// outdated-only deployment reaches it, with the configuration the request named or the
+/// group's own, and the model records which, per serving target.
+#[test]
+fn outdated_in_service_instance_is_reached_by_the_next_outdated_only_deployment() {
+    let mut c = cloud(300, HookResult::Abandon);
+    if let Some(g) = c.groups.get_mut(&key()) {
+        g.config = DeployConfig::HalfAtATime;
+    }
+    let ids = selected(&mut c, 2);
+    for id in &ids {
+        c.instances
+            .get_mut(id)
+            .unwrap()
+            .installed
+            .insert(key(), "rev-1".into());
+        let token = token_of(&c, id);
+        c.complete_lifecycle_action("asg", "launch", Some(&token), None, HookResult::Continue)
+            .unwrap();
+        assert_eq!(c.instances[id].state, InstanceState::InService);
+    }
+    c.fail_next.insert(key(), 1);
+    let user = c
+        .create_deployment(&key(), Some("rev-2"), None, false, "", Creator::User)
+        .unwrap();
+    c.advance_to(300_000);
+    assert_eq!(c.deployments[&user].status, DeploymentStatus::Succeeded);
+    assert_eq!(c.groups[&key()].target_revision.as_deref(), Some("rev-2"));
+    let outdated: Vec<&String> = ids
+        .iter()
+        .filter(|i| c.instances[*i].installed[&key()] == "rev-1")
+        .collect();
+    assert_eq!(outdated.len(), 1, "the target it failed on stays on rev-1");
+    let outdated = outdated[0].clone();
+
+    let named = c
+        .create_deployment(
+            &key(),
+            Some("rev-2"),
+            Some("CodeDeployDefault.AllAtOnce"),
+            true,
+            "",
+            Creator::User,
+        )
+        .unwrap();
+    assert_eq!(c.deployments[&named].config, DeployConfig::AllAtOnce);
+    assert!(c.deployments[&named].config_override);
+    assert_eq!(
+        c.override_on_serving(),
+        vec![(named.clone(), outdated.clone())]
+    );
+    c.advance_to(600_000);
+
+    // Once it is fixed, nothing is outdated; naming the group's own config is no override.
+    let own = c
+        .create_deployment(
+            &key(),
+            Some("rev-2"),
+            Some("CodeDeployDefault.HalfAtATime"),
+            true,
+            "",
+            Creator::User,
+        )
+        .unwrap();
+    assert!(!c.deployments[&own].config_override);
+    assert_eq!(c.deployments[&own].config, DeployConfig::HalfAtATime);
+    assert!(c.facts.iter().any(|f| matches!(
+        f,
+        Fact::DeploymentCreated { deployment, config_override: false, serving_targets, .. }
+            if *deployment == own && serving_targets.is_empty()
+    )));
+}

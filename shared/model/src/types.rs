@@ -263,6 +263,8 @@ pub struct Deployment {
     pub group: GroupKey,
     pub revision: String,
     pub config: DeployConfig,
+    /// The request named a configuration other than the group's own.
+    pub config_override: bool,
     pub creator: Creator,
     pub description: String,
     pub status: DeploymentStatus,
@@ -384,6 +386,13 @@ pub enum Fact {
         group: GroupKey,
         creator: Creator,
         targets: Vec<String>,
+        /// The configuration it runs with, and whether the request named one
+        /// (`deploymentConfigName`) other than the group's own.
+        config: DeployConfig,
+        config_override: bool,
+        /// Targets it deploys to (not skipped as up to date) that were in service when it was
+        /// created: serving instances it takes through ApplicationStop.
+        serving_targets: Vec<String>,
         at: Ms,
     },
     DeploymentEnded {

@@ -7,7 +7,8 @@
 
 use turnstile_core::{
     ActionRef, CreateOutcome, DeploymentId, DeploymentState, Gate, GroupKey, GroupRevision,
-    InstanceId, IntentId, LifecycleResult, Millis, Revision, TargetState,
+    InstanceId, IntentId, LastAttempt, LifecycleResult, Millis, Revision, TargetState,
+    launch_config,
 };
 use turnstile_model::{ApiError, Cloud, Creator, DeploymentStatus, HookResult, TargetStatus};
 
@@ -101,6 +102,7 @@ pub fn create_deployment(
     let Some(rev) = revision else {
         return Ok(CreateOutcome::NoRevision);
     };
+    let config = launch_config_for(cloud, group, config);
     let description = intent.description();
     match cloud.create_deployment(
         &key(group),
@@ -132,6 +134,46 @@ pub fn create_deployment(
             retryable: false,
         }),
     }
+}
+
+/// The configuration a launch deployment is created with, as the CodeDeploy adapter chooses
+/// it: the plan's override unless an in-service member may be outdated
+/// (`turnstile_core::launch_config`, docs/design.md "Launch deployments and outdated in-service
+/// instances"). The group's last attempted deployment is read with GetDeployment only when
+/// the override differs from the group's own, as the adapter does.
+pub fn launch_config_for<'a>(
+    cloud: &mut Cloud,
+    group: &GroupKey,
+    requested: Option<&'a str>,
+) -> Option<&'a str> {
+    let Some(own) = cloud.groups.get(&key(group)).map(|g| g.config.as_api()) else {
+        return requested;
+    };
+    if requested.is_none() || requested == Some(own) {
+        return requested;
+    }
+    let last_id = cloud
+        .deployments
+        .values()
+        .filter(|d| d.group == key(group))
+        .max_by_key(|d| (d.created_at, d.id.clone()))
+        .map(|d| d.id.clone());
+    let last = match last_id.map(|id| cloud.get_deployment(&id)) {
+        None => LastAttempt::None,
+        Some(Err(_)) => LastAttempt::Unknown,
+        Some(Ok(d)) if d.status.is_active() => LastAttempt::Unknown,
+        Some(Ok(d)) => LastAttempt::Ended {
+            succeeded: d.status == DeploymentStatus::Succeeded,
+            failed_targets: d
+                .targets
+                .values()
+                .filter(|t| t.status == TargetStatus::Failed)
+                .count() as u64,
+            ours: IntentId::from_description(&d.description).is_some(),
+            config: Some(d.config.as_api().to_owned()),
+        },
+    };
+    launch_config(requested, Some(own), &last).config
 }
 
 /// ListDeployments since `since` (less [`FIND_SLACK_MS`]) and GetDeployment of each: the

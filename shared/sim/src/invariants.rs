@@ -174,6 +174,24 @@ impl Invariants {
                     }
                 }
             }
+            // A launch deployment with the plan's config override never deploys to a serving
+            // instance (docs/design.md "Launch deployments and outdated in-service instances").
+            Fact::DeploymentCreated {
+                ref deployment,
+                config_override: true,
+                ref serving_targets,
+                ..
+            } if !serving_targets.is_empty()
+                && cloud
+                    .deployments
+                    .get(deployment)
+                    .is_some_and(|d| IntentId::from_description(&d.description).is_some()) =>
+            {
+                self.violation(format!(
+                    "launch override on serving instances: {deployment} deploys to {}",
+                    serving_targets.join(", ")
+                ));
+            }
             // Someone else's deployment: not created by CodeDeploy's own hooks, and without
             // the orchestrator's intent marker (API deployments all say creator `user`).
             Fact::DeploymentCreated {

@@ -448,3 +448,61 @@ terminate = 1
     }
     assert_eq!(in_service, 3);
 }
+
+/// Issue 16 point 2, docs/design.md "Launch deployments and outdated in-service instances": a
+/// user's deployment fails on one in-service instance and succeeds overall (the group's own
+/// config is HalfAtATime), so that instance serves the old revision while the group's target
+/// is the new one. The scale-out after it must not deploy to it with the plan's `AllAtOnce`
+/// override: the launch deployment takes the group's own config, and fixes it on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outdated_in_service_instance_is_never_deployed_with_the_launch_override() {
+    let toml = scenario(
+        1,
+        "config = \"CodeDeployDefault.HalfAtATime\"",
+        "[[events]]\nat_secs = 0\nlaunch = 2\n[[events]]\nat_secs = 600\nuser_deployment = { application = \"app0\", deployment_group = \"g0\", revision = \"v2\", fail_first = 1 }\n[[events]]\nat_secs = 1200\nlaunch = 2\n",
+    );
+    let (s, r) = run_orchestrated(&toml).await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    let g0 = ("app0".to_owned(), "g0".to_owned());
+    let user = r
+        .cloud
+        .deployments
+        .values()
+        .find(|d| !d.description.starts_with("turnstile intent="))
+        .unwrap();
+    assert_eq!(user.status, DeploymentStatus::Succeeded);
+    assert!(
+        user.targets
+            .values()
+            .any(|t| t.status == turnstile_model::TargetStatus::Failed),
+        "the user's deployment failed on one in-service instance"
+    );
+    let ours_named = |d: &str| {
+        r.cloud.deployments[d]
+            .description
+            .starts_with("turnstile intent=")
+    };
+    let on_serving: Vec<(String, String)> = r
+        .cloud
+        .override_on_serving()
+        .into_iter()
+        .filter(|(d, _)| ours_named(d))
+        .collect();
+    assert!(
+        on_serving.is_empty(),
+        "launch deployments with the override reached serving instances: {on_serving:?}"
+    );
+    // The scale-out's deployment did reach the outdated instance, with the group's own config.
+    let fixed = r.cloud.facts.iter().any(|f| {
+        matches!(f, Fact::DeploymentCreated { deployment, config_override: false, serving_targets, .. }
+            if ours_named(deployment) && serving_targets.len() == 1)
+    });
+    assert!(
+        fixed,
+        "the launch deployment after it took the group's own config"
+    );
+    for i in r.cloud.instances.values() {
+        assert_eq!(i.installed[&g0], "v2", "{} runs the current revision", i.id);
+    }
+}

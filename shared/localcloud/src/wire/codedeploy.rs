@@ -281,15 +281,23 @@ fn list_deployments(cloud: &mut Cloud, input: &Value) -> Result<Value, Failure> 
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let active_only = !statuses.is_empty()
-        && statuses
-            .iter()
-            .all(|s| matches!(*s, "Created" | "Queued" | "InProgress"));
     let since = input
         .pointer("/createTimeRange/start")
         .and_then(Value::as_f64)
         .map_or(0, |s| (s.max(0.0) * 1000.0) as Ms);
-    let ids = cloud.list_deployments(&key, active_only, since);
+    // `includeOnlyStatuses` keeps the deployments in one of the listed statuses
+    // [aws-behaviour §3.1 Group already busy]; the model's one active status is `InProgress`.
+    let ids: Vec<String> = cloud
+        .list_deployments(&key, false, since)
+        .into_iter()
+        .filter(|id| {
+            statuses.is_empty()
+                || cloud
+                    .deployments
+                    .get(id)
+                    .is_some_and(|d| statuses.contains(&d.status.as_api()))
+        })
+        .collect();
     Ok(json!({ "deployments": ids }))
 }
 
