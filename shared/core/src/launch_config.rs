@@ -133,13 +133,14 @@ mod tests {
     #[test]
     fn rule_outdated_in_service_members_never_get_the_launch_override() {
         use OutdatedRisk::*;
-        let rows: Vec<(
-            Option<&str>,
-            Option<&str>,
+        type Row<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
             LastAttempt,
-            Option<&str>,
+            Option<&'a str>,
             Option<OutdatedRisk>,
-        )> = vec![
+        );
+        let rows: Vec<Row> = vec![
             // `inherit`: the group's own, always.
             (None, Some(ONE), ended(false, 3, false, ONE), None, None),
             // The override is the group's own: nothing to decide.
