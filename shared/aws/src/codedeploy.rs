@@ -2,6 +2,8 @@
 
 use aws_sdk_codedeploy::Client;
 use aws_sdk_codedeploy::error::ProvideErrorMetadata;
+use aws_sdk_codedeploy::operation::list_deployments::ListDeploymentsOutput;
+use aws_sdk_codedeploy::operation::list_deployments::builders::ListDeploymentsFluentBuilder;
 use aws_sdk_codedeploy::types::{
     DeploymentGroupInfo, DeploymentStatus, RevisionLocation, RevisionLocationType,
     TargetStatus as SdkTargetStatus, TimeRange,
@@ -211,15 +213,10 @@ impl CodeDeploy {
         let mut token: Option<String> = None;
         loop {
             let page = self
-                .client
-                .list_deployments()
-                .application_name(&group.application)
-                .deployment_group_name(&group.deployment_group)
-                .set_include_only_statuses(Some(ACTIVE_STATUSES.to_vec()))
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| port_error("ListDeployments", e))?;
+                .list_page(group, token.take(), |r| {
+                    r.set_include_only_statuses(Some(ACTIVE_STATUSES.to_vec()))
+                })
+                .await?;
             if let Some(id) = page.deployments().first() {
                 return Ok(Some(DeploymentId(id.clone())));
             }
@@ -228,6 +225,26 @@ impl CodeDeploy {
                 _ => return Ok(None),
             }
         }
+    }
+
+    /// One page of the group's `ListDeployments`, narrowed by `filter` (statuses or a time
+    /// range), from `token`.
+    async fn list_page(
+        &self,
+        group: &GroupKey,
+        token: Option<String>,
+        filter: impl FnOnce(ListDeploymentsFluentBuilder) -> ListDeploymentsFluentBuilder,
+    ) -> Result<ListDeploymentsOutput, PortError> {
+        let request = self
+            .client
+            .list_deployments()
+            .application_name(&group.application)
+            .deployment_group_name(&group.deployment_group)
+            .set_next_token(token);
+        filter(request)
+            .send()
+            .await
+            .map_err(|e| port_error("ListDeployments", e))
     }
 
     async fn deployment(
@@ -446,12 +463,7 @@ impl Deployments for CodeDeploy {
                         });
                     };
                     let info = self.deployment(active.as_str()).await?;
-                    if info
-                        .description()
-                        .and_then(IntentId::from_description)
-                        .as_ref()
-                        == Some(intent)
-                    {
+                    if info.description().is_some_and(|d| intent.marks(d)) {
                         let revision = info.revision().map(revision_of);
                         return Ok(CreateOutcome::Created {
                             deployment: active,
@@ -477,29 +489,17 @@ impl Deployments for CodeDeploy {
     ) -> Result<CreateOutcome, PortError> {
         let range = TimeRange::builder()
             .start(DateTime::from_millis(
-                i64::try_from(since.0.saturating_sub(60_000)).unwrap_or(0),
+                i64::try_from(since.0.saturating_sub(IntentId::FIND_SLACK_MS)).unwrap_or(0),
             ))
             .build();
         let mut token: Option<String> = None;
         loop {
             let page = self
-                .client
-                .list_deployments()
-                .application_name(&group.application)
-                .deployment_group_name(&group.deployment_group)
-                .create_time_range(range.clone())
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| port_error("ListDeployments", e))?;
+                .list_page(group, token.take(), |r| r.create_time_range(range.clone()))
+                .await?;
             for id in page.deployments() {
                 let info = self.deployment(id).await?;
-                if info
-                    .description()
-                    .and_then(IntentId::from_description)
-                    .as_ref()
-                    == Some(intent)
-                {
+                if info.description().is_some_and(|d| intent.marks(d)) {
                     return Ok(CreateOutcome::Created {
                         deployment: DeploymentId(id.clone()),
                         revision: info.revision().map(revision_of),

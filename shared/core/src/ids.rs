@@ -81,10 +81,19 @@ impl IntentId {
         )
     }
 
+    /// How far before the intent's time a search for its deployment looks: CodeDeploy stamps
+    /// `createTime` with its own clock, which may run behind the orchestrator's.
+    pub const FIND_SLACK_MS: u64 = 60_000;
+
     /// The intent a deployment description carries, if turnstile created the deployment.
     pub fn from_description(description: &str) -> Option<IntentId> {
         let rest = description.split(Self::MARKER).nth(1)?;
         rest.split_whitespace().next().map(IntentId::from)
+    }
+
+    /// Whether a deployment with this description was created for this intent.
+    pub fn marks(&self, description: &str) -> bool {
+        Self::from_description(description).as_ref() == Some(self)
     }
 }
 
@@ -161,5 +170,14 @@ mod tests {
         let description = intent.description();
         assert!(description.starts_with(IntentId::MARKER));
         assert_eq!(IntentId::from_description(&description), Some(intent));
+    }
+
+    #[test]
+    fn an_intent_marks_only_its_own_deployment() {
+        let intent = IntentId::from("17-2");
+        assert!(intent.marks(&intent.description()));
+        assert!(!intent.marks(&IntentId::from("17-3").description()));
+        assert!(!IntentId::from("17").marks(&intent.description()));
+        assert!(!intent.marks("a user's deployment"));
     }
 }

@@ -12,9 +12,8 @@ use turnstile_core::{
 };
 use turnstile_model::{ApiError, Cloud, Creator, DeploymentStatus, HookResult, TargetStatus};
 
-/// How far before the intent's time `find` looks: CodeDeploy stamps `createTime` with its own
-/// clock, which may run behind the orchestrator's (the CodeDeploy adapter uses the same slack).
-pub const FIND_SLACK_MS: u64 = 60_000;
+/// How far before the intent's time `find` looks, as the CodeDeploy adapter does.
+pub const FIND_SLACK_MS: u64 = IntentId::FIND_SLACK_MS;
 
 fn key(g: &GroupKey) -> (String, String) {
     (g.application.clone(), g.deployment_group.clone())
@@ -118,7 +117,7 @@ pub fn create_deployment(
         }),
         Err(ApiError::DeploymentLimitExceeded { active, .. }) => {
             let d = cloud.get_deployment(&active)?;
-            if IntentId::from_description(&d.description).as_ref() == Some(intent) {
+            if intent.marks(&d.description) {
                 Ok(CreateOutcome::Created {
                     deployment: DeploymentId(active),
                     revision: Some(Revision(d.revision)),
@@ -187,7 +186,7 @@ pub fn find_deployment(
     let from = since.0.saturating_sub(FIND_SLACK_MS);
     for id in cloud.list_deployments(&key(group), false, from) {
         let d = cloud.get_deployment(&id)?;
-        if IntentId::from_description(&d.description).as_ref() == Some(intent) {
+        if intent.marks(&d.description) {
             return Ok(CreateOutcome::Created {
                 deployment: DeploymentId(id),
                 revision: Some(Revision(d.revision)),
