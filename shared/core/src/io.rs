@@ -33,6 +33,17 @@ pub enum Input {
     },
     /// `EC2 Instance-terminate Lifecycle Action`.
     Terminate { event: LifecycleEvent },
+    /// The timer sweep found the instance waiting in `place` on one of turnstile's launch
+    /// hooks with no pipeline for that wait (its launch event was lost, or failed before its
+    /// first write), and a heartbeat by instance id at `at` confirmed that the hook's action
+    /// is pending. `action` has no token; the plan and timeouts are the hook's.
+    Adopt {
+        action: ActionRef,
+        place: Place,
+        plan: Result<Plan, PlanError>,
+        timeouts: HookTimeouts,
+        at: Millis,
+    },
     /// A CodeDeploy deployment state-change event (START, SUCCESS, FAILURE, STOP).
     DeploymentEvent {
         event_id: Option<EventId>,
@@ -86,14 +97,20 @@ pub enum Input {
     /// `RecordLifecycleActionHeartbeat` succeeded at `at`.
     HeartbeatRecorded {
         instance: InstanceId,
-        token: Token,
+        token: Option<Token>,
         at: Millis,
     },
     /// `CompleteLifecycleAction` succeeded.
-    ActionCompleted { instance: InstanceId, token: Token },
+    ActionCompleted {
+        instance: InstanceId,
+        token: Option<Token>,
+    },
     /// Auto Scaling answered "No active Lifecycle Action found": completed, timed out or the
     /// instance is gone. Never retried.
-    ActionGone { instance: InstanceId, token: Token },
+    ActionGone {
+        instance: InstanceId,
+        token: Option<Token>,
+    },
     /// The timer: look at this record now.
     Tick(Key),
     /// An operator's decision about a held or stuck instance.

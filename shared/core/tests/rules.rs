@@ -102,7 +102,7 @@ impl H {
             action: ActionRef {
                 asg: "asg".into(),
                 hook: DEFAULT_LAUNCH_HOOK.into(),
-                token: token.into(),
+                token: Some(token.into()),
                 instance: id.into(),
             },
             origin,
@@ -659,7 +659,7 @@ fn rule_continue_only_when_all_steps_succeeded_after_revision_check() {
     );
     h.feed(Input::ActionCompleted {
         instance: "i-1".into(),
-        token: "tok-i-1".into(),
+        token: Some("tok-i-1".into()),
     });
     assert!(matches!(
         h.phase("i-1"),
@@ -703,7 +703,7 @@ fn heartbeat_ok(h: &mut H) -> Decision {
     let at = h.now;
     h.feed(Input::HeartbeatRecorded {
         instance: "i-1".into(),
-        token: "tok-i-1".into(),
+        token: Some("tok-i-1".into()),
         at,
     })
 }
@@ -741,7 +741,7 @@ fn rule_a_probed_continue_that_had_landed_finishes_in_service() {
     unconfirmed_continue(&mut h);
     let d = h.feed(Input::ActionGone {
         instance: "i-1".into(),
-        token: "tok-i-1".into(),
+        token: Some("tok-i-1".into()),
     });
     assert!(
         !d.commands
@@ -846,7 +846,7 @@ fn rule_termination_stops_a_deployment_serving_only_that_instance() {
         action: ActionRef {
             asg: "asg".into(),
             hook: DEFAULT_TERMINATE_HOOK.into(),
-            token: "tt".into(),
+            token: Some("tt".into()),
             instance: "i-1".into(),
         },
         origin: None,
@@ -877,7 +877,7 @@ fn rule_termination_keeps_a_deployment_serving_others() {
         action: ActionRef {
             asg: "asg".into(),
             hook: DEFAULT_TERMINATE_HOOK.into(),
-            token: "tt".into(),
+            token: Some("tt".into()),
             instance: "a".into(),
         },
         origin: None,
@@ -899,7 +899,7 @@ fn lifecycle_event(h: &H, id: &str, hook: &str, token: &str) -> LifecycleEvent {
         action: ActionRef {
             asg: "asg".into(),
             hook: hook.into(),
-            token: token.into(),
+            token: Some(token.into()),
             instance: id.into(),
         },
         origin: None,
@@ -936,7 +936,10 @@ fn rule_foreign_hook_launch_is_acknowledged_and_never_touched() {
         "{why}"
     );
     // turnstile's own pipeline is neither ended nor replaced: same token, still deploying.
-    assert_eq!(h.inst("i-1").action.token.as_str(), "tok-i-1");
+    assert_eq!(
+        h.inst("i-1").action.token.as_ref().map(|t| t.as_str()),
+        Some("tok-i-1")
+    );
     assert_eq!(h.inst("i-1").action.hook, DEFAULT_LAUNCH_HOOK);
     assert!(!h.phase("i-1").is_finished());
     // and its heartbeats go to turnstile's action only.
@@ -951,11 +954,8 @@ fn rule_foreign_hook_launch_is_acknowledged_and_never_touched() {
         })
         .collect();
     assert!(!beats.is_empty(), "{:?}", d.commands);
-    assert!(
-        beats
-            .iter()
-            .all(|a| a.hook == DEFAULT_LAUNCH_HOOK && a.token.as_str() == "tok-i-1")
-    );
+    assert!(beats.iter().all(|a| a.hook == DEFAULT_LAUNCH_HOOK
+        && a.token.as_ref().map(|t| t.as_str()) == Some("tok-i-1")));
 }
 
 #[test]
@@ -1024,7 +1024,7 @@ fn rule_action_gone_ends_the_pipeline_without_retrying() {
     h.launch_and_create("i-1", 2, "d-1");
     let d = h.feed(Input::ActionGone {
         instance: "i-1".into(),
-        token: "tok-i-1".into(),
+        token: Some("tok-i-1".into()),
     });
     assert_eq!(stops(&d), vec![DeploymentId::from("d-1")]);
     assert!(completes(&d).is_empty(), "a gone action is never completed");
@@ -1052,7 +1052,7 @@ fn rule_action_gone_while_completing_means_done_not_retry() {
     assert!(matches!(h.phase("i-1"), Phase::Completing { .. }));
     h.feed(Input::ActionGone {
         instance: "i-1".into(),
-        token: "tok-i-1".into(),
+        token: Some("tok-i-1".into()),
     });
     assert!(matches!(
         h.phase("i-1"),
@@ -1092,7 +1092,7 @@ fn rule_completion_is_recorded_before_it_is_sent_and_resent_with_the_same_result
     );
     h.feed(Input::ActionCompleted {
         instance: "i-1".into(),
-        token: "t".into(),
+        token: Some("t".into()),
     });
     assert!(matches!(
         h.phase("i-1"),
@@ -1197,7 +1197,10 @@ fn rule_new_token_for_a_running_instance_supersedes_the_old_action() {
         vec![DeploymentId::from("d-1")],
         "old pipeline released"
     );
-    assert_eq!(h.inst("i-1").action.token.as_str(), "tok-2");
+    assert_eq!(
+        h.inst("i-1").action.token.as_ref().map(|t| t.as_str()),
+        Some("tok-2")
+    );
 }
 
 #[test]
@@ -1603,7 +1606,7 @@ fn rule_heartbeat_only_a_confirmed_heartbeat_counts() {
     let at = h.now;
     h.feed(Input::HeartbeatRecorded {
         instance: "i-1".into(),
-        token: "tok-i-1".into(),
+        token: Some("tok-i-1".into()),
         at,
     });
     assert_eq!(h.inst("i-1").last_heartbeat, at);
@@ -1805,4 +1808,209 @@ fn rule_seal_a_late_second_answer_does_not_unseal() {
         "{settled:?}"
     );
     polled_success_moves_on_without_a_check(&mut h);
+}
+
+// ---- adoption: a launch whose event never came ------------------------------------------
+
+impl H {
+    /// The sweep's adoption of `id`, confirmed by a heartbeat now.
+    fn adopt(&mut self, id: &str, hook: &str, place: Place, plan: &str) -> Decision {
+        self.feed(Input::Adopt {
+            action: ActionRef {
+                asg: "asg".into(),
+                hook: hook.into(),
+                token: None,
+                instance: id.into(),
+            },
+            place,
+            plan: Plan::parse(plan),
+            timeouts: HookTimeouts::from_heartbeat(HB),
+            at: self.now,
+        })
+    }
+}
+
+fn heartbeat_actions(d: &Decision) -> Vec<&ActionRef> {
+    d.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::RecordHeartbeat { action } => Some(action),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn rule_adopt_starts_the_pipeline_addressed_by_instance_id() {
+    let mut h = H::new();
+    let at = h.now;
+    let d = h.adopt(
+        "i-1",
+        DEFAULT_LAUNCH_HOOK,
+        Place::AutoScalingGroup,
+        &plan_json(2, ""),
+    );
+    assert!(d.ignored.is_none(), "{d:?}");
+    let inst = h.inst("i-1").clone();
+    assert_eq!(inst.action.token, None, "no token: calls name the instance");
+    assert_eq!(inst.adopted_at, Some(at));
+    assert_eq!(inst.last_heartbeat, at, "the confirming heartbeat counts");
+    // When the action began is unknown: the global deadline assumes the earliest it can have.
+    assert_eq!(inst.started_at, Millis(at.0 - HB * 1000));
+    assert_eq!(inst.global_deadline, inst.started_at.plus_secs(HB * 100));
+    assert!(
+        matches!(inst.phase, Phase::Running { step: 0, .. }),
+        "{:?}",
+        inst.phase
+    );
+    // It is queued on its first group like any launch, and heartbeats go by instance id.
+    h.advance(60);
+    h.tick_group(0);
+    h.now = at.plus_secs(HB / 2);
+    let d = h.tick("i-1");
+    let beats = heartbeat_actions(&d);
+    assert!(!beats.is_empty(), "{:?}", d.commands);
+    assert!(
+        beats
+            .iter()
+            .all(|a| a.token.is_none() && a.instance.as_str() == "i-1")
+    );
+    // Its answer (no token) is matched to the adopted action.
+    let now = h.now;
+    h.feed(Input::HeartbeatRecorded {
+        instance: "i-1".into(),
+        token: None,
+        at: now,
+    });
+    assert_eq!(h.inst("i-1").last_heartbeat, now);
+}
+
+#[test]
+fn rule_adopt_a_later_launch_event_for_the_adopted_action_is_a_duplicate() {
+    let mut h = H::new();
+    let event_time = h.now;
+    h.advance(90); // the sweep adopts after the event was emitted (and lost, or late)
+    h.adopt(
+        "i-1",
+        DEFAULT_LAUNCH_HOOK,
+        Place::AutoScalingGroup,
+        &plan_json(1, ""),
+    );
+    let before = h.world.clone();
+    let event = LifecycleEvent {
+        event_id: Some("ev-late".into()),
+        action: ActionRef {
+            asg: "asg".into(),
+            hook: DEFAULT_LAUNCH_HOOK.into(),
+            token: Some("tok-late".into()),
+            instance: "i-1".into(),
+        },
+        origin: Some(Place::Ec2),
+        destination: Some(Place::AutoScalingGroup),
+        time: event_time,
+    };
+    let d = h.feed(Input::Launch {
+        event,
+        plan: Plan::parse(&plan_json(1, "")),
+        timeouts: HookTimeouts::from_heartbeat(HB),
+    });
+    assert!(
+        d.commands.is_empty(),
+        "no second pipeline: {:?}",
+        d.commands
+    );
+    assert!(d.ignored.unwrap().contains("adopted"));
+    assert_eq!(before, h.world, "nothing changed");
+}
+
+#[test]
+fn rule_adopt_is_ignored_when_the_launch_event_came_first() {
+    let mut h = H::new();
+    h.launch("i-1", 1);
+    let before = h.world.clone();
+    let d = h.adopt(
+        "i-1",
+        DEFAULT_LAUNCH_HOOK,
+        Place::AutoScalingGroup,
+        &plan_json(1, ""),
+    );
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert!(d.ignored.unwrap().contains("already accounts"));
+    assert_eq!(before, h.world);
+}
+
+#[test]
+fn rule_adopt_of_another_tools_hook_is_left_alone() {
+    let mut h = H::new();
+    let d = h.adopt(
+        "i-1",
+        "bootstrap-agent",
+        Place::AutoScalingGroup,
+        &plan_json(1, ""),
+    );
+    assert!(d.commands.is_empty() && d.changed.is_empty(), "{d:?}");
+    assert!(
+        d.ignored
+            .unwrap()
+            .contains("not one of turnstile's launch hooks")
+    );
+    assert!(h.world.instance(&"i-1".into()).is_none());
+}
+
+#[test]
+fn rule_adopt_with_an_invalid_plan_alerts_and_leaves_the_default_result() {
+    let mut h = H::new();
+    let d = h.adopt(
+        "i-1",
+        DEFAULT_LAUNCH_HOOK,
+        Place::AutoScalingGroup,
+        "{not json",
+    );
+    assert!(
+        d.commands
+            .iter()
+            .any(|c| matches!(c, Command::Alert(a) if a.kind == AlertKind::PlanInvalid))
+    );
+    assert!(matches!(
+        h.inst("i-1").phase,
+        Phase::Finished {
+            outcome: Outcome::Rejected,
+            ..
+        }
+    ));
+    // A later sweep finds the record and does not adopt (or alert) again.
+    let d = h.adopt(
+        "i-1",
+        DEFAULT_LAUNCH_HOOK,
+        Place::AutoScalingGroup,
+        "{not json",
+    );
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+}
+
+#[test]
+fn rule_adopt_the_exit_from_the_warm_pool_after_the_entry_finished() {
+    let mut h = H::new();
+    let plan = plan_json(1, r#","warmPool":"deployOnExit""#);
+    // The entry: the plan does not deploy on it, so it completes with CONTINUE at once.
+    h.launch_with(
+        "i-1",
+        "tok-entry",
+        &plan,
+        Some(Place::WarmPool),
+        Some(Place::Ec2),
+    );
+    let now = h.now;
+    h.feed(Input::ActionCompleted {
+        instance: "i-1".into(),
+        token: Some("tok-entry".into()),
+    });
+    assert!(h.inst("i-1").phase.is_finished());
+    assert_eq!(h.inst("i-1").destination, Some(Place::WarmPool));
+    // Its exit event is lost; the sweep finds it waiting to enter the group.
+    h.advance(3600);
+    let d = h.adopt("i-1", DEFAULT_LAUNCH_HOOK, Place::AutoScalingGroup, &plan);
+    assert!(d.ignored.is_none(), "{d:?}");
+    assert!(h.inst("i-1").adopted_at > Some(now));
+    assert!(matches!(h.inst("i-1").phase, Phase::Running { .. }));
 }

@@ -1,5 +1,6 @@
 //! Lifecycle actions: a launch starts a pipeline, a termination or an action Auto Scaling
-//! reports gone ends one, a completion Auto Scaling confirmed finishes it.
+//! reports gone ends one, a completion Auto Scaling confirmed finishes it, and the sweep
+//! adopts an action whose event never came.
 
 use super::*;
 
@@ -8,10 +9,11 @@ impl Engine {
     /// complete. It reads no record, changes nothing and sends nothing, so it can neither
     /// end nor replace turnstile's own pipeline for the instance. Returns why, for the log.
     pub(super) fn foreign_launch(&self, input: &Input) -> Option<String> {
-        let Input::Launch { event, .. } = input else {
-            return None;
+        let a = match input {
+            Input::Launch { event, .. } => &event.action,
+            Input::Adopt { action, .. } => action,
+            _ => return None,
         };
-        let a = &event.action;
         let owned = &self.config.owned_hooks.launch;
         (!owned.matches(&a.hook)).then(|| {
             format!(
@@ -32,7 +34,18 @@ impl Cx<'_> {
         let id = &ev.action.instance;
         if let Some(existing) = self.inst(id) {
             if existing.action.token == ev.action.token {
-                self.ignore(format!("duplicate lifecycle token {}", ev.action.token));
+                self.ignore(format!(
+                    "duplicate lifecycle token {}",
+                    ev.action.token_or_instance()
+                ));
+                return;
+            }
+            if existing.adopted_event(&ev.action.hook, ev.time) {
+                let at = existing.adopted_at.unwrap_or_default();
+                self.ignore(format!(
+                    "launch event for the action the sweep adopted at {} ms: already in its pipeline",
+                    at.0
+                ));
                 return;
             }
             if !existing.phase.is_finished() {
@@ -40,7 +53,63 @@ impl Cx<'_> {
                 self.end_pipeline(id, Outcome::Gone);
             }
         }
-        let inst = new_instance(ev, plan.as_ref().ok(), timeouts, self.now, self.cfg);
+        self.start_pipeline(ev, plan, timeouts, None);
+    }
+
+    /// Adoption: the sweep found the instance waiting on turnstile's hook with no pipeline for
+    /// that wait, and its heartbeat at `at` confirmed the action is pending. The pipeline
+    /// starts as a launch event's would, addressed by instance id. When the action began is
+    /// not described anywhere, so the global deadline counts from `at` minus one heartbeat
+    /// timeout: the earliest it can have begun and still be pending with no heartbeat from us.
+    pub(super) fn on_adopt(
+        &mut self,
+        action: &ActionRef,
+        place: Place,
+        plan: &Result<Plan, PlanError>,
+        timeouts: HookTimeouts,
+        at: Millis,
+    ) {
+        let id = &action.instance;
+        if !needs_adoption(self.inst(id), place) {
+            self.ignore(format!(
+                "adoption of {id}: its record already accounts for the wait (a launch event came first)"
+            ));
+            return;
+        }
+        if let Some(existing) = self.inst(id)
+            && !existing.phase.is_finished()
+        {
+            self.end_pipeline(id, Outcome::Gone);
+        }
+        let ev = LifecycleEvent {
+            event_id: None,
+            action: ActionRef {
+                token: None,
+                ..action.clone()
+            },
+            origin: None,
+            destination: Some(place),
+            time: Millis(at.0.saturating_sub(timeouts.heartbeat_secs.saturating_mul(1000))),
+        };
+        self.start_pipeline(&ev, plan, timeouts, Some(at));
+    }
+
+    /// Records a new lifecycle action and starts its pipeline (or completes, holds or rejects
+    /// it, as the plan and the hook allow). `adopted_at` is set for an adopted action, whose
+    /// confirming heartbeat is its last one.
+    fn start_pipeline(
+        &mut self,
+        ev: &LifecycleEvent,
+        plan: &Result<Plan, PlanError>,
+        timeouts: HookTimeouts,
+        adopted_at: Option<Millis>,
+    ) {
+        let id = &ev.action.instance;
+        let mut inst = new_instance(ev, plan.as_ref().ok(), timeouts, self.now, self.cfg);
+        if let Some(at) = adopted_at {
+            inst.adopted_at = Some(at);
+            inst.last_heartbeat = at;
+        }
         self.w.instances.insert(id.clone(), Some(inst));
         self.touched.insert(Key::Instance(id.clone()));
 
@@ -124,7 +193,7 @@ impl Cx<'_> {
         }
     }
 
-    pub(super) fn on_completed(&mut self, id: &InstanceId, token: &Token) {
+    pub(super) fn on_completed(&mut self, id: &InstanceId, token: &Option<Token>) {
         let now = self.now;
         let Some(inst) = self.inst_mut(id) else {
             return;
@@ -144,7 +213,12 @@ impl Cx<'_> {
 
     /// Auto Scaling confirmed a heartbeat sent at `at`: it counts from then on, and it answers
     /// the probe of a re-sent CONTINUE.
-    pub(super) fn on_heartbeat_recorded(&mut self, id: &InstanceId, token: &Token, at: Millis) {
+    pub(super) fn on_heartbeat_recorded(
+        &mut self,
+        id: &InstanceId,
+        token: &Option<Token>,
+        at: Millis,
+    ) {
         if let Some(inst) = self.inst_mut(id)
             && &inst.action.token == token
         {
@@ -154,7 +228,7 @@ impl Cx<'_> {
         }
     }
 
-    pub(super) fn on_gone(&mut self, id: &InstanceId, token: &Token) {
+    pub(super) fn on_gone(&mut self, id: &InstanceId, token: &Option<Token>) {
         let Some(inst) = self.inst(id) else {
             return;
         };
@@ -240,6 +314,8 @@ fn new_instance(
         },
         seen: Seen::default(),
         wake_at: None,
+        destination: ev.destination,
+        adopted_at: None,
     };
     if let Some(e) = &ev.event_id {
         inst.seen.remember(e, cfg.seen_capacity);

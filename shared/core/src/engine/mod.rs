@@ -186,6 +186,12 @@ fn primary_keys(input: &Input) -> (Vec<InstanceId>, Vec<GroupKey>) {
                 .map(|p| p.steps.iter().map(|s| s.group.clone()).collect())
                 .unwrap_or_default(),
         ),
+        Input::Adopt { action, plan, .. } => (
+            vec![action.instance.clone()],
+            plan.as_ref()
+                .map(|p| p.steps.iter().map(|s| s.group.clone()).collect())
+                .unwrap_or_default(),
+        ),
         Input::Terminate { event } => (vec![event.action.instance.clone()], vec![]),
         Input::DeploymentEvent { group, .. }
         | Input::DeploymentPolled { group, .. }
@@ -238,6 +244,13 @@ impl Cx<'_> {
                 timeouts,
             } => self.on_launch(event, plan, *timeouts),
             Input::Terminate { event } => self.on_terminate(event),
+            Input::Adopt {
+                action,
+                place,
+                plan,
+                timeouts,
+                at,
+            } => self.on_adopt(action, *place, plan, *timeouts, *at),
             Input::DeploymentEvent {
                 event_id,
                 group,

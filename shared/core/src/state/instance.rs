@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActionRef, HookTimeouts, LifecycleResult, Seen};
+use super::{ActionRef, HookTimeouts, LifecycleResult, Place, Seen};
 use crate::ids::*;
 use crate::plan::Plan;
 
@@ -27,6 +27,14 @@ pub struct Instance {
     pub seen: Seen,
     /// When the timer path must next look at this instance.
     pub wake_at: Option<Millis>,
+    /// Where the action takes the instance (the event's `Destination`): a finished pipeline
+    /// for the warm pool does not cover a later wait to enter the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Place>,
+    /// When the timer sweep adopted the action (it had no event): a launch event of the same
+    /// hook that arrives later for it is a duplicate, not a second pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted_at: Option<Millis>,
 }
 
 /// What one plan step has done on this instance.
@@ -126,6 +134,31 @@ impl Instance {
     pub fn all_steps_done(&self) -> bool {
         !self.steps.is_empty() && self.steps.iter().all(|s| s.installed.is_some())
     }
+
+    /// Whether this record already accounts for the instance waiting in `place` on one of
+    /// turnstile's launch hooks, so the sweep must not adopt it: a pipeline that is still
+    /// running, or one that finished for a wait of the same kind (its action is over; another
+    /// tool's hook may still hold the instance). A finished pipeline into the warm pool does
+    /// not cover the later wait to leave it, which is a new action.
+    pub fn covers_wait(&self, place: Place) -> bool {
+        !self.phase.is_finished() || self.destination.unwrap_or(Place::AutoScalingGroup) == place
+    }
+
+    /// Whether a launch event of this record's hook is for the action the sweep adopted:
+    /// while the adopted pipeline runs, Auto Scaling cannot have started another action of the
+    /// same hook for the instance; after it, only an event from before the adoption can be.
+    pub fn adopted_event(&self, hook: &str, event_time: Millis) -> bool {
+        self.action.hook == hook
+            && self
+                .adopted_at
+                .is_some_and(|at| !self.phase.is_finished() || event_time <= at)
+    }
+}
+
+/// Whether the sweep should adopt an instance waiting in `place` on one of turnstile's launch
+/// hooks, given its record (if any): only if no record accounts for that wait.
+pub fn needs_adoption(record: Option<&Instance>, place: Place) -> bool {
+    record.is_none_or(|r| !r.covers_wait(place))
 }
 
 impl Phase {
@@ -159,7 +192,7 @@ mod tests {
         let action = ActionRef {
             asg: "asg".into(),
             hook: "hook".into(),
-            token: Token::from("t"),
+            token: Some(Token::from("t")),
             instance: InstanceId::from("i-1"),
         };
         Instance {
@@ -175,7 +208,97 @@ mod tests {
             phase: Phase::Verifying { since: Millis(0) },
             seen: Seen::default(),
             wake_at: None,
+            destination: None,
+            adopted_at: None,
         }
+    }
+
+    fn finished(mut inst: Instance, destination: Option<Place>) -> Instance {
+        inst.phase = Phase::Finished {
+            outcome: Outcome::InService,
+            at: Millis(10),
+        };
+        inst.destination = destination;
+        inst
+    }
+
+    #[test]
+    fn adopt_only_a_wait_no_record_accounts_for() {
+        use Place::*;
+        let running = instance(1);
+        let cases = [
+            (None, AutoScalingGroup, true, "no record at all"),
+            (
+                Some(running.clone()),
+                AutoScalingGroup,
+                false,
+                "a pipeline still running",
+            ),
+            (
+                Some(running),
+                WarmPool,
+                false,
+                "a running pipeline, whatever the wait",
+            ),
+            (
+                Some(finished(instance(1), Some(AutoScalingGroup))),
+                AutoScalingGroup,
+                false,
+                "finished for this launch: another tool's hook may hold it",
+            ),
+            (
+                Some(finished(instance(1), None)),
+                AutoScalingGroup,
+                false,
+                "a record from before destinations were kept counts as a launch",
+            ),
+            (
+                Some(finished(instance(1), Some(WarmPool))),
+                AutoScalingGroup,
+                true,
+                "finished entering the warm pool: leaving it is a new action",
+            ),
+            (
+                Some(finished(instance(1), Some(WarmPool))),
+                WarmPool,
+                false,
+                "finished for this warm-pool entry",
+            ),
+        ];
+        for (record, place, adopt, why) in cases {
+            assert_eq!(needs_adoption(record.as_ref(), place), adopt, "{why}");
+        }
+    }
+
+    #[test]
+    fn adopted_event_is_the_same_action_while_running_or_if_older() {
+        let mut inst = instance(1);
+        assert!(
+            !inst.adopted_event("hook", Millis(5)),
+            "not adopted: tokens decide"
+        );
+        inst.adopted_at = Some(Millis(100));
+        assert!(
+            inst.adopted_event("hook", Millis(500)),
+            "running: the same action"
+        );
+        assert!(
+            !inst.adopted_event("other", Millis(50)),
+            "another hook's action"
+        );
+        let inst = {
+            let mut f = finished(inst, None);
+            f.adopted_at = Some(Millis(100));
+            f
+        };
+        assert!(
+            inst.adopted_event("hook", Millis(90)),
+            "finished, event from before"
+        );
+        assert!(
+            !inst.adopted_event("hook", Millis(200)),
+            "finished, a newer action"
+        );
     }
 
     #[test]

@@ -34,8 +34,21 @@ pub(crate) use standing::*;
 pub struct ActionRef {
     pub asg: String,
     pub hook: String,
-    pub token: Token,
+    /// The action's token, from its event. `None` for an action the timer sweep adopted
+    /// without one (its event never arrived): Auto Scaling's calls then name the instance
+    /// instead, which both accept [aws-behaviour §2 RecordLifecycleActionHeartbeat].
+    pub token: Option<Token>,
     pub instance: InstanceId,
+}
+
+impl ActionRef {
+    /// The token for logs: the token, or how the action is addressed without one.
+    pub fn token_or_instance(&self) -> String {
+        match &self.token {
+            Some(t) => t.to_string(),
+            None => format!("(by instance id {})", self.instance),
+        }
+    }
 }
 
 /// Timeouts of the lifecycle hook, as described by Auto Scaling.
