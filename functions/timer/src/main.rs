@@ -11,14 +11,30 @@ async fn main() -> Result<(), Error> {
     bootstrap::init_logging();
     let config = Config::from_env().inspect_err(|e| tracing::error!("{e}"))?;
     let runner = bootstrap::runner(&config).await;
+    if config.managed_groups.is_empty() {
+        tracing::warn!(
+            "TURNSTILE_MANAGED_GROUPS is not set: a launch whose event is lost will not be adopted"
+        );
+    }
     run(service_fn(|_: LambdaEvent<serde_json::Value>| {
-        let (runner, limit) = (&runner, config.sweep_limit);
+        let (runner, limit, managed) = (&runner, config.sweep_limit, &config.managed_groups);
         async move {
-            let s = handler::sweep(runner, SystemClock.now(), limit).await?;
-            tracing::info!(due = s.due, ticked = s.ticked, failed = s.failed, "sweep");
-            Ok::<serde_json::Value, Error>(
-                serde_json::json!({"due": s.due, "ticked": s.ticked, "failed": s.failed}),
-            )
+            let s = handler::sweep(runner, SystemClock.now(), limit, managed).await?;
+            let a = &s.adoption;
+            tracing::info!(
+                due = s.due,
+                ticked = s.ticked,
+                failed = s.failed,
+                waiting = a.waiting,
+                adopted = a.adopted,
+                adoption_failed = a.failed,
+                "sweep"
+            );
+            Ok::<serde_json::Value, Error>(serde_json::json!({
+                "due": s.due, "ticked": s.ticked, "failed": s.failed,
+                "waiting": a.waiting, "unknown": a.unknown, "adopted": a.adopted,
+                "notOurs": a.not_ours, "adoptionFailed": a.failed,
+            }))
         }
     }))
     .await

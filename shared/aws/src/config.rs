@@ -27,6 +27,10 @@ pub struct Config {
     /// `TURNSTILE_TERMINATE_HOOKS`: comma-separated names, `prefix*` for a prefix; the stack's
     /// default hook names when unset).
     pub owned_hooks: OwnedHooks,
+    /// The Auto Scaling groups whose waiting instances the timer sweep checks for lost launch
+    /// events (`TURNSTILE_MANAGED_GROUPS`, comma-separated; the stack sets it from
+    /// `ManagedAutoScalingGroupNames`). Empty: no adoption, and the timer says so at start.
+    pub managed_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,12 +112,20 @@ impl Config {
             launch: hooks("TURNSTILE_LAUNCH_HOOKS", defaults.launch),
             terminate: hooks("TURNSTILE_TERMINATE_HOOKS", defaults.terminate),
         };
+        let managed_groups: Vec<String> = var("TURNSTILE_MANAGED_GROUPS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+            .collect();
         if problems.is_empty() {
             Ok(Self {
                 table,
                 queue_url,
                 sweep_limit,
                 owned_hooks,
+                managed_groups,
             })
         } else {
             Err(ConfigError { problems })
@@ -172,6 +184,22 @@ mod tests {
             OwnedHooks::default(),
             "the stack's hook names"
         );
+        assert!(c.managed_groups.is_empty(), "no adoption unless configured");
+    }
+
+    #[test]
+    fn adopt_reads_the_managed_groups_as_a_comma_separated_list() {
+        let c = with(&[
+            ("TURNSTILE_TABLE", "t"),
+            (
+                "TURNSTILE_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/1/q",
+            ),
+            ("AWS_REGION", "us-east-1"),
+            ("TURNSTILE_MANAGED_GROUPS", " web-asg, ,batch-asg,"),
+        ])
+        .unwrap();
+        assert_eq!(c.managed_groups, vec!["web-asg", "batch-asg"]);
     }
 
     #[test]

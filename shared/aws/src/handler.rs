@@ -17,6 +17,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use turnstile_core::{Input, Key, Millis};
 use turnstile_events::{Message, ParseError};
 
+use crate::adopt::{Adoption, adopt};
 use crate::runner::{Ports, RunError, Runner};
 use crate::store::Store;
 
@@ -170,13 +171,18 @@ pub struct Sweep {
     pub due: usize,
     pub ticked: usize,
     pub failed: usize,
+    /// The adoption pass over the managed groups' waiting instances.
+    pub adoption: Adoption,
 }
 
-/// The timer path: every record whose wake time has come.
+/// The timer path: every record whose wake time has come, then the adoption of lost launches
+/// in `managed` groups ([`crate::adopt`]). A failed adoption pass is logged; the next sweep
+/// runs it again.
 pub async fn sweep<P: Ports>(
     runner: &Runner<P>,
     now: Millis,
     limit: usize,
+    managed: &[String],
 ) -> Result<Sweep, RunError> {
     let due = runner.ports.store.due(now, limit).await?;
     let mut report = Sweep {
@@ -191,6 +197,12 @@ pub async fn sweep<P: Ports>(
         if let Err(e) = result {
             report.failed += 1;
             tracing::warn!(due = ?key, error = %e, "sweep item failed; the next sweep retries it");
+        }
+    }
+    match adopt(runner, managed).await {
+        Ok(a) => report.adoption = a,
+        Err(e) => {
+            tracing::warn!(error = %e, "adoption pass failed; the next sweep runs it again")
         }
     }
     Ok(report)

@@ -4,6 +4,7 @@
 //! service behind the narrow [`ports`], and the [`runner`] that executes one input with
 //! crash-safe ordering.
 
+pub mod adopt;
 pub mod autoscaling;
 pub mod bootstrap;
 pub mod codedeploy;

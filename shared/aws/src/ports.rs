@@ -5,7 +5,7 @@ use std::future::Future;
 
 use turnstile_core::{
     ActionRef, CreateOutcome, DeploymentId, DeploymentState, Gate, GroupKey, GroupRevision,
-    HookTimeouts, InstanceId, IntentId, Key, LifecycleResult, Millis, TargetState,
+    HookTimeouts, InstanceId, IntentId, Key, LifecycleResult, Millis, Place, TargetState,
 };
 
 /// Why a port call failed.
@@ -47,7 +47,17 @@ pub struct HookInfo {
     pub metadata: Option<String>,
 }
 
-/// EC2 Auto Scaling lifecycle actions.
+/// An instance of a managed Auto Scaling group in a launch wait state: `Pending:Wait` (to
+/// enter the group, `place` = `AutoScalingGroup`) or `Warmed:Pending:Wait` (to enter the warm
+/// pool, `WarmPool`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub asg: String,
+    pub instance: InstanceId,
+    pub place: Place,
+}
+
+/// EC2 Auto Scaling lifecycle actions. An action without a token is addressed by instance id.
 pub trait Lifecycle: Send + Sync {
     fn complete(
         &self,
@@ -60,6 +70,17 @@ pub trait Lifecycle: Send + Sync {
         asg: &str,
         hook: &str,
     ) -> impl Future<Output = Result<HookInfo, PortError>> + Send;
+    /// The names of the group's launch hooks (`autoscaling:EC2_INSTANCE_LAUNCHING`).
+    fn launch_hooks(
+        &self,
+        asg: &str,
+    ) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
+    /// Every instance of these groups in a launch wait state, one paged describe call for all
+    /// of them.
+    fn waiting(
+        &self,
+        asgs: &[String],
+    ) -> impl Future<Output = Result<Vec<Waiting>, PortError>> + Send;
 }
 
 /// CodeDeploy.

@@ -27,7 +27,7 @@ fn action() -> ActionRef {
     ActionRef {
         asg: "my-asg".into(),
         hook: "my-hook".into(),
-        token: TOKEN.into(),
+        token: Some(TOKEN.into()),
         instance: "i-1234567890abcdef0".into(),
     }
 }

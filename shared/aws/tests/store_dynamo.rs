@@ -42,7 +42,7 @@ fn instance(id: &str, asg: &str, finished: bool) -> Instance {
             action: ActionRef {
                 asg: asg.into(),
                 hook: turnstile_core::DEFAULT_LAUNCH_HOOK.into(),
-                token: format!("{:0>36}", id.len()).into(),
+                token: Some(format!("{:0>36}", id.len()).into()),
                 instance: id.into(),
             },
             origin: None,
@@ -209,7 +209,7 @@ fn launch(id: &str, token: &str) -> Input {
             action: ActionRef {
                 asg: "asg".into(),
                 hook: turnstile_core::DEFAULT_LAUNCH_HOOK.into(),
-                token: token.into(),
+                token: Some(token.into()),
                 instance: id.into(),
             },
             origin: None,

@@ -548,7 +548,7 @@ fn lifecycle(
         action: ActionRef {
             asg: d.auto_scaling_group_name,
             hook: d.lifecycle_hook_name,
-            token: Token(d.lifecycle_action_token),
+            token: Some(Token(d.lifecycle_action_token)),
             instance: InstanceId(d.ec2_instance_id),
         },
         origin,

@@ -32,8 +32,8 @@ fn eventbridge_launch_lifecycle_action() {
     assert_eq!(l.event.action.hook, "my-lifecycle-hook");
     assert_eq!(l.event.action.instance.as_str(), "i-1234567890abcdef0");
     assert_eq!(
-        l.event.action.token.as_str(),
-        "87654321-4321-4321-4321-210987654321"
+        l.event.action.token.as_ref().map(|t| t.as_str()),
+        Some("87654321-4321-4321-4321-210987654321")
     );
     assert_eq!(
         l.event.event_id.unwrap().as_str(),

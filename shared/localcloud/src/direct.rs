@@ -8,12 +8,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use turnstile_aws::ports::{Clock, Deployments, HookInfo, Lifecycle, PortError, Tags, Timer};
+use turnstile_aws::ports::{
+    Clock, Deployments, HookInfo, Lifecycle, PortError, Tags, Timer, Waiting,
+};
 use turnstile_core::{
     ActionRef, CreateOutcome, DeploymentId, DeploymentState, Gate, GroupKey, GroupRevision,
-    HookTimeouts, InstanceId, IntentId, Key, LifecycleResult, Millis, TargetState,
+    HookTimeouts, InstanceId, IntentId, Key, LifecycleResult, Millis, Place, TargetState,
 };
-use turnstile_model::{ApiError, Cloud};
+use turnstile_model::{ApiError, Cloud, InstanceState, Transition};
 use turnstile_sim::exec;
 
 /// The model, shared by every port (one AWS account), and the faults the ports and the store
@@ -172,6 +174,38 @@ impl Lifecycle for Aws {
             timeouts: HookTimeouts::from_heartbeat(h.heartbeat_secs),
             metadata: h.metadata,
         })
+    }
+    async fn launch_hooks(&self, asg: &str) -> Result<Vec<String>, PortError> {
+        self.fault("DescribeLifecycleHooks")?;
+        let hooks = self
+            .lock()
+            .describe_hooks(asg)
+            .ok_or_else(|| PortError::Permanent {
+                op: "DescribeLifecycleHooks",
+                source: format!("Group {asg} not found").into(),
+            })?;
+        Ok(hooks
+            .into_iter()
+            .filter(|h| h.transition == Transition::Launching)
+            .map(|h| h.name)
+            .collect())
+    }
+    async fn waiting(&self, asgs: &[String]) -> Result<Vec<Waiting>, PortError> {
+        self.fault("DescribeAutoScalingGroups")?;
+        let groups = self.lock().describe_groups(asgs);
+        Ok(groups
+            .into_iter()
+            .flat_map(|(asg, members)| {
+                members
+                    .into_iter()
+                    .filter(|(_, state)| *state == InstanceState::PendingWait)
+                    .map(move |(id, _)| Waiting {
+                        asg: asg.clone(),
+                        instance: InstanceId(id),
+                        place: Place::AutoScalingGroup,
+                    })
+            })
+            .collect())
     }
 }
 

@@ -175,7 +175,8 @@ impl Actors for Functions<'_> {
         if now >= self.next_sweep {
             self.next_sweep = now - now % SWEEP_EVERY_MS + SWEEP_EVERY_MS;
             self.activity.timer_invocations += 1;
-            if let Err(e) = handler::sweep(&self.runner, Millis(now), 500).await {
+            let managed: Vec<String> = self.sim.cloud().asgs.keys().cloned().collect();
+            if let Err(e) = handler::sweep(&self.runner, Millis(now), 500, &managed).await {
                 tracing::warn!(error = %e, "timer sweep failed; the next one retries");
             }
             return Ok(Turn::Again { check: false });

@@ -571,3 +571,80 @@ async fn foreign_hook_instance_waits_for_every_launch_hook_and_calls_are_recorde
         "the owner's completion is no API call"
     );
 }
+
+/// aws-behaviour §2 DescribeAutoScalingGroups: the adapter's `waiting` lists the groups'
+/// instances in `Pending:Wait` (not those in service), paging through more groups than one page
+/// holds; `launch_hooks` lists the launch hooks only; a heartbeat by instance id succeeds while
+/// that hook's action is pending and is "gone" once it is completed (§2
+/// RecordLifecycleActionHeartbeat), which is how the sweep tells whose wait it is.
+#[tokio::test]
+async fn adopt_wire_lists_waiting_instances_and_heartbeats_by_instance_id() {
+    use turnstile_aws::autoscaling::AutoScaling;
+    use turnstile_aws::ports::Lifecycle;
+    use turnstile_core::{ActionRef, InstanceId, LifecycleResult, Place};
+
+    let mut c = cloud();
+    c.asgs.get_mut("fleet").unwrap().hooks.push(Hook {
+        name: "drain".into(),
+        transition: Transition::Terminating,
+        heartbeat_secs: 300,
+        default_result: HookResult::Continue,
+        metadata: None,
+    });
+    // More groups than one DescribeAutoScalingGroups page (50) holds.
+    for n in 0..60 {
+        c.add_asg(Asg {
+            name: format!("other-{n:02}"),
+            hooks: c.asgs["fleet"].hooks.clone(),
+            replace_after_ms: None,
+        });
+    }
+    let f = fixture(c).await;
+    let (waiting_id, _) = launch(&f);
+    let (served_id, served_token) = launch(&f);
+    let last = f.sim.cloud().scale_out("other-59", 1).remove(0);
+    f.asg
+        .complete_lifecycle_action()
+        .auto_scaling_group_name("fleet")
+        .lifecycle_hook_name("launch")
+        .lifecycle_action_token(&served_token)
+        .lifecycle_action_result("CONTINUE")
+        .send()
+        .await
+        .unwrap();
+    let adapter = AutoScaling::new(f.asg.clone());
+    let mut names: Vec<String> = (0..60).map(|n| format!("other-{n:02}")).collect();
+    names.push("fleet".into());
+    let mut found = adapter.waiting(&names).await.unwrap();
+    found.sort_by(|a, b| a.asg.cmp(&b.asg));
+    let ids: Vec<(&str, &str)> = found
+        .iter()
+        .map(|w| (w.asg.as_str(), w.instance.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [("fleet", waiting_id.as_str()), ("other-59", last.as_str())],
+        "{served_id} is in service"
+    );
+    assert!(found.iter().all(|w| w.place == Place::AutoScalingGroup));
+    assert_eq!(adapter.launch_hooks("fleet").await.unwrap(), ["launch"]);
+
+    let action = ActionRef {
+        asg: "fleet".into(),
+        hook: "launch".into(),
+        token: None,
+        instance: InstanceId::from(waiting_id.as_str()),
+    };
+    adapter.heartbeat(&action).await.unwrap();
+    adapter
+        .complete(&action, LifecycleResult::Continue)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.sim.cloud().instances[&waiting_id].state,
+        InstanceState::InService,
+        "completed by instance id"
+    );
+    let gone = adapter.heartbeat(&action).await.unwrap_err();
+    assert!(gone.is_gone(), "{gone}");
+}

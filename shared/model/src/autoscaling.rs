@@ -254,6 +254,32 @@ impl Cloud {
         Ok(())
     }
 
+    /// DescribeAutoScalingGroups: each named group (unknown names are left out, as AWS does)
+    /// with its instances and their lifecycle states, in instance order
+    /// [aws-behaviour §2 DescribeAutoScalingGroups].
+    pub fn describe_groups(&mut self, names: &[String]) -> Vec<(String, Vec<(String, InstanceState)>)> {
+        self.count("DescribeAutoScalingGroups");
+        names
+            .iter()
+            .filter(|n| self.asgs.contains_key(n.as_str()))
+            .map(|n| {
+                let members = self
+                    .instances
+                    .values()
+                    .filter(|i| &i.asg == n && i.state != InstanceState::Terminated)
+                    .map(|i| (i.id.clone(), i.state))
+                    .collect();
+                (n.clone(), members)
+            })
+            .collect()
+    }
+
+    /// DescribeLifecycleHooks for every hook of the group (`None`: no such group).
+    pub fn describe_hooks(&mut self, asg: &str) -> Option<Vec<Hook>> {
+        self.count("DescribeLifecycleHooks");
+        self.asgs.get(asg).map(|g| g.hooks.clone())
+    }
+
     /// DescribeLifecycleHooks for one hook.
     pub fn describe_hook(&mut self, asg: &str, hook: &str) -> Option<Hook> {
         self.count("DescribeLifecycleHooks");

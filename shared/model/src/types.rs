@@ -88,6 +88,18 @@ pub enum InstanceState {
     Terminated,
 }
 
+impl InstanceState {
+    /// The `LifecycleState` Auto Scaling reports [aws-behaviour §2 States].
+    pub fn as_api(self) -> &'static str {
+        match self {
+            InstanceState::PendingWait => "Pending:Wait",
+            InstanceState::InService => "InService",
+            InstanceState::TerminatingWait => "Terminating:Wait",
+            InstanceState::Terminated => "Terminated",
+        }
+    }
+}
+
 /// One lifecycle action: the instance waits until every hook on the transition is completed or
 /// timed out [aws-behaviour §2 Multiple hooks on one transition].
 #[derive(Debug, Clone)]

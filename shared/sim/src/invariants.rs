@@ -423,7 +423,7 @@ impl Invariants {
             {
                 let rec = world
                     .instance(&instance.as_str().into())
-                    .filter(|r| &r.action.token.0 == token);
+                    .filter(|r| r.action.token.as_ref().is_none_or(|t| &t.0 == token));
                 let ok = rec.is_some_and(|r| matches!(r.phase, Phase::Held { .. }) && *global);
                 if !ok {
                     found.push(format!("invariant 5/7: launch action of {instance} timed out (global: {global}) in {:?}", rec.map(|r| &r.phase)));
@@ -595,7 +595,7 @@ impl Invariants {
             }
             let rec = world
                 .instance(&InstanceId(instance.clone()))
-                .filter(|r| r.action.token.0 == token);
+                .filter(|r| r.action.token.as_ref().is_none_or(|t| t.0 == token));
             let verdict = match (transition, rec) {
                 // Nobody heard of it: acceptable only when lifecycle events may be lost.
                 (_, None) if lifecycle_may_be_lost => None,

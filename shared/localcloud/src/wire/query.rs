@@ -35,6 +35,7 @@ pub fn handle(sim: &Simulator, body: &[u8], request_id: &str) -> Reply {
         (false, "CompleteLifecycleAction") => complete(sim, &params, request_id),
         (false, "RecordLifecycleActionHeartbeat") => heartbeat(sim, &params, request_id),
         (false, "DescribeLifecycleHooks") => describe_hooks(sim, &params, request_id),
+        (false, "DescribeAutoScalingGroups") => describe_groups(sim, &params, request_id),
         (true, "CreateTags") => tags(sim, &params, request_id, true),
         (true, "DeleteTags") => tags(sim, &params, request_id, false),
         (true, other) => ec2_error(
@@ -161,6 +162,81 @@ fn describe_hooks(sim: &Simulator, params: &Params, request_id: &str) -> Reply {
         content_type: "text/xml",
         body: format!(
             r#"<DescribeLifecycleHooksResponse xmlns="{AUTOSCALING_NS}"><DescribeLifecycleHooksResult><LifecycleHooks>{members}</LifecycleHooks></DescribeLifecycleHooksResult><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></DescribeLifecycleHooksResponse>"#
+        ),
+    }
+}
+
+/// Group names per page unless `MaxRecords` says otherwise; also the most names a call may
+/// give without raising `MaxRecords` (at most 100) [aws-behaviour §2 DescribeAutoScalingGroups].
+const DEFAULT_MAX_RECORDS: usize = 50;
+const MAX_MAX_RECORDS: usize = 100;
+
+/// DescribeAutoScalingGroups for the groups named in `AutoScalingGroupNames.member.N` (all
+/// groups without names), `MaxRecords` groups per page with a `NextToken`, each with its
+/// instances and their `LifecycleState` [aws-behaviour §2 DescribeAutoScalingGroups].
+fn describe_groups(sim: &Simulator, params: &Params, request_id: &str) -> Reply {
+    let mut names: Vec<String> = indexed(params, "AutoScalingGroupNames.member.", "")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let max_records = match params.get("MaxRecords").map(|v| v.parse::<usize>()) {
+        None => DEFAULT_MAX_RECORDS,
+        Some(Ok(n)) if (1..=MAX_MAX_RECORDS).contains(&n) => n,
+        Some(_) => {
+            return autoscaling_error(
+                "ValidationError",
+                "MaxRecords must be between 1 and 100",
+                request_id,
+            );
+        }
+    };
+    if names.len() > max_records.max(DEFAULT_MAX_RECORDS) {
+        return autoscaling_error(
+            "ValidationError",
+            &format!(
+                "The number of group names ({}) exceeds MaxRecords ({max_records})",
+                names.len()
+            ),
+            request_id,
+        );
+    }
+    let mut cloud = sim.cloud();
+    if names.is_empty() {
+        names = cloud.asgs.keys().cloned().collect();
+    }
+    let groups = cloud.describe_groups(&names);
+    drop(cloud);
+    let start: usize = params
+        .get("NextToken")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let end = (start + max_records).min(groups.len());
+    let mut members = String::new();
+    for (asg, instances) in groups.get(start..end).unwrap_or_default() {
+        let mut list = String::new();
+        for (id, state) in instances {
+            list.push_str(&format!(
+                "<member><InstanceId>{}</InstanceId><AvailabilityZone>us-east-1a</AvailabilityZone><LifecycleState>{}</LifecycleState><HealthStatus>Healthy</HealthStatus><ProtectedFromScaleIn>false</ProtectedFromScaleIn></member>",
+                xml_escape(id),
+                state.as_api()
+            ));
+        }
+        let n = instances.len();
+        members.push_str(&format!(
+            "<member><AutoScalingGroupName>{name}</AutoScalingGroupName><AutoScalingGroupARN>arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/{name}</AutoScalingGroupARN><MinSize>0</MinSize><MaxSize>{n}</MaxSize><DesiredCapacity>{n}</DesiredCapacity><DefaultCooldown>300</DefaultCooldown><AvailabilityZones><member>us-east-1a</member></AvailabilityZones><HealthCheckType>EC2</HealthCheckType><CreatedTime>2026-01-01T00:00:00Z</CreatedTime><Instances>{list}</Instances></member>",
+            name = xml_escape(asg),
+        ));
+    }
+    let next = if end < groups.len() {
+        format!("<NextToken>{end}</NextToken>")
+    } else {
+        String::new()
+    };
+    Reply {
+        status: StatusCode::OK,
+        content_type: "text/xml",
+        body: format!(
+            r#"<DescribeAutoScalingGroupsResponse xmlns="{AUTOSCALING_NS}"><DescribeAutoScalingGroupsResult><AutoScalingGroups>{members}</AutoScalingGroups>{next}</DescribeAutoScalingGroupsResult><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></DescribeAutoScalingGroupsResponse>"#
         ),
     }
 }
