@@ -24,7 +24,8 @@ use turnstile_model::{
     LifecycleOperation, Profile, Transition,
 };
 
-const PLAN: &str = r#"{"version":1,"steps":[{"application":"app0","deploymentGroup":"dg0","gateTag":"gate-0"}]}"#;
+const PLAN: &str =
+    r#"{"version":1,"steps":[{"application":"app0","deploymentGroup":"dg0","gateTag":"gate-0"}]}"#;
 
 fn hook(name: &str, metadata: Option<&str>) -> Hook {
     Hook {
@@ -121,10 +122,17 @@ async fn adopt_a_launch_whose_event_never_arrived_and_treat_the_late_event_as_a_
     let rec = loaded.world.instance(&id.as_str().into()).unwrap();
     assert_eq!(rec.action.token, None, "addressed by instance id");
     assert!(rec.adopted_at.is_some());
-    assert!(matches!(rec.phase, Phase::Running { step: 0, .. }), "{:?}", rec.phase);
+    assert!(
+        matches!(rec.phase, Phase::Running { step: 0, .. }),
+        "{:?}",
+        rec.phase
+    );
     let probe = &calls_on(&aws, &id)[0];
     assert_eq!(probe.operation, LifecycleOperation::Heartbeat);
-    assert_eq!((probe.hook.as_str(), probe.matched), (DEFAULT_LAUNCH_HOOK, true));
+    assert_eq!(
+        (probe.hook.as_str(), probe.matched),
+        (DEFAULT_LAUNCH_HOOK, true)
+    );
 
     // The event arrives after all: the same action, not a second pipeline.
     let (_, d) = handle_batch(&runner, one_message(lost)).await;
@@ -143,7 +151,11 @@ async fn adopt_a_launch_whose_event_never_arrived_and_treat_the_late_event_as_a_
         .await
         .unwrap();
     assert_eq!((s.adoption.waiting, s.adoption.unknown), (1, 0));
-    assert_eq!(calls_on(&aws, &id).len(), before, "no call for a known instance");
+    assert_eq!(
+        calls_on(&aws, &id).len(),
+        before,
+        "no call for a known instance"
+    );
 }
 
 #[tokio::test]
@@ -158,17 +170,28 @@ async fn adopt_never_an_instance_only_another_tools_hook_holds() {
         .await
         .unwrap();
     assert_eq!(
-        (s.adoption.waiting, s.adoption.unknown, s.adoption.adopted, s.adoption.not_ours),
+        (
+            s.adoption.waiting,
+            s.adoption.unknown,
+            s.adoption.adopted,
+            s.adoption.not_ours
+        ),
         (1, 1, 0, 1)
     );
-    assert!(calls_on(&aws, &id).is_empty(), "not even a heartbeat on its hook");
+    assert!(
+        calls_on(&aws, &id).is_empty(),
+        "not even a heartbeat on its hook"
+    );
     let loaded = runner
         .ports
         .store
         .load(&[Key::Instance(id.as_str().into())])
         .await
         .unwrap();
-    assert!(loaded.world.instance(&id.as_str().into()).is_none(), "no record");
+    assert!(
+        loaded.world.instance(&id.as_str().into()).is_none(),
+        "no record"
+    );
     assert_eq!(aws.lock().instances[&id].state, InstanceState::PendingWait);
 }
 

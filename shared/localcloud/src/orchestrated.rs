@@ -201,9 +201,11 @@ impl Functions<'_> {
     async fn publish(&mut self, events: Vec<Published>) -> Result<(), RunError> {
         let mut entries = Vec::new();
         for e in events {
-            if e.kind == EventKind::CodeDeploy
-                && self.rng.chance(self.scenario.faults.drop_codedeploy)
-            {
+            let drop = match e.kind {
+                EventKind::CodeDeploy => self.scenario.faults.drop_codedeploy,
+                EventKind::Lifecycle => self.scenario.faults.drop_lifecycle,
+            };
+            if self.rng.chance(drop) {
                 self.activity.events_dropped += 1;
                 continue;
             }

@@ -31,6 +31,11 @@ pub struct Summary {
     pub deployments_ours: usize,
     pub deployments_other: usize,
     pub aws_calls: BTreeMap<String, u64>,
+    /// Instances whose launch the timer sweep adopted (its event never arrived), and how long
+    /// each waited from launch to the heartbeat that adopted it.
+    pub adopted: usize,
+    pub adoption_wait_p50_ms: Option<Ms>,
+    pub adoption_wait_max_ms: Option<Ms>,
 }
 
 impl Summary {
@@ -99,7 +104,11 @@ impl Summary {
                 !ours(d) && (d.creator == Creator::Autoscaling || record.mode != Mode::Native)
             })
             .count();
+        let waits = adoption_waits(cloud);
         Summary {
+            adopted: waits.len(),
+            adoption_wait_p50_ms: percentile(&waits, 50),
+            adoption_wait_max_ms: waits.last().copied(),
             launched,
             replacements: launched.saturating_sub(initial),
             in_service,
@@ -121,6 +130,24 @@ impl Summary {
                 .collect(),
         }
     }
+}
+
+/// Per adopted instance, sorted: launch → the first heartbeat by instance id that found
+/// turnstile's action pending (the sweep's adoption).
+pub fn adoption_waits(cloud: &turnstile_model::Cloud) -> Vec<Ms> {
+    let mut first: BTreeMap<&str, Ms> = BTreeMap::new();
+    for c in &cloud.lifecycle_calls {
+        let by_instance = c.token.is_none() && c.hook == crate::scenario::LAUNCH_HOOK;
+        if let (true, true, Some(id)) = (by_instance, c.matched, c.instance.as_deref()) {
+            first.entry(id).or_insert(c.at);
+        }
+    }
+    let mut waits: Vec<Ms> = first
+        .into_iter()
+        .filter_map(|(id, at)| Some(at - cloud.instances.get(id)?.launched_at))
+        .collect();
+    waits.sort_unstable();
+    waits
 }
 
 /// Per instance, the sum of its own deployments' durations (one pass over the deployments).
@@ -205,6 +232,16 @@ pub fn render_run(record: &RunRecord, scenario: &Scenario, summary: &Summary) ->
                 a.dynamodb_calls,
                 a.sqs_sends
             );
+            if s.adopted > 0 {
+                let _ = writeln!(
+                    out,
+                    "adopted by the timer sweep (launch event lost): {} instances; launch → adoption p50 {}, max {} (heartbeat timeout {} s)",
+                    s.adopted,
+                    secs(s.adoption_wait_p50_ms),
+                    secs(s.adoption_wait_max_ms),
+                    scenario.fleet.heartbeat_timeout_secs
+                );
+            }
             let _ = writeln!(
                 out,
                 "faults: {} events dropped, {} duplicates, {} calls throttled, {} redeliveries, {} dead-lettered",

@@ -239,6 +239,10 @@ pub struct Faults {
     /// Probability that a CodeDeploy event never reaches the queue.
     #[serde(default)]
     pub drop_codedeploy: f64,
+    /// Probability that a lifecycle event (launch or terminate) never reaches the queue:
+    /// EventBridge delivers on a best-effort basis. The timer sweep adopts lost launches.
+    #[serde(default)]
+    pub drop_lifecycle: f64,
     /// Probability that a message is delivered twice (same body, same event id), as SQS and
     /// EventBridge may.
     #[serde(default)]
@@ -425,6 +429,7 @@ impl Scenario {
         }
         for (field, p) in [
             ("faults.drop_codedeploy", self.faults.drop_codedeploy),
+            ("faults.drop_lifecycle", self.faults.drop_lifecycle),
             ("faults.duplicate", self.faults.duplicate),
             ("faults.throttle", self.faults.throttle),
         ] {

@@ -257,7 +257,10 @@ impl Cloud {
     /// DescribeAutoScalingGroups: each named group (unknown names are left out, as AWS does)
     /// with its instances and their lifecycle states, in instance order
     /// [aws-behaviour §2 DescribeAutoScalingGroups].
-    pub fn describe_groups(&mut self, names: &[String]) -> Vec<(String, Vec<(String, InstanceState)>)> {
+    pub fn describe_groups(
+        &mut self,
+        names: &[String],
+    ) -> Vec<(String, Vec<(String, InstanceState)>)> {
         self.count("DescribeAutoScalingGroups");
         names
             .iter()

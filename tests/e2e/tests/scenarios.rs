@@ -506,3 +506,81 @@ async fn outdated_in_service_instance_is_never_deployed_with_the_launch_override
         assert_eq!(i.installed[&g0], "v2", "{} runs the current revision", i.id);
     }
 }
+
+/// The shipped scenario file, as `make demo SCENARIO=…` runs it.
+fn shipped(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../../scenarios/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// Issue 17 (adoption), docs/design.md "Adoption of lost launches": not one lifecycle event
+/// reaches the queue (`scenarios/adopt.toml`, `drop_lifecycle = 1.0`, 120 s heartbeat timeout,
+/// two waves). The timer sweep adopts every instance before its first heartbeat is owed, and
+/// every instance goes in service with every group, none abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_every_launch_when_no_lifecycle_event_arrives() {
+    let (s, r) = run_orchestrated(&shipped("adopt.toml")).await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    assert_eq!(
+        r.cloud.instances.len(),
+        8,
+        "no replacements: nothing abandoned"
+    );
+    assert_eq!(completions(&r, HookResult::Abandon), 0);
+    let summary = Summary::of(&r, &s);
+    assert_eq!(summary.adopted, 8, "every pipeline came from the sweep");
+    let max = summary.adoption_wait_max_ms.unwrap();
+    assert!(
+        max < s.fleet.heartbeat_timeout_secs * 1000,
+        "adopted after {max} ms: the heartbeat was owed by then"
+    );
+    // The events were dropped, so every call named the instance, never a token.
+    assert!(r.cloud.lifecycle_calls.iter().all(|c| c.token.is_none()));
+}
+
+/// Adoption beside other tools' hooks (`scenarios/foreign-hooks.toml` with every lifecycle
+/// event lost and no terminations): turnstile adopts its own hook's actions only. Once its
+/// pipeline is done the instance still waits for the bootstrap agent, and the sweep, which
+/// sees it in Pending:Wait every minute, neither adopts it again nor calls anything on the
+/// other hooks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_never_an_instance_another_tools_hook_holds() {
+    let toml = shipped("foreign-hooks.toml")
+        .replace("terminate_hook = true", "terminate_hook = false")
+        .replace("at_secs = 100\nterminate = 2", "at_secs = 100\nlaunch = 1")
+        .replace("[faults]", "[faults]\ndrop_lifecycle = 1.0");
+    let (s, r) = run_orchestrated(&toml).await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    let foreign: Vec<_> = r
+        .cloud
+        .lifecycle_calls
+        .iter()
+        .filter(|c| c.hook != LAUNCH_HOOK)
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "turnstile touched other hooks: {foreign:#?}"
+    );
+    // One adoption per instance: a single matched probe each, and one CONTINUE each.
+    let summary = Summary::of(&r, &s);
+    assert_eq!(summary.adopted, 7);
+    assert_eq!(completions(&r, HookResult::Continue), 7);
+    for i in r.cloud.instances.values() {
+        let gone_probes = r
+            .cloud
+            .lifecycle_calls
+            .iter()
+            .filter(|c| c.instance.as_deref() == Some(i.id.as_str()) && !c.matched)
+            .count();
+        assert_eq!(
+            gone_probes, 0,
+            "{}: probed again after its pipeline was done",
+            i.id
+        );
+    }
+}
