@@ -71,6 +71,119 @@ mod autoscaling {
     }
 
     #[tokio::test]
+    async fn adopt_calls_name_the_instance_when_the_action_has_no_token() {
+        let adopted = ActionRef {
+            token: None,
+            ..action()
+        };
+        let by_instance = |token: Option<&str>, instance: Option<&str>| {
+            token.is_none() && instance == Some("i-1234567890abcdef0")
+        };
+        let beat = mock!(Client::record_lifecycle_action_heartbeat)
+            .match_requests(move |r| {
+                r.lifecycle_hook_name() == Some("my-hook")
+                    && by_instance(r.lifecycle_action_token(), r.instance_id())
+            })
+            .then_output(|| RecordLifecycleActionHeartbeatOutput::builder().build());
+        let done = mock!(Client::complete_lifecycle_action)
+            .match_requests(move |r| {
+                r.lifecycle_action_result() == Some("CONTINUE")
+                    && by_instance(r.lifecycle_action_token(), r.instance_id())
+            })
+            .then_output(|| CompleteLifecycleActionOutput::builder().build());
+        let asg = AutoScaling::new(mock_client!(aws_sdk_autoscaling, [&beat, &done]));
+        asg.heartbeat(&adopted).await.unwrap();
+        asg.complete(&adopted, LifecycleResult::Continue)
+            .await
+            .unwrap();
+        assert_eq!((beat.num_calls(), done.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn adopt_waiting_lists_pending_wait_and_warm_pool_entries() {
+        use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+        use aws_sdk_autoscaling::operation::describe_warm_pool::DescribeWarmPoolOutput;
+        use aws_sdk_autoscaling::types::{
+            AutoScalingGroup, Instance, LifecycleState, WarmPoolConfiguration,
+        };
+        use turnstile_aws::ports::Waiting;
+        use turnstile_core::Place;
+        let member = |id: &str, state: LifecycleState| {
+            Instance::builder()
+                .instance_id(id)
+                .lifecycle_state(state)
+                .build()
+        };
+        let group = |name: &str, instances: Vec<Instance>, warm: bool| {
+            let mut g = AutoScalingGroup::builder()
+                .auto_scaling_group_name(name)
+                .set_instances(Some(instances));
+            if warm {
+                g = g.warm_pool_configuration(WarmPoolConfiguration::builder().build());
+            }
+            g.build()
+        };
+        let pages = mock!(Client::describe_auto_scaling_groups)
+            .match_requests(|r| r.auto_scaling_group_names().len() == 2)
+            .sequence()
+            .output(move || {
+                DescribeAutoScalingGroupsOutput::builder()
+                    .auto_scaling_groups(group(
+                        "web",
+                        vec![
+                            member("i-1", LifecycleState::PendingWait),
+                            member("i-2", LifecycleState::InService),
+                        ],
+                        true,
+                    ))
+                    .next_token("page-2")
+                    .build()
+            })
+            .output(move || {
+                DescribeAutoScalingGroupsOutput::builder()
+                    .auto_scaling_groups(group(
+                        "batch",
+                        vec![member("i-3", LifecycleState::PendingWait)],
+                        false,
+                    ))
+                    .build()
+            })
+            .build();
+        let warm = mock!(Client::describe_warm_pool)
+            .match_requests(|r| r.auto_scaling_group_name() == Some("web"))
+            .then_output(move || {
+                DescribeWarmPoolOutput::builder()
+                    .instances(member("i-4", LifecycleState::WarmedPendingWait))
+                    .instances(member("i-5", LifecycleState::WarmedStopped))
+                    .build()
+            });
+        let asg = AutoScaling::new(mock_client!(
+            aws_sdk_autoscaling,
+            RuleMode::MatchAny,
+            [&pages, &warm]
+        ));
+        let found = asg
+            .waiting(&["web".to_owned(), "batch".to_owned()])
+            .await
+            .unwrap();
+        let w = |asg: &str, id: &str, place| Waiting {
+            asg: asg.into(),
+            instance: id.into(),
+            place,
+        };
+        assert_eq!(
+            found,
+            [
+                w("web", "i-1", Place::AutoScalingGroup),
+                w("batch", "i-3", Place::AutoScalingGroup),
+                w("web", "i-4", Place::WarmPool),
+            ]
+        );
+        assert_eq!(pages.num_calls(), 2, "followed NextToken");
+        assert_eq!(warm.num_calls(), 1, "only the group with a warm pool");
+    }
+
+    #[tokio::test]
     async fn throttling_then_success() {
         let rule = mock!(Client::complete_lifecycle_action)
             .sequence()

@@ -169,6 +169,9 @@ fn world(seed: u64) -> World {
     faults.throttle = pick(&mut r, &[0.0, 0.0, 0.01, 0.03]);
     faults.conflict = pick(&mut r, &[0.0, 0.0, 0.02, 0.1]);
     faults.concurrent = r.chance(0.5);
+    // Lost launch events, recovered by the sweep's adoption (drawn last so the draws above keep
+    // their values for every seed).
+    faults.drop_launch = pick(&mut r, &[0.0, 0.0, 0.05, 0.3]);
     // Stress knobs for hunting rare bugs: `DST_CRASH=0.05 DST_THROTTLE=0.1` override the draws.
     let crash = env_f64("DST_CRASH").unwrap_or(crash);
     faults.throttle = env_f64("DST_THROTTLE").unwrap_or(faults.throttle);

@@ -24,6 +24,8 @@ pub const SWEEP_MS: Ms = 60_000;
 pub struct Faults {
     pub duplicate: f64,
     pub drop_codedeploy: f64,
+    /// Probability that a launch lifecycle event is lost (the sweep's adoption recovers it).
+    pub drop_launch: f64,
     pub max_delay_ms: Ms,
     /// Probability that an AWS call is throttled (a transient port error).
     pub throttle: f64,
@@ -183,6 +185,14 @@ impl<H: Observer> Driver<H> {
             if p.kind == EventKind::CodeDeploy && self.rng.chance(self.faults.drop_codedeploy) {
                 continue;
             }
+            // Drawn only when enabled, so seeds without the fault replay as they always did.
+            let launch = p.kind == EventKind::Lifecycle
+                && p.json.get("detail-type").and_then(|t| t.as_str())
+                    == Some("EC2 Instance-launch Lifecycle Action");
+            if launch && self.faults.drop_launch > 0.0 && self.rng.chance(self.faults.drop_launch)
+            {
+                continue;
+            }
             let copies = if self.rng.chance(self.faults.duplicate) {
                 2
             } else {
@@ -304,6 +314,24 @@ impl<H: Observer> Driver<H> {
         self.traced(&what, &attempt);
     }
 
+    /// The sweep's second half, as the timer function runs it: adopt the launches of every
+    /// group whose events were lost. A failure waits for the next sweep.
+    async fn adopt(&mut self) {
+        let managed: Vec<String> = self.aws.lock().asgs.keys().cloned().collect();
+        if self.trace.is_some() {
+            self.aws.1.record();
+        }
+        let result = turnstile_aws::adopt::adopt(&self.runner, &managed).await;
+        let attempt = match result {
+            Ok(_) => Attempt::Done,
+            Err(e) => {
+                self.crashes += 1;
+                Attempt::Failed(e)
+            }
+        };
+        self.traced("<adoption pass>", &attempt);
+    }
+
     fn run_script(&mut self, what: Script) {
         self.scripted.apply(&mut self.aws.lock(), &self.plan, what);
     }
@@ -349,6 +377,7 @@ impl<H: Observer> Driver<H> {
                 for key in due {
                     self.tick(Input::Tick(key)).await;
                 }
+                self.adopt().await;
             } else if !self.idle(now, next_sweep, end) {
                 break;
             }
