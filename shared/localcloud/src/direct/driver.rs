@@ -189,8 +189,7 @@ impl<H: Observer> Driver<H> {
             let launch = p.kind == EventKind::Lifecycle
                 && p.json.get("detail-type").and_then(|t| t.as_str())
                     == Some("EC2 Instance-launch Lifecycle Action");
-            if launch && self.faults.drop_launch > 0.0 && self.rng.chance(self.faults.drop_launch)
-            {
+            if launch && self.faults.drop_launch > 0.0 && self.rng.chance(self.faults.drop_launch) {
                 continue;
             }
             let copies = if self.rng.chance(self.faults.duplicate) {
