@@ -292,7 +292,10 @@ impl<P: Ports> Runner<P> {
                     );
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.alert_if_too_large(&e);
+                    return Err(e);
+                }
             };
             if let Some(source) = chain.failed {
                 // An early command failed after its decision was decided: the decision is
@@ -711,6 +714,34 @@ impl<P: Ports> Runner<P> {
                 None
             }
         })
+    }
+
+    /// A record too large to store fails every write for good: say which, why it matters and
+    /// what to do, as an alert, rather than leave only a dead-lettered message.
+    fn alert_if_too_large(&self, e: &RunError) {
+        let RunError::Store(StoreError::TooLarge { key, bytes }) = e else {
+            return;
+        };
+        let group = crate::store::key_of(key).and_then(|k| match k {
+            Key::Group(g) => Some(g),
+            Key::Instance(_) => None,
+        });
+        let instance = crate::store::key_of(key).and_then(|k| match k {
+            Key::Instance(i) => Some(i),
+            Key::Group(_) => None,
+        });
+        let alert = turnstile_core::Alert {
+            kind: turnstile_core::AlertKind::RecordTooLarge,
+            instance,
+            group,
+            message: format!(
+                "record {key} would be {bytes} bytes, over DynamoDB's 400 KB item limit: no decision about it can be stored, and its messages go to the dead-letter queue. Report it with the record's key; lowering the plan's maxBatch for that group reduces the record"
+            ),
+        };
+        tracing::error!(alert = ?alert.kind, group = ?alert.group, "{}", alert.message);
+        self.ports
+            .observer
+            .emit(crate::emf::alert_line(&alert, self.ports.clock.now()));
     }
 
     /// `CreateDeployment`'s answer. A failure is the answer too (`Failed`, retryable or not):

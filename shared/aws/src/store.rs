@@ -95,6 +95,10 @@ pub enum StoreError {
     /// A stored item could not be decoded (a bug or a foreign writer).
     #[error("stored item {key} is not readable: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A record would exceed DynamoDB's item size limit: every write of it would fail, so the
+    /// runner raises an alert naming it. Retrying cannot help.
+    #[error("record {key} would be {bytes} bytes, over DynamoDB's 400 KB item limit")]
+    TooLarge { key: String, bytes: usize },
     /// Throttling, timeouts, service errors: retrying can help.
     #[error("{op}: {source}")]
     Transient {

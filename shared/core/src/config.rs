@@ -26,6 +26,14 @@ pub struct Config {
     /// The lifecycle hooks turnstile acts on; every other hook's events are left to their
     /// owner (docs/design.md "Own hooks only").
     pub owned_hooks: OwnedHooks,
+    /// The most instances one group record lists (waiting, and members of its active and
+    /// settling deployments). At about 60 bytes per listed member the record stays under
+    /// 100 KB, far below DynamoDB's 400 KB item limit, however many instances wait; the rest
+    /// wait in their own records ([`crate::StepWait::Overflow`]). At least the largest
+    /// `maxBatch` (1,000), so a full batch always fits.
+    pub group_capacity: usize,
+    /// How often an instance that found its group's list full tries again to join it.
+    pub overflow_retry_ms: u64,
 }
 
 impl Default for Config {
@@ -39,6 +47,8 @@ impl Default for Config {
             seen_capacity: 32,
             deadline_guard_ms: 30_000,
             owned_hooks: OwnedHooks::default(),
+            group_capacity: 1_500,
+            overflow_retry_ms: 30_000,
         }
     }
 }

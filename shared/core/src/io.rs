@@ -348,4 +348,7 @@ pub enum AlertKind {
     /// The hook's heartbeat timeout is too short for the timer sweep to cover a lost timer
     /// message (below [`crate::engine::MIN_ROBUST_HEARTBEAT_SECS`]).
     HeartbeatTimeoutTooShort,
+    /// A record would exceed DynamoDB's item size limit, so every write of it fails (raised by
+    /// the runner, not the core; the bound on group records should make it impossible).
+    RecordTooLarge,
 }

@@ -2014,3 +2014,90 @@ fn rule_adopt_the_exit_from_the_warm_pool_after_the_entry_finished() {
     assert!(h.inst("i-1").adopted_at > Some(now));
     assert!(matches!(h.inst("i-1").phase, Phase::Running { .. }));
 }
+
+// ---- bounded group records -------------------------------------------------------------
+
+fn h_with_capacity(capacity: usize) -> H {
+    let mut h = H::new();
+    h.engine = Engine::new(Config {
+        group_capacity: capacity,
+        ..Config::default()
+    });
+    h
+}
+
+#[test]
+fn rule_oversized_group_lists_overflow_into_the_instances_own_records() {
+    let mut h = h_with_capacity(3);
+    for i in 1..=5 {
+        h.launch(&format!("i-{i}"), 1);
+        h.advance(1);
+    }
+    let g = h.world.group(&group(0)).unwrap().clone();
+    assert_eq!(g.listed(), 3, "the group lists no more than its capacity");
+    for i in 4..=5 {
+        let inst = h.inst(&format!("i-{i}"));
+        assert!(
+            matches!(inst.phase, Phase::Running { step: 0, wait: StepWait::Overflow { .. } }),
+            "{:?}",
+            inst.phase
+        );
+        assert!(
+            inst.wake_at.is_some_and(|w| w <= h.now.plus_secs(30)),
+            "it tries again soon"
+        );
+    }
+}
+
+#[test]
+fn rule_oversized_overflowed_instance_joins_in_its_place_once_there_is_room() {
+    let mut h = h_with_capacity(2);
+    h.launch("i-1", 1);
+    h.advance(1);
+    h.launch("i-2", 1);
+    h.advance(1);
+    h.launch("i-3", 1); // overflows
+    let queued_at = match h.inst("i-3").phase {
+        Phase::Running {
+            wait: StepWait::Overflow { since },
+            ..
+        } => since,
+        ref p => panic!("{p:?}"),
+    };
+    // Still full: a retry leaves it where it is, without counting a new attempt.
+    h.advance(30);
+    h.tick("i-3");
+    assert!(matches!(
+        h.inst("i-3").phase,
+        Phase::Running {
+            wait: StepWait::Overflow { .. },
+            ..
+        }
+    ));
+    assert_eq!(h.inst("i-3").steps[0].attempts, 1);
+    // i-1 goes away: there is room, and i-3 joins keeping its place in the queue.
+    h.feed(Input::Terminate {
+        event: lifecycle_event(&h, "i-1", DEFAULT_TERMINATE_HOOK, "tt-1"),
+    });
+    h.advance(30);
+    h.tick("i-3");
+    assert!(
+        matches!(
+            h.inst("i-3").phase,
+            Phase::Running {
+                wait: StepWait::Queued { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        h.inst("i-3").phase
+    );
+    let g = h.world.group(&group(0)).unwrap();
+    let listed_since = g
+        .waiting
+        .get(&"i-3".into())
+        .copied()
+        .or_else(|| g.active.as_ref().and_then(|a| a.members()).and_then(|m| m.get(&"i-3".into())).map(|_| queued_at));
+    assert_eq!(listed_since, Some(queued_at), "its place is when it first asked");
+    assert_eq!(h.inst("i-3").steps[0].attempts, 1, "a retry to join is not an attempt");
+}

@@ -28,6 +28,35 @@ pub const DUE_INDEX: &str = "due";
 /// DynamoDB's limit of items in one transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
 
+/// DynamoDB's limit on one item, names and values together [aws-behaviour §5.3].
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// An item's size as DynamoDB counts it for its 400 KB limit [aws-behaviour §5.3]: each
+/// attribute's name plus its value; strings and binaries by their bytes, numbers by about one
+/// byte per two significant digits plus one, lists and maps 3 bytes plus one byte and the size
+/// of each element (a map's element counting its name too), booleans and nulls 1 byte.
+pub fn item_size_bytes(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => {
+            let digits = n.trim_start_matches(['-', '0', '.']).replace('.', "");
+            digits.trim_end_matches('0').len().div_ceil(2) + 1
+        }
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::Ss(xs) => xs.iter().map(String::len).sum(),
+        AttributeValue::Ns(xs) => xs.iter().map(|n| value_size(&AttributeValue::N(n.clone()))).sum(),
+        AttributeValue::Bs(xs) => xs.iter().map(|b| b.as_ref().len()).sum(),
+        AttributeValue::L(xs) => 3 + xs.iter().map(|x| 1 + value_size(x)).sum::<usize>(),
+        AttributeValue::M(m) => 3 + m.iter().map(|(k, x)| 1 + k.len() + value_size(x)).sum::<usize>(),
+        _ => 0,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
@@ -149,7 +178,18 @@ impl DynamoStore {
         if let Some(t) = ttl_of(record) {
             item.insert(TTL.into(), n(t));
         }
+        let bytes = item_size_bytes(&item);
+        if bytes > MAX_ITEM_BYTES {
+            // DynamoDB would refuse the whole transaction with a ValidationException that
+            // names no item; this names the record.
+            return Err(StoreError::TooLarge { key: pk, bytes });
+        }
         Ok(item)
+    }
+
+    /// A record as it would be stored, for size checks in tests.
+    pub fn item_of(key: &Key, record: &Record) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        Self::record_item(key, record, 1)
     }
 
     fn version_condition(version: u64) -> (String, Option<(String, AttributeValue)>) {
@@ -483,5 +523,45 @@ impl Store for DynamoStore {
                 reason: "no app/dg".into(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use turnstile_core::{Gate, Group};
+
+    #[test]
+    fn item_size_counts_names_and_values_as_dynamodb_does() {
+        let item = HashMap::from([
+            ("pk".to_owned(), s("abc")),       // 2 + 3
+            ("n".to_owned(), n(1_234_567)),    // 1 + 7 digits → 4 + 1
+            ("l".to_owned(), AttributeValue::L(vec![s("xy"), AttributeValue::Bool(true)])), // 1 + 3 + (1+2) + (1+1)
+        ]);
+        assert_eq!(item_size_bytes(&item), 5 + 6 + 9);
+    }
+
+    #[test]
+    fn oversized_record_is_refused_naming_its_key() {
+        let key = GroupKey::new("app0", "dg0");
+        let gate = Gate {
+            key: "gate-0".into(),
+            value: "open".into(),
+        };
+        let mut g = Group::new(key.clone(), gate);
+        // Far more than the core's bound lets a group list: about 28 bytes each.
+        for i in 0..20_000u64 {
+            g.waiting.insert(InstanceId(format!("i-{i:017x}")), Millis(i));
+        }
+        let err = DynamoStore::item_of(&Key::Group(key), &Record::Group(g)).unwrap_err();
+        match err {
+            StoreError::TooLarge { key, bytes } => {
+                assert_eq!(key, "G#app0#dg0");
+                assert!(bytes > MAX_ITEM_BYTES);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!StoreError::TooLarge { key: String::new(), bytes: 0 }.is_retryable());
     }
 }

@@ -10,9 +10,9 @@ impl Cx<'_> {
         let Some(inst) = self.inst(id) else {
             return;
         };
-        let Some(s) = inst.plan.steps.get(step).cloned() else {
+        if inst.plan.steps.get(step).is_none() {
             return;
-        };
+        }
         let remaining = inst.remaining_secs(step);
         let left = inst.global_deadline.since(now) / 1000;
         if now.plus_secs(remaining) > inst.global_deadline {
@@ -32,15 +32,45 @@ impl Cx<'_> {
             Admit::Window => inst.plan.batch_window_secs,
             Admit::Follow => inst.plan.batch_follow_secs,
         };
+        if let Some(inst) = self.inst_mut(id)
+            && let Some(r) = inst.steps.get_mut(step)
+        {
+            r.attempts += 1;
+            r.started_at.get_or_insert(now);
+        }
+        self.join(id, step, now, wait, max_batch);
+    }
+
+    /// Puts the instance on the waiting list of its step's group, in its place since `since`,
+    /// or, if the group's record lists as many instances as it may, in its own record
+    /// ([`StepWait::Overflow`]) to try again later.
+    pub(super) fn join(
+        &mut self,
+        id: &InstanceId,
+        step: usize,
+        since: Millis,
+        wait_secs: u64,
+        max_batch: u32,
+    ) {
+        let now = self.now;
+        let Some(s) = self.inst(id).and_then(|i| i.plan.steps.get(step)).cloned() else {
+            return;
+        };
+        let capacity = self.cfg.group_capacity;
+        let full = self
+            .w
+            .group(&s.group)
+            .is_some_and(|g| !g.waiting.contains_key(id) && g.listed() >= capacity);
+        let wait = if full {
+            StepWait::Overflow { since }
+        } else {
+            StepWait::Queued { since: now }
+        };
         if let Some(inst) = self.inst_mut(id) {
-            if let Some(r) = inst.steps.get_mut(step) {
-                r.attempts += 1;
-                r.started_at.get_or_insert(now);
-            }
-            inst.phase = Phase::Running {
-                step,
-                wait: StepWait::Queued { since: now },
-            };
+            inst.phase = Phase::Running { step, wait };
+        }
+        if full {
+            return;
         }
         let group = self
             .w
@@ -51,8 +81,8 @@ impl Cx<'_> {
         group.gate = s.gate.clone();
         group.config = s.deployment_config.clone();
         group.max_batch = max_batch;
-        group.waiting.insert(id.clone(), now);
-        let at = now.plus_secs(wait);
+        group.waiting.insert(id.clone(), since);
+        let at = now.plus_secs(wait_secs);
         group.admit_at = Some(group.admit_at.map_or(at, |a| a.min(at)));
         self.touched.insert(Key::Group(s.group.clone()));
         self.try_admit(&s.group);

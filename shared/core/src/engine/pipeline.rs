@@ -17,6 +17,11 @@ impl Cx<'_> {
         };
         let key = s.group.clone();
         match (wait, self.standing(id, &key)) {
+            // The group's list was full: try again, keeping the place in the queue.
+            (StepWait::Overflow { since }, _) => {
+                let (window, max_batch) = (inst.plan.batch_window_secs, inst.plan.max_batch);
+                self.join(id, step, since, window, max_batch);
+            }
             (StepWait::Backoff { until }, _) => {
                 if self.now >= until {
                     self.start_attempt(id, step, Admit::Window);

@@ -117,6 +117,17 @@ impl Cx<'_> {
                     deployment: d,
                 });
             }
+            (StepWait::Overflow { .. }, _) if !self.fits(id, step) => {
+                let left = self
+                    .inst(id)
+                    .map_or(0, |i| i.global_deadline.since(now) / 1000);
+                self.fail_instance(
+                    id,
+                    Some(step),
+                    format!("still waiting for room in {key}'s list with {left} s left before the global timeout: the remaining plan cannot fit"),
+                    Some(AlertKind::PlanCannotFit),
+                );
+            }
             (StepWait::Queued { .. }, Standing::Waiting) if !self.fits(id, step) => {
                 self.leave_group(id, &key);
                 let left = self
@@ -402,6 +413,7 @@ impl Cx<'_> {
                         Standing::Done(_) | Standing::Absent => at.push(self.now),
                     },
                     StepWait::Draining { .. } => at.push(self.now.plus_ms(cfg.poll_interval_ms)),
+                    StepWait::Overflow { .. } => at.push(self.now.plus_ms(cfg.overflow_retry_ms)),
                     StepWait::Leaving {
                         since, blocked_by, ..
                     } => at.push(since.plus_ms(cfg.leave_resend_ms(blocked_by.as_ref()))),

@@ -203,6 +203,19 @@ pub struct Settled {
 }
 
 impl Group {
+    /// How many instances the record lists: waiting, members of the active deployment and of
+    /// the settling ones. Its size grows with this number, so admission bounds it
+    /// ([`Config::group_capacity`]).
+    pub fn listed(&self) -> usize {
+        let active = self
+            .active
+            .as_ref()
+            .and_then(Active::members)
+            .map_or(0, BTreeMap::len);
+        let settling: usize = self.settling.iter().map(|s| s.members.len()).sum();
+        self.waiting.len() + active + settling
+    }
+
     /// Removes `id` from every list of the group and returns the deployment it was the last
     /// pending member of: one that now serves nobody and must be stopped.
     pub fn remove(&mut self, id: &InstanceId) -> Option<DeploymentId> {

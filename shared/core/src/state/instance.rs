@@ -97,6 +97,10 @@ pub enum StepWait {
     /// The attempt timed out while a deployment still runs on the instance; the attempt is
     /// failed once that deployment no longer touches it.
     Draining { since: Millis },
+    /// The group's record lists as many instances as it may ([`crate::Config::group_capacity`]):
+    /// the instance waits in its own record since `since` and tries to join every
+    /// `overflow_retry_ms`, keeping `since` as its place in the queue.
+    Overflow { since: Millis },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
