@@ -13,7 +13,10 @@ Checks:
 - the DynamoDB table has the indexes and attributes the store code queries;
 - own hooks only (docs/design.md "Own hooks only"): both functions get TURNSTILE_LAUNCH_HOOKS
   and TURNSTILE_TERMINATE_HOOKS, the launch rule filters on detail.LifecycleHookName with the
-  same hooks, and in a stack that nests turnstile every launch hook carrying a plan is owned.
+  same hooks, and in a stack that nests turnstile every launch hook carrying a plan is owned;
+- fast redelivery (docs/design.md "Fast redelivery"): a function with an SQS event source may
+  call sqs:ChangeMessageVisibility on that queue and on nothing else, and a function without
+  one may not call it at all.
 """
 
 import re
@@ -105,6 +108,7 @@ def check(path):
             want = {
                 consts["INFLIGHT_INDEX"]: [consts["INFLIGHT"], consts["PK"]],
                 consts["DUE_INDEX"]: [consts["SHARD"], consts["WAKE"]],
+                consts["OVERFLOW_INDEX"]: [consts["OVERFLOW"], consts["OVERFLOW_SINCE"]],
             }
             if idx != want:
                 problems.append(f"{path}: {name}: indexes {idx} differ from what the store queries {want}")
@@ -113,6 +117,7 @@ def check(path):
                 problems.append(f"{path}: {name}: TTL attribute {ttl!r} is not the store's {consts['TTL']!r}")
 
     problems += check_owned_hooks(path, template, resources, glob_fn)
+    problems += check_visibility_grants(path, resources)
 
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if re.search(r"Resource:\s*[\"']\*[\"']", line) and "# justified:" not in line:
@@ -187,6 +192,61 @@ def check_owned_hooks(path, template, resources, glob_fn):
                 hook = spec.get("LifecycleHookName")
                 if hook != owned and not (isinstance(prefix, str) and prefix and isinstance(hook, str) and hook.startswith(prefix)):
                     problems.append(f"{path}: {g}: launch hook {hook!r} carries a plan but is not the LaunchHookName {owned!r} (or OwnedHookPrefix) given to {name}: turnstile would leave it alone")
+    return problems
+
+
+VISIBILITY = "sqs:ChangeMessageVisibility"
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def statements_of(name, props, resources):
+    """Every IAM statement a SAM function's role gets: inline statements in Policies, managed
+    policies it references, and AWS::IAM::Policy resources attached to its role."""
+    out = []
+    for p in props.get("Policies") or []:
+        if isinstance(p, dict) and "Statement" in p:
+            out += as_list(p["Statement"])
+        elif isinstance(p, dict) and isinstance(p.get("Ref"), str):
+            doc = resources.get(p["Ref"], {}).get("Properties", {}).get("PolicyDocument", {})
+            out += as_list(doc.get("Statement", []))
+    role = f"{name}Role"
+    for res in resources.values():
+        if isinstance(res, dict) and res.get("Type") == "AWS::IAM::Policy":
+            if {"Ref": role} in as_list(res.get("Properties", {}).get("Roles", [])):
+                out += as_list(res["Properties"].get("PolicyDocument", {}).get("Statement", []))
+    return [s for s in out if isinstance(s, dict)]
+
+
+def check_visibility_grants(path, resources):
+    problems = []
+    for name, res in resources.items():
+        if not (isinstance(res, dict) and res.get("Type") == "AWS::Serverless::Function"):
+            continue
+        props = res.get("Properties", {})
+        queues = [
+            ev.get("Properties", {}).get("Queue")
+            for ev in (props.get("Events") or {}).values()
+            if isinstance(ev, dict) and ev.get("Type") == "SQS"
+        ]
+        grants = [
+            s
+            for s in statements_of(name, props, resources)
+            if s.get("Effect") == "Allow"
+            and any(a in (VISIBILITY, "sqs:*", "*") for a in as_list(s.get("Action")))
+        ]
+        if not queues:
+            for g in grants:
+                problems.append(f"{path}: {name}: has no SQS event source but may call {VISIBILITY} ({g.get('Sid', 'unnamed statement')})")
+            continue
+        if not grants:
+            problems.append(f"{path}: {name}: may not call {VISIBILITY} on its queue (failed records would wait for the visibility timeout)")
+        for g in grants:
+            for r in as_list(g.get("Resource")):
+                if r not in queues:
+                    problems.append(f"{path}: {name}: {VISIBILITY} on {r!r}, not only on its own queue {queues}")
     return problems
 
 

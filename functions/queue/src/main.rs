@@ -10,11 +10,14 @@ use turnstile_aws::{bootstrap, handler};
 async fn main() -> Result<(), Error> {
     bootstrap::init_logging();
     let config = Config::from_env().inspect_err(|e| tracing::error!("{e}"))?;
-    let runner = bootstrap::runner(&config).await;
+    let sdk = bootstrap::sdk_config().await;
+    let runner = bootstrap::runner_with(&sdk, &config);
+    // Failed records come back within seconds (ChangeMessageVisibility on this queue).
+    let redelivery = bootstrap::redelivery(&sdk, &config);
     run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let runner = &runner;
+        let (runner, redelivery) = (&runner, &redelivery);
         async move {
-            let (response, _) = handler::handle_batch(runner, event.payload).await;
+            let (response, _) = handler::handle_batch(runner, redelivery, event.payload).await;
             Ok::<SqsBatchResponse, Error>(response)
         }
     }))

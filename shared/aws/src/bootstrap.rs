@@ -1,14 +1,15 @@
 //! What a Lambda `main` does once per cold start: logging, configuration, clients, runner.
 
-use aws_config::BehaviorVersion;
+use aws_config::{BehaviorVersion, SdkConfig};
 use turnstile_core::Engine;
 
 use crate::autoscaling::AutoScaling;
 use crate::codedeploy::CodeDeploy;
 use crate::config::Config;
 use crate::ports::SystemClock;
+use crate::redelivery::Redelivery;
 use crate::runner::{Adapters, Ports, Runner, Stdout};
-use crate::sqs::SqsTimer;
+use crate::sqs::{SqsTimer, SqsVisibility};
 use crate::store::dynamo::DynamoStore;
 use crate::tags::Ec2Tags;
 
@@ -44,24 +45,42 @@ pub fn init_logging() {
         .init();
 }
 
-/// Builds every client once from the environment. `aws-config` honours `AWS_ENDPOINT_URL` and
+/// The SDK configuration from the environment. `aws-config` honours `AWS_ENDPOINT_URL` and
 /// the per-service `AWS_ENDPOINT_URL_*`, which is how the local cloud points the real functions
 /// at its stand-ins.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::load_defaults(BehaviorVersion::latest()).await
+}
+
+/// Builds every client once from the environment.
 pub async fn runner(config: &Config) -> AwsRunner {
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    runner_with(&sdk_config().await, config)
+}
+
+/// The runner, with clients built from `sdk`.
+pub fn runner_with(sdk: &SdkConfig, config: &Config) -> AwsRunner {
     Runner::new(
         Engine::new(turnstile_core::Config {
             owned_hooks: config.owned_hooks.clone(),
             ..turnstile_core::Config::default()
         }),
         Adapters {
-            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table),
-            lifecycle: AutoScaling::new(aws_sdk_autoscaling::Client::new(&sdk)),
-            deployments: CodeDeploy::new(aws_sdk_codedeploy::Client::new(&sdk)),
-            tags: Ec2Tags::new(aws_sdk_ec2::Client::new(&sdk)),
-            timer: SqsTimer::new(aws_sdk_sqs::Client::new(&sdk), &config.queue_url),
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table),
+            lifecycle: AutoScaling::new(aws_sdk_autoscaling::Client::new(sdk)),
+            deployments: CodeDeploy::new(aws_sdk_codedeploy::Client::new(sdk)),
+            tags: Ec2Tags::new(aws_sdk_ec2::Client::new(sdk)),
+            timer: SqsTimer::new(aws_sdk_sqs::Client::new(sdk), &config.queue_url),
             clock: SystemClock,
             observer: Stdout,
         },
     )
+}
+
+/// What the queue function sets failed records' visibility with: `ChangeMessageVisibility` on
+/// its own queue (`TURNSTILE_QUEUE_URL`, the queue its event source mapping reads).
+pub fn redelivery(sdk: &SdkConfig, config: &Config) -> Redelivery<SqsVisibility> {
+    Redelivery::new(SqsVisibility::new(
+        aws_sdk_sqs::Client::new(sdk),
+        &config.queue_url,
+    ))
 }

@@ -7,17 +7,26 @@
 //!   the orchestrator does not act on, blue/green `READY`) is **acknowledged** and logged;
 //! - a message that cannot be parsed (not JSON, unknown shape, a missing or invalid field) is
 //!   logged at error level with its message id and the field, and **reported as a batch item
-//!   failure**: after the queue's `maxReceiveCount` receives it lands in the dead-letter queue,
-//!   whose alarm makes it visible. It is never dropped silently;
+//!   failure**, made visible again at once: its receives are used up in seconds and after the
+//!   queue's `maxReceiveCount` (5) receives it lands in the dead-letter queue, whose alarm
+//!   makes it visible. It is never dropped silently;
 //! - a failure a retry can fix (throttling, a conflict storm, a dead dependency) is reported as a
-//!   batch item failure and redelivered after the visibility timeout;
-//! - one record never blocks or loses another: each is handled on its own.
+//!   batch item failure and made visible again within seconds, later with every receive
+//!   (`crate::redelivery`: 5 s doubling to 60 s, jittered), so all its receives fall inside the
+//!   shortest recommended heartbeat timeout;
+//! - a failure a retry cannot fix (a missing permission, a deleted deployment group) is
+//!   reported as a batch item failure and comes back after the queue's visibility timeout
+//!   (360 s), the normal pace, which leaves an operator time to fix the cause;
+//! - one record never blocks or loses another: each is handled on its own, and a visibility
+//!   change that fails only leaves that record to the visibility timeout.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use turnstile_core::{Input, Key, Millis};
 use turnstile_events::{Message, ParseError};
 
 use crate::adopt::{Adoption, adopt};
+use crate::ports::Visibility;
+use crate::redelivery::{Redelivery, Sooner, receive_count};
 use crate::runner::{Ports, RunError, Runner};
 use crate::store::Store;
 
@@ -136,16 +145,24 @@ pub async fn handle_body<P: Ports>(
     }
 }
 
-/// Handles a batch of records and reports the ones SQS must deliver again.
-pub async fn handle_batch<P: Ports>(
+/// Handles a batch of records, reports the ones SQS must deliver again, and sets when those
+/// come back (`redelivery`): once every record is handled, so no record waits on another's
+/// visibility call.
+pub async fn handle_batch<P: Ports, V: Visibility>(
     runner: &Runner<P>,
+    redelivery: &Redelivery<V>,
     event: SqsEvent,
 ) -> (SqsBatchResponse, Vec<Disposition>) {
     let mut response = SqsBatchResponse::default();
     let mut dispositions = Vec::with_capacity(event.records.len());
+    let mut sooner = Vec::new();
     for record in event.records {
+        let receives = receive_count(&record.attributes);
         let SqsMessage {
-            message_id, body, ..
+            message_id,
+            receipt_handle,
+            body,
+            ..
         } = record;
         let id = message_id.unwrap_or_default();
         let d = handle_body(runner, &id, body.as_deref()).await;
@@ -157,11 +174,24 @@ pub async fn handle_batch<P: Ports>(
                     "a failed record has no message id; it cannot be redelivered alone"
                 );
             } else {
+                match (redelivery.delay_secs(&d, &id, receives), receipt_handle) {
+                    (Some(secs), Some(receipt_handle)) => sooner.push(Sooner {
+                        message_id: id.clone(),
+                        receipt_handle,
+                        secs,
+                    }),
+                    (Some(_), None) => tracing::warn!(
+                        message_id = id,
+                        "a failed record has no receipt handle; it comes back after the queue's visibility timeout"
+                    ),
+                    (None, _) => {}
+                }
                 response.add_failure(id);
             }
         }
         dispositions.push(d);
     }
+    redelivery.apply(&sooner).await;
     (response, dispositions)
 }
 

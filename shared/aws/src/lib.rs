@@ -13,6 +13,7 @@ pub mod emf;
 pub mod error;
 pub mod handler;
 pub mod ports;
+pub mod redelivery;
 pub mod runner;
 pub mod sqs;
 pub mod store;

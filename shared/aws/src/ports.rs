@@ -151,6 +151,18 @@ pub trait Timer: Send + Sync {
     fn wake(&self, key: &Key, at: Millis) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
+/// When a received queue message becomes visible again (SQS `ChangeMessageVisibility` on the
+/// queue the function consumes): how the queue handler makes a failed record come back in
+/// seconds rather than after the queue's visibility timeout (`crate::redelivery`).
+pub trait Visibility: Send + Sync {
+    /// Makes the message received with `receipt_handle` visible again `secs` seconds from now.
+    fn visible_in(
+        &self,
+        receipt_handle: &str,
+        secs: u32,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
 /// The time, from outside the core.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Millis;

@@ -250,6 +250,7 @@ fn name(c: &Command) -> &'static str {
         Command::Wakeup { .. } => "Wakeup",
         Command::Metric(_) => "Metric",
         Command::Alert(_) => "Alert",
+        Command::WakeOverflowed { .. } => "WakeOverflowed",
     }
 }
 
@@ -707,12 +708,51 @@ impl<P: Ports> Runner<P> {
                 self.ports.observer.emit(line);
                 None
             }
+            Command::WakeOverflowed { group, room } => {
+                Some(self.wake_overflowed(group, *room).await?)
+            }
             Command::Alert(a) => {
                 tracing::error!(alert = ?a.kind, instance_id = a.instance.as_ref().map(|i| i.as_str()), group = ?a.group, "{}", a.message);
                 let line = crate::emf::alert_line(a, self.ports.clock.now());
                 self.ports.observer.emit(line);
                 None
             }
+        })
+    }
+
+    /// `WakeOverflowed`: the longest-waiting instances outside the group's full list get a
+    /// timer message now, so they join as soon as there is room.
+    async fn wake_overflowed(&self, group: &GroupKey, room: usize) -> Result<Input, PortError> {
+        let found = self
+            .ports
+            .store
+            .overflowed(group, room)
+            .await
+            .map_err(|e| {
+                let op = "Query overflow index";
+                if e.is_retryable() {
+                    PortError::Transient {
+                        op,
+                        source: Box::new(e),
+                    }
+                } else {
+                    PortError::Permanent {
+                        op,
+                        source: Box::new(e),
+                    }
+                }
+            })?;
+        let now = self.ports.clock.now();
+        for id in &found {
+            self.ports
+                .timer
+                .wake(&Key::Instance(id.clone()), now)
+                .await?;
+        }
+        Ok(Input::OverflowWoken {
+            group: group.clone(),
+            woken: found.len(),
+            room,
         })
     }
 

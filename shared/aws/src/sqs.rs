@@ -1,11 +1,12 @@
-//! Timer messages: wakeups are delayed SQS messages on the queue the queue function consumes.
+//! The queue the queue function consumes: timer messages (wakeups are delayed SQS messages on
+//! it) and the visibility of the records the function failed.
 
 use aws_sdk_sqs::Client;
 use turnstile_core::{Key, Millis};
 use turnstile_events::wakeup_body;
 
 use crate::error::port_error;
-use crate::ports::{Clock, PortError, SystemClock, Timer};
+use crate::ports::{Clock, PortError, SystemClock, Timer, Visibility};
 
 /// SQS's longest message delay. A wakeup further out is left to the timer sweep, which finds
 /// the record through the `due` index.
@@ -46,6 +47,38 @@ impl<C: Clock> Timer for SqsTimer<C> {
             .send()
             .await
             .map_err(|e| port_error("SendMessage", e))?;
+        Ok(())
+    }
+}
+
+/// `ChangeMessageVisibility` on the function's own queue (aws-behaviour §5.5
+/// ChangeMessageVisibility): the production [`Visibility`] port.
+pub struct SqsVisibility {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsVisibility {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+impl Visibility for SqsVisibility {
+    async fn visible_in(&self, receipt_handle: &str, secs: u32) -> Result<(), PortError> {
+        // SQS takes 0 to 43,200 s; the back-off stays far below the top.
+        let secs = i32::try_from(secs.min(43_200)).unwrap_or(43_200);
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(|e| port_error("ChangeMessageVisibility", e))?;
         Ok(())
     }
 }

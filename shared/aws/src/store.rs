@@ -142,12 +142,30 @@ pub trait Store: Send + Sync {
         &self,
         asg: &str,
     ) -> impl Future<Output = Result<Vec<InstanceId>, StoreError>> + Send;
+    /// The instances that wait outside `group`'s full list ([`turnstile_core::StepWait::Overflow`]),
+    /// longest waiting first, at most `limit` (the `overflow` index).
+    fn overflowed(
+        &self,
+        group: &GroupKey,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<InstanceId>, StoreError>> + Send;
     /// The group a deployment belongs to (deployment → group index). Read by the operator
     /// command line to resolve a deployment id an alert names; until then only by the tests.
     fn deployment_group(
         &self,
         deployment: &DeploymentId,
     ) -> impl Future<Output = Result<Option<GroupKey>, StoreError>> + Send;
+}
+
+/// The `overflow` index entry of a record: the partition key of the group whose full list it
+/// waits outside of, and since when.
+pub fn overflow_of(record: &Record) -> Option<(String, Millis)> {
+    match record {
+        Record::Instance(i) => i
+            .overflowed_on()
+            .map(|(g, since)| (pk(&Key::Group(g.clone())), since)),
+        Record::Group(_) => None,
+    }
 }
 
 /// Partition key of a record.

@@ -1144,3 +1144,51 @@ mod tags {
         assert_eq!(rule.num_calls() + retry.num_calls(), 2);
     }
 }
+
+// ---- SQS ----------------------------------------------------------------------------------
+
+mod sqs {
+    use super::*;
+    use aws_sdk_sqs::Client;
+    use aws_sdk_sqs::operation::change_message_visibility::{
+        ChangeMessageVisibilityError, ChangeMessageVisibilityOutput,
+    };
+    use turnstile_aws::ports::Visibility;
+    use turnstile_aws::sqs::SqsVisibility;
+
+    const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/turnstile-queue";
+
+    #[tokio::test]
+    async fn redeliver_changes_the_visibility_of_the_receipt_handle_on_the_functions_queue() {
+        let rule = mock!(Client::change_message_visibility)
+            .match_requests(|r| {
+                r.queue_url() == Some(QUEUE)
+                    && r.receipt_handle() == Some("AQEB-receipt")
+                    && r.visibility_timeout() == Some(7)
+            })
+            .then_output(|| ChangeMessageVisibilityOutput::builder().build());
+        SqsVisibility::new(mock_client!(aws_sdk_sqs, [&rule]), QUEUE)
+            .visible_in("AQEB-receipt", 7)
+            .await
+            .unwrap();
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn redeliver_reports_a_stale_receipt_handle_as_a_port_error() {
+        let rule = mock!(Client::change_message_visibility).then_error(|| {
+            ChangeMessageVisibilityError::generic(
+                ErrorMetadata::builder()
+                    .code("ReceiptHandleIsInvalid")
+                    .message("The input receipt handle is not a valid receipt handle.")
+                    .build(),
+            )
+        });
+        let err = SqsVisibility::new(mock_client!(aws_sdk_sqs, [&rule]), QUEUE)
+            .visible_in("stale", 5)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("ChangeMessageVisibility"), "{err}");
+        assert!(!err.is_retryable(), "{err}");
+    }
+}

@@ -11,10 +11,11 @@ mod support;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use support::dynamo_local::DynamoLocal;
-use support::{Aws, ModelClock, ModelPorts, Wakeups};
+use support::{AnyVisibility, Aws, ModelClock, ModelPorts, Wakeups};
 use turnstile_aws::Runner;
 use turnstile_aws::handler::{Disposition, handle_batch, sweep};
 use turnstile_aws::ports::Clock;
+use turnstile_aws::redelivery::Redelivery;
 use turnstile_aws::runner::{Adapters, Stdout};
 use turnstile_aws::store::Store;
 use turnstile_aws::store::dynamo::DynamoStore;
@@ -135,7 +136,7 @@ async fn adopt_a_launch_whose_event_never_arrived_and_treat_the_late_event_as_a_
     );
 
     // The event arrives after all: the same action, not a second pipeline.
-    let (_, d) = handle_batch(&runner, one_message(lost)).await;
+    let (_, d) = handle_batch(&runner, &Redelivery::new(AnyVisibility), one_message(lost)).await;
     assert_eq!(d, vec![Disposition::Processed], "acknowledged");
     let again = runner
         .ports

@@ -188,15 +188,15 @@ fn world(seed: u64) -> World {
     }
 }
 
-async fn run(seed: u64, verbose: bool) -> Result<(u32, usize), String> {
+/// What a passing run did: runner crashes recovered, instances, failed receives redelivered,
+/// messages dead-lettered.
+type Ran = (u32, usize, u64, u64);
+
+async fn run(seed: u64, verbose: bool) -> Result<Ran, String> {
     run_with(seed, verbose, turnstile_core::Config::default()).await
 }
 
-async fn run_with(
-    seed: u64,
-    verbose: bool,
-    config: turnstile_core::Config,
-) -> Result<(u32, usize), String> {
+async fn run_with(seed: u64, verbose: bool, config: turnstile_core::Config) -> Result<Ran, String> {
     let w = world(seed);
     let hook = RandomCrash {
         rng: Mutex::new(Rng::new(seed ^ 0xc4a5)),
@@ -214,12 +214,12 @@ async fn run_with(
     let instances = d.aws.lock().instances.len();
     if verbose {
         eprintln!(
-            "seed {seed}: {}\n  {} instance(s), {} crash(es), violations {:?}",
-            w.summary, instances, d.crashes, d.violations
+            "seed {seed}: {}\n  {} instance(s), {} crash(es), {} redelivered receive(s), {} dead-lettered, violations {:?}",
+            w.summary, instances, d.crashes, d.redeliveries, d.dead_lettered, d.violations
         );
     }
     if d.violations.is_empty() {
-        Ok((d.crashes, instances))
+        Ok((d.crashes, instances, d.redeliveries, d.dead_lettered))
     } else {
         Err(format!(
             "seed {seed} ({}): {:?}\n  replay: DST_SEED={seed} cargo test -p turnstile-aws --test dst -- --nocapture",
@@ -254,12 +254,16 @@ async fn invariants_hold_for_every_seed() {
         env("DST_SEEDS").unwrap_or(10_000),
     );
     let (mut crashes, mut instances, mut failures) = (0u64, 0usize, Vec::new());
-    let mut fixed = Vec::new();
+    let (mut fixed, mut redeliveries, mut dead_lettered) = (Vec::new(), 0u64, Vec::new());
     for seed in start..start + count {
         match run(seed, false).await {
-            Ok((c, i)) => {
+            Ok((c, i, r, dead)) => {
                 crashes += u64::from(c);
                 instances += i;
+                redeliveries += r;
+                if dead > 0 {
+                    dead_lettered.push(seed);
+                }
                 if KNOWN_OPEN.contains(&seed) {
                     fixed.push(seed);
                 }
@@ -275,7 +279,8 @@ async fn invariants_hold_for_every_seed() {
         "seeds {fixed:?} pass now: remove them from KNOWN_OPEN and the open issues"
     );
     eprintln!(
-        "{count} seeds: {instances} instances, {crashes} runner crashes recovered, {} failing seed(s)",
+        "{count} seeds: {instances} instances, {crashes} runner crashes recovered, {redeliveries} failed receives redelivered, {} seed(s) dead-lettered a message {dead_lettered:?}, {} failing seed(s)",
+        dead_lettered.len(),
         failures.len()
     );
     // Which rules broke, counted once per seed: safety (1, 3, 4, 6) against timing (5/7, gate

@@ -14,9 +14,10 @@ mod support;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use support::dynamo_local::DynamoLocal;
-use support::{Aws, ModelClock, ModelPorts, Wakeups};
+use support::{AnyVisibility, Aws, ModelClock, ModelPorts, Wakeups};
 use turnstile_aws::Runner;
 use turnstile_aws::handler::{handle_batch, sweep};
+use turnstile_aws::redelivery::Redelivery;
 use turnstile_aws::runner::{Adapters, Observer, RunError};
 use turnstile_aws::store::dynamo::{DynamoStore, item_size_bytes};
 use turnstile_aws::store::{Record, Store};
@@ -24,8 +25,7 @@ use turnstile_core::{
     Command, Config, DEFAULT_LAUNCH_HOOK, Engine, GroupKey, Input, Key, Millis, StepWait,
 };
 use turnstile_model::{
-    Asg, Cloud, DeployConfig, DeploymentGroup, Hook, HookResult, InstanceState, Profile,
-    Transition,
+    Asg, Cloud, DeployConfig, DeploymentGroup, Hook, HookResult, InstanceState, Profile, Transition,
 };
 
 const INSTANCES: usize = 5_000;
@@ -125,8 +125,17 @@ async fn oversized_burst_of_5000_on_one_group_keeps_every_record_small_and_deplo
             .into_iter()
             .map(|p| p.json.to_string())
             .collect();
-        for chunk in published.chunks(10) {
-            let (response, _) = handle_batch(&runner, batch(chunk)).await;
+        let started = std::time::Instant::now();
+        for (n, chunk) in published.chunks(10).enumerate() {
+            if std::env::var("OVERSIZED_TRACE").is_ok() && n % 50 == 0 {
+                eprintln!(
+                    "batch {n} of {} after {:?}",
+                    published.len() / 10,
+                    started.elapsed()
+                );
+            }
+            let (response, _) =
+                handle_batch(&runner, &Redelivery::new(AnyVisibility), batch(chunk)).await;
             assert!(response.batch_item_failures.is_empty(), "{response:?}");
         }
         let due: Vec<Key> = {
@@ -146,6 +155,19 @@ async fn oversized_burst_of_5000_on_one_group_keeps_every_record_small_and_deplo
             let (bytes, listed) = group_size(&store).await;
             largest = largest.max(bytes);
             most_listed = most_listed.max(listed);
+            if std::env::var("OVERSIZED_TRACE").is_ok() {
+                let c = aws.lock();
+                let up = c
+                    .instances
+                    .values()
+                    .filter(|i| i.state == InstanceState::InService)
+                    .count();
+                eprintln!(
+                    "t={} s in service {up} listed {listed} bytes {bytes} deployments {}",
+                    (now - 1_000_000) / 1000,
+                    c.deployments.len()
+                );
+            }
             if !overflowed_seen {
                 // While the burst is larger than the list, the rest wait in their own records.
                 let probe = aws.lock().instances.keys().last().cloned().unwrap();
@@ -188,7 +210,10 @@ async fn oversized_burst_of_5000_on_one_group_keeps_every_record_small_and_deplo
         .values()
         .filter(|i| i.state == InstanceState::InService && i.installed.len() == 1)
         .count();
-    assert_eq!(in_service, INSTANCES, "every instance deployed and in service");
+    assert_eq!(
+        in_service, INSTANCES,
+        "every instance deployed and in service"
+    );
     assert!(overflowed_seen, "the burst overflowed the group's list");
     assert!(most_listed <= capacity, "listed {most_listed} > {capacity}");
     assert!(

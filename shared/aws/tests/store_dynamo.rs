@@ -168,6 +168,13 @@ impl Store for Interleaved {
     async fn in_flight(&self, asg: &str) -> Result<Vec<InstanceId>, StoreError> {
         self.inner.in_flight(asg).await
     }
+    async fn overflowed(
+        &self,
+        group: &GroupKey,
+        limit: usize,
+    ) -> Result<Vec<InstanceId>, StoreError> {
+        self.inner.overflowed(group, limit).await
+    }
     async fn deployment_group(&self, d: &DeploymentId) -> Result<Option<GroupKey>, StoreError> {
         self.inner.deployment_group(d).await
     }

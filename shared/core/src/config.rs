@@ -32,7 +32,8 @@ pub struct Config {
     /// wait in their own records ([`crate::StepWait::Overflow`]). At least the largest
     /// `maxBatch` (1,000), so a full batch always fits.
     pub group_capacity: usize,
-    /// How often an instance that found its group's list full tries again to join it.
+    /// How often an instance that found its group's list full tries again to join it, should
+    /// the group's wake ([`crate::Command::WakeOverflowed`]) not reach it: a backstop.
     pub overflow_retry_ms: u64,
 }
 
@@ -48,7 +49,7 @@ impl Default for Config {
             deadline_guard_ms: 30_000,
             owned_hooks: OwnedHooks::default(),
             group_capacity: 1_500,
-            overflow_retry_ms: 30_000,
+            overflow_retry_ms: 300_000,
         }
     }
 }

@@ -113,6 +113,13 @@ pub enum Input {
     },
     /// The timer: look at this record now.
     Tick(Key),
+    /// Answer to [`Command::WakeOverflowed`]: how many instances were woken of the `room`
+    /// asked for. Fewer means none is left waiting outside the list.
+    OverflowWoken {
+        group: GroupKey,
+        woken: usize,
+        room: usize,
+    },
     /// An operator's decision about a held or stuck instance.
     Operator {
         instance: InstanceId,
@@ -270,6 +277,14 @@ pub enum Command {
     Wakeup {
         key: Key,
         at: Millis,
+    },
+    /// The group's list has `room` free places and instances wait in their own records
+    /// ([`crate::StepWait::Overflow`]): wake the `room` that have waited longest (a query of
+    /// the store's `overflow` index), so they join now rather than at their next retry.
+    /// Answered by `OverflowWoken`.
+    WakeOverflowed {
+        group: GroupKey,
+        room: usize,
     },
     Metric(Metric),
     Alert(Alert),

@@ -2038,15 +2038,59 @@ fn rule_oversized_group_lists_overflow_into_the_instances_own_records() {
     for i in 4..=5 {
         let inst = h.inst(&format!("i-{i}"));
         assert!(
-            matches!(inst.phase, Phase::Running { step: 0, wait: StepWait::Overflow { .. } }),
+            matches!(
+                inst.phase,
+                Phase::Running {
+                    step: 0,
+                    wait: StepWait::Overflow { .. }
+                }
+            ),
             "{:?}",
             inst.phase
         );
         assert!(
-            inst.wake_at.is_some_and(|w| w <= h.now.plus_secs(30)),
-            "it tries again soon"
+            inst.wake_at.is_some_and(|w| w <= h.now.plus_secs(300)),
+            "it tries again by itself, should no wake reach it"
         );
     }
+    assert!(
+        g.overflowed,
+        "the group knows someone waits outside its list"
+    );
+}
+
+#[test]
+fn rule_oversized_group_wakes_the_overflowed_when_room_frees_and_forgets_when_none_is_left() {
+    let mut h = h_with_capacity(2);
+    h.launch("i-1", 1);
+    h.launch("i-2", 1);
+    h.launch("i-3", 1); // overflows
+    let d = h.feed(Input::Terminate {
+        event: lifecycle_event(&h, "i-1", DEFAULT_TERMINATE_HOOK, "tt-1"),
+    });
+    let wakes: Vec<_> = d
+        .commands
+        .iter()
+        .filter(|c| matches!(c, Command::WakeOverflowed { room: 1, .. }))
+        .collect();
+    assert_eq!(wakes.len(), 1, "{:?}", d.commands);
+    // The woken instance joins; the wake found fewer than it had room for, so the hint goes.
+    h.tick("i-3");
+    h.feed(Input::OverflowWoken {
+        group: group(0),
+        woken: 1,
+        room: 1,
+    });
+    assert!(
+        h.world.group(&group(0)).unwrap().overflowed,
+        "as many as room: maybe more wait"
+    );
+    h.feed(Input::OverflowWoken {
+        group: group(0),
+        woken: 0,
+        room: 1,
+    });
+    assert!(!h.world.group(&group(0)).unwrap().overflowed);
 }
 
 #[test]
@@ -2065,7 +2109,7 @@ fn rule_oversized_overflowed_instance_joins_in_its_place_once_there_is_room() {
         ref p => panic!("{p:?}"),
     };
     // Still full: a retry leaves it where it is, without counting a new attempt.
-    h.advance(30);
+    h.advance(300);
     h.tick("i-3");
     assert!(matches!(
         h.inst("i-3").phase,
@@ -2079,7 +2123,7 @@ fn rule_oversized_overflowed_instance_joins_in_its_place_once_there_is_room() {
     h.feed(Input::Terminate {
         event: lifecycle_event(&h, "i-1", DEFAULT_TERMINATE_HOOK, "tt-1"),
     });
-    h.advance(30);
+    h.advance(300);
     h.tick("i-3");
     assert!(
         matches!(
@@ -2093,11 +2137,21 @@ fn rule_oversized_overflowed_instance_joins_in_its_place_once_there_is_room() {
         h.inst("i-3").phase
     );
     let g = h.world.group(&group(0)).unwrap();
-    let listed_since = g
-        .waiting
-        .get(&"i-3".into())
-        .copied()
-        .or_else(|| g.active.as_ref().and_then(|a| a.members()).and_then(|m| m.get(&"i-3".into())).map(|_| queued_at));
-    assert_eq!(listed_since, Some(queued_at), "its place is when it first asked");
-    assert_eq!(h.inst("i-3").steps[0].attempts, 1, "a retry to join is not an attempt");
+    let listed_since = g.waiting.get(&"i-3".into()).copied().or_else(|| {
+        g.active
+            .as_ref()
+            .and_then(|a| a.members())
+            .and_then(|m| m.get(&"i-3".into()))
+            .map(|_| queued_at)
+    });
+    assert_eq!(
+        listed_since,
+        Some(queued_at),
+        "its place is when it first asked"
+    );
+    assert_eq!(
+        h.inst("i-3").steps[0].attempts,
+        1,
+        "a retry to join is not an attempt"
+    );
 }

@@ -1,5 +1,5 @@
 //! Peak memory of the queue handler on a batch of ten messages: a child process builds the
-//! runner exactly as the Lambda function does (`turnstile_aws::bootstrap::runner`, real SDK
+//! runner exactly as the Lambda function does (`turnstile_aws::bootstrap`, real SDK
 //! clients configured from the environment), handles one SQS event of ten launch events
 //! against the local cloud, and reports its peak resident set size (`VmHWM`).
 
@@ -17,10 +17,12 @@ use crate::wire::{self, Simulator, WireFaults};
 /// The child's side: handle the batch in `file`, print failures and peak memory.
 pub async fn child(file: &str) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
-    let runner = turnstile_aws::bootstrap::runner(&config).await;
+    let sdk = turnstile_aws::bootstrap::sdk_config().await;
+    let runner = turnstile_aws::bootstrap::runner_with(&sdk, &config);
+    let redelivery = turnstile_aws::bootstrap::redelivery(&sdk, &config);
     let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
     let event: SqsEvent = serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
-    let (response, _) = turnstile_aws::handler::handle_batch(&runner, event).await;
+    let (response, _) = turnstile_aws::handler::handle_batch(&runner, &redelivery, event).await;
     println!("failures={}", response.batch_item_failures.len());
     let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
     let hwm = status

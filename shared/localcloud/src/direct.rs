@@ -387,6 +387,15 @@ impl<S: turnstile_aws::store::Store> turnstile_aws::store::Store for Counted<S> 
         self.inner.due(now, limit).await
     }
 
+    async fn overflowed(
+        &self,
+        group: &GroupKey,
+        limit: usize,
+    ) -> Result<Vec<InstanceId>, turnstile_aws::store::StoreError> {
+        self.counts.loads.fetch_add(1, Ordering::Relaxed);
+        self.inner.overflowed(group, limit).await
+    }
+
     async fn in_flight(
         &self,
         asg: &str,

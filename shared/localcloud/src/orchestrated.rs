@@ -9,28 +9,33 @@
 //! Time stands still while the functions work (see `sim_loop`). SQS's
 //! `DelaySeconds` counts wall time, so timer messages are held by the local timer port and
 //! sent to the queue when simulated time reaches them (the production port uses
-//! `DelaySeconds`; both go through the same queue and handler).
+//! `DelaySeconds`; both go through the same queue and handler). Visibility timeouts count wall
+//! time too, so the mapping keeps a failed message hidden in moto and makes it visible again
+//! (`ChangeMessageVisibility` to 0) when simulated time reaches the moment the handler asked
+//! for, or else the queue's visibility timeout (360 s, the template's), as SQS and Lambda's
+//! mapping do (aws-behaviour §5.5 Lambda's event source mapping and visibility). moto still
+//! counts the receives and moves a message to the dead-letter queue on the receive after its
+//! fifth.
 
 mod ports;
 mod queues;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
-};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use turnstile_aws::handler::{self, Disposition};
+use turnstile_aws::redelivery::Redelivery;
 use turnstile_aws::store::Store;
 use turnstile_aws::store::dynamo::DynamoStore;
 use turnstile_core::{Key, Millis, Phase};
 use turnstile_model::{Cloud, EventKind, Ms, Published, Rng};
 
 use ports::{LocalRunner, runner};
-pub use ports::{LocalTimer, Metrics, SimClock};
+pub use ports::{LocalTimer, LocalVisibility, Metrics, SimClock, TransientStore};
 use queues::{Clients, entry, queue_arn, setup_queues, sqs_event};
-pub use queues::{LOCAL_VISIBILITY_SECS, MAX_RECEIVE_COUNT, rule_patterns};
+pub use queues::{MAX_RECEIVE_COUNT, MOTO_VISIBILITY_SECS, VISIBILITY_TIMEOUT_SECS, rule_patterns};
 
 use crate::checks;
 use crate::error::{RunError, aws_err, sdk};
@@ -55,9 +60,15 @@ struct Functions<'a> {
     dlq: String,
     bus: String,
     rng: Rng,
+    /// Draws `faults.transient`, apart from `rng` so that other scenarios replay as before.
+    transient_rng: Rng,
     activity: Activity,
-    /// A failed message becomes visible again at this wall-clock instant.
-    redelivery_at: Option<Instant>,
+    /// What the queue function sets failed messages' visibility with.
+    redelivery: Redelivery<LocalVisibility>,
+    /// Failed messages hidden in moto, by the simulated time they become visible again (and a
+    /// sequence number): their receipt handles.
+    hidden: BTreeMap<(Ms, u64), String>,
+    seq: u64,
     /// When the timer function runs next, in simulated time.
     next_sweep: Ms,
 }
@@ -101,20 +112,28 @@ pub async fn run(stack: &Stack, scenario: &Scenario) -> Result<RunRecord, RunErr
         scenario,
         sim: sim.clone(),
         clients,
-        runner: runner(store, &front, clock, timer.clone(), metrics.clone()),
+        runner: runner(store, &front, clock.clone(), timer.clone(), metrics.clone()),
         timer,
         queue,
         queue_arn,
         dlq,
         bus: run,
         rng: Rng::new(scenario.seed ^ 0xfa17),
+        transient_rng: Rng::new(scenario.seed ^ 0x7a4e),
         activity: Activity::default(),
-        redelivery_at: None,
+        redelivery: Redelivery {
+            seed: scenario.seed,
+            ..Redelivery::new(LocalVisibility::new(clock))
+        },
+        hidden: BTreeMap::new(),
+        seq: 0,
         next_sweep: SWEEP_EVERY_MS,
     };
     let mut checker = checks::for_scenario(scenario, Mode::Orchestrator);
     drive(scenario, &mut functions, &mut checker).await?;
-    functions.activity.dead_lettered = functions.dead_letters().await?;
+    functions.activity.dead_letter_bodies = functions.dead_letters().await?;
+    functions.activity.dead_lettered = functions.activity.dead_letter_bodies.len() as u64;
+    functions.activity.transient_failures = functions.runner.ports.store.injected();
     functions.activity.dynamodb_calls = dynamo_calls.get();
     functions.activity.throttled = sim.counts().1;
     let held = functions.held().await?;
@@ -153,24 +172,18 @@ impl Actors for Functions<'_> {
         }
     }
 
-    /// Publishes what the model published, sends the timer messages due, then one of: a poll
-    /// of the queue that found something, a wait for a failed message to come back, or the
-    /// timer function's sweep.
+    /// Publishes what the model published, sends the timer messages due, makes the failed
+    /// messages due visible again, then one of: a poll of the queue that found something, or
+    /// the timer function's sweep.
     async fn act(&mut self, now: Ms) -> Result<Turn, RunError> {
         let published = self.sim.cloud().drain();
         self.publish(published).await?;
         for body in self.timer.take_due(now) {
             self.send(body).await?;
         }
-        if self.deliver().await? {
+        self.release(now).await?;
+        if self.deliver(now).await? {
             return Ok(Turn::Again { check: true });
-        }
-        if let Some(at) = self.redelivery_at {
-            // A failed message comes back after its visibility timeout: wait for it
-            // rather than let simulated time run past it.
-            self.redelivery_at = None;
-            tokio::time::sleep(at.saturating_duration_since(Instant::now())).await;
-            return Ok(Turn::Again { check: false });
         }
         if now >= self.next_sweep {
             self.next_sweep = now - now % SWEEP_EVERY_MS + SWEEP_EVERY_MS;
@@ -184,15 +197,17 @@ impl Actors for Functions<'_> {
         Ok(Turn::Done)
     }
 
+    /// The next timer message, sweep or failed message coming back.
     fn wakes_at(&self) -> Option<Ms> {
-        [self.timer.next(), Some(self.next_sweep)]
+        let hidden = self.hidden.keys().next().map(|(at, _)| *at);
+        [self.timer.next(), Some(self.next_sweep), hidden]
             .into_iter()
             .flatten()
             .min()
     }
 
     fn idle(&self) -> bool {
-        self.timer.next().is_none()
+        self.timer.next().is_none() && self.hidden.is_empty()
     }
 }
 
@@ -244,9 +259,65 @@ impl Functions<'_> {
         Ok(())
     }
 
+    /// Makes the failed messages whose time has come visible again.
+    async fn release(&mut self, now: Ms) -> Result<(), RunError> {
+        let later = self.hidden.split_off(&(now + 1, 0));
+        let due = std::mem::replace(&mut self.hidden, later);
+        if due.is_empty() {
+            return Ok(());
+        }
+        for receipt_handle in due.into_values() {
+            self.clients
+                .sqs
+                .change_message_visibility()
+                .queue_url(&self.queue)
+                .receipt_handle(receipt_handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .map_err(sdk("ChangeMessageVisibility"))?;
+        }
+        // moto shows a message once its clock has passed the moment it became visible, which
+        // is now: let a millisecond go by.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Ok(())
+    }
+
+    /// `faults.transient`: which messages of the batch fail their first store read this time.
+    /// Only messages that read the store can (not those that cannot be parsed or need no
+    /// action), and never on the last receive the queue allows (`MAX_RECEIVE_COUNT`): a fault
+    /// that outlasts every retry is an outage, which the dead-letter queue is for, not a
+    /// transient failure. They go first in the batch, and the store fails that many first
+    /// reads.
+    fn draw_transient(&mut self, messages: Vec<Message>) -> Vec<Message> {
+        let p = self.scenario.faults.transient;
+        if p <= 0.0 {
+            return messages;
+        }
+        let rng = &mut self.transient_rng;
+        let (mut failing, rest): (Vec<Message>, Vec<Message>) =
+            messages.into_iter().partition(|m| {
+                let reads = m.body().is_some_and(|b| {
+                    matches!(turnstile_events::parse(b), Ok(msg) if !matches!(msg, turnstile_events::Message::Ignored(_)))
+                });
+                let receives = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .unwrap_or(1);
+                reads && receives < MAX_RECEIVE_COUNT && rng.chance(p)
+            });
+        self.runner
+            .ports
+            .store
+            .arm(u32::try_from(failing.len()).unwrap_or(u32::MAX));
+        failing.extend(rest);
+        failing
+    }
+
     /// One event source mapping poll: receives a batch, invokes the queue function, deletes
     /// what succeeded. Returns whether there was anything.
-    async fn deliver(&mut self) -> Result<bool, RunError> {
+    async fn deliver(&mut self, now: Ms) -> Result<bool, RunError> {
         let received = self
             .clients
             .sqs
@@ -262,10 +333,13 @@ impl Functions<'_> {
         if messages.is_empty() {
             return Ok(false);
         }
+        let messages = self.draw_transient(messages);
         let event = sqs_event(&messages, &self.queue_arn)?;
         self.activity.queue_invocations += 1;
         self.activity.messages += messages.len() as u64;
-        let (response, dispositions) = handler::handle_batch(&self.runner, event).await;
+        let (response, dispositions) =
+            handler::handle_batch(&self.runner, &self.redelivery, event).await;
+        self.runner.ports.store.disarm();
         for d in &dispositions {
             let name = match d {
                 Disposition::Processed => "processed",
@@ -282,24 +356,38 @@ impl Functions<'_> {
             .iter()
             .map(|f| f.item_identifier.as_str())
             .collect();
-        self.settle(&messages, &failed).await?;
+        self.settle(&messages, &failed, now).await?;
         Ok(true)
     }
 
     /// What the event source mapping does after the function returns: a failed message stays
-    /// for redelivery, the others are deleted (and may, at least once, come again).
+    /// hidden until the time the function asked for, or the queue's visibility timeout; the
+    /// others are deleted (and may, at least once, come again).
     async fn settle(
         &mut self,
         messages: &[Message],
         failed: &BTreeSet<&str>,
+        now: Ms,
     ) -> Result<(), RunError> {
         let mut deletes = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             let id = m.message_id().unwrap_or_default();
+            let receipt_handle = m.receipt_handle().unwrap_or_default();
+            let asked = self.redelivery.port.take(receipt_handle);
             if failed.contains(id) {
                 self.activity.redeliveries += 1;
-                self.redelivery_at =
-                    Some(Instant::now() + Duration::from_secs(LOCAL_VISIBILITY_SECS as u64));
+                let at = asked.unwrap_or(now + VISIBILITY_TIMEOUT_SECS * 1000);
+                if asked.is_some() {
+                    self.activity.redelivered_sooner += 1;
+                }
+                if let Some(Ok(turnstile_events::Message::Launch(_))) =
+                    m.body().map(turnstile_events::parse)
+                {
+                    self.activity.launch_retries += 1;
+                }
+                self.seq += 1;
+                self.hidden
+                    .insert((at, self.seq), receipt_handle.to_owned());
                 continue;
             }
             deletes.push(
@@ -330,23 +418,31 @@ impl Functions<'_> {
         Ok(())
     }
 
-    async fn dead_letters(&self) -> Result<u64, RunError> {
-        let attrs = self
-            .clients
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.dlq)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .map_err(sdk("GetQueueAttributes"))?;
-        Ok(attrs
-            .attributes
-            .and_then(|a| {
-                a.get(&QueueAttributeName::ApproximateNumberOfMessages)
-                    .and_then(|n| n.parse().ok())
-            })
-            .unwrap_or(0))
+    /// The bodies of the messages in the dead-letter queue (received and left hidden there).
+    async fn dead_letters(&self) -> Result<Vec<String>, RunError> {
+        let mut bodies = Vec::new();
+        loop {
+            let received = self
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .visibility_timeout(MOTO_VISIBILITY_SECS)
+                .send()
+                .await
+                .map_err(sdk("ReceiveMessage"))?;
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(bodies);
+            }
+            bodies.extend(
+                messages
+                    .iter()
+                    .map(|m| m.body().unwrap_or_default().to_owned()),
+            );
+        }
     }
 
     /// Instances whose pipeline the orchestrator holds, from its records.

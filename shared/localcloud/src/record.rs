@@ -16,8 +16,18 @@ pub struct Activity {
     pub messages: u64,
     pub duplicates_injected: u64,
     pub events_dropped: u64,
+    /// Failed messages left for redelivery; of those, the ones the queue function asked to
+    /// see again sooner than the visibility timeout.
     pub redeliveries: u64,
+    pub redelivered_sooner: u64,
+    /// Of the redeliveries, those of launch events: each one an instance without a pipeline,
+    /// whose lifecycle action nobody heartbeats until the event comes back.
+    pub launch_retries: u64,
+    /// Store reads failed by `faults.transient`.
+    pub transient_failures: u64,
     pub dead_lettered: u64,
+    /// What the dead-letter queue holds at the end of the run.
+    pub dead_letter_bodies: Vec<String>,
     pub dispositions: BTreeMap<String, u64>,
     pub dynamodb_calls: u64,
     pub sqs_sends: u64,

@@ -244,11 +244,13 @@ pub fn render_run(record: &RunRecord, scenario: &Scenario, summary: &Summary) ->
             }
             let _ = writeln!(
                 out,
-                "faults: {} events dropped, {} duplicates, {} calls throttled, {} redeliveries, {} dead-lettered",
+                "faults: {} events dropped, {} duplicates, {} calls throttled, {} transient store failures, {} redeliveries ({} sooner than the visibility timeout), {} dead-lettered",
                 a.events_dropped,
                 a.duplicates_injected,
                 a.throttled,
+                a.transient_failures,
                 a.redeliveries,
+                a.redelivered_sooner,
                 a.dead_lettered
             );
         }

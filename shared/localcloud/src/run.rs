@@ -10,8 +10,8 @@
 
 pub use crate::error::RunError;
 pub use crate::orchestrated::{
-    LOCAL_VISIBILITY_SECS, LocalTimer, MAX_RECEIVE_COUNT, Metrics, SWEEP_EVERY_MS, SimClock,
-    rule_patterns,
+    LocalTimer, LocalVisibility, MAX_RECEIVE_COUNT, MOTO_VISIBILITY_SECS, Metrics, SWEEP_EVERY_MS,
+    SimClock, TransientStore, VISIBILITY_TIMEOUT_SECS, rule_patterns,
 };
 pub use crate::record::{Activity, RunRecord};
 use crate::scenario::{Mode, Scenario};

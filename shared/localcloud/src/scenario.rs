@@ -250,6 +250,12 @@ pub struct Faults {
     /// Probability that an AWS call to the simulator is throttled.
     #[serde(default)]
     pub throttle: f64,
+    /// Probability that handling a message fails transiently before its first write (its
+    /// first DynamoDB read fails, as a throttled read or a cold dependency would), drawn anew
+    /// for every receive but the last one the queue allows (a fault that outlasts every retry
+    /// is an outage, not a transient failure).
+    #[serde(default)]
+    pub transient: f64,
 }
 
 /// What the scripted timeline does.
@@ -432,6 +438,7 @@ impl Scenario {
             ("faults.drop_lifecycle", self.faults.drop_lifecycle),
             ("faults.duplicate", self.faults.duplicate),
             ("faults.throttle", self.faults.throttle),
+            ("faults.transient", self.faults.transient),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err((field.into(), "must be within 0..=1".into()));
@@ -708,6 +715,34 @@ mod tests {
         );
         assert_eq!(owner("audit-hook"), None, "nobody completes it");
         assert!(owner("ship-logs").is_some());
+    }
+
+    /// The fast-redelivery scenario: hooks that time out long before the queue's visibility
+    /// timeout would bring a failed message back, and transient faults on every receive.
+    #[test]
+    fn redeliver_scenario_has_hooks_shorter_than_the_visibility_timeout() {
+        let s = file("redeliver.toml");
+        assert_eq!(s.fleet.heartbeat_timeout_secs, 120);
+        assert!(s.fleet.heartbeat_timeout_secs < crate::orchestrated::VISIBILITY_TIMEOUT_SECS);
+        assert!((s.faults.transient - 0.2).abs() < f64::EPSILON);
+        let poison = s
+            .script()
+            .into_iter()
+            .filter(
+                |(_, a)| matches!(a, Action::RawMessage(b) if turnstile_events::parse(b).is_err()),
+            )
+            .count();
+        assert_eq!(poison, 2, "two messages that can only be dead-lettered");
+        assert_eq!(file("default.toml").faults.transient, 0.0, "off by default");
+    }
+
+    #[test]
+    fn redeliver_transient_is_a_probability() {
+        let toml = "name = \"t\"\n[fleet]\nauto_scaling_group = \"a\"\n[[groups]]\napplication = \"x\"\ndeployment_group = \"y\"\nduration_secs = [1, 2]\n[faults]\ntransient = 1.5\n";
+        match Scenario::parse("t", toml) {
+            Err(ScenarioError::Invalid { field, .. }) => assert_eq!(field, "faults.transient"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -462,6 +462,26 @@ impl Sim {
             }
             Command::RecordHeartbeat { action } => Some(self.heartbeat(action)),
             Command::CompleteAction { action, result } => Some(self.complete(action, result)),
+            Command::WakeOverflowed { group, room } => {
+                // The store's `overflow` index: the longest waiting first.
+                let mut waiting: Vec<(Millis, turnstile_core::InstanceId)> = self
+                    .world
+                    .instances
+                    .values()
+                    .flatten()
+                    .filter_map(|i| {
+                        let (g, since) = i.overflowed_on()?;
+                        (*g == group).then(|| (since, i.id.clone()))
+                    })
+                    .collect();
+                waiting.sort();
+                waiting.truncate(room);
+                let woken = waiting.len();
+                for (_, id) in waiting {
+                    self.push(now, Item::Tick(Key::Instance(id)));
+                }
+                Some(Input::OverflowWoken { group, woken, room })
+            }
             Command::Wakeup { key, at } => {
                 if !self.rng.chance(self.faults.drop_wakeup) {
                     self.push(at.0.max(now), Item::Tick(key));

@@ -584,3 +584,56 @@ async fn adopt_never_an_instance_another_tools_hook_holds() {
         );
     }
 }
+
+/// Fast redelivery end to end (`scenarios/redeliver.toml`, docs/design.md "Fast redelivery"):
+/// hooks with a 120 s heartbeat timeout, and one message in five failing transiently before
+/// its first write, drawn anew on every receive but the last the queue allows (a fault that
+/// outlasts all five is an outage, not a transient failure). Each failed message is made visible again
+/// within seconds instead of after the queue's 360 s visibility timeout, so no launch waits
+/// past its hook's timeout: nothing is abandoned or times out, every instance goes in service
+/// with every group, and the dead-letter queue holds the two unparseable messages only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeliver_transient_failures_in_seconds_so_no_instance_is_lost() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scenarios/redeliver.toml"
+    );
+    let (s, r) = run_orchestrated(&std::fs::read_to_string(path).unwrap()).await;
+    assert!(r.violations.is_empty(), "invariants: {:#?}", r.violations);
+    assert_all_in_service(&s, &r);
+    assert_eq!(r.cloud.instances.len(), 8, "no replacement was needed");
+    assert_eq!(completions(&r, HookResult::Abandon), 0, "nothing abandoned");
+    let timed_out: Vec<&Fact> = r
+        .cloud
+        .facts
+        .iter()
+        .filter(|f| matches!(f, Fact::TimedOut { .. }))
+        .collect();
+    assert!(timed_out.is_empty(), "{timed_out:#?}");
+    assert_eq!(
+        r.activity.dead_letter_bodies.len(),
+        2,
+        "{:#?}",
+        r.activity.dead_letter_bodies
+    );
+    for body in &r.activity.dead_letter_bodies {
+        assert!(
+            turnstile_events::parse(body).is_err(),
+            "only poison messages are dead-lettered: {body}"
+        );
+    }
+    assert!(r.activity.transient_failures > 0, "{:?}", r.activity);
+    assert!(
+        r.activity.launch_retries > 0,
+        "the scenario must fail launch events, or it shows nothing: {:?}",
+        r.activity
+    );
+    let retried = r.activity.dispositions.get("retry").copied().unwrap_or(0);
+    assert!(retried > 0, "{:?}", r.activity.dispositions);
+    assert!(r.activity.redeliveries > 0);
+    assert!(
+        r.activity.redelivered_sooner >= retried,
+        "every transient failure came back sooner: {:?}",
+        r.activity
+    );
+}

@@ -23,8 +23,11 @@ const TTL: &str = "ttl";
 const INFLIGHT: &str = "asg_inflight";
 const SHARD: &str = "due_shard";
 const WAKE: &str = "wake";
+const OVERFLOW: &str = "overflow_group";
+const OVERFLOW_SINCE: &str = "overflow_since";
 pub const INFLIGHT_INDEX: &str = "inflight";
 pub const DUE_INDEX: &str = "due";
+pub const OVERFLOW_INDEX: &str = "overflow";
 /// DynamoDB's limit of items in one transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
 
@@ -49,10 +52,18 @@ fn value_size(v: &AttributeValue) -> usize {
         AttributeValue::B(b) => b.as_ref().len(),
         AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
         AttributeValue::Ss(xs) => xs.iter().map(String::len).sum(),
-        AttributeValue::Ns(xs) => xs.iter().map(|n| value_size(&AttributeValue::N(n.clone()))).sum(),
+        AttributeValue::Ns(xs) => xs
+            .iter()
+            .map(|n| value_size(&AttributeValue::N(n.clone())))
+            .sum(),
         AttributeValue::Bs(xs) => xs.iter().map(|b| b.as_ref().len()).sum(),
         AttributeValue::L(xs) => 3 + xs.iter().map(|x| 1 + value_size(x)).sum::<usize>(),
-        AttributeValue::M(m) => 3 + m.iter().map(|(k, x)| 1 + k.len() + value_size(x)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, x)| 1 + k.len() + value_size(x))
+                .sum::<usize>()
+        }
         _ => 0,
     }
 }
@@ -109,6 +120,13 @@ impl DynamoStore {
             .index_name(DUE_INDEX)
             .key_schema(key(SHARD, KeyType::Hash)?)
             .key_schema(key(WAKE, KeyType::Range)?)
+            .projection(keys_only.clone())
+            .build()
+            .map_err(|e| store_build_error("CreateTable", e))?;
+        let overflow = GlobalSecondaryIndex::builder()
+            .index_name(OVERFLOW_INDEX)
+            .key_schema(key(OVERFLOW, KeyType::Hash)?)
+            .key_schema(key(OVERFLOW_SINCE, KeyType::Range)?)
             .projection(keys_only)
             .build()
             .map_err(|e| store_build_error("CreateTable", e))?;
@@ -121,10 +139,13 @@ impl DynamoStore {
             .attribute_definitions(attr(INFLIGHT, ScalarAttributeType::S)?)
             .attribute_definitions(attr(SHARD, ScalarAttributeType::S)?)
             .attribute_definitions(attr(WAKE, ScalarAttributeType::N)?)
+            .attribute_definitions(attr(OVERFLOW, ScalarAttributeType::S)?)
+            .attribute_definitions(attr(OVERFLOW_SINCE, ScalarAttributeType::N)?)
             .key_schema(key(PK, KeyType::Hash)?)
             .key_schema(key(SK, KeyType::Range)?)
             .global_secondary_indexes(inflight)
             .global_secondary_indexes(due)
+            .global_secondary_indexes(overflow)
             .send()
             .await
             .map_err(|e| store_error("CreateTable", e))?;
@@ -178,6 +199,10 @@ impl DynamoStore {
         if let Some(t) = ttl_of(record) {
             item.insert(TTL.into(), n(t));
         }
+        if let Some((group, since)) = overflow_of(record) {
+            item.insert(OVERFLOW.into(), s(group));
+            item.insert(OVERFLOW_SINCE.into(), n(since.0));
+        }
         let bytes = item_size_bytes(&item);
         if bytes > MAX_ITEM_BYTES {
             // DynamoDB would refuse the whole transaction with a ValidationException that
@@ -188,7 +213,10 @@ impl DynamoStore {
     }
 
     /// A record as it would be stored, for size checks in tests.
-    pub fn item_of(key: &Key, record: &Record) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    pub fn item_of(
+        key: &Key,
+        record: &Record,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
         Self::record_item(key, record, 1)
     }
 
@@ -502,6 +530,27 @@ impl Store for DynamoStore {
             .collect())
     }
 
+    async fn overflowed(
+        &self,
+        group: &GroupKey,
+        limit: usize,
+    ) -> Result<Vec<InstanceId>, StoreError> {
+        let values = HashMap::from([(":g".to_owned(), s(pk(&Key::Group(group.clone()))))]);
+        let pks = self
+            .query_keys(
+                OVERFLOW_INDEX,
+                &format!("{OVERFLOW} = :g"),
+                values,
+                HashMap::new(),
+                limit,
+            )
+            .await?;
+        Ok(pks
+            .into_iter()
+            .filter_map(|p| p.strip_prefix("I#").map(|i| InstanceId(i.to_owned())))
+            .collect())
+    }
+
     async fn deployment_group(&self, d: &DeploymentId) -> Result<Option<GroupKey>, StoreError> {
         let resp = self
             .client
@@ -535,9 +584,12 @@ mod tests {
     #[test]
     fn item_size_counts_names_and_values_as_dynamodb_does() {
         let item = HashMap::from([
-            ("pk".to_owned(), s("abc")),       // 2 + 3
-            ("n".to_owned(), n(1_234_567)),    // 1 + 7 digits → 4 + 1
-            ("l".to_owned(), AttributeValue::L(vec![s("xy"), AttributeValue::Bool(true)])), // 1 + 3 + (1+2) + (1+1)
+            ("pk".to_owned(), s("abc")),    // 2 + 3
+            ("n".to_owned(), n(1_234_567)), // 1 + 7 digits → 4 + 1
+            (
+                "l".to_owned(),
+                AttributeValue::L(vec![s("xy"), AttributeValue::Bool(true)]),
+            ), // 1 + 3 + (1+2) + (1+1)
         ]);
         assert_eq!(item_size_bytes(&item), 5 + 6 + 9);
     }
@@ -552,7 +604,8 @@ mod tests {
         let mut g = Group::new(key.clone(), gate);
         // Far more than the core's bound lets a group list: about 28 bytes each.
         for i in 0..20_000u64 {
-            g.waiting.insert(InstanceId(format!("i-{i:017x}")), Millis(i));
+            g.waiting
+                .insert(InstanceId(format!("i-{i:017x}")), Millis(i));
         }
         let err = DynamoStore::item_of(&Key::Group(key), &Record::Group(g)).unwrap_err();
         match err {
@@ -562,6 +615,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(!StoreError::TooLarge { key: String::new(), bytes: 0 }.is_retryable());
+        assert!(
+            !StoreError::TooLarge {
+                key: String::new(),
+                bytes: 0
+            }
+            .is_retryable()
+        );
     }
 }

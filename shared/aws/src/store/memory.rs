@@ -133,6 +133,25 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn overflowed(
+        &self,
+        group: &GroupKey,
+        limit: usize,
+    ) -> Result<Vec<InstanceId>, StoreError> {
+        let g = pk(&Key::Group(group.clone()));
+        let s = self.lock();
+        let mut waiting: Vec<(Millis, InstanceId)> = s
+            .records
+            .iter()
+            .filter_map(|(k, (r, _))| match (k, overflow_of(r)) {
+                (Key::Instance(i), Some((og, since))) if og == g => Some((since, i.clone())),
+                _ => None,
+            })
+            .collect();
+        waiting.sort();
+        Ok(waiting.into_iter().take(limit).map(|(_, i)| i).collect())
+    }
+
     async fn deployment_group(&self, d: &DeploymentId) -> Result<Option<GroupKey>, StoreError> {
         Ok(self.lock().deployments.get(d).cloned())
     }

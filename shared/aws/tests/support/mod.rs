@@ -35,3 +35,13 @@ impl Observer for CrashAt {
 }
 
 pub mod dynamo_local;
+
+/// A visibility port that accepts every change: for tests whose messages all succeed.
+#[derive(Clone, Copy, Default)]
+pub struct AnyVisibility;
+
+impl turnstile_aws::ports::Visibility for AnyVisibility {
+    async fn visible_in(&self, _: &str, _: u32) -> Result<(), turnstile_aws::ports::PortError> {
+        Ok(())
+    }
+}

@@ -70,6 +70,11 @@ impl Cx<'_> {
             inst.phase = Phase::Running { step, wait };
         }
         if full {
+            if let Some(g) = self.group_mut(&s.group)
+                && !g.overflowed
+            {
+                g.overflowed = true;
+            }
             return;
         }
         let group = self
@@ -147,6 +152,38 @@ impl Cx<'_> {
             instances: batch,
             config,
         });
+    }
+
+    /// After a decision: a group whose list shrank below its capacity while instances wait
+    /// in their own records wakes as many of them as there is room for.
+    pub(super) fn wake_overflowed(&mut self, before: &World) {
+        let capacity = self.cfg.group_capacity;
+        let mut wakes = Vec::new();
+        for (key, g) in &self.w.groups {
+            let Some(g) = g.as_ref().filter(|g| g.overflowed) else {
+                continue;
+            };
+            let was = before.group(key).map_or(usize::MAX, |b| {
+                if b.overflowed { b.listed() } else { usize::MAX }
+            });
+            let listed = g.listed();
+            if listed < capacity && listed < was {
+                wakes.push(Command::WakeOverflowed {
+                    group: key.clone(),
+                    room: capacity - listed,
+                });
+            }
+        }
+        self.out.extend(wakes);
+    }
+
+    /// The wake found fewer instances than it had room for: none is left outside the list.
+    pub(super) fn on_overflow_woken(&mut self, key: &GroupKey, woken: usize, room: usize) {
+        if woken < room
+            && let Some(g) = self.group_mut(key)
+        {
+            g.overflowed = false;
+        }
     }
 
     /// The last pending member of a batch failed: batch-mates that already moved on to the

@@ -197,6 +197,7 @@ fn primary_keys(input: &Input) -> (Vec<InstanceId>, Vec<GroupKey>) {
         | Input::DeploymentPolled { group, .. }
         | Input::CreateAttempted { group, .. }
         | Input::GateSealed { group, .. }
+        | Input::OverflowWoken { group, .. }
         | Input::ResetBreaker { group } => (vec![], vec![group.clone()]),
         Input::TargetEvent {
             group, instance, ..
@@ -297,6 +298,9 @@ impl Cx<'_> {
             Input::Tick(Key::Group(g)) => self.on_group_tick(g),
             Input::Operator { instance, action } => self.on_operator(instance, *action),
             Input::ResetBreaker { group } => self.on_reset_breaker(group),
+            Input::OverflowWoken { group, woken, room } => {
+                self.on_overflow_woken(group, *woken, *room)
+            }
         }
     }
 
@@ -416,6 +420,7 @@ impl Cx<'_> {
         for key in self.touched.clone() {
             self.schedule(&key);
         }
+        self.wake_overflowed(before);
         // Drop group records with nothing left in them.
         let idle: Vec<GroupKey> = self
             .w

@@ -30,6 +30,12 @@ pub struct Group {
     pub seq: u64,
     pub seen: Seen,
     pub wake_at: Option<Millis>,
+    /// Some instance found the list full and waits in its own record
+    /// ([`crate::StepWait::Overflow`]): when room frees, the group wakes the longest waiting
+    /// ([`crate::Command::WakeOverflowed`]). A hint: cleared when a wake finds fewer than it
+    /// asked for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overflowed: bool,
 }
 
 /// The one active deployment of a group.
@@ -145,6 +151,7 @@ impl Group {
             seq: 0,
             seen: Seen::default(),
             wake_at: None,
+            overflowed: false,
         }
     }
 
@@ -162,7 +169,8 @@ impl Group {
 
     /// Whether nothing is recorded that needs this group record to stay.
     pub fn is_idle(&self) -> bool {
-        self.waiting.is_empty()
+        !self.overflowed
+            && self.waiting.is_empty()
             && self.active.is_none()
             && self.settling.is_empty()
             && self.breaker.tripped_since.is_none()

@@ -148,6 +148,18 @@ impl Instance {
         !self.phase.is_finished() || self.destination.unwrap_or(Place::AutoScalingGroup) == place
     }
 
+    /// The group whose full list this instance waits outside of, and since when
+    /// ([`StepWait::Overflow`]): what the store's `overflow` index holds.
+    pub fn overflowed_on(&self) -> Option<(&GroupKey, Millis)> {
+        match &self.phase {
+            Phase::Running {
+                step,
+                wait: StepWait::Overflow { since },
+            } => self.plan.steps.get(*step).map(|s| (&s.group, *since)),
+            _ => None,
+        }
+    }
+
     /// Whether a launch event of this record's hook is for the action the sweep adopted:
     /// while the adopted pipeline runs, Auto Scaling cannot have started another action of the
     /// same hook for the instance; after it, only an event from before the adoption can be.

@@ -1,11 +1,13 @@
 //! Drives the real runner (in-memory store, ports over the AWS model) through simulated time the
 //! way Lambda and SQS would: published events become queue messages (duplicated, delayed and
-//! lost as configured), a failed invocation's message comes back after the visibility timeout,
-//! wakeups are delayed messages, and the timer sweeps what is due every minute. Invariants are
-//! checked after every step.
+//! lost as configured), a failed message comes back when the queue handler would make it
+//! visible again (a transient failure after the handler's back-off for its receive count,
+//! anything else after the queue's visibility timeout), wakeups are delayed messages, and the
+//! timer sweeps what is due every minute. Invariants are checked after every step.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use turnstile_aws::redelivery::{Backoff, jitter};
 use turnstile_aws::store::Store;
 use turnstile_aws::store::memory::MemoryStore;
 use turnstile_aws::{Adapters, Observer, Runner};
@@ -15,9 +17,20 @@ use turnstile_sim::invariants::Invariants;
 use turnstile_sim::{Script, Scripted};
 
 use super::{Aws, Counted, Injector, ModelClock, ModelPorts, StoreCounts, Wakeups};
+use crate::orchestrated::MAX_RECEIVE_COUNT;
 
-pub const VISIBILITY_MS: Ms = 30_000;
+/// The queue's visibility timeout (the SAM template's 360 s): when a failed message whose
+/// visibility the handler did not change comes back.
+pub const VISIBILITY_TIMEOUT_MS: Ms = 360_000;
 pub const SWEEP_MS: Ms = 60_000;
+
+/// A message on the queue: its body, an id (for the handler's jitter, as SQS's message id
+/// is) and how often it was received.
+struct Queued {
+    body: String,
+    id: String,
+    receives: u32,
+}
 
 /// Delivery faults.
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,9 +80,15 @@ pub struct Driver<H: Observer> {
     steps: u64,
     wakeups: Wakeups,
     pub runner: Runner<ModelPorts<Counted<MemoryStore>, H>>,
-    inbox: BTreeMap<(Ms, u64), String>,
+    inbox: BTreeMap<(Ms, u64), Queued>,
     seq: u64,
     rng: Rng,
+    /// The handler's redelivery curve, and the seed of its jitter.
+    backoff: Backoff,
+    seed: u64,
+    /// Failed receives that came back, and messages dead-lettered after their last receive.
+    pub redeliveries: u64,
+    pub dead_lettered: u64,
     faults: Faults,
     script: BTreeMap<(Ms, u64), Script>,
     scripted: Scripted,
@@ -142,6 +161,10 @@ impl<H: Observer> Driver<H> {
             inbox: BTreeMap::new(),
             seq: 0,
             rng: Rng::new(seed ^ 0xd51),
+            backoff: Backoff::default(),
+            seed,
+            redeliveries: 0,
+            dead_lettered: 0,
             faults,
             script: BTreeMap::new(),
             scripted: Scripted::default(),
@@ -166,7 +189,20 @@ impl<H: Observer> Driver<H> {
 
     fn enqueue(&mut self, body: String, at: Ms) {
         self.seq += 1;
-        self.inbox.insert((at, self.seq), body);
+        let id = format!("m-{}", self.seq);
+        self.requeue(
+            Queued {
+                body,
+                id,
+                receives: 0,
+            },
+            at,
+        );
+    }
+
+    fn requeue(&mut self, message: Queued, at: Ms) {
+        self.seq += 1;
+        self.inbox.insert((at, self.seq), message);
     }
 
     fn violation(&mut self, v: String) {
@@ -254,45 +290,65 @@ impl<H: Observer> Driver<H> {
         );
     }
 
-    /// Applies what became of a message: a failure comes back after the visibility timeout.
-    fn settle(&mut self, body: String, attempt: Attempt) {
-        self.traced(&body, &attempt);
+    /// Applies what became of a message: a failure comes back when the handler would make it
+    /// visible again (`turnstile_aws::redelivery`), unless that was its last receive: then SQS
+    /// moves it to the dead-letter queue (the invariants then say whether anything was lost).
+    fn settle(&mut self, message: Queued, attempt: Attempt) {
+        self.traced(&message.body, &attempt);
         match attempt {
             Attempt::Done => {}
             Attempt::Unparsed => self.violation(format!(
-                "the model published a body the parser rejects: {body}"
+                "the model published a body the parser rejects: {}",
+                message.body
             )),
             Attempt::Failed(e) => {
-                if !e.is_retryable() {
+                let delay = if e.is_retryable() {
+                    let j = jitter(self.seed, &message.id, message.receives);
+                    u64::from(self.backoff.delay_secs(message.receives, j)) * 1000
+                } else {
                     self.violation(format!("a message failed for good: {e}"));
-                }
+                    VISIBILITY_TIMEOUT_MS
+                };
                 self.crashes += 1;
-                let at = self.now() + VISIBILITY_MS;
-                self.enqueue(body, at);
+                if message.receives >= MAX_RECEIVE_COUNT {
+                    self.dead_lettered += 1;
+                    return;
+                }
+                self.redeliveries += 1;
+                let at = self.now() + delay;
+                self.requeue(message, at);
             }
         }
     }
 
-    async fn deliver(&mut self, body: String) {
+    /// A message received once more.
+    fn receive(mut message: Queued) -> Queued {
+        message.receives += 1;
+        message
+    }
+
+    async fn deliver(&mut self, message: Queued) {
+        let message = Self::receive(message);
         // Marks the start of the critical path `make bench` measures (only when recording).
         if self.aws.1.recording()
-            && body.contains("\"SUCCESS\"")
-            && body.contains("Instance State-change")
+            && message.body.contains("\"SUCCESS\"")
+            && message.body.contains("Instance State-change")
         {
             self.aws.1.note("<instance SUCCESS event>");
         }
         if self.trace.is_some() {
             self.aws.1.record();
         }
-        let attempt = Self::attempt(&self.runner, &body).await;
-        self.settle(body, attempt);
+        let attempt = Self::attempt(&self.runner, &message.body).await;
+        self.settle(message, attempt);
     }
 
     /// Two messages at once, interleaved at every store call (two concurrent invocations).
-    async fn deliver_pair(&mut self, a: String, b: String) {
+    async fn deliver_pair(&mut self, a: Queued, b: Queued) {
+        let (a, b) = (Self::receive(a), Self::receive(b));
         let (x, y) = tokio::join!(
-            Self::attempt(&self.runner, &a),
-            Self::attempt(&self.runner, &b)
+            Self::attempt(&self.runner, &a.body),
+            Self::attempt(&self.runner, &b.body)
         );
         self.settle(a, x);
         self.settle(b, y);
@@ -396,8 +452,8 @@ impl<H: Observer> Driver<H> {
             let Some(k) = self.inbox.keys().next().copied().filter(|(t, _)| *t <= now) else {
                 break;
             };
-            if let Some(body) = self.inbox.remove(&k) {
-                batch.push(body);
+            if let Some(message) = self.inbox.remove(&k) {
+                batch.push(message);
             }
         }
         self.work.messages += batch.len() as u64;

@@ -15,9 +15,14 @@ use crate::scenario::Scenario;
 
 /// The SAM template's `maxReceiveCount`.
 pub const MAX_RECEIVE_COUNT: u32 = 5;
-/// Visibility timeout of the local queue, in wall-clock seconds (the template's is 360 s; a
-/// failed message comes back sooner here so a run does not wait on it).
-pub const LOCAL_VISIBILITY_SECS: i32 = 1;
+/// The SAM template's visibility timeout, in simulated seconds: a failed message whose
+/// visibility the function did not change comes back this long after it was received, as in
+/// AWS (the local event source mapping keeps it hidden until then).
+pub const VISIBILITY_TIMEOUT_SECS: u64 = 360;
+/// The visibility timeout of the queue on moto, in wall-clock seconds: SQS's maximum, so that
+/// moto never makes a received message visible by itself; the local event source mapping
+/// does, in simulated time (`ChangeMessageVisibility` to 0).
+pub const MOTO_VISIBILITY_SECS: i32 = 43_200;
 
 /// The clients of one orchestrator run.
 pub(crate) struct Clients {
@@ -55,7 +60,7 @@ pub(crate) async fn setup_queues(
         .sqs
         .create_queue()
         .queue_name(run)
-        .attributes(QueueAttributeName::VisibilityTimeout, LOCAL_VISIBILITY_SECS.to_string())
+        .attributes(QueueAttributeName::VisibilityTimeout, MOTO_VISIBILITY_SECS.to_string())
         .attributes(
             QueueAttributeName::RedrivePolicy,
             json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT.to_string()}).to_string(),
@@ -179,4 +184,28 @@ pub(crate) fn entry(e: &Published, bus: &str) -> PutEventsRequestEntry {
             i64::try_from(e.at).unwrap_or(0),
         ))
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The local queue's simulated visibility timeout and redrive are the template's.
+    #[test]
+    fn redelivery_defaults_are_the_templates_visibility_timeout_and_max_receive_count() {
+        let path = format!("{}/../../infra/template.yaml", env!("CARGO_MANIFEST_DIR"));
+        let template = std::fs::read_to_string(path).unwrap_or_default();
+        let queue = template
+            .split("\n  Queue:\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .unwrap_or_default();
+        let lines: Vec<&str> = queue.lines().map(str::trim).collect();
+        for want in [
+            format!("VisibilityTimeout: {VISIBILITY_TIMEOUT_SECS}"),
+            format!("maxReceiveCount: {MAX_RECEIVE_COUNT}"),
+        ] {
+            assert!(lines.contains(&want.as_str()), "{want} in {queue}");
+        }
+    }
 }
