@@ -8,7 +8,7 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit core-deps tools moto infra-check build sam-build soak demo simulate bench check-toolchain check-java
+.PHONY: test fmt-check clippy unit core-deps tools moto infra-check build sam-build soak oversized demo simulate bench check-toolchain check-java
 
 test: check-toolchain tools moto fmt-check clippy core-deps infra-check unit
 
@@ -98,6 +98,11 @@ $(BUILD_VENV)/.installed: tools/requirements-build.txt
 SOAK_SEEDS ?= 100000
 soak: check-toolchain
 	DST_SEEDS=$(SOAK_SEEDS) DST_SEED_START=10000 $(CARGO) test --locked -p turnstile-aws --test dst -- --nocapture
+
+# 5,000 instances waiting on one deployment group through the real runner on DynamoDB Local:
+# every record stays under 100 KB and every instance is deployed (about 10 minutes).
+oversized: check-toolchain tools
+	OVERSIZED_TRACE=1 $(CARGO) test --locked -p turnstile-aws --test oversized -- --ignored --nocapture
 
 # The default scenario twice on the same fleet: CodeDeploy's own hooks, then turnstile's real
 # handlers on the local cloud (simulator + moto + DynamoDB Local). SCENARIO=path picks another.

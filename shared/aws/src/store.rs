@@ -8,7 +8,7 @@
 //!
 //! | item | `pk` | `sk` | extra attributes |
 //! |---|---|---|---|
-//! | instance pipeline | `I#<instance-id>` | `I` | `asg_inflight` while in flight (GSI `inflight`), `ttl` once finished |
+//! | instance pipeline | `I#<instance-id>` | `I` | `asg_inflight` while in flight (GSI `inflight`), `overflow_group` + `overflow_since` while it waits outside a full group list (GSI `overflow`), `ttl` once finished |
 //! | deployment group | `G#<application>#<group>` | `G` | |
 //! | processed event | `E#<event-id>` | `E` | `ttl` |
 //! | deployment index | `D#<deployment-id>` | `D` | `app`, `dg`, `ttl` |

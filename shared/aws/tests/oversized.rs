@@ -25,7 +25,8 @@ use turnstile_core::{
     Command, Config, DEFAULT_LAUNCH_HOOK, Engine, GroupKey, Input, Key, Millis, StepWait,
 };
 use turnstile_model::{
-    Asg, Cloud, DeployConfig, DeploymentGroup, Hook, HookResult, InstanceState, Profile, Transition,
+    Asg, Cloud, DeployConfig, DeploymentGroup, EventKind, Hook, HookResult, InstanceState, Profile,
+    Transition,
 };
 
 const INSTANCES: usize = 5_000;
@@ -91,7 +92,10 @@ async fn group_size(store: &DynamoStore) -> (usize, usize) {
     (item_size_bytes(&item), listed)
 }
 
+/// About 10 minutes on two cores (DynamoDB Local writes each 60 KB group record in ~20 ms, and
+/// 5,000 instances join and leave one): not part of `make test`; `make oversized` runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "10 minutes on DynamoDB Local: run it with `make oversized`"]
 async fn oversized_burst_of_5000_on_one_group_keeps_every_record_small_and_deploys_all() {
     let db = DynamoLocal::start();
     let aws = Aws::new(cloud());
@@ -119,15 +123,20 @@ async fn oversized_burst_of_5000_on_one_group_keeps_every_record_small_and_deplo
     let horizon = aws.lock().now + 6 * 3600 * 1000;
     loop {
         let now = aws.lock().now;
+        // Lifecycle events only. CodeDeploy's per-target events would each rewrite the 60 KB
+        // group record (5,000 of them, about 20 ms each on DynamoDB Local); without them the
+        // group's poll of its deployment answers a whole batch in one decision. Every other
+        // test covers the per-target path; this one is about the size of the records.
         let published: Vec<String> = aws
             .lock()
             .drain()
             .into_iter()
+            .filter(|p| p.kind == EventKind::Lifecycle)
             .map(|p| p.json.to_string())
             .collect();
         let started = std::time::Instant::now();
         for (n, chunk) in published.chunks(10).enumerate() {
-            if std::env::var("OVERSIZED_TRACE").is_ok() && n % 50 == 0 {
+            if std::env::var("OVERSIZED_TRACE").is_ok() && n % 100 == 0 && n > 0 {
                 eprintln!(
                     "batch {n} of {} after {:?}",
                     published.len() / 10,
