@@ -11,31 +11,24 @@ mod support;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use support::dynamo_local::DynamoLocal;
-use support::{AnyVisibility, Aws, ModelClock, ModelPorts, Wakeups};
+use support::{
+    AnyVisibility, Aws, ModelClock, ModelPorts, Wakeups, group_app0, launch_hook, model_runner,
+};
 use turnstile_aws::Runner;
 use turnstile_aws::handler::{Disposition, handle_batch, sweep};
 use turnstile_aws::ports::Clock;
 use turnstile_aws::redelivery::Redelivery;
-use turnstile_aws::runner::{Adapters, Stdout};
+use turnstile_aws::runner::Stdout;
 use turnstile_aws::store::Store;
 use turnstile_aws::store::dynamo::DynamoStore;
-use turnstile_core::{DEFAULT_LAUNCH_HOOK, Engine, InstanceId, Key, Phase};
-use turnstile_model::{
-    Asg, Cloud, DeployConfig, DeploymentGroup, Hook, HookResult, InstanceState, LifecycleCall,
-    LifecycleOperation, Profile, Transition,
-};
+use turnstile_core::{DEFAULT_LAUNCH_HOOK, InstanceId, Key, Phase};
+use turnstile_model::{Asg, Cloud, Hook, InstanceState, LifecycleCall, LifecycleOperation};
 
 const PLAN: &str =
     r#"{"version":1,"steps":[{"application":"app0","deploymentGroup":"dg0","gateTag":"gate-0"}]}"#;
 
 fn hook(name: &str, metadata: Option<&str>) -> Hook {
-    Hook {
-        name: name.into(),
-        transition: Transition::Launching,
-        heartbeat_secs: 300,
-        default_result: HookResult::Abandon,
-        metadata: metadata.map(str::to_owned),
-    }
+    launch_hook(name, 300, metadata)
 }
 
 /// `fleet` carries turnstile's launch hook; `other` only another tool's.
@@ -51,18 +44,7 @@ fn cloud() -> Cloud {
         hooks: vec![hook("bootstrap-agent", None)],
         replace_after_ms: None,
     });
-    c.add_group(DeploymentGroup {
-        app: "app0".into(),
-        name: "dg0".into(),
-        tag_set: vec![vec![("gate-0".into(), "open".into())]],
-        target_revision: Some("rev".into()),
-        config: DeployConfig::AllAtOnce,
-        profile: Profile {
-            min_ms: 1000,
-            max_ms: 1000,
-            fail_prob: 0.0,
-        },
-    });
+    c.add_group(group_app0(1000, 1000));
     c.now = 1_000_000;
     c
 }
@@ -72,18 +54,7 @@ type Local = Runner<ModelPorts<DynamoStore, Stdout>>;
 async fn runner(db: &DynamoLocal, aws: &Aws) -> Local {
     let store = DynamoStore::new(db.client(), "adopt");
     store.create_table().await.unwrap();
-    Runner::new(
-        Engine::default(),
-        Adapters {
-            store,
-            lifecycle: aws.clone(),
-            deployments: aws.clone(),
-            tags: aws.clone(),
-            timer: Wakeups::default(),
-            clock: ModelClock(aws.clone()),
-            observer: Stdout,
-        },
-    )
+    model_runner(aws, store, Wakeups::default(), Stdout)
 }
 
 fn managed() -> Vec<String> {

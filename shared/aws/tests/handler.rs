@@ -12,15 +12,15 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use support::{Aws, ModelClock, ModelPorts, Wakeups};
+use support::{Aws, ModelPorts, Wakeups, model_runner};
 use turnstile_aws::Runner;
 use turnstile_aws::handler::{Disposition, handle_batch};
 use turnstile_aws::ports::{PortError, Visibility};
 use turnstile_aws::redelivery::{Backoff, Redelivery, jitter};
-use turnstile_aws::runner::{Adapters, Stdout};
+use turnstile_aws::runner::Stdout;
 use turnstile_aws::store::Store;
 use turnstile_aws::store::memory::MemoryStore;
-use turnstile_core::{Engine, Key, Phase};
+use turnstile_core::{Key, Phase};
 use turnstile_model::{
     Asg, Cloud, DeployConfig, DeploymentGroup, Hook, HookResult, Profile, Transition,
 };
@@ -120,18 +120,7 @@ fn redelivery(port: &Recorded) -> Redelivery<Recorded> {
 type TestRunner = Runner<ModelPorts<MemoryStore, Stdout>>;
 
 fn runner_over(aws: &Aws, store: &MemoryStore) -> TestRunner {
-    Runner::new(
-        Engine::default(),
-        Adapters {
-            store: store.clone(),
-            lifecycle: aws.clone(),
-            deployments: aws.clone(),
-            tags: aws.clone(),
-            timer: Wakeups::default(),
-            clock: ModelClock(aws.clone()),
-            observer: Stdout,
-        },
-    )
+    model_runner(aws, store.clone(), Wakeups::default(), Stdout)
 }
 
 /// The launch event of one new instance of the test fleet.
@@ -144,18 +133,7 @@ fn launch_event(aws: &Aws) -> String {
 async fn a_mixed_batch_processes_the_valid_event_once_and_reports_only_the_bad_ones() {
     let aws = Aws::new(cloud());
     let store = MemoryStore::new();
-    let runner = Runner::<ModelPorts<_, Stdout>>::new(
-        Engine::default(),
-        Adapters {
-            store: store.clone(),
-            lifecycle: aws.clone(),
-            deployments: aws.clone(),
-            tags: aws.clone(),
-            timer: Wakeups::default(),
-            clock: ModelClock(aws.clone()),
-            observer: Stdout,
-        },
-    );
+    let runner = runner_over(&aws, &store);
     let instance = aws.lock().scale_out("fleet", 1).remove(0);
     let launch = aws.lock().drain().remove(0).json.to_string();
 
@@ -239,18 +217,7 @@ async fn a_mixed_batch_processes_the_valid_event_once_and_reports_only_the_bad_o
 #[tokio::test]
 async fn a_record_without_a_body_is_a_poison_message_not_a_panic() {
     let aws = Aws::new(cloud());
-    let runner = Runner::<ModelPorts<_, Stdout>>::new(
-        Engine::default(),
-        Adapters {
-            store: MemoryStore::new(),
-            lifecycle: aws.clone(),
-            deployments: aws.clone(),
-            tags: aws.clone(),
-            timer: Wakeups::default(),
-            clock: ModelClock(aws.clone()),
-            observer: Stdout,
-        },
-    );
+    let runner = runner_over(&aws, &MemoryStore::new());
     let event: SqsEvent =
         serde_json::from_value(serde_json::json!({"Records": [{"messageId": "m-1"}]})).unwrap();
     let (response, d) = handle_batch(&runner, &redelivery(&Recorded::default()), event).await;
@@ -290,18 +257,7 @@ async fn foreign_hook_direct_notifications_are_acknowledged_and_never_completed(
     }
     let aws = Aws::new(c);
     let store = MemoryStore::new();
-    let runner = Runner::<ModelPorts<_, Stdout>>::new(
-        Engine::default(),
-        Adapters {
-            store: store.clone(),
-            lifecycle: aws.clone(),
-            deployments: aws.clone(),
-            tags: aws.clone(),
-            timer: Wakeups::default(),
-            clock: ModelClock(aws.clone()),
-            observer: Stdout,
-        },
-    );
+    let runner = runner_over(&aws, &store);
     let instance = aws.lock().scale_out("fleet", 1).remove(0);
     let token_of = |hook: &str| {
         aws.lock().instances[&instance]

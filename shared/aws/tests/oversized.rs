@@ -14,20 +14,16 @@ mod support;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use support::dynamo_local::DynamoLocal;
-use support::{AnyVisibility, Aws, ModelClock, ModelPorts, Wakeups};
-use turnstile_aws::Runner;
+use support::{AnyVisibility, Aws, Wakeups, group_app0, launch_hook, model_runner};
 use turnstile_aws::handler::{handle_batch, sweep};
 use turnstile_aws::redelivery::Redelivery;
-use turnstile_aws::runner::{Adapters, Observer, RunError};
+use turnstile_aws::runner::{Observer, RunError};
 use turnstile_aws::store::dynamo::{DynamoStore, item_size_bytes};
 use turnstile_aws::store::{Record, Store};
 use turnstile_core::{
     Command, Config, DEFAULT_LAUNCH_HOOK, Engine, GroupKey, Input, Key, Millis, StepWait,
 };
-use turnstile_model::{
-    Asg, Cloud, DeployConfig, DeploymentGroup, EventKind, Hook, HookResult, InstanceState, Profile,
-    Transition,
-};
+use turnstile_model::{Asg, Cloud, EventKind, InstanceState};
 
 const INSTANCES: usize = 5_000;
 const LIMIT_BYTES: usize = 100 * 1024;
@@ -46,27 +42,14 @@ fn cloud() -> Cloud {
     let mut c = Cloud::new(21);
     c.add_asg(Asg {
         name: "fleet".into(),
-        hooks: vec![Hook {
-            name: DEFAULT_LAUNCH_HOOK.into(),
-            transition: Transition::Launching,
-            heartbeat_secs: 900,
-            default_result: HookResult::Abandon,
-            metadata: Some(r#"{"version":1,"steps":[{"application":"app0","deploymentGroup":"dg0","gateTag":"gate-0","timeoutSecs":3600}],"maxBatch":1000}"#.into()),
-        }],
+        hooks: vec![launch_hook(
+            DEFAULT_LAUNCH_HOOK,
+            900,
+            Some(r#"{"version":1,"steps":[{"application":"app0","deploymentGroup":"dg0","gateTag":"gate-0","timeoutSecs":3600}],"maxBatch":1000}"#),
+        )],
         replace_after_ms: None,
     });
-    c.add_group(DeploymentGroup {
-        app: "app0".into(),
-        name: "dg0".into(),
-        tag_set: vec![vec![("gate-0".into(), "open".into())]],
-        target_revision: Some("rev".into()),
-        config: DeployConfig::AllAtOnce,
-        profile: Profile {
-            min_ms: 60_000,
-            max_ms: 120_000,
-            fail_prob: 0.0,
-        },
-    });
+    c.add_group(group_app0(60_000, 120_000));
     c.now = 1_000_000;
     c
 }
@@ -104,18 +87,8 @@ async fn oversized_burst_of_5000_on_one_group_keeps_every_record_small_and_deplo
     let wakeups = Wakeups::default();
     let config = Config::default();
     let capacity = config.group_capacity;
-    let runner = Runner::<ModelPorts<DynamoStore, Quiet>>::new(
-        Engine::new(config),
-        Adapters {
-            store: store.clone(),
-            lifecycle: aws.clone(),
-            deployments: aws.clone(),
-            tags: aws.clone(),
-            timer: wakeups.clone(),
-            clock: ModelClock(aws.clone()),
-            observer: Quiet,
-        },
-    );
+    let mut runner = model_runner(&aws, store.clone(), wakeups.clone(), Quiet);
+    runner.engine = Engine::new(config);
     aws.lock().scale_out("fleet", INSTANCES);
 
     let (mut largest, mut most_listed, mut overflowed_seen) = (0, 0, false);

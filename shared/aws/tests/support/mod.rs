@@ -45,3 +45,56 @@ impl turnstile_aws::ports::Visibility for AnyVisibility {
         Ok(())
     }
 }
+
+/// The runner over the model's ports and `store`, with its timer messages in `wakeups`.
+pub fn model_runner<S: turnstile_aws::store::Store, O: Observer>(
+    aws: &Aws,
+    store: S,
+    wakeups: Wakeups,
+    observer: O,
+) -> turnstile_aws::Runner<ModelPorts<S, O>> {
+    turnstile_aws::Runner::new(
+        turnstile_core::Engine::default(),
+        turnstile_aws::runner::Adapters {
+            store,
+            lifecycle: aws.clone(),
+            deployments: aws.clone(),
+            tags: aws.clone(),
+            timer: wakeups,
+            clock: ModelClock(aws.clone()),
+            observer,
+        },
+    )
+}
+
+/// Deployment group `dg0` of `app0`, selecting by gate tag `gate-0`, with a target revision,
+/// AllAtOnce, every deployment taking `min_ms..=max_ms`.
+pub fn group_app0(min_ms: u64, max_ms: u64) -> turnstile_model::DeploymentGroup {
+    turnstile_model::DeploymentGroup {
+        app: "app0".into(),
+        name: "dg0".into(),
+        tag_set: vec![vec![("gate-0".into(), "open".into())]],
+        target_revision: Some("rev".into()),
+        config: turnstile_model::DeployConfig::AllAtOnce,
+        profile: turnstile_model::Profile {
+            min_ms,
+            max_ms,
+            fail_prob: 0.0,
+        },
+    }
+}
+
+/// A launch hook that ABANDONs on timeout.
+pub fn launch_hook(
+    name: &str,
+    heartbeat_secs: u64,
+    metadata: Option<&str>,
+) -> turnstile_model::Hook {
+    turnstile_model::Hook {
+        name: name.into(),
+        transition: turnstile_model::Transition::Launching,
+        heartbeat_secs,
+        default_result: turnstile_model::HookResult::Abandon,
+        metadata: metadata.map(str::to_owned),
+    }
+}
