@@ -118,30 +118,29 @@ impl Cx<'_> {
                 });
             }
             (StepWait::Overflow { .. }, _) if !self.fits(id, step) => {
-                let left = self
-                    .inst(id)
-                    .map_or(0, |i| i.global_deadline.since(now) / 1000);
-                self.fail_instance(
-                    id,
-                    Some(step),
-                    format!("still waiting for room in {key}'s list with {left} s left before the global timeout: the remaining plan cannot fit"),
-                    Some(AlertKind::PlanCannotFit),
-                );
+                self.fail_unfit(id, step, format!("room in {key}'s list"));
             }
             (StepWait::Queued { .. }, Standing::Waiting) if !self.fits(id, step) => {
                 self.leave_group(id, &key);
-                let left = self
-                    .inst(id)
-                    .map_or(0, |i| i.global_deadline.since(now) / 1000);
-                self.fail_instance(
-                    id,
-                    Some(step),
-                    format!("still waiting for {key} with {left} s left before the global timeout: the remaining plan cannot fit"),
-                    Some(AlertKind::PlanCannotFit),
-                );
+                self.fail_unfit(id, step, key.to_string());
             }
             _ => {}
         }
+    }
+
+    /// Still waiting for `what` when the rest of the plan can no longer fit before the
+    /// global timeout: fail now, while there is time to act on it.
+    fn fail_unfit(&mut self, id: &InstanceId, step: usize, what: String) {
+        let now = self.now;
+        let left = self
+            .inst(id)
+            .map_or(0, |i| i.global_deadline.since(now) / 1000);
+        self.fail_instance(
+            id,
+            Some(step),
+            format!("still waiting for {what} with {left} s left before the global timeout: the remaining plan cannot fit"),
+            Some(AlertKind::PlanCannotFit),
+        );
     }
 
     /// The attempt outlived the step's timeout while its deployment still runs: a deployment
