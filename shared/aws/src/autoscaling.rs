@@ -51,13 +51,13 @@ impl<C: Clock> Lifecycle for AutoScaling<C> {
         };
         // Without a token (an adopted action) the instance id names the action; both calls
         // accept either [aws-behaviour §2 CompleteLifecycleAction].
-        let (token, instance) = address(action);
+        let (token, instance) = action.address();
         self.client
             .complete_lifecycle_action()
             .auto_scaling_group_name(&action.asg)
             .lifecycle_hook_name(&action.hook)
-            .set_lifecycle_action_token(token)
-            .set_instance_id(instance)
+            .set_lifecycle_action_token(token.map(str::to_owned))
+            .set_instance_id(instance.map(str::to_owned))
             .lifecycle_action_result(result)
             .send()
             .await
@@ -66,13 +66,13 @@ impl<C: Clock> Lifecycle for AutoScaling<C> {
     }
 
     async fn heartbeat(&self, action: &ActionRef) -> Result<(), PortError> {
-        let (token, instance) = address(action);
+        let (token, instance) = action.address();
         self.client
             .record_lifecycle_action_heartbeat()
             .auto_scaling_group_name(&action.asg)
             .lifecycle_hook_name(&action.hook)
-            .set_lifecycle_action_token(token)
-            .set_instance_id(instance)
+            .set_lifecycle_action_token(token.map(str::to_owned))
+            .set_instance_id(instance.map(str::to_owned))
             .send()
             .await
             .map_err(|e| port_error("RecordLifecycleActionHeartbeat", e))?;
@@ -224,14 +224,6 @@ impl<C: Clock> AutoScaling<C> {
                 _ => return Ok(waiting),
             }
         }
-    }
-}
-
-/// How a call names the action: its token, or the instance when it has none.
-fn address(action: &ActionRef) -> (Option<String>, Option<String>) {
-    match &action.token {
-        Some(t) => (Some(t.to_string()), None),
-        None => (None, Some(action.instance.to_string())),
     }
 }
 

@@ -762,14 +762,11 @@ impl<P: Ports> Runner<P> {
         let RunError::Store(StoreError::TooLarge { key, bytes }) = e else {
             return;
         };
-        let group = crate::store::key_of(key).and_then(|k| match k {
-            Key::Group(g) => Some(g),
-            Key::Instance(_) => None,
-        });
-        let instance = crate::store::key_of(key).and_then(|k| match k {
-            Key::Instance(i) => Some(i),
-            Key::Group(_) => None,
-        });
+        let (instance, group) = match crate::store::key_of(key) {
+            Some(Key::Instance(i)) => (Some(i), None),
+            Some(Key::Group(g)) => (None, Some(g)),
+            None => (None, None),
+        };
         let alert = turnstile_core::Alert {
             kind: turnstile_core::AlertKind::RecordTooLarge,
             instance,

@@ -277,17 +277,9 @@ pub fn group_revision(cloud: &mut Cloud, group: &GroupKey) -> GroupRevision {
     }
 }
 
-/// How a call names the action: its token, or the instance when it has none (adopted).
-fn address(action: &ActionRef) -> (Option<&str>, Option<&str>) {
-    match &action.token {
-        Some(t) => (Some(t.as_str()), None),
-        None => (None, Some(action.instance.as_str())),
-    }
-}
-
 /// RecordLifecycleActionHeartbeat.
 pub fn record_heartbeat(cloud: &mut Cloud, action: &ActionRef) -> Result<(), ApiError> {
-    let (token, instance) = address(action);
+    let (token, instance) = action.address();
     cloud.record_heartbeat(&action.asg, &action.hook, token, instance)
 }
 
@@ -301,6 +293,6 @@ pub fn complete_action(
         LifecycleResult::Continue => HookResult::Continue,
         LifecycleResult::Abandon => HookResult::Abandon,
     };
-    let (token, instance) = address(action);
+    let (token, instance) = action.address();
     cloud.complete_lifecycle_action(&action.asg, &action.hook, token, instance, result)
 }

@@ -42,6 +42,15 @@ pub struct ActionRef {
 }
 
 impl ActionRef {
+    /// How an Auto Scaling call names the action: `(token, instance id)`, exactly one of them
+    /// set. The token when the event gave one, else the instance.
+    pub fn address(&self) -> (Option<&str>, Option<&str>) {
+        match &self.token {
+            Some(t) => (Some(t.as_str()), None),
+            None => (None, Some(self.instance.as_str())),
+        }
+    }
+
     /// The token for logs: the token, or how the action is addressed without one.
     pub fn token_or_instance(&self) -> String {
         match &self.token {
