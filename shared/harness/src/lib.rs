@@ -3,9 +3,11 @@
 //! `.venv-moto` virtualenv, installed by `make moto`). Each runs on a free port and is stopped by
 //! its PID when dropped, so two runs on one machine never collide.
 
+use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -30,10 +32,24 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A port nobody listens on right now. Another process may take it before we bind it, so
-/// every start below retries on a fresh port when the child exits early.
+/// Ports this process has handed out. The OS may return the same free port to two tests of one
+/// binary that start services at once (the CI saw it: the second test's "ready" probe reached
+/// the first test's DynamoDB Local, whose drop then refused the second test's calls), so no port
+/// is handed out twice in one process.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A port nobody listens on right now and this process has not handed out before. Another
+/// process may take it before we bind it, so every start below retries on a fresh port when the
+/// child exits early.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        // A poisoned lock still holds a valid set: the panic was elsewhere in the test.
+        let mut taken = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if taken.insert(port) {
+            return Ok(port);
+        }
+    }
 }
 
 /// A child process listening on a local port; killed (by PID) and reaped on drop.
@@ -64,7 +80,11 @@ impl Service {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // exited: most likely the port was taken meanwhile; try another
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Ready only if our child is still running once the port answers: a listener
+                // that answers while the child has exited belongs to someone else.
+                if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && matches!(child.try_wait(), Ok(None))
+                {
                     return Ok(Self { child, port, what });
                 }
                 std::thread::sleep(Duration::from_millis(50));
