@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use turnstile_aws::ports::{Clock, Deployments, HookInfo, Lifecycle, PortError, Tags, Timer};
 use turnstile_core::{
     ActionRef, CreateOutcome, DeploymentId, DeploymentState, Gate, GroupKey, GroupRevision,
-    HookTimeouts, InstanceId, IntentId, Key, LifecycleResult, Millis, TargetState,
+    HookTimeouts, InstanceId, IntentId, Key, LeaveFound, LifecycleResult, Millis, TargetState,
 };
 use turnstile_model::{ApiError, Cloud};
 use turnstile_sim::exec;
@@ -244,9 +244,14 @@ impl Deployments for Aws {
         g: &GroupKey,
         i: &InstanceId,
         done_in: Option<&DeploymentId>,
-    ) -> Result<Option<DeploymentId>, PortError> {
-        self.fault("GetDeploymentGroup")?;
-        exec::holding(&mut self.lock(), g, i, done_in).map_err(|e| gone("GetDeployment", e))
+        since: Option<Millis>,
+    ) -> Result<LeaveFound, PortError> {
+        self.fault(if since.is_some() {
+            "ListDeployments"
+        } else {
+            "GetDeploymentGroup"
+        })?;
+        exec::holding(&mut self.lock(), g, i, done_in, since).map_err(|e| gone("GetDeployment", e))
     }
 }
 
