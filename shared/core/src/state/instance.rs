@@ -222,6 +222,48 @@ mod tests {
     }
 
     #[test]
+    fn phases_written_before_the_look_back_fields_still_load() {
+        // Records in the table from before the leave and final checks looked back.
+        let old = [
+            r#"{"Verifying":{"since":5}}"#,
+            r#"{"Completing":{"result":"Continue","reason":"r","since":5}}"#,
+            r#"{"Running":{"step":0,"wait":{"Leaving":{"since":5,"revision":null,"hold_back":false,"blocked_by":null}}}}"#,
+        ];
+        let loaded: Vec<Phase> = old
+            .iter()
+            .map(|j| serde_json::from_str(j).unwrap_or_else(|e| panic!("{j}: {e}")))
+            .collect();
+        assert_eq!(
+            loaded,
+            vec![
+                Phase::Verifying {
+                    since: Millis(5),
+                    waiting_for: None,
+                    look_back: None,
+                },
+                Phase::Completing {
+                    result: LifecycleResult::Continue,
+                    reason: "r".into(),
+                    since: Millis(5),
+                    probing: false,
+                    opened_at: None,
+                },
+                Phase::Running {
+                    step: 0,
+                    wait: StepWait::Leaving {
+                        since: Millis(5),
+                        revision: None,
+                        hold_back: false,
+                        blocked_by: None,
+                        done_in: None,
+                        attempt_since: None,
+                    },
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn remaining_secs_skips_steps_already_done() {
         let mut inst = instance(3);
         let each = inst.plan.steps[0].timeout_secs;
