@@ -11,7 +11,7 @@ use aws_sdk_codedeploy::types::{
 use aws_smithy_types::DateTime;
 use turnstile_core::{
     CreateOutcome, DeploymentId, DeploymentState, GroupKey, GroupRevision, InstanceId, IntentId,
-    LastAttempt, Millis, Revision, TargetState, launch_config,
+    LastAttempt, LeaveFound, Millis, Revision, TargetState, launch_config,
 };
 
 use crate::error::port_error;
@@ -563,6 +563,7 @@ impl Deployments for CodeDeploy {
             group: group.clone(),
             revision: info.target_revision().map(revision_of),
             active,
+            touched: None,
         })
     }
 
@@ -587,6 +588,82 @@ impl Deployments for CodeDeploy {
     }
 
     async fn holding(
+        &self,
+        group: &GroupKey,
+        instance: &InstanceId,
+        done_in: Option<&DeploymentId>,
+        since: Option<Millis>,
+    ) -> Result<LeaveFound, PortError> {
+        Ok(match since {
+            Some(since) => self.reached(group, instance, done_in, since).await?,
+            None => self
+                .active_holding(group, instance, done_in)
+                .await?
+                .map_or(LeaveFound::Clear, LeaveFound::Held),
+        })
+    }
+}
+
+impl CodeDeploy {
+    /// Every deployment of the group created since `since` but `done_in` that has the instance
+    /// as a target: the first one still running on it, else the first one done with it. One
+    /// `ListDeployments` when nothing else deployed to the group (the usual case); a target
+    /// read, and a status read if the target is unfinished, for each other deployment.
+    async fn reached(
+        &self,
+        group: &GroupKey,
+        instance: &InstanceId,
+        done_in: Option<&DeploymentId>,
+        since: Millis,
+    ) -> Result<LeaveFound, PortError> {
+        let range = TimeRange::builder()
+            .start(DateTime::from_millis(
+                i64::try_from(since.0.saturating_sub(LeaveFound::LOOK_BACK_SLACK_MS)).unwrap_or(0),
+            ))
+            .build();
+        let mut touched = None;
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .list_page(group, token.take(), |r| r.create_time_range(range.clone()))
+                .await?;
+            for id in page.deployments() {
+                let deployment = DeploymentId(id.clone());
+                if Some(&deployment) == done_in {
+                    continue;
+                }
+                // Not a target (created after the gate closed, or other tags): nothing to see.
+                let Some((_, state)) = self
+                    .targets(&deployment, std::slice::from_ref(instance))
+                    .await?
+                    .into_iter()
+                    .next()
+                else {
+                    continue;
+                };
+                // Skipped: it found the instance up to date and installed nothing.
+                if state == TargetState::Skipped {
+                    continue;
+                }
+                let unfinished = matches!(
+                    state,
+                    TargetState::Pending | TargetState::InProgress | TargetState::Unknown
+                );
+                if unfinished && is_active(self.deployment(id).await?.status()) {
+                    return Ok(LeaveFound::Held(deployment));
+                }
+                touched.get_or_insert(deployment);
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(touched.map_or(LeaveFound::Clear, LeaveFound::Touched)),
+            }
+        }
+    }
+
+    /// The group's active deployment, if it is not `done_in` and still has the instance as an
+    /// unfinished target.
+    async fn active_holding(
         &self,
         group: &GroupKey,
         instance: &InstanceId,

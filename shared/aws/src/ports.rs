@@ -5,7 +5,8 @@ use std::future::Future;
 
 use turnstile_core::{
     ActionRef, CreateOutcome, DeploymentId, DeploymentState, Gate, GroupKey, GroupRevision,
-    HookTimeouts, InstanceId, IntentId, Key, LifecycleResult, Millis, Place, TargetState,
+    HookTimeouts, InstanceId, IntentId, Key, LeaveFound, LifecycleResult, Millis, Place,
+    TargetState,
 };
 
 /// Why a port call failed.
@@ -121,14 +122,20 @@ pub trait Deployments: Send + Sync {
         let _ = group;
         std::future::ready(())
     }
-    /// The group's active deployment, if it still has the instance as an unfinished target.
-    /// `done_in` is a deployment the instance is known to have finished in.
+    /// What deployment of the group, other than `done_in` (one the instance is known to have
+    /// finished in), reached the instance ([`Command::CheckLeave`]). With `since`: any created
+    /// since then that has it as a target, the first still running on it before one done with
+    /// it. Without: the group's active deployment, if it still has the instance as an
+    /// unfinished target.
+    ///
+    /// [`Command::CheckLeave`]: turnstile_core::Command::CheckLeave
     fn holding(
         &self,
         group: &GroupKey,
         instance: &InstanceId,
         done_in: Option<&DeploymentId>,
-    ) -> impl Future<Output = Result<Option<DeploymentId>, PortError>> + Send;
+        since: Option<Millis>,
+    ) -> impl Future<Output = Result<LeaveFound, PortError>> + Send;
 }
 
 /// EC2 instance tags (the gates). Each call sets or removes every gate given on every

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use aws_smithy_types::DateTime;
 use aws_smithy_types::error::ErrorMetadata;
 use aws_smithy_types::retry::RetryConfig;
 use turnstile_aws::autoscaling::AutoScaling;
@@ -17,8 +18,8 @@ use turnstile_aws::codedeploy::CodeDeploy;
 use turnstile_aws::ports::{Deployments, Lifecycle, PortError, Tags};
 use turnstile_aws::tags::Ec2Tags;
 use turnstile_core::{
-    ActionRef, CreateOutcome, DeploymentId, Gate, GroupKey, InstanceId, LifecycleResult, Revision,
-    TargetState,
+    ActionRef, CreateOutcome, DeploymentId, Gate, GroupKey, InstanceId, LeaveFound,
+    LifecycleResult, Millis, Revision, TargetState,
 };
 
 const TOKEN: &str = "71514b9d-6a40-4b26-8523-05e7eEXAMPLE";
@@ -311,7 +312,9 @@ mod autoscaling {
 mod codedeploy {
     use super::*;
     use aws_sdk_codedeploy::Client;
-    use aws_sdk_codedeploy::operation::batch_get_deployment_targets::BatchGetDeploymentTargetsOutput;
+    use aws_sdk_codedeploy::operation::batch_get_deployment_targets::{
+        BatchGetDeploymentTargetsError, BatchGetDeploymentTargetsOutput,
+    };
     use aws_sdk_codedeploy::operation::create_deployment::{
         CreateDeploymentError, CreateDeploymentOutput,
     };
@@ -326,7 +329,7 @@ mod codedeploy {
     use aws_sdk_codedeploy::operation::stop_deployment::StopDeploymentError;
     use aws_sdk_codedeploy::types::error::{
         DeploymentAlreadyCompletedException, DeploymentGroupDoesNotExistException,
-        DeploymentLimitExceededException,
+        DeploymentLimitExceededException, DeploymentTargetDoesNotExistException,
     };
     use aws_sdk_codedeploy::types::{
         BundleType, DeploymentGroupInfo, DeploymentInfo, DeploymentOverview, DeploymentStatus,
@@ -988,17 +991,131 @@ mod codedeploy {
             [&get, &target]
         ));
         assert_eq!(
-            cd.holding(&key(), &"i-1".into(), None).await.unwrap(),
-            Some(DeploymentId::from("d-USER"))
+            cd.holding(&key(), &"i-1".into(), None, None).await.unwrap(),
+            LeaveFound::Held("d-USER".into())
         );
         assert_eq!(
-            cd.holding(&key(), &"i-1".into(), Some(&"d-USER".into()))
+            cd.holding(&key(), &"i-1".into(), Some(&"d-USER".into()), None)
                 .await
                 .unwrap(),
-            None,
+            LeaveFound::Clear,
             "known done in it: no target lookup"
         );
         assert_eq!(target.num_calls(), 1);
+    }
+
+    fn instance_target(status: TargetStatus) -> BatchGetDeploymentTargetsOutput {
+        BatchGetDeploymentTargetsOutput::builder()
+            .deployment_targets(
+                DeploymentTarget::builder()
+                    .instance_target(
+                        InstanceTarget::builder()
+                            .target_id("i-1")
+                            .status(status)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    }
+
+    fn not_a_target() -> BatchGetDeploymentTargetsError {
+        let message = "The provided target ID does not belong to the deployment";
+        BatchGetDeploymentTargetsError::DeploymentTargetDoesNotExistException(
+            DeploymentTargetDoesNotExistException::builder()
+                .message(message)
+                .meta(
+                    ErrorMetadata::builder()
+                        .code("DeploymentTargetDoesNotExistException")
+                        .message(message)
+                        .build(),
+                )
+                .build(),
+        )
+    }
+
+    #[tokio::test]
+    async fn leave_check_looks_back_for_a_deployment_that_was_done_with_the_instance() {
+        // Stress mode, seeds 2837 and 6630: a user's deployment reached the instance through
+        // its open gate and finished there; the group's active deployment said nothing of it.
+        let list = mock!(Client::list_deployments)
+            .match_requests(|r| {
+                r.create_time_range().and_then(|t| t.start())
+                    == Some(&DateTime::from_millis(
+                        1_000_000 - LeaveFound::LOOK_BACK_SLACK_MS as i64,
+                    ))
+                    && r.include_only_statuses().is_empty()
+            })
+            .then_output(|| {
+                ListDeploymentsOutput::builder()
+                    .deployments("d-LATER")
+                    .deployments("d-USER")
+                    .deployments("d-OURS")
+                    .build()
+            });
+        let later = mock!(Client::batch_get_deployment_targets)
+            .match_requests(|r| r.deployment_id() == Some("d-LATER"))
+            .then_error(not_a_target);
+        let user = mock!(Client::batch_get_deployment_targets)
+            .match_requests(|r| r.deployment_id() == Some("d-USER"))
+            .then_output(|| instance_target(TargetStatus::Succeeded));
+        let ours = mock!(Client::batch_get_deployment_targets)
+            .match_requests(|r| r.deployment_id() == Some("d-OURS"))
+            .then_output(|| instance_target(TargetStatus::Succeeded));
+        let cd = CodeDeploy::new(mock_client!(
+            aws_sdk_codedeploy,
+            RuleMode::MatchAny,
+            [&list, &later, &user, &ours]
+        ));
+        assert_eq!(
+            cd.holding(
+                &key(),
+                &"i-1".into(),
+                Some(&"d-OURS".into()),
+                Some(Millis(1_000_000))
+            )
+            .await
+            .unwrap(),
+            LeaveFound::Touched("d-USER".into())
+        );
+        assert_eq!(
+            ours.num_calls(),
+            0,
+            "the instance's own deployment is left out"
+        );
+        assert_eq!(later.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn leave_check_looking_back_reports_one_still_running_on_the_instance() {
+        let list = mock!(Client::list_deployments).then_output(|| {
+            ListDeploymentsOutput::builder()
+                .deployments("d-USER")
+                .deployments("d-OURS")
+                .build()
+        });
+        let user = mock!(Client::batch_get_deployment_targets)
+            .match_requests(|r| r.deployment_id() == Some("d-USER"))
+            .then_output(|| instance_target(TargetStatus::InProgress));
+        let status = mock!(Client::get_deployment)
+            .match_requests(|r| r.deployment_id() == Some("d-USER"))
+            .then_output(|| deployment("d-USER", "release 1.4"));
+        let cd = CodeDeploy::new(mock_client!(
+            aws_sdk_codedeploy,
+            RuleMode::MatchAny,
+            [&list, &user, &status]
+        ));
+        assert_eq!(
+            cd.holding(
+                &key(),
+                &"i-1".into(),
+                Some(&"d-OURS".into()),
+                Some(Millis(1_000_000))
+            )
+            .await
+            .unwrap(),
+            LeaveFound::Held("d-USER".into())
+        );
     }
 
     #[tokio::test]

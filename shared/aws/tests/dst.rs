@@ -6,7 +6,8 @@
 //!
 //! `DST_SEEDS` (default 10000) seeds from `DST_SEED_START` (default 0); `DST_SEED=n` replays one
 //! seed and prints what it did; `DST_CRASH` and `DST_THROTTLE` (probabilities) override the
-//! drawn crash and throttling rates to hunt rare bugs; with `DST_SEED`, `DST_TRACE=<text>` prints
+//! drawn crash and throttling rates to hunt rare bugs (stress mode is `DST_CRASH=0.05
+//! DST_THROTTLE=0.1`, what `make soak STRESS=1` runs); with `DST_SEED`, `DST_TRACE=<text>` prints
 //! every delivery that mentions the text (an instance id) and the instance's phase after it.
 #![allow(
     clippy::unwrap_used,
@@ -65,7 +66,30 @@ fn pick<T: Copy>(r: &mut Rng, xs: &[T]) -> T {
     xs[r.range(0, xs.len() as u64 - 1) as usize]
 }
 
-fn world(seed: u64) -> World {
+/// Crash and throttling rates that override the drawn ones.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stress {
+    crash: Option<f64>,
+    throttle: Option<f64>,
+}
+
+impl Stress {
+    /// Stress mode: runner crashes before 5 % of commands, 10 % of AWS calls failing after
+    /// the SDK's retries.
+    const MODE: Stress = Stress {
+        crash: Some(0.05),
+        throttle: Some(0.1),
+    };
+
+    fn from_env() -> Self {
+        Self {
+            crash: env_f64("DST_CRASH"),
+            throttle: env_f64("DST_THROTTLE"),
+        }
+    }
+}
+
+fn world(seed: u64, stress: Stress) -> World {
     let mut r = Rng::new(seed);
     let steps = r.range(1, 4) as usize;
     let heartbeat = pick(&mut r, &[300u64, 600]);
@@ -159,22 +183,21 @@ fn world(seed: u64) -> World {
         max_delay_ms: pick(&mut r, &[0, 2_000, 15_000]),
         ..Faults::default()
     };
-    // Crashes before up to 1 % of commands. At 5 % two rare failures remain open (a heartbeat
-    // gap while leaving, and a re-sent CONTINUE after a user changed a revision); see the notes.
+    // Crashes before up to 1 % of commands. Stress mode's 5 % is far beyond what Lambda does.
     let crash = pick(&mut r, &[0.0, 0.005, 0.01]);
     // Throttled AWS calls (a port error is what is left after the SDK's own three attempts, so
     // a few percent is already a bad day), conditional-write conflicts, and concurrent
-    // invocations racing on the same records. At 10 % throttling about 1 seed in 1,000 still
-    // misses a heartbeat while leaving a step; see docs/design.md, open issues.
+    // invocations racing on the same records.
     faults.throttle = pick(&mut r, &[0.0, 0.0, 0.01, 0.03]);
     faults.conflict = pick(&mut r, &[0.0, 0.0, 0.02, 0.1]);
     faults.concurrent = r.chance(0.5);
     // Lost launch events, recovered by the sweep's adoption (drawn last so the draws above keep
     // their values for every seed).
     faults.drop_launch = pick(&mut r, &[0.0, 0.0, 0.05, 0.3]);
-    // Stress knobs for hunting rare bugs: `DST_CRASH=0.05 DST_THROTTLE=0.1` override the draws.
-    let crash = env_f64("DST_CRASH").unwrap_or(crash);
-    faults.throttle = env_f64("DST_THROTTLE").unwrap_or(faults.throttle);
+    // Stress knobs for hunting rare bugs (`DST_CRASH=0.05 DST_THROTTLE=0.1` is stress mode,
+    // docs/design.md "Stress mode") override the draws.
+    let crash = stress.crash.unwrap_or(crash);
+    faults.throttle = stress.throttle.unwrap_or(faults.throttle);
     let summary = format!(
         "{steps} step(s), heartbeat {heartbeat} s, script {script:?}, faults {faults:?}, crash probability {crash}"
     );
@@ -193,11 +216,22 @@ fn world(seed: u64) -> World {
 type Ran = (u32, usize, u64, u64);
 
 async fn run(seed: u64, verbose: bool) -> Result<Ran, String> {
-    run_with(seed, verbose, turnstile_core::Config::default()).await
+    run_with(
+        seed,
+        verbose,
+        turnstile_core::Config::default(),
+        Stress::from_env(),
+    )
+    .await
 }
 
-async fn run_with(seed: u64, verbose: bool, config: turnstile_core::Config) -> Result<Ran, String> {
-    let w = world(seed);
+async fn run_with(
+    seed: u64,
+    verbose: bool,
+    config: turnstile_core::Config,
+    stress: Stress,
+) -> Result<Ran, String> {
+    let w = world(seed, stress);
     let hook = RandomCrash {
         rng: Mutex::new(Rng::new(seed ^ 0xc4a5)),
         p: w.crash,
@@ -320,6 +354,29 @@ async fn invariants_hold_for_every_seed() {
     );
 }
 
+/// Every seed of 0–19,999 that stress mode failed on the way to the fixes of docs/design.md
+/// "Stress mode": missed heartbeats (411 and 14 more), an instance in service
+/// with a user's failed revision (2837, 6630), two users' deployments while a CONTINUE was
+/// unconfirmed (2472, 3612, 6245, 7827, 8136, 11241) and gates left open (8220, 18076). A seed's
+/// run changes with the code, so these replays pin little on their own; `make soak STRESS=1`
+/// is the check that counts.
+const STRESS_FAILED: &[u64] = &[
+    411, 2472, 2594, 2625, 2837, 3094, 3491, 3612, 4104, 4667, 5176, 5828, 6021, 6118, 6221, 6245,
+    6314, 6630, 7827, 8136, 8220, 8243, 8375, 11241, 18076,
+];
+
+#[tokio::test(start_paused = true)]
+async fn stress_mode_seeds_that_once_failed_pass() {
+    let mut failures = Vec::new();
+    for &seed in STRESS_FAILED {
+        if let Err(e) = run_with(seed, false, turnstile_core::Config::default(), Stress::MODE).await
+        {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The simulation bites: an engine whose heartbeat comes only when the timeout is due is caught.
 #[tokio::test(start_paused = true)]
 async fn a_broken_rule_is_caught() {
@@ -329,7 +386,10 @@ async fn a_broken_rule_is_caught() {
     };
     let mut failing = 0;
     for seed in 0..200 {
-        if run_with(seed, false, broken.clone()).await.is_err() {
+        if run_with(seed, false, broken.clone(), Stress::from_env())
+            .await
+            .is_err()
+        {
             failing += 1;
         }
     }

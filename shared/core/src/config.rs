@@ -16,6 +16,13 @@ pub struct Config {
     pub heartbeat_permille: u64,
     /// Re-send `CheckRevisions` / `CompleteLifecycleAction` when unanswered this long.
     pub resend_ms: u64,
+    /// Re-send a command whose answer never came after this long, where sending it twice does
+    /// no harm: a heartbeat (each only restarts the timeout), the probe of a CONTINUE (a
+    /// heartbeat), the final check's close of every gate and its reads (an answer to an
+    /// earlier check is ignored). What these wait for runs against a clock, the heartbeat
+    /// timeout or gates open on an instance still pending, and each failed attempt spends a
+    /// share of it, so an attempt must be cheap in time.
+    pub retry_ms: u64,
     /// Back-off after a retryable `CreateDeployment` failure.
     pub create_retry_ms: u64,
     /// How many recent event ids a record remembers.
@@ -44,6 +51,7 @@ impl Default for Config {
             create_lease_ms: 90_000,
             heartbeat_permille: 400,
             resend_ms: 30_000,
+            retry_ms: 10_000,
             create_retry_ms: 15_000,
             seen_capacity: 32,
             deadline_guard_ms: 30_000,
@@ -55,6 +63,33 @@ impl Default for Config {
 }
 
 impl Config {
+    /// How long a completing instance waits before it sends its completion again. The first
+    /// re-send waits `resend_ms`, long enough for a slow invocation still sending the
+    /// completion to finish. A CONTINUE is re-sent as a probe (a heartbeat, see the engine's
+    /// "re-sending a CONTINUE"), and an unanswered probe is a heartbeat like any other, sent
+    /// again after `retry_ms`: while a CONTINUE that never landed is being probed, every gate
+    /// is open on an instance still in `Pending:Wait`.
+    pub fn completion_resend_ms(&self, probing: bool) -> u64 {
+        if probing {
+            self.retry_ms
+        } else {
+            self.resend_ms
+        }
+    }
+
+    /// How long a verifying instance waits before it checks again. An unanswered check (the
+    /// close of every gate, then the reads) is sent again after `retry_ms`: after a probed
+    /// CONTINUE the gates may still be open. One that found another deployment running on a
+    /// plan group looks again after `resend_ms`, the gates closed by then (the answer came
+    /// after the close).
+    pub fn verify_resend_ms(&self, waiting: bool) -> u64 {
+        if waiting {
+            self.resend_ms
+        } else {
+            self.retry_ms
+        }
+    }
+
     /// How long a leaving instance waits before its leave check is sent again: a lost answer
     /// is re-asked after `resend_ms`; a deployment that still held the instance is looked at
     /// again after `poll_interval_ms`.
@@ -69,6 +104,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn completion_is_resent_after_resend_ms_and_an_unanswered_probe_like_a_heartbeat() {
+        let cfg = Config::default();
+        assert_eq!(cfg.completion_resend_ms(false), cfg.resend_ms);
+        assert_eq!(cfg.completion_resend_ms(true), cfg.retry_ms);
+        assert!(cfg.retry_ms < cfg.resend_ms);
+    }
+
+    #[test]
+    fn an_unanswered_final_check_is_resent_soon_and_one_waiting_on_a_deployment_less_often() {
+        let cfg = Config::default();
+        assert_eq!(cfg.verify_resend_ms(false), cfg.retry_ms);
+        assert_eq!(cfg.verify_resend_ms(true), cfg.resend_ms);
+    }
 
     #[test]
     fn leave_check_is_resent_soon_and_a_blocking_deployment_polled_less_often() {

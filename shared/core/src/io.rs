@@ -76,10 +76,11 @@ pub enum Input {
         outcome: CreateOutcome,
     },
     /// Answer to [`Command::CheckRevisions`]: each group's current target revision and the
-    /// deployment active on it, if any.
+    /// deployment active on it, if any; `asked_at` is the check's.
     RevisionsChecked {
         instance: InstanceId,
         current: Vec<GroupRevision>,
+        asked_at: Millis,
     },
     /// Answer to [`Command::SealGate`]: the deployment's status, read after the gate closed.
     GateSealed {
@@ -87,12 +88,12 @@ pub enum Input {
         deployment: DeploymentId,
         state: DeploymentState,
     },
-    /// Answer to [`Command::CheckLeave`]: the active deployment of the group that still has
-    /// the instance as an unfinished target, if any.
+    /// Answer to [`Command::CheckLeave`]: what other deployment of the group reached the
+    /// instance, if any.
     LeaveChecked {
         instance: InstanceId,
         group: GroupKey,
-        blocking: Option<DeploymentId>,
+        found: LeaveFound,
     },
     /// `RecordLifecycleActionHeartbeat` succeeded at `at`.
     HeartbeatRecorded {
@@ -129,6 +130,29 @@ pub enum Input {
     ResetBreaker { group: GroupKey },
 }
 
+/// What a leave check found ([`Command::CheckLeave`]) besides the deployment the instance
+/// finished its step in. The instance's gate was open from its admission until the check
+/// closed it, and a deployment created in that window (a user's, a rollback, one of ours for
+/// other instances) selects it by its tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaveFound {
+    /// No other deployment of the group reached the instance: the step is done.
+    Clear,
+    /// This deployment still has the instance as an unfinished target: wait for it (rule 2).
+    Held(DeploymentId),
+    /// This deployment reached the instance and is done with it: it may have installed
+    /// another revision or failed half-way, so the step no longer counts as done.
+    Touched(DeploymentId),
+}
+
+impl LeaveFound {
+    /// How far before the attempt's start a leave check looks: CodeDeploy stamps
+    /// `createTime` with its own clock. A little is enough, since the gate opened only at
+    /// admission; more would only bring back deployments of earlier attempts, each of which
+    /// costs a needless re-run.
+    pub const LOOK_BACK_SLACK_MS: u64 = 5_000;
+}
+
 /// A group's state as read for the final revision check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupRevision {
@@ -137,6 +161,11 @@ pub struct GroupRevision {
     pub revision: Option<Revision>,
     /// The deployment active on the group right now, if any.
     pub active: Option<DeploymentId>,
+    /// A check that looks back (after a probed CONTINUE, see [`Command::CheckRevisions`]): a
+    /// deployment of the group created since then that reached the instance and is done with
+    /// it. It may have installed anything, so the group's step no longer counts as done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub touched: Option<DeploymentId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,21 +279,39 @@ pub enum Command {
         deployment: DeploymentId,
         instances: Vec<InstanceId>,
     },
-    /// A step of an unsealed deployment is over: remove its gate tag (EC2 DeleteTags), then ask whether the instance is
-    /// still an unfinished target of the group's active deployment (GetDeploymentGroup's last
-    /// attempted deployment, then its target): one may have been created while the gate was
-    /// open. The check only means something after the close, so they are one command.
-    /// `done_in` is the deployment the instance is known to have finished in.
+    /// A step of an unsealed deployment is over: remove its gate tag (EC2 DeleteTags), then ask
+    /// whether another deployment of the group reached the instance while the gate was open
+    /// ([`LeaveFound`]). The check only means something after the close, so they are one
+    /// command. `done_in` is the deployment the instance is known to have finished in.
+    ///
+    /// With `since` (when the attempt started; its gate opened later), every deployment of the
+    /// group created since then is looked at (`ListDeployments`, then the instance's target
+    /// in each other one): one that reached the instance and is done with it still matters,
+    /// since it may have installed another revision or failed half-way. Without it (a check
+    /// again after one was found holding the instance, its gate closed since), only whether the
+    /// group's active deployment still holds the instance (`GetDeploymentGroup`'s last
+    /// attempted deployment, then its target).
     CheckLeave {
         gate: Gate,
         instance: InstanceId,
         group: GroupKey,
         done_in: Option<DeploymentId>,
+        since: Option<Millis>,
     },
     /// Read each group's current target revision.
     CheckRevisions {
         instance: InstanceId,
         groups: Vec<GroupKey>,
+        /// When the check was decided (the instance's `Verifying { since }`), carried back by
+        /// the answer: an answer to a check sent again since is stale and ignored, so a slow
+        /// invocation's answer cannot complete the instance while a later check's close of its
+        /// gates is still on its way.
+        asked_at: Millis,
+        /// After a CONTINUE that never landed: when its gates opened. Every deployment of each
+        /// group created since then that reached the instance is reported too (as with
+        /// [`Command::CheckLeave`]'s `since`): it may have run there and ended before this
+        /// check, where the group's active deployment no longer shows it.
+        since: Option<Millis>,
     },
     RecordHeartbeat {
         action: ActionRef,

@@ -41,11 +41,17 @@ impl H {
         }
     }
 
-    /// The answer to the final check: each group's current revision and active deployment.
+    /// The answer to the final check: each group's current revision and active deployment,
+    /// for the check the instance sent last (any time, if it is not verifying).
     fn revisions(&mut self, instance: &str, current: Vec<GroupRevision>) -> Decision {
+        let asked_at = match self.phase(instance) {
+            Phase::Verifying { since, .. } => since,
+            _ => Millis(0),
+        };
         self.feed(Input::RevisionsChecked {
             instance: instance.into(),
             current,
+            asked_at,
         })
     }
 
@@ -62,7 +68,7 @@ impl H {
                     } => Some(Input::LeaveChecked {
                         instance: instance.clone(),
                         group: group.clone(),
-                        blocking: None,
+                        found: LeaveFound::Clear,
                     }),
                     _ => None,
                 })
@@ -221,6 +227,7 @@ fn rev(g: usize, r: &str) -> GroupRevision {
         group: group(g),
         revision: Some(r.into()),
         active: None,
+        touched: None,
     }
 }
 
@@ -687,6 +694,68 @@ fn rule_final_revision_check_reruns_a_step_whose_group_moved_on() {
     );
 }
 
+/// Drives `i-1` through a one-step plan to its final check, unanswered.
+fn verifying(h: &mut H) -> Millis {
+    h.launch_and_create("i-1", 1, "d-0");
+    h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    h.deployment(0, "d-0", DeploymentState::Succeeded);
+    match h.phase("i-1") {
+        Phase::Verifying { since, .. } => since,
+        other => panic!("not verifying: {other:?}"),
+    }
+}
+
+fn checks(d: &Decision) -> usize {
+    d.commands
+        .iter()
+        .filter(|c| matches!(c, Command::CheckRevisions { .. }))
+        .count()
+}
+
+#[test]
+fn rule_final_check_unanswered_is_sent_again_soon_and_waiting_less_often() {
+    // Stress mode, seed 18076: after a probed CONTINUE every gate was still open, and the
+    // check that closes them first failed again and again, 30 s apart, past the 150 s gate
+    // hygiene allows. Unanswered, it is sent again after 10 s (an answer to the earlier one
+    // is then ignored); waiting on someone else's deployment, it looks every 30 s.
+    let mut h = H::new();
+    verifying(&mut h);
+    h.advance(10);
+    let d = h.tick("i-1");
+    assert_eq!(checks(&d), 1, "{d:?}");
+    position(&d, |c| matches!(c, Command::CloseGate { .. }));
+    h.revisions(
+        "i-1",
+        vec![GroupRevision {
+            active: Some("d-user".into()),
+            ..rev(0, "rev-0")
+        }],
+    );
+    h.advance(10);
+    assert_eq!(checks(&h.tick("i-1")), 0, "waiting on d-user");
+    h.advance(20);
+    assert_eq!(checks(&h.tick("i-1")), 1, "30 s later: looks again");
+}
+
+#[test]
+fn rule_final_check_an_answer_to_an_earlier_check_is_ignored() {
+    // A slow invocation's answer must not open the gates and complete the instance while the
+    // check sent again since, and its close of every gate, is still on its way.
+    let mut h = H::new();
+    let first = verifying(&mut h);
+    h.advance(10);
+    h.tick("i-1");
+    let d = h.feed(Input::RevisionsChecked {
+        instance: "i-1".into(),
+        current: vec![rev(0, "rev-0")],
+        asked_at: first,
+    });
+    assert!(completes(&d).is_empty(), "{d:?}");
+    assert!(d.ignored.is_some());
+    let d = h.revisions("i-1", vec![rev(0, "rev-0")]);
+    assert_eq!(completes(&d), vec![LifecycleResult::Continue]);
+}
+
 /// Drives `i-1` through a one-step plan to a CONTINUE that no answer confirms, then to the
 /// moment it is due again. Returns that decision.
 fn unconfirmed_continue(h: &mut H) -> Decision {
@@ -733,6 +802,98 @@ fn rule_an_unconfirmed_continue_is_probed_not_resent_blindly() {
     let d = h.revisions("i-1", vec![rev(0, "rev-0-NEW")]);
     assert!(completes(&d).is_empty(), "the stale step runs again first");
     assert_eq!(h.phase("i-1").step(), Some(0));
+}
+
+#[test]
+fn rule_an_unanswered_probe_is_sent_again_as_soon_as_a_heartbeat() {
+    // While a CONTINUE that never landed is probed, every gate is open on an instance still
+    // in Pending:Wait, and any deployment created meanwhile reaches it (stress mode, seeds
+    // 2472, 6245 and 8136: two users' deployments landed on one instance while a probe that
+    // died with its invocation waited 30 s to be sent again).
+    let mut h = H::new();
+    unconfirmed_continue(&mut h);
+    let probes = |d: &Decision| {
+        d.commands
+            .iter()
+            .filter(|c| matches!(c, Command::RecordHeartbeat { .. }))
+            .count()
+    };
+    h.advance(5);
+    assert_eq!(
+        probes(&h.tick("i-1")),
+        0,
+        "the probe may still be in flight"
+    );
+    h.advance(5);
+    assert_eq!(
+        probes(&h.tick("i-1")),
+        1,
+        "unanswered after 10 s: probed again"
+    );
+    assert!(
+        matches!(h.phase("i-1"), Phase::Completing { probing: true, .. }),
+        "{:?}",
+        h.phase("i-1")
+    );
+}
+
+fn check_since(d: &Decision) -> Vec<Option<Millis>> {
+    d.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::CheckRevisions { since, .. } => Some(*since),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn rule_final_check_after_a_probed_continue_looks_back_and_runs_a_touched_step_again() {
+    // Stress mode, seeds 20577 and 28568: while the gates were open for a CONTINUE that never
+    // landed, a user's deployment of another revision reached the instance, succeeded there,
+    // failed elsewhere and ended before the final check ran again. The group's target revision
+    // was still ours and nothing was active on the group, so the check found the step done and
+    // the instance went in service with the user's revision (invariant 6).
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-0");
+    h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    h.deployment(0, "d-0", DeploymentState::Succeeded);
+    assert!(matches!(h.phase("i-1"), Phase::Verifying { .. }));
+    let opened = h.now;
+    let d = h.revisions("i-1", vec![rev(0, "rev-0")]);
+    assert_eq!(completes(&d), vec![LifecycleResult::Continue]);
+    h.advance(31);
+    h.tick("i-1");
+    let d = heartbeat_ok(&mut h);
+    assert_eq!(
+        check_since(&d),
+        vec![Some(opened)],
+        "the check looks back to when the gates opened"
+    );
+    let d = h.revisions(
+        "i-1",
+        vec![GroupRevision {
+            touched: Some("d-user".into()),
+            ..rev(0, "rev-0")
+        }],
+    );
+    assert!(completes(&d).is_empty(), "{d:?}");
+    assert_eq!(
+        h.phase("i-1").step(),
+        Some(0),
+        "the touched step runs again"
+    );
+    assert_eq!(creates(&d)[0].0, group(0));
+}
+
+#[test]
+fn rule_final_check_looks_back_only_after_a_probed_continue() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-0");
+    h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    h.deployment(0, "d-0", DeploymentState::Succeeded);
+    h.advance(10);
+    assert_eq!(check_since(&h.tick("i-1")), vec![None]);
 }
 
 #[test]
@@ -1517,6 +1678,77 @@ fn rule_deadline_guard_fails_a_pipeline_before_the_global_timeout() {
     assert!(alerts(&d).contains(&AlertKind::PlanCannotFit));
 }
 
+fn leave_checks(d: &Decision) -> Vec<(Option<DeploymentId>, Option<Millis>)> {
+    d.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::CheckLeave { done_in, since, .. } => Some((done_in.clone(), *since)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn rule_leave_check_a_deployment_done_with_the_instance_runs_the_step_again() {
+    // Stress mode, seeds 2837 and 6630: our deployment's answer came late, so its seal did
+    // not hold and the gate stayed open; a user's deployment of another revision reached the
+    // instance through it and finished there (succeeded on it, failed overall, so the group's
+    // target revision stayed ours). The leave check asked only whether the group's active
+    // deployment still held the instance, heard "no", and the step counted as done with our
+    // revision: the instance went in service with the user's (invariant 6).
+    let mut h = H::new();
+    h.auto_clear = false;
+    h.launch_and_create("i-1", 2, "d-0");
+    let queued = h.inst("i-1").steps[0].started_at.unwrap();
+    let d = h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    assert_eq!(
+        leave_checks(&d),
+        vec![(Some("d-0".into()), Some(queued))],
+        "the check looks at every deployment since the attempt started, but the instance's own"
+    );
+    h.deployment(0, "d-0", DeploymentState::Succeeded);
+    // The answer is lost: the check is sent again with the same question.
+    h.advance(30);
+    let d = h.tick("i-1");
+    assert_eq!(leave_checks(&d), vec![(Some("d-0".into()), Some(queued))]);
+    let d = h.feed(Input::LeaveChecked {
+        instance: "i-1".into(),
+        group: group(0),
+        found: LeaveFound::Touched("d-user".into()),
+    });
+    assert_eq!(h.phase("i-1").step(), Some(0), "step 1 again");
+    assert_eq!(h.inst("i-1").steps[0].installed, None, "not done");
+    assert_eq!(
+        creates(&d)[0].0,
+        group(0),
+        "at once: d-user is done with it"
+    );
+    assert_eq!(
+        h.inst("i-1").steps[0].attempts,
+        1,
+        "a re-run is not a retry"
+    );
+}
+
+#[test]
+fn rule_leave_check_again_after_a_hold_asks_only_whether_it_still_holds() {
+    // Once a deployment was found holding the instance its gate is closed (the check closes
+    // first), so nothing newer can reach it; looking back again would find the holder itself,
+    // done with the instance, for ever.
+    let mut h = H::new();
+    h.auto_clear = false;
+    h.launch_and_create("i-1", 2, "d-0");
+    h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    h.feed(Input::LeaveChecked {
+        instance: "i-1".into(),
+        group: group(0),
+        found: LeaveFound::Held("d-user".into()),
+    });
+    h.advance(60);
+    let d = h.tick("i-1");
+    assert_eq!(leave_checks(&d), vec![(Some("d-0".into()), None)]);
+}
+
 #[test]
 fn rule_leave_check_holds_an_instance_a_foreign_deployment_caught_while_its_gate_was_open() {
     // The race the property test found: our deployment ended, a user deployment started on the
@@ -1536,7 +1768,7 @@ fn rule_leave_check_holds_an_instance_a_foreign_deployment_caught_while_its_gate
     let d = h.feed(Input::LeaveChecked {
         instance: "i-1".into(),
         group: group(0),
-        blocking: Some("d-user".into()),
+        found: LeaveFound::Held("d-user".into()),
     });
     assert!(
         creates(&d).is_empty(),
@@ -1565,7 +1797,7 @@ fn rule_leave_check_holds_an_instance_a_foreign_deployment_caught_while_its_gate
     let d = h.feed(Input::LeaveChecked {
         instance: "i-1".into(),
         group: group(0),
-        blocking: None,
+        found: LeaveFound::Clear,
     });
     assert_eq!(h.phase("i-1").step(), Some(0));
     assert_eq!(creates(&d)[0].0, group(0), "step 1 again, in plan order");
@@ -1573,6 +1805,55 @@ fn rule_leave_check_holds_an_instance_a_foreign_deployment_caught_while_its_gate
         h.inst("i-1").steps[0].attempts,
         1,
         "a re-run is not a retry"
+    );
+}
+
+#[test]
+fn rule_heartbeat_a_failing_heartbeat_is_tried_many_times_before_the_timeout() {
+    // Stress mode (5 % of invocations dying before a command, 10 % of calls throttled after
+    // the SDK's retries) missed heartbeats of 300 s hooks in 12 of 10,000 seeds (411 among
+    // them): a run of failed attempts outlasted the 180 s left after the heartbeat fell due,
+    // because an unconfirmed heartbeat was tried again only every 30 s. Following the record's
+    // own timer with no heartbeat ever confirmed, a 300 s hook now gets at least 15 attempts.
+    let mut h = H::new();
+    let hb_secs = 300;
+    let event = LifecycleEvent {
+        event_id: Some(EventId("ev-1".into())),
+        action: ActionRef {
+            asg: "asg".into(),
+            hook: DEFAULT_LAUNCH_HOOK.into(),
+            token: Some("tok-i-1".into()),
+            instance: "i-1".into(),
+        },
+        origin: None,
+        destination: None,
+        time: h.now,
+    };
+    h.feed(Input::Launch {
+        event,
+        plan: Plan::parse(&plan_json(1, "")),
+        timeouts: HookTimeouts::from_heartbeat(hb_secs),
+    });
+    h.advance(2);
+    h.tick_group(0);
+    h.created(0, "d-1");
+    let timeout = h.inst("i-1").last_heartbeat.plus_secs(hb_secs);
+    let mut attempts = 0;
+    for _ in 0..1_000 {
+        let Some(at) = h.inst("i-1").wake_at.filter(|at| *at < timeout) else {
+            break;
+        };
+        h.now = at.max(h.now.plus_ms(1));
+        let d = h.tick("i-1");
+        attempts += d
+            .commands
+            .iter()
+            .filter(|c| matches!(c, Command::RecordHeartbeat { .. }))
+            .count();
+    }
+    assert!(
+        attempts >= 15,
+        "{attempts} heartbeat attempts between 40 % of the timeout and the timeout"
     );
 }
 
@@ -1587,7 +1868,7 @@ fn rule_heartbeat_only_a_confirmed_heartbeat_counts() {
             .iter()
             .any(|c| matches!(c, Command::RecordHeartbeat { .. }))
     );
-    h.advance(10);
+    h.advance(5);
     assert!(
         !h.tick("i-1")
             .commands
@@ -1595,13 +1876,13 @@ fn rule_heartbeat_only_a_confirmed_heartbeat_counts() {
             .any(|c| matches!(c, Command::RecordHeartbeat { .. })),
         "in flight: not re-sent yet"
     );
-    h.advance(20);
+    h.advance(5);
     let d = h.tick("i-1");
     assert!(
         d.commands
             .iter()
             .any(|c| matches!(c, Command::RecordHeartbeat { .. })),
-        "unconfirmed after 30 s: sent again (the first may have died with its invocation)"
+        "unconfirmed after 10 s: sent again (the first may have died with its invocation)"
     );
     let at = h.now;
     h.feed(Input::HeartbeatRecorded {

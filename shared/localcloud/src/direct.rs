@@ -13,7 +13,8 @@ use turnstile_aws::ports::{
 };
 use turnstile_core::{
     ActionRef, CreateOutcome, DeploymentId, DeploymentState, Gate, GroupKey, GroupRevision,
-    HookTimeouts, InstanceId, IntentId, Key, LifecycleResult, Millis, Place, TargetState,
+    HookTimeouts, InstanceId, IntentId, Key, LeaveFound, LifecycleResult, Millis, Place,
+    TargetState,
 };
 use turnstile_model::{ApiError, Cloud, InstanceState, Transition};
 use turnstile_sim::exec;
@@ -278,9 +279,14 @@ impl Deployments for Aws {
         g: &GroupKey,
         i: &InstanceId,
         done_in: Option<&DeploymentId>,
-    ) -> Result<Option<DeploymentId>, PortError> {
-        self.fault("GetDeploymentGroup")?;
-        exec::holding(&mut self.lock(), g, i, done_in).map_err(|e| gone("GetDeployment", e))
+        since: Option<Millis>,
+    ) -> Result<LeaveFound, PortError> {
+        self.fault(if since.is_some() {
+            "ListDeployments"
+        } else {
+            "GetDeploymentGroup"
+        })?;
+        exec::holding(&mut self.lock(), g, i, done_in, since).map_err(|e| gone("GetDeployment", e))
     }
 }
 

@@ -317,6 +317,50 @@ async fn busy_wording_unknown_list_deployments_names_the_active_one() {
     assert_eq!(ended.deployments(), [first]);
 }
 
+/// aws-behaviour §3.1 Deployments created since a time: `ListDeployments` with a
+/// `createTimeRange` start lists the group's deployments created since then, whatever their
+/// status (the leave check looks back that way).
+#[tokio::test]
+async fn list_deployments_with_a_create_time_range_lists_those_created_since() {
+    use aws_sdk_codedeploy::primitives::DateTime;
+    use aws_sdk_codedeploy::types::TimeRange;
+    let f = fixture(cloud()).await;
+    let (id, _) = launch(&f);
+    gate(&f, &id).await;
+    let first = deploy(&f, false).await.unwrap();
+    f.sim.cloud().advance_to(120_000);
+    let between = f.sim.cloud().now;
+    f.sim.cloud().advance_to(130_000);
+    let second = deploy(&f, false).await.unwrap();
+    let since = |ms: u64| {
+        let range = TimeRange::builder()
+            .start(DateTime::from_millis(i64::try_from(ms).unwrap()))
+            .build();
+        let cd = f.cd.clone();
+        async move {
+            cd.list_deployments()
+                .application_name("web")
+                .deployment_group_name("web-dg")
+                .create_time_range(range)
+                .send()
+                .await
+                .unwrap()
+                .deployments()
+                .to_vec()
+        }
+    };
+    assert_eq!(
+        since(between).await,
+        vec![second.clone()],
+        "the ended one is older"
+    );
+    let mut both = since(0).await;
+    both.sort();
+    let mut expected = vec![first, second];
+    expected.sort();
+    assert_eq!(both, expected);
+}
+
 /// aws-behaviour §3.1 updateOutdatedInstancesOnly and Target revision: an instance already on
 /// the revision is skipped; a successful deployment makes its revision the group's target.
 #[tokio::test]

@@ -7,7 +7,7 @@
 
 use turnstile_core::{
     ActionRef, CreateOutcome, DeploymentId, DeploymentState, Gate, GroupKey, GroupRevision,
-    InstanceId, IntentId, LastAttempt, LifecycleResult, Millis, Revision, TargetState,
+    InstanceId, IntentId, LastAttempt, LeaveFound, LifecycleResult, Millis, Revision, TargetState,
     launch_config,
 };
 use turnstile_model::{ApiError, Cloud, Creator, DeploymentStatus, HookResult, TargetStatus};
@@ -234,34 +234,62 @@ pub fn holding(
     group: &GroupKey,
     instance: &InstanceId,
     done_in: Option<&DeploymentId>,
-) -> Result<Option<DeploymentId>, ApiError> {
-    let _ = cloud.get_deployment_group(&key(group));
-    let Some(active) = cloud.active_deployment(&key(group)).map(|d| d.id.clone()) else {
-        return Ok(None);
+    since: Option<Millis>,
+) -> Result<LeaveFound, ApiError> {
+    let Some(since) = since else {
+        // GetDeploymentGroup's last attempted deployment, then its target.
+        let _ = cloud.get_deployment_group(&key(group));
+        let Some(active) = cloud.active_deployment(&key(group)).map(|d| d.id.clone()) else {
+            return Ok(LeaveFound::Clear);
+        };
+        if done_in.map(DeploymentId::as_str) == Some(active.as_str()) {
+            return Ok(LeaveFound::Clear);
+        }
+        let d = cloud.get_deployment(&active)?;
+        return Ok(if d.is_target_in_flight(&instance.0) {
+            LeaveFound::Held(DeploymentId(active))
+        } else {
+            LeaveFound::Clear
+        });
     };
-    if done_in.map(DeploymentId::as_str) == Some(active.as_str()) {
-        return Ok(None);
+    // ListDeployments since the attempt started, then the instance's target in each other one.
+    let from = since.0.saturating_sub(LeaveFound::LOOK_BACK_SLACK_MS);
+    let mut touched = None;
+    for id in cloud.list_deployments(&key(group), false, from) {
+        if done_in.map(DeploymentId::as_str) == Some(id.as_str()) {
+            continue;
+        }
+        let d = cloud.get_deployment(&id)?;
+        if d.is_target_in_flight(&instance.0) {
+            return Ok(LeaveFound::Held(DeploymentId(id)));
+        }
+        // Skipped: it found the instance up to date and installed nothing.
+        if d.targets
+            .get(&instance.0)
+            .is_some_and(|t| t.status != TargetStatus::Skipped)
+        {
+            touched.get_or_insert(DeploymentId(id));
+        }
     }
-    let d = cloud.get_deployment(&active)?;
-    Ok(d.is_target_in_flight(&instance.0)
-        .then_some(DeploymentId(active)))
+    Ok(touched.map_or(LeaveFound::Clear, LeaveFound::Touched))
 }
 
-/// Closes the step's gate on the instance, then asks whether the group's active deployment
-/// still holds it ([`holding`]).
+/// Closes the step's gate on the instance, then asks what other deployment of the group
+/// reached it ([`holding`]).
 pub fn check_leave(
     cloud: &mut Cloud,
     gate: &Gate,
     instance: &InstanceId,
     group: &GroupKey,
     done_in: Option<&DeploymentId>,
-) -> Result<Option<DeploymentId>, ApiError> {
+    since: Option<Millis>,
+) -> Result<LeaveFound, ApiError> {
     close_gates(
         cloud,
         std::slice::from_ref(gate),
         std::slice::from_ref(instance),
     );
-    holding(cloud, group, instance, done_in)
+    holding(cloud, group, instance, done_in, since)
 }
 
 /// GetDeploymentGroup: the group's target revision and its active deployment.
@@ -274,7 +302,36 @@ pub fn group_revision(cloud: &mut Cloud, group: &GroupKey) -> GroupRevision {
         group: group.clone(),
         revision,
         active,
+        touched: None,
     }
+}
+
+/// The final check's reads: each group's target revision and active deployment; looking back
+/// from `since`, also what reached the instance since ([`holding`]; one still running on it
+/// counts as the group's active deployment).
+pub fn check_revisions(
+    cloud: &mut Cloud,
+    instance: &InstanceId,
+    groups: &[GroupKey],
+    since: Option<Millis>,
+) -> Vec<GroupRevision> {
+    groups
+        .iter()
+        .map(|g| {
+            let mut revision = group_revision(cloud, g);
+            if since.is_some() {
+                match holding(cloud, g, instance, None, since) {
+                    Ok(LeaveFound::Held(d)) => {
+                        revision.active.get_or_insert(d);
+                    }
+                    Ok(LeaveFound::Touched(d)) => revision.touched = Some(d),
+                    // (The model lists only deployments it has, so the reads cannot fail.)
+                    Ok(LeaveFound::Clear) | Err(_) => {}
+                }
+            }
+            revision
+        })
+        .collect()
 }
 
 /// RecordLifecycleActionHeartbeat.

@@ -13,7 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use turnstile_core::{
-    ActionRef, Alert, AlertKind, DeploymentId, GroupKey, InstanceId, IntentId, Phase, World,
+    ActionRef, Alert, AlertKind, DeploymentId, GroupKey, InstanceId, IntentId, LifecycleResult,
+    Phase, World,
 };
 use turnstile_model::{Cloud, Creator, Fact, HookResult, InstanceState, Ms, Transition};
 
@@ -52,6 +53,11 @@ pub struct Invariants {
     wrong_gates: BTreeMap<(String, String), Ms>,
     /// When the orchestrator ran a final revision check, per instance (re-runs may follow).
     verified: BTreeMap<String, Vec<Ms>>,
+    /// Since when each instance has been released: completing with CONTINUE, every gate of
+    /// its plan open (see [`Invariants::track_release`]).
+    released: BTreeMap<String, Ms>,
+    /// (instance, deployment): deployments created while the instance was released.
+    excused: BTreeSet<(String, String)>,
 }
 
 impl Invariants {
@@ -79,6 +85,8 @@ impl Invariants {
             records_seen: 0,
             wrong_gates: BTreeMap::new(),
             verified: BTreeMap::new(),
+            released: BTreeMap::new(),
+            excused: BTreeSet::new(),
         }
     }
 
@@ -138,6 +146,12 @@ impl Invariants {
             // Counted once per instance; described only where it is a violation.
             let known = !self.reporting && self.collided.contains(i);
             if ds.len() < 2 || known {
+                continue;
+            }
+            let released = ds
+                .iter()
+                .all(|d| self.excused.contains(&(i.to_owned(), (*d).to_owned())));
+            if released {
                 continue;
             }
             let waiting = cloud
@@ -354,7 +368,55 @@ impl Invariants {
         for v in found {
             self.violation(v);
         }
+        self.track_release(cloud, world, now);
         self.check(cloud);
+    }
+
+    /// Invariant 1 is the orchestrator's promise about instances it deploys to. To complete an
+    /// action with CONTINUE it opens every gate first and then sends the CONTINUE: from then on
+    /// the instance is released, and any deployment created reaches it as it reaches every
+    /// instance in service. If the CONTINUE does not land (throttled, or the invocation died
+    /// between the two calls) the instance stays in `Pending:Wait` with every gate open until
+    /// the core's probe takes it back (closes the gates, and the final check waits for every
+    /// deployment that reached it before the orchestrator deploys again). No order of the two
+    /// calls closes that window: CONTINUE first would put the instance in service without its
+    /// gates, so a user's deployment could miss it. Deployments created while an instance is
+    /// released are therefore excused from invariant 1 on that instance; an overlap with any
+    /// other deployment is still a violation. (docs/design.md, "The CONTINUE exposure".)
+    fn track_release(&mut self, cloud: &Cloud, world: &World, now: Ms) {
+        let mut still = BTreeSet::new();
+        for i in cloud
+            .instances
+            .values()
+            .filter(|i| i.state == InstanceState::PendingWait)
+        {
+            let Some(rec) = world.instance(&i.id.as_str().into()) else {
+                continue;
+            };
+            let completing = matches!(
+                rec.phase,
+                Phase::Completing {
+                    result: LifecycleResult::Continue,
+                    ..
+                }
+            );
+            let open = rec
+                .plan
+                .steps
+                .iter()
+                .all(|s| i.tags.get(&s.gate.key) == Some(&s.gate.value));
+            if !(completing && open) {
+                continue;
+            }
+            still.insert(i.id.clone());
+            let since = *self.released.entry(i.id.clone()).or_insert(now);
+            for d in cloud.active_deployments() {
+                if d.created_at >= since && d.targets.contains_key(&i.id) {
+                    self.excused.insert((i.id.clone(), d.id.clone()));
+                }
+            }
+        }
+        self.released.retain(|i, _| still.contains(i));
     }
 
     /// Gate hygiene: an instance on step k carries at most gate k, a verifying one none
@@ -660,5 +722,164 @@ impl Invariants {
                 .map(|id| format!("invariant 5: {id} held without an alert")),
         );
         found
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use turnstile_core::{
+        HookTimeouts, Instance, LifecycleResult, Millis, Plan, Seen, StepRecord, StepWait,
+    };
+    use turnstile_model::{Asg, DeployConfig, DeploymentGroup, Hook, Profile};
+
+    const STEPS: usize = 2;
+
+    /// A pending instance carrying every gate of a two-step plan, and its record in `phase`.
+    fn world(phase: Phase) -> (Cloud, World, String) {
+        let mut cloud = Cloud::new(1);
+        cloud.add_asg(Asg {
+            name: "fleet".into(),
+            hooks: vec![Hook {
+                name: turnstile_core::DEFAULT_LAUNCH_HOOK.into(),
+                transition: Transition::Launching,
+                heartbeat_secs: 300,
+                default_result: HookResult::Abandon,
+                metadata: None,
+            }],
+            replace_after_ms: None,
+        });
+        for i in 0..STEPS {
+            cloud.add_group(DeploymentGroup {
+                app: format!("app{i}"),
+                name: format!("dg{i}"),
+                tag_set: vec![vec![(format!("gate-{i}"), "open".into())]],
+                target_revision: Some(format!("rev-{i}")),
+                config: DeployConfig::AllAtOnce,
+                profile: Profile {
+                    min_ms: 60_000,
+                    max_ms: 60_000,
+                    fail_prob: 0.0,
+                },
+            });
+        }
+        cloud.now = 1_000_000;
+        let id = cloud.scale_out("fleet", 1).remove(0);
+        let gates: Vec<(String, String)> = (0..STEPS)
+            .map(|i| (format!("gate-{i}"), "open".into()))
+            .collect();
+        let tags: Vec<(&str, &str)> = gates
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        cloud.create_tags(std::slice::from_ref(&id), &tags);
+        let steps: Vec<String> = (0..STEPS)
+            .map(|i| {
+                format!(
+                    r#"{{"application":"app{i}","deploymentGroup":"dg{i}","gateTag":"gate-{i}"}}"#
+                )
+            })
+            .collect();
+        let plan = Plan::parse(&format!(r#"{{"version":1,"steps":[{}]}}"#, steps.join(",")))
+            .expect("a valid plan");
+        let action = ActionRef {
+            asg: "fleet".into(),
+            hook: turnstile_core::DEFAULT_LAUNCH_HOOK.into(),
+            token: Some("t".into()),
+            instance: id.as_str().into(),
+        };
+        let record = Instance {
+            id: action.instance.clone(),
+            action,
+            plan,
+            timeouts: HookTimeouts::from_heartbeat(300),
+            started_at: Millis(cloud.now),
+            global_deadline: Millis(cloud.now + 30_000_000),
+            last_heartbeat: Millis(cloud.now),
+            heartbeat_sent: None,
+            steps: vec![StepRecord::default(); STEPS],
+            phase,
+            seen: Seen::default(),
+            wake_at: None,
+            destination: None,
+            adopted_at: None,
+        };
+        let mut w = World::default();
+        w.instances.insert(record.id.clone(), Some(record));
+        (cloud, w, id)
+    }
+
+    fn checker(cloud: &Cloud) -> Invariants {
+        let steps = (0..STEPS)
+            .map(|i| (format!("app{i}"), format!("dg{i}")))
+            .collect();
+        let mut c = Invariants::for_cloud(cloud, steps);
+        c.timeouts = false;
+        c
+    }
+
+    /// Two users' deployments on two groups, a few seconds apart, both reaching the instance.
+    fn two_user_deployments(cloud: &mut Cloud, c: &mut Invariants, w: &World) {
+        for i in 0..STEPS {
+            let key = (format!("app{i}"), format!("dg{i}"));
+            cloud
+                .create_deployment(&key, Some("rev-user"), None, false, "user", Creator::User)
+                .expect("the group is free");
+            let now = cloud.now;
+            c.check_with_records(cloud, w, now);
+            cloud.now += 5_000;
+        }
+    }
+
+    #[test]
+    fn deployments_created_while_an_instance_is_released_for_continue_are_excused() {
+        // Stress mode, seeds 2472, 6245, 8136 and 11241: the CONTINUE after every gate opened
+        // did not land, and two users' deployments reached the instance before the probe took
+        // it back. They would have reached it in service too.
+        let (mut cloud, w, id) = world(Phase::Completing {
+            result: LifecycleResult::Continue,
+            reason: "every step succeeded".into(),
+            since: Millis(1_000_000),
+            probing: false,
+            opened_at: Some(Millis(1_000_000)),
+        });
+        let mut c = checker(&cloud);
+        let now = cloud.now;
+        c.check_with_records(&cloud, &w, now);
+        two_user_deployments(&mut cloud, &mut c, &w);
+        assert_eq!(cloud.in_flight_on(&id).len(), 2);
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+        // Taken back (gates closed, the final check waits for them): still excused.
+        let mut w = w;
+        if let Some(Some(rec)) = w.instances.values_mut().next() {
+            rec.phase = Phase::Verifying {
+                since: Millis(cloud.now),
+                waiting_for: None,
+                look_back: Some(Millis(1_000_000)),
+            };
+        }
+        let now = cloud.now;
+        c.check_with_records(&cloud, &w, now);
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+    }
+
+    #[test]
+    fn two_deployments_on_an_instance_still_in_its_pipeline_are_a_violation() {
+        let (mut cloud, w, id) = world(Phase::Running {
+            step: 1,
+            wait: StepWait::Queued {
+                since: Millis(1_000_000),
+            },
+        });
+        let mut c = checker(&cloud);
+        two_user_deployments(&mut cloud, &mut c, &w);
+        assert!(
+            c.violations
+                .iter()
+                .any(|v| v.starts_with(&format!("invariant 1: {id}"))),
+            "{:?}",
+            c.violations
+        );
     }
 }

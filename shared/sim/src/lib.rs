@@ -445,20 +445,27 @@ impl Sim {
                 instance,
                 group,
                 done_in,
-            } => exec::check_leave(cloud, &gate, &instance, &group, done_in.as_ref())
+                since,
+            } => exec::check_leave(cloud, &gate, &instance, &group, done_in.as_ref(), since)
                 .ok()
-                .map(|blocking| Input::LeaveChecked {
+                .map(|found| Input::LeaveChecked {
                     instance,
                     group,
-                    blocking,
+                    found,
                 }),
-            Command::CheckRevisions { instance, groups } => {
+            Command::CheckRevisions {
+                instance,
+                groups,
+                asked_at,
+                since,
+            } => {
                 self.invariants.revisions_checked(&instance, now);
-                let current = groups
-                    .iter()
-                    .map(|g| exec::group_revision(&mut self.cloud, g))
-                    .collect();
-                Some(Input::RevisionsChecked { instance, current })
+                let current = exec::check_revisions(&mut self.cloud, &instance, &groups, since);
+                Some(Input::RevisionsChecked {
+                    instance,
+                    current,
+                    asked_at,
+                })
             }
             Command::RecordHeartbeat { action } => Some(self.heartbeat(action)),
             Command::CompleteAction { action, result } => Some(self.complete(action, result)),

@@ -281,12 +281,16 @@ impl Cx<'_> {
                 deployment,
                 state,
             } => self.on_gate_sealed(group, deployment, *state),
-            Input::RevisionsChecked { instance, current } => self.on_revisions(instance, current),
+            Input::RevisionsChecked {
+                instance,
+                current,
+                asked_at,
+            } => self.on_revisions(instance, current, *asked_at),
             Input::LeaveChecked {
                 instance,
                 group,
-                blocking,
-            } => self.on_leave_checked(instance, group, blocking),
+                found,
+            } => self.on_leave_checked(instance, group, found),
             Input::HeartbeatRecorded {
                 instance,
                 token,

@@ -16,6 +16,11 @@ impl Cx<'_> {
             return;
         };
         let key = s.group.clone();
+        // The attempt joined the waiting list then; its gate opened later, at admission.
+        let attempt_since = match &wait {
+            StepWait::Queued { since } => Some(*since),
+            _ => None,
+        };
         match (wait, self.standing(id, &key)) {
             // The group's list was full: try again, keeping the place in the queue.
             (StepWait::Overflow { since }, _) => {
@@ -65,7 +70,7 @@ impl Cx<'_> {
                             deployment,
                             sealed: false,
                         },
-                    ) => self.leave(id, step, revision, deployment, hold_back),
+                    ) => self.leave(id, step, revision, deployment, hold_back, attempt_since),
                     (_, StepResult::Failure(why)) => {
                         self.step_failed(id, step, why);
                         if !hold_back {
@@ -77,9 +82,9 @@ impl Cx<'_> {
         }
     }
 
-    /// A step of an unsealed deployment succeeded: close its gate, then confirm nothing else
-    /// holds the instance (one command, which the runner may run before this decision is
-    /// committed).
+    /// A step of an unsealed deployment succeeded: close its gate, then confirm that no other
+    /// deployment of the group reached the instance since the attempt started (one command,
+    /// which the runner may run before this decision is committed).
     pub(super) fn leave(
         &mut self,
         id: &InstanceId,
@@ -87,6 +92,7 @@ impl Cx<'_> {
         revision: Option<Revision>,
         done_in: Option<DeploymentId>,
         hold_back: bool,
+        attempt_since: Option<Millis>,
     ) {
         let now = self.now;
         let Some(inst) = self.inst_mut(id) else {
@@ -102,6 +108,8 @@ impl Cx<'_> {
                 revision,
                 hold_back,
                 blocked_by: None,
+                done_in: done_in.clone(),
+                attempt_since,
             },
         };
         self.out.push(Command::CheckLeave {
@@ -109,15 +117,11 @@ impl Cx<'_> {
             instance: id.clone(),
             group: s.group,
             done_in,
+            since: attempt_since,
         });
     }
 
-    pub(super) fn on_leave_checked(
-        &mut self,
-        id: &InstanceId,
-        key: &GroupKey,
-        blocking: &Option<DeploymentId>,
-    ) {
+    pub(super) fn on_leave_checked(&mut self, id: &InstanceId, key: &GroupKey, found: &LeaveFound) {
         let now = self.now;
         let Some(inst) = self.inst(id) else {
             return;
@@ -129,6 +133,8 @@ impl Cx<'_> {
                     revision,
                     hold_back,
                     blocked_by,
+                    done_in,
+                    attempt_since,
                     ..
                 },
         } = inst.phase.clone()
@@ -140,17 +146,24 @@ impl Cx<'_> {
             self.ignore("leave check answer for another step");
             return;
         }
-        let Some(d) = blocking else {
-            if blocked_by.is_some() {
-                // Another deployment ran on the instance after our step finished: what it left
-                // there is unknown, so the step runs again (updateOutdatedInstancesOnly makes
-                // that a no-op if nothing changed). Not a failure: no retry is spent.
-                self.start_attempt_again(id, step);
-            } else {
+        let d = match found {
+            LeaveFound::Clear if blocked_by.is_none() => {
                 let admit = if hold_back { Admit::Follow } else { Admit::Now };
                 self.step_succeeded(id, step, revision, admit);
+                return;
             }
-            return;
+            // Another deployment ran on the instance after our step finished (it held it
+            // until now, or it was already done with it): what it left there is unknown, so
+            // the step runs again (updateOutdatedInstancesOnly makes that a no-op if nothing
+            // changed). Not a failure: no retry is spent. Taking its result as the step's would
+            // put the instance in service with what that deployment installed, a failed
+            // user's revision say, while the group's target revision is still ours
+            // (invariant 6; stress mode, seeds 2837 and 6630).
+            LeaveFound::Clear | LeaveFound::Touched(_) => {
+                self.start_attempt_again(id, step);
+                return;
+            }
+            LeaveFound::Held(d) => d,
         };
         // A deployment created while the gate was open still has the instance: wait for it.
         if let Some(inst) = self.inst_mut(id) {
@@ -161,6 +174,8 @@ impl Cx<'_> {
                     revision,
                     hold_back,
                     blocked_by: Some(d.clone()),
+                    done_in,
+                    attempt_since,
                 },
             };
         }
@@ -357,6 +372,7 @@ impl Cx<'_> {
             reason,
             since: now,
             probing: false,
+            opened_at: None,
         };
         let action = inst.action.clone();
         let all_done = inst.all_steps_done();

@@ -16,18 +16,42 @@ impl Cx<'_> {
                 step,
                 wait:
                     StepWait::Leaving {
-                        since, blocked_by, ..
+                        since,
+                        blocked_by,
+                        done_in,
+                        attempt_since,
+                        ..
                     },
-            } => self.resend_leave_check(id, step, since, blocked_by.as_ref()),
+            } => {
+                // Once a deployment was found holding the instance, its gate has been closed
+                // (the check closes first): nothing created since can have reached it, and
+                // only whether that one still holds it matters.
+                let look_back = if blocked_by.is_some() {
+                    None
+                } else {
+                    attempt_since
+                };
+                self.resend_leave_check(id, step, since, blocked_by.as_ref(), done_in, look_back)
+            }
             Phase::Running { step, wait } => self.tick_step(id, step, wait),
-            Phase::Verifying { since } if now.since(since) >= self.cfg.resend_ms => {
+            Phase::Verifying {
+                since,
+                waiting_for,
+                look_back,
+            } if now.since(since) >= self.cfg.verify_resend_ms(waiting_for.is_some()) => {
                 // Checking again (an answer was lost, or a foreign deployment was waited on).
                 // Every gate is closed while verifying; a close lost with a dead invocation
-                // (after a probed CONTINUE, say) is sent again, as tagging is idempotent.
+                // (after a probed CONTINUE, say) is sent again, as tagging is idempotent. An
+                // unanswered check that looked back still does.
                 self.close_every_gate(id);
-                self.verify(id)
+                self.verify_from(id, look_back)
             }
-            Phase::Completing { result, since, .. } if now.since(since) >= self.cfg.resend_ms => {
+            Phase::Completing {
+                result,
+                since,
+                probing,
+                ..
+            } if now.since(since) >= self.cfg.completion_resend_ms(probing) => {
                 self.resend_completion(id, result)
             }
             _ => {}
@@ -42,6 +66,8 @@ impl Cx<'_> {
         step: usize,
         since: Millis,
         blocked_by: Option<&DeploymentId>,
+        done_in: Option<DeploymentId>,
+        look_back: Option<Millis>,
     ) {
         let now = self.now;
         if now.since(since) < self.cfg.leave_resend_ms(blocked_by) {
@@ -67,7 +93,8 @@ impl Cx<'_> {
             gate,
             instance: id.clone(),
             group,
-            done_in: None,
+            done_in,
+            since: look_back,
         });
     }
 
@@ -294,7 +321,7 @@ impl Cx<'_> {
         let (permille, guard, resend) = (
             self.cfg.heartbeat_permille,
             self.cfg.deadline_guard_ms,
-            self.cfg.resend_ms,
+            self.cfg.retry_ms,
         );
         let Some(inst) = self.inst(id) else {
             return;
@@ -325,7 +352,8 @@ impl Cx<'_> {
         let interval = inst.timeouts.heartbeat_secs.saturating_mul(permille);
         let useful =
             inst.last_heartbeat.plus_secs(inst.timeouts.heartbeat_secs) < inst.global_deadline;
-        // Only a confirmed heartbeat counts: one sent by an invocation that died is sent again.
+        // Only a confirmed heartbeat counts: one sent by an invocation that died, or that was
+        // throttled, is sent again `retry_ms` later.
         let unconfirmed = inst.heartbeat_sent.is_some_and(|t| now.since(t) < resend);
         if now >= inst.last_heartbeat.plus_ms(interval)
             && useful
@@ -385,7 +413,7 @@ impl Cx<'_> {
                     .saturating_mul(cfg.heartbeat_permille),
             );
             at.push(match inst.heartbeat_sent {
-                Some(sent) => next.max(sent.plus_ms(cfg.resend_ms)),
+                Some(sent) => next.max(sent.plus_ms(cfg.retry_ms)),
                 None => next,
             });
         }
@@ -418,8 +446,11 @@ impl Cx<'_> {
                     } => at.push(since.plus_ms(cfg.leave_resend_ms(blocked_by.as_ref()))),
                 }
             }
-            Phase::Verifying { since } | Phase::Completing { since, .. } => {
-                at.push(since.plus_ms(cfg.resend_ms))
+            Phase::Verifying {
+                since, waiting_for, ..
+            } => at.push(since.plus_ms(cfg.verify_resend_ms(waiting_for.is_some()))),
+            Phase::Completing { since, probing, .. } => {
+                at.push(since.plus_ms(cfg.completion_resend_ms(*probing)))
             }
             Phase::Held { .. } | Phase::Finished { .. } => {}
         }

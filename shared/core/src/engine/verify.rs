@@ -5,32 +5,94 @@ use super::*;
 
 impl Cx<'_> {
     pub(super) fn verify(&mut self, id: &InstanceId) {
+        self.verify_from(id, None);
+    }
+
+    /// The final check; after a CONTINUE that never landed, `look_back` is when its gates
+    /// opened, and the check also reports what reached the instance since.
+    pub(super) fn verify_from(&mut self, id: &InstanceId, look_back: Option<Millis>) {
         let now = self.now;
         let Some(inst) = self.inst_mut(id) else {
             return;
         };
-        inst.phase = Phase::Verifying { since: now };
+        inst.phase = Phase::Verifying {
+            since: now,
+            waiting_for: None,
+            look_back,
+        };
         let groups = inst.plan.steps.iter().map(|s| s.group.clone()).collect();
         self.out.push(Command::CheckRevisions {
             instance: id.clone(),
             groups,
+            asked_at: now,
+            since: look_back,
         });
     }
 
-    pub(super) fn on_revisions(&mut self, id: &InstanceId, current: &[GroupRevision]) {
+    pub(super) fn on_revisions(
+        &mut self,
+        id: &InstanceId,
+        current: &[GroupRevision],
+        asked_at: Millis,
+    ) {
         let now = self.now;
         let Some(inst) = self.inst(id) else {
             return;
         };
-        if !matches!(inst.phase, Phase::Verifying { .. }) {
+        let Phase::Verifying {
+            since, waiting_for, ..
+        } = &inst.phase
+        else {
             self.ignore("revision check answer for an instance that is not verifying");
             return;
+        };
+        if *since != asked_at || waiting_for.is_some() {
+            // The check was sent again since (or already answered): this answer is stale. Its
+            // invocation was slow, and acting on it could open the gates while the later
+            // check's close is still on its way.
+            self.ignore("answer to an earlier revision check");
+            return;
         }
+        if let Some(missing) = inst
+            .plan
+            .steps
+            .iter()
+            .find(|s| !current.iter().any(|c| c.group == s.group))
+        {
+            self.ignore(format!("revision check answer lacks {}", missing.group));
+            return;
+        }
+        // What reached the instance while its gates were open for a CONTINUE that never
+        // landed, and is done with it, may have installed anything (a user's revision on a
+        // deployment that then failed elsewhere, so the group's target revision is still the
+        // one we recorded): those steps no longer count as done (stress mode, seeds 20577 and
+        // 28568).
+        let touched: Vec<usize> = inst
+            .plan
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                current
+                    .iter()
+                    .any(|c| c.group == s.group && c.touched.is_some())
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if let Some(inst) = self.inst_mut(id) {
+            for i in touched {
+                if let Some(r) = inst.steps.get_mut(i) {
+                    r.installed = None;
+                }
+            }
+        }
+        let Some(inst) = self.inst(id) else {
+            return;
+        };
         let mut stale = Vec::new();
         for (i, (s, r)) in inst.plan.steps.iter().zip(&inst.steps).enumerate() {
             let Some(cur) = current.iter().find(|c| c.group == s.group) else {
-                self.ignore(format!("revision check answer lacks {}", s.group));
-                return;
+                continue;
             };
             let ours = self
                 .w
@@ -53,7 +115,11 @@ impl Cx<'_> {
                     s.group
                 ));
                 if let Some(inst) = self.inst_mut(id) {
-                    inst.phase = Phase::Verifying { since: now };
+                    inst.phase = Phase::Verifying {
+                        since: now,
+                        waiting_for: Some(d.clone()),
+                        look_back: None,
+                    };
                     if let Some(r) = inst.steps.get_mut(i) {
                         r.installed = None;
                     }
@@ -81,6 +147,9 @@ impl Cx<'_> {
             instances: vec![id.clone()],
         });
         self.complete(id, LifecycleResult::Continue, "every step succeeded".into());
+        if let Some(Phase::Completing { opened_at, .. }) = self.inst_mut(id).map(|i| &mut i.phase) {
+            *opened_at = Some(now);
+        }
     }
 
     /// A heartbeat sent at `at` succeeded. If it was the probe of a CONTINUE being re-sent, the
@@ -93,6 +162,7 @@ impl Cx<'_> {
         let Phase::Completing {
             probing: true,
             since,
+            opened_at,
             ..
         } = inst.phase
         else {
@@ -102,7 +172,7 @@ impl Cx<'_> {
             return;
         }
         self.close_every_gate(id);
-        self.verify(id);
+        self.verify_from(id, opened_at);
     }
 
     /// Closes every gate of the instance's plan, in one call (idempotent: tagging is).

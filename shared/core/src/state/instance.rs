@@ -53,7 +53,17 @@ pub enum Phase {
     /// Working on `step`.
     Running { step: usize, wait: StepWait },
     /// Every step succeeded; the current revision of each group is being checked.
-    Verifying { since: Millis },
+    Verifying {
+        since: Millis,
+        /// The last check found this deployment (not ours) running on a plan group: it is
+        /// waited for. `None`: the check sent at `since` is unanswered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waiting_for: Option<DeploymentId>,
+        /// After a CONTINUE that never landed: when its gates opened. The check looks back to
+        /// here ([`crate::Command::CheckRevisions`]) until one is answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        look_back: Option<Millis>,
+    },
     /// The result is decided and recorded; `CompleteLifecycleAction` is (re)sent until Auto
     /// Scaling acknowledges it or reports the action gone.
     Completing {
@@ -64,6 +74,11 @@ pub enum Phase {
         /// action is still pending (see `Engine`, "re-sending a CONTINUE").
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         probing: bool,
+        /// A CONTINUE after the final check: when every gate was opened for it. From then on
+        /// every deployment created reaches the instance; if the CONTINUE never landed, the
+        /// final check that runs again looks back to here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        opened_at: Option<Millis>,
     },
     /// Kept in `Pending:Wait` (heartbeats continue) until an operator acts.
     Held {
@@ -93,6 +108,13 @@ pub enum StepWait {
         hold_back: bool,
         /// The deployment that still had the instance as a target at the last check.
         blocked_by: Option<DeploymentId>,
+        /// The deployment the instance finished its step in (the check leaves it out).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        done_in: Option<DeploymentId>,
+        /// When the attempt started: the check looks at every deployment of the group created
+        /// since. `None` in records written before the check looked back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt_since: Option<Millis>,
     },
     /// The attempt timed out while a deployment still runs on the instance; the attempt is
     /// failed once that deployment no longer touches it.
@@ -221,7 +243,11 @@ mod tests {
             last_heartbeat: Millis(0),
             heartbeat_sent: None,
             steps: vec![StepRecord::default(); steps],
-            phase: Phase::Verifying { since: Millis(0) },
+            phase: Phase::Verifying {
+                since: Millis(0),
+                waiting_for: None,
+                look_back: None,
+            },
             seen: Seen::default(),
             wake_at: None,
             destination: None,
@@ -332,6 +358,48 @@ mod tests {
     fn all_steps_done_is_false_for_a_plan_without_steps() {
         // Nothing was deployed: a CONTINUE passes the instance through, not into service.
         assert!(!instance(0).all_steps_done());
+    }
+
+    #[test]
+    fn phases_written_before_the_look_back_fields_still_load() {
+        // Records in the table from before the leave and final checks looked back.
+        let old = [
+            r#"{"Verifying":{"since":5}}"#,
+            r#"{"Completing":{"result":"Continue","reason":"r","since":5}}"#,
+            r#"{"Running":{"step":0,"wait":{"Leaving":{"since":5,"revision":null,"hold_back":false,"blocked_by":null}}}}"#,
+        ];
+        let loaded: Vec<Phase> = old
+            .iter()
+            .map(|j| serde_json::from_str(j).unwrap_or_else(|e| panic!("{j}: {e}")))
+            .collect();
+        assert_eq!(
+            loaded,
+            vec![
+                Phase::Verifying {
+                    since: Millis(5),
+                    waiting_for: None,
+                    look_back: None,
+                },
+                Phase::Completing {
+                    result: LifecycleResult::Continue,
+                    reason: "r".into(),
+                    since: Millis(5),
+                    probing: false,
+                    opened_at: None,
+                },
+                Phase::Running {
+                    step: 0,
+                    wait: StepWait::Leaving {
+                        since: Millis(5),
+                        revision: None,
+                        hold_back: false,
+                        blocked_by: None,
+                        done_in: None,
+                        attempt_since: None,
+                    },
+                },
+            ]
+        );
     }
 
     #[test]
