@@ -23,7 +23,7 @@ pub struct AutoScaling<C: Clock = SystemClock> {
     clock: C,
     hooks: Mutex<HashMap<(String, String), (HookInfo, Millis)>>,
     /// Each group's launch hook names, with when they were described.
-    launch_hooks: Mutex<HashMap<String, (Vec<String>, Millis)>>,
+    launch_hooks: Mutex<HashMap<String, (Vec<(String, HookInfo)>, Millis)>>,
 }
 
 impl AutoScaling {
@@ -110,7 +110,7 @@ impl<C: Clock> Lifecycle for AutoScaling<C> {
         Ok(info)
     }
 
-    async fn launch_hooks(&self, asg: &str) -> Result<Vec<String>, PortError> {
+    async fn launch_hooks(&self, asg: &str) -> Result<Vec<(String, HookInfo)>, PortError> {
         let now = self.clock.now();
         if let Some((names, at)) = self
             .launch_hooks
@@ -136,11 +136,12 @@ impl<C: Clock> Lifecycle for AutoScaling<C> {
             if h.lifecycle_transition() != Some(LAUNCHING) {
                 continue;
             }
-            names.push(name.to_owned());
-            // The full description came with the list: the adoption that follows reads it.
+            let info = hook_info(h);
+            // The full description came with the list: later `hook` calls read it from here.
             if let Ok(mut c) = self.hooks.lock() {
-                c.insert((asg.to_owned(), name.to_owned()), (hook_info(h), now));
+                c.insert((asg.to_owned(), name.to_owned()), (info.clone(), now));
             }
+            names.push((name.to_owned(), info));
         }
         if let Ok(mut c) = self.launch_hooks.lock() {
             c.insert(asg.to_owned(), (names.clone(), now));

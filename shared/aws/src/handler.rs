@@ -207,14 +207,19 @@ pub struct Sweep {
 
 /// The timer path: every record whose wake time has come, then the adoption of lost launches
 /// in `managed` groups ([`crate::adopt`]). A failed adoption pass is logged; the next sweep
-/// runs it again.
+/// runs it again. The adoption does not depend on the due query: an instance without a record
+/// has only its hook's timeout left, so a failed query of the due index (returned as the error,
+/// after the pass) must not cost it a sweep.
 pub async fn sweep<P: Ports>(
     runner: &Runner<P>,
     now: Millis,
     limit: usize,
     managed: &[String],
 ) -> Result<Sweep, RunError> {
-    let due = runner.ports.store.due(now, limit).await?;
+    let (due, due_error) = match runner.ports.store.due(now, limit).await {
+        Ok(due) => (due, None),
+        Err(e) => (Vec::new(), Some(RunError::from(e))),
+    };
     let mut report = Sweep {
         due: due.len(),
         ..Sweep::default()
@@ -235,5 +240,8 @@ pub async fn sweep<P: Ports>(
             tracing::warn!(error = %e, "adoption pass failed; the next sweep runs it again")
         }
     }
-    Ok(report)
+    match due_error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
 }

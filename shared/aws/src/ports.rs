@@ -71,11 +71,13 @@ pub trait Lifecycle: Send + Sync {
         asg: &str,
         hook: &str,
     ) -> impl Future<Output = Result<HookInfo, PortError>> + Send;
-    /// The names of the group's launch hooks (`autoscaling:EC2_INSTANCE_LAUNCHING`).
+    /// The group's launch hooks (`autoscaling:EC2_INSTANCE_LAUNCHING`), each with its name and
+    /// description: one DescribeLifecycleHooks call answers both, so an adoption needs no
+    /// second call (one fewer to fail).
     fn launch_hooks(
         &self,
         asg: &str,
-    ) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(String, HookInfo)>, PortError>> + Send;
     /// Every instance of these groups in a launch wait state, one paged describe call for all
     /// of them.
     fn waiting(

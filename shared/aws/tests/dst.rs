@@ -355,14 +355,16 @@ async fn invariants_hold_for_every_seed() {
 }
 
 /// Every seed of 0–19,999 that stress mode failed on the way to the fixes of docs/design.md
-/// "Stress mode": missed heartbeats (411 and 14 more), an instance in service
-/// with a user's failed revision (2837, 6630), two users' deployments while a CONTINUE was
-/// unconfirmed (2472, 3612, 6245, 7827, 8136, 11241) and gates left open (8220, 18076). A seed's
-/// run changes with the code, so these replays pin little on their own; `make soak STRESS=1`
-/// is the check that counts.
+/// "Stress mode": missed heartbeats (411 and 14 more), an instance in service with a user's
+/// failed revision (2837, 6630), two users' deployments while a CONTINUE was unconfirmed (2472,
+/// 3612, 6245, 7827, 8136, 11241), gates left open (8220, 18076) and lost launches adopted too
+/// late because an adoption check failed (10369, 12354, 14409, 14446, 17367, 17726, 17867). A
+/// seed's run changes with the code, so these replays pin little on their own; `make soak
+/// STRESS=1` is the check that counts.
 const STRESS_FAILED: &[u64] = &[
     411, 2472, 2594, 2625, 2837, 3094, 3491, 3612, 4104, 4667, 5176, 5828, 6021, 6118, 6221, 6245,
-    6314, 6630, 7827, 8136, 8220, 8243, 8375, 11241, 18076,
+    6314, 6630, 7827, 8136, 8220, 8243, 8375, 10369, 11241, 12354, 14409, 14446, 17367, 17726,
+    17867, 18076,
 ];
 
 #[tokio::test(start_paused = true)]

@@ -42,7 +42,7 @@ impl Aws {
     }
     fn fault(&self, op: &'static str) -> Result<(), PortError> {
         self.1.note(op);
-        if self.1.throttle() {
+        if self.1.scripted(op) || self.1.throttle() {
             return Err(PortError::Transient {
                 op,
                 source: "Rate exceeded (injected throttling)".into(),
@@ -67,6 +67,8 @@ struct InjectorState {
     pub conflicts: u64,
     /// When recording, every AWS call and store operation in order.
     log: Option<Vec<&'static str>>,
+    /// Calls that fail transiently the next n times they are made ([`Injector::fail_next`]).
+    scripted: BTreeMap<&'static str, u32>,
 }
 
 impl Injector {
@@ -79,7 +81,26 @@ impl Injector {
             throttled: 0,
             conflicts: 0,
             log: None,
+            scripted: BTreeMap::new(),
         })))
+    }
+
+    /// Makes the next `times` calls of `op` (e.g. `"RecordLifecycleActionHeartbeat"`) fail
+    /// transiently, as a throttled call does: for tests of one failure at one place.
+    pub fn fail_next(&self, op: &'static str, times: u32) {
+        self.lock().scripted.insert(op, times);
+    }
+
+    fn scripted(&self, op: &'static str) -> bool {
+        let mut s = self.lock();
+        match s.scripted.get_mut(op) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                s.throttled += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Starts recording every AWS call and store operation.
@@ -176,7 +197,7 @@ impl Lifecycle for Aws {
             metadata: h.metadata,
         })
     }
-    async fn launch_hooks(&self, asg: &str) -> Result<Vec<String>, PortError> {
+    async fn launch_hooks(&self, asg: &str) -> Result<Vec<(String, HookInfo)>, PortError> {
         self.fault("DescribeLifecycleHooks")?;
         let hooks = self
             .lock()
@@ -188,7 +209,13 @@ impl Lifecycle for Aws {
         Ok(hooks
             .into_iter()
             .filter(|h| h.transition == Transition::Launching)
-            .map(|h| h.name)
+            .map(|h| {
+                let info = HookInfo {
+                    timeouts: HookTimeouts::from_heartbeat(h.heartbeat_secs),
+                    metadata: h.metadata,
+                };
+                (h.name, info)
+            })
             .collect())
     }
     async fn waiting(&self, asgs: &[String]) -> Result<Vec<Waiting>, PortError> {

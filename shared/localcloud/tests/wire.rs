@@ -671,7 +671,15 @@ async fn adopt_wire_lists_waiting_instances_and_heartbeats_by_instance_id() {
         "{served_id} is in service"
     );
     assert!(found.iter().all(|w| w.place == Place::AutoScalingGroup));
-    assert_eq!(adapter.launch_hooks("fleet").await.unwrap(), ["launch"]);
+    let hooks = adapter.launch_hooks("fleet").await.unwrap();
+    let names: Vec<&str> = hooks.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["launch"], "the launch hooks only");
+    let (_, info) = &hooks[0];
+    assert_eq!(
+        (info.timeouts.heartbeat_secs, info.metadata.as_deref()),
+        (300, Some("{\"version\":1}")),
+        "each with its description, so the adoption needs no second call"
+    );
 
     let action = ActionRef {
         asg: "fleet".into(),
