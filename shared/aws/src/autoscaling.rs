@@ -9,7 +9,7 @@ use aws_sdk_autoscaling::types::{LifecycleHook, LifecycleState};
 use turnstile_core::{ActionRef, HookTimeouts, InstanceId, LifecycleResult, Millis, Place};
 
 use crate::error::port_error;
-use crate::ports::{Clock, HookInfo, Lifecycle, PortError, SystemClock, Waiting};
+use crate::ports::{Clock, HookInfo, LaunchHooks, Lifecycle, PortError, SystemClock, Waiting};
 
 /// How long a described hook is trusted (its timeouts rarely change).
 const HOOK_CACHE_MS: u64 = 300_000;
@@ -23,7 +23,7 @@ pub struct AutoScaling<C: Clock = SystemClock> {
     clock: C,
     hooks: Mutex<HashMap<(String, String), (HookInfo, Millis)>>,
     /// Each group's launch hook names, with when they were described.
-    launch_hooks: Mutex<HashMap<String, (Vec<(String, HookInfo)>, Millis)>>,
+    launch_hooks: Mutex<HashMap<String, (LaunchHooks, Millis)>>,
 }
 
 impl AutoScaling {
@@ -110,7 +110,7 @@ impl<C: Clock> Lifecycle for AutoScaling<C> {
         Ok(info)
     }
 
-    async fn launch_hooks(&self, asg: &str) -> Result<Vec<(String, HookInfo)>, PortError> {
+    async fn launch_hooks(&self, asg: &str) -> Result<LaunchHooks, PortError> {
         let now = self.clock.now();
         if let Some((names, at)) = self
             .launch_hooks

@@ -48,6 +48,9 @@ pub struct HookInfo {
     pub metadata: Option<String>,
 }
 
+/// A group's launch hooks: each hook's name with its description.
+pub type LaunchHooks = Vec<(String, HookInfo)>;
+
 /// An instance of a managed Auto Scaling group in a launch wait state: `Pending:Wait` (to
 /// enter the group, `place` = `AutoScalingGroup`) or `Warmed:Pending:Wait` (to enter the warm
 /// pool, `WarmPool`).
@@ -77,7 +80,7 @@ pub trait Lifecycle: Send + Sync {
     fn launch_hooks(
         &self,
         asg: &str,
-    ) -> impl Future<Output = Result<Vec<(String, HookInfo)>, PortError>> + Send;
+    ) -> impl Future<Output = Result<LaunchHooks, PortError>> + Send;
     /// Every instance of these groups in a launch wait state, one paged describe call for all
     /// of them.
     fn waiting(

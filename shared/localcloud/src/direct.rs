@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use turnstile_aws::ports::{
-    Clock, Deployments, HookInfo, Lifecycle, PortError, Tags, Timer, Waiting,
+    Clock, Deployments, HookInfo, LaunchHooks, Lifecycle, PortError, Tags, Timer, Waiting,
 };
 use turnstile_core::{
     ActionRef, CreateOutcome, DeploymentId, DeploymentState, Gate, GroupKey, GroupRevision,
@@ -197,7 +197,7 @@ impl Lifecycle for Aws {
             metadata: h.metadata,
         })
     }
-    async fn launch_hooks(&self, asg: &str) -> Result<Vec<(String, HookInfo)>, PortError> {
+    async fn launch_hooks(&self, asg: &str) -> Result<LaunchHooks, PortError> {
         self.fault("DescribeLifecycleHooks")?;
         let hooks = self
             .lock()
