@@ -331,3 +331,20 @@ async fn show_of_a_held_pipeline_gives_the_hold_reason_and_unknown_exits_4() {
         ran.err
     );
 }
+
+/// The binary with no AWS region anywhere in the SDK's chain: a precondition, exit 5.
+#[tokio::test]
+async fn status_without_an_aws_region_exits_5() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_turnstile"))
+        .args(["status", "--table", "t", "--asg", FLEET])
+        .env_clear()
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no AWS region"));
+}
