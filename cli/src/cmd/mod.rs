@@ -1,0 +1,80 @@
+//! One file per command. Each has `run` (arguments in, exit code out) and keeps its logic in
+//! functions that take the store and `now` as arguments, so tests are deterministic.
+
+use std::io::Write;
+
+use aws_config::{BehaviorVersion, Region};
+use turnstile_aws::store::StoreError;
+use turnstile_aws::store::dynamo::DynamoStore;
+
+use crate::{Context, Exit, Global};
+
+pub mod plan_check;
+pub mod show;
+pub mod status;
+
+/// The store the read-only commands use: `ctx.dynamo` if given, else a client from the SDK's
+/// configuration chain (profile, region, `AWS_ENDPOINT_URL[_DYNAMODB]`, credentials), on the
+/// table from `--table` / `TURNSTILE_TABLE`. Says on `err` what is missing.
+pub(crate) async fn store(
+    global: &Global,
+    ctx: &Context,
+    err: &mut dyn Write,
+) -> Result<DynamoStore, Exit> {
+    let Some(table) = global.table.as_deref().filter(|t| !t.trim().is_empty()) else {
+        let _ = writeln!(
+            err,
+            "error: no table: pass --table TABLE or set TURNSTILE_TABLE (the stack's DynamoDB table)"
+        );
+        return Err(Exit::Usage);
+    };
+    if let Some(client) = &ctx.dynamo {
+        return Ok(DynamoStore::new(client.clone(), table));
+    }
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = &global.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &global.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    let conf = loader.load().await;
+    if conf.region().is_none() {
+        let _ = writeln!(
+            err,
+            "error: no AWS region: pass --region, set AWS_REGION, or give the profile a region"
+        );
+        return Err(Exit::Precondition);
+    }
+    Ok(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&conf),
+        table,
+    ))
+}
+
+/// Reports a store failure on `err`; a missing table is a precondition (5), the rest a failure
+/// (1).
+pub(crate) fn store_failed(e: &StoreError, table: &str, err: &mut dyn Write) -> Exit {
+    let text = e.to_string();
+    if text.contains("ResourceNotFoundException") {
+        let _ = writeln!(
+            err,
+            "error: table {table} does not exist (check --table / TURNSTILE_TABLE and the region): {text}"
+        );
+        Exit::Precondition
+    } else {
+        let _ = writeln!(err, "error: reading table {table}: {text}");
+        Exit::Failure
+    }
+}
+
+/// Writes to stdout; a closed pipe or full disk is a failure.
+pub(crate) fn written(r: std::io::Result<()>, err: &mut dyn Write) -> Exit {
+    match r {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            let _ = writeln!(err, "error: writing the output: {e}");
+            Exit::Failure
+        }
+    }
+}
