@@ -104,13 +104,15 @@ pub async fn handle_body<P: Ports>(
     runner: &Runner<P>,
     message_id: &str,
     body: Option<&str>,
+    sender: Option<&str>,
 ) -> Disposition {
     let Some(body) = body else {
         tracing::error!(message_id, field = "body", "message has no body");
         return Disposition::Poison("message has no body".into());
     };
     let message = match turnstile_events::parse(body) {
-        Ok(m) => m,
+        // An operator message's actor is its SQS sender, never a field of the body.
+        Ok(m) => m.with_sender(sender),
         Err(e) => return parse_failure(message_id, &e),
     };
     if let Message::Ignored(why) = &message {
@@ -158,6 +160,7 @@ pub async fn handle_batch<P: Ports, V: Visibility>(
     let mut sooner = Vec::new();
     for record in event.records {
         let receives = receive_count(&record.attributes);
+        let sender = record.attributes.get("SenderId").cloned();
         let SqsMessage {
             message_id,
             receipt_handle,
@@ -165,7 +168,7 @@ pub async fn handle_batch<P: Ports, V: Visibility>(
             ..
         } = record;
         let id = message_id.unwrap_or_default();
-        let d = handle_body(runner, &id, body.as_deref()).await;
+        let d = handle_body(runner, &id, body.as_deref(), sender.as_deref()).await;
         if d.is_failure() {
             if id.is_empty() {
                 // Without an id the failure cannot be reported for this record alone; report

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::*;
 use crate::plan::{Gate, Plan, PlanError};
-use crate::state::{ActionRef, HookTimeouts, LifecycleResult, Place};
+use crate::state::{ActionRef, HookTimeouts, LifecycleResult, Place, Request};
 
 /// A lifecycle action notification (EventBridge or direct SQS), already parsed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,9 +125,10 @@ pub enum Input {
     Operator {
         instance: InstanceId,
         action: OperatorAction,
+        request: Request,
     },
     /// An operator resets a group's repeated-failure breaker.
-    ResetBreaker { group: GroupKey },
+    ResetBreaker { group: GroupKey, request: Request },
 }
 
 /// What a leave check found ([`Command::CheckLeave`]) besides the deployment the instance
@@ -221,6 +222,16 @@ pub enum OperatorAction {
     Retry,
     /// Complete the lifecycle action with ABANDON.
     Abandon,
+}
+
+impl OperatorAction {
+    /// The name the command line and the records use.
+    pub fn name(self) -> &'static str {
+        match self {
+            OperatorAction::Retry => "retry",
+            OperatorAction::Abandon => "abandon",
+        }
+    }
 }
 
 /// A record the core reads or writes.

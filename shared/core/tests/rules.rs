@@ -1310,13 +1310,108 @@ fn rule_breaker_holds_instead_of_an_endless_abandon_loop() {
             .any(|c| matches!(c, Command::RecordHeartbeat { .. }))
     );
     // an operator resets the breaker and retries the held instance
-    h.feed(Input::ResetBreaker { group: group(0) });
+    h.feed(Input::ResetBreaker {
+        group: group(0),
+        request: request("op-1"),
+    });
+    let notes = &h.world.group(&group(0)).unwrap().operator;
+    assert_eq!(
+        notes
+            .iter()
+            .map(|n| (n.request.as_str(), n.action.as_str(), &n.outcome))
+            .collect::<Vec<_>>(),
+        vec![("op-1", "reset-breaker", &NoteOutcome::Applied)]
+    );
+    assert_eq!(
+        h.world.group(&group(0)).unwrap().breaker,
+        Default::default()
+    );
     let d = h.feed(Input::Operator {
         instance: "i-3".into(),
         action: OperatorAction::Retry,
+        request: request("op-2"),
     });
     assert_eq!(h.phase("i-3").step(), Some(0));
     assert_eq!(creates(&d).len(), 1);
+    let note = h
+        .world
+        .instance(&"i-3".into())
+        .unwrap()
+        .operator
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            note.request.as_str(),
+            note.actor.as_str(),
+            note.reason.as_str(),
+            note.outcome
+        ),
+        (
+            "op-2",
+            "AIDA:alice",
+            "the dependency is back",
+            NoteOutcome::Applied
+        ),
+        "who, why and what came of it, in the record"
+    );
+}
+
+fn request(id: &str) -> Request {
+    Request {
+        id: id.into(),
+        actor: "AIDA:alice".into(),
+        reason: "the dependency is back".into(),
+    }
+}
+
+#[test]
+fn rule_operator_retry_of_an_instance_not_held_is_refused_and_noted() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-1");
+    let before = h.phase("i-1");
+    let d = h.feed(Input::Operator {
+        instance: "i-1".into(),
+        action: OperatorAction::Retry,
+        request: request("op-9"),
+    });
+    assert!(creates(&d).is_empty() && stops(&d).is_empty(), "{d:?}");
+    assert_eq!(h.phase("i-1"), before, "the pipeline goes on untouched");
+    let note = h
+        .world
+        .instance(&"i-1".into())
+        .unwrap()
+        .operator
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(note.request, "op-9");
+    assert_eq!(note.outcome, NoteOutcome::Refused("i-1 is not held".into()));
+}
+
+#[test]
+fn rule_operator_actions_on_a_finishing_pipeline_are_refused() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 1, "d-1");
+    h.feed(Input::Operator {
+        instance: "i-1".into(),
+        action: OperatorAction::Abandon,
+        request: request("op-1"),
+    });
+    let d = h.feed(Input::Operator {
+        instance: "i-1".into(),
+        action: OperatorAction::Abandon,
+        request: request("op-2"),
+    });
+    assert!(completes(&d).is_empty(), "completed once: {d:?}");
+    let notes = &h.world.instance(&"i-1".into()).unwrap().operator;
+    assert_eq!(notes.len(), 2);
+    assert_eq!(notes[0].outcome, NoteOutcome::Applied);
+    assert_eq!(
+        notes[1].outcome,
+        NoteOutcome::Refused("i-1 is already finishing".into())
+    );
 }
 
 #[test]
@@ -1624,6 +1719,7 @@ fn rule_operator_abandon_releases_and_completes() {
     let d = h.feed(Input::Operator {
         instance: "i-1".into(),
         action: OperatorAction::Abandon,
+        request: request("op-1"),
     });
     assert_eq!(stops(&d), vec![DeploymentId::from("d-1")]);
     assert_eq!(completes(&d), vec![LifecycleResult::Abandon]);

@@ -7,7 +7,8 @@
 //!   Notification`, `CodeDeploy Instance State-change Notification`;
 //! - lifecycle notifications a hook sends straight to SQS (a flat JSON object), including
 //!   `autoscaling:TEST_NOTIFICATION`, and the same wrapped in an SNS envelope;
-//! - turnstile's own timer messages ([`wakeup_body`]).
+//! - turnstile's own timer messages ([`wakeup_body`]);
+//! - operator messages from the `turnstile` command line ([`operator`]).
 //!
 //! Anything else is a typed [`ParseError`] that names the offending field. Parsing never panics.
 //! Messages that are valid but need no action (the test notification, a detail-type the
@@ -22,8 +23,11 @@ use aws_lambda_events::event::codedeploy::CodeDeployEventDetail;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use turnstile_core::{
     ActionRef, DeploymentId, DeploymentState, EventId, GroupKey, HookTimeouts, Input, InstanceId,
-    Key, LifecycleEvent, Millis, Place, Plan, TargetState, Token,
+    Key, LifecycleEvent, Millis, Place, Plan, Request, TargetState, Token,
 };
+
+pub mod operator;
+pub use operator::{Operator, OperatorBody, Target};
 
 pub const LAUNCH_DETAIL_TYPE: &str = "EC2 Instance-launch Lifecycle Action";
 pub const TERMINATE_DETAIL_TYPE: &str = "EC2 Instance-terminate Lifecycle Action";
@@ -61,11 +65,25 @@ pub enum Message {
     },
     /// turnstile's own timer message.
     Wakeup(Key),
+    /// An operator's request from the command line.
+    Operator(Operator),
     /// Valid, but nothing to do: acknowledge it.
     Ignored(Ignored),
 }
 
 impl Message {
+    /// Sets the actor of an operator message: the message's SQS `SenderId`, which its sender
+    /// cannot choose. Other messages are returned as they are.
+    pub fn with_sender(self, sender: Option<&str>) -> Self {
+        match self {
+            Message::Operator(mut op) => {
+                op.actor = sender.map(str::to_owned);
+                Message::Operator(op)
+            }
+            m => m,
+        }
+    }
+
     /// The lifecycle hook (Auto Scaling group, hook name) a launch needs described before it
     /// becomes an input: its timeouts, and its metadata when the event carries none.
     pub fn hook_to_describe(&self) -> Option<(&str, &str)> {
@@ -130,6 +148,24 @@ impl Message {
                 (input, event_id)
             }
             Message::Wakeup(key) => (Input::Tick(key), None),
+            Message::Operator(op) => {
+                let event_id = EventId(op.request.clone());
+                let request = Request {
+                    id: op.request,
+                    // Lambda's event always carries it; a hand-built event might not.
+                    actor: op.actor.unwrap_or_else(|| "(no SenderId)".into()),
+                    reason: op.reason,
+                };
+                let input = match op.target {
+                    Target::Instance { instance, action } => Input::Operator {
+                        instance,
+                        action,
+                        request,
+                    },
+                    Target::ResetBreaker { group } => Input::ResetBreaker { group, request },
+                };
+                (input, Some(event_id))
+            }
             Message::Ignored(_) => return None,
         })
     }
@@ -202,7 +238,7 @@ impl ParseError {
     pub fn is_retryable(&self) -> bool {
         false
     }
-    fn field_err(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn field_err(field: impl Into<String>, reason: impl Into<String>) -> Self {
         ParseError::Field {
             field: field.into(),
             reason: reason.into(),
@@ -232,6 +268,9 @@ fn parse_value(value: Value) -> Result<Message, ParseError> {
         return parse_eventbridge(value);
     }
     if let Some(kind) = obj.get("turnstile") {
+        if kind == operator::OPERATOR_KIND {
+            return operator::parse(value).map(Message::Operator);
+        }
         if kind != "wakeup" {
             return Err(ParseError::field_err(
                 "turnstile",

@@ -804,6 +804,7 @@ mod tests {
             wake_at: None,
             destination: None,
             adopted_at: None,
+            operator: Vec::new(),
         };
         let mut w = World::default();
         w.instances.insert(record.id.clone(), Some(record));

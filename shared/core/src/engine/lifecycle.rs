@@ -316,6 +316,7 @@ fn new_instance(
         wake_at: None,
         destination: ev.destination,
         adopted_at: None,
+        operator: Vec::new(),
     };
     if let Some(e) = &ev.event_id {
         inst.seen.remember(e, cfg.seen_capacity);

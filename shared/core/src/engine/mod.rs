@@ -198,7 +198,7 @@ fn primary_keys(input: &Input) -> (Vec<InstanceId>, Vec<GroupKey>) {
         | Input::CreateAttempted { group, .. }
         | Input::GateSealed { group, .. }
         | Input::OverflowWoken { group, .. }
-        | Input::ResetBreaker { group } => (vec![], vec![group.clone()]),
+        | Input::ResetBreaker { group, .. } => (vec![], vec![group.clone()]),
         Input::TargetEvent {
             group, instance, ..
         } => (vec![instance.clone()], vec![group.clone()]),
@@ -300,8 +300,12 @@ impl Cx<'_> {
             Input::ActionGone { instance, token } => self.on_gone(instance, token),
             Input::Tick(Key::Instance(i)) => self.on_instance_tick(i),
             Input::Tick(Key::Group(g)) => self.on_group_tick(g),
-            Input::Operator { instance, action } => self.on_operator(instance, *action),
-            Input::ResetBreaker { group } => self.on_reset_breaker(group),
+            Input::Operator {
+                instance,
+                action,
+                request,
+            } => self.on_operator(instance, *action, request),
+            Input::ResetBreaker { group, request } => self.on_reset_breaker(group, request),
             Input::OverflowWoken { group, woken, room } => {
                 self.on_overflow_woken(group, *woken, *room)
             }

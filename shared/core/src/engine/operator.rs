@@ -1,16 +1,18 @@
-//! Operator actions: retry or abandon a held instance, reset a group's breaker.
+//! Operator actions: retry or abandon a held instance, reset a group's breaker. Each is noted
+//! in the record it acts on, applied or refused with the reason, with the actor and the
+//! request id the command line waits for ([`crate::OperatorNote`]).
 
 use super::*;
 
 impl Cx<'_> {
-    pub(super) fn on_operator(&mut self, id: &InstanceId, action: OperatorAction) {
+    pub(super) fn on_operator(&mut self, id: &InstanceId, action: OperatorAction, req: &Request) {
         let Some(inst) = self.inst(id) else {
             self.ignore(format!("no pipeline for {id}"));
             return;
         };
-        match (action, inst.phase.clone()) {
+        let refused = match (action, inst.phase.clone()) {
             (_, Phase::Finished { .. }) | (_, Phase::Completing { .. }) => {
-                self.ignore(format!("{id} is already finishing"));
+                Some(format!("{id} is already finishing"))
             }
             (
                 OperatorAction::Retry,
@@ -22,24 +24,52 @@ impl Cx<'_> {
                     r.attempts = 0;
                 }
                 self.start_attempt(id, step, Admit::Now);
+                None
             }
-            (OperatorAction::Retry, Phase::Held { step: None, .. }) => self.verify(id),
-            (OperatorAction::Retry, _) => self.ignore(format!("{id} is not held")),
+            (OperatorAction::Retry, Phase::Held { step: None, .. }) => {
+                self.verify(id);
+                None
+            }
+            (OperatorAction::Retry, _) => Some(format!("{id} is not held")),
             (OperatorAction::Abandon, _) => {
                 self.release(id);
                 self.complete(
                     id,
                     LifecycleResult::Abandon,
-                    "abandoned by an operator".into(),
+                    format!("abandoned by an operator ({}: {})", req.actor, req.reason),
                 );
+                None
             }
+        };
+        if let Some(why) = &refused {
+            self.ignore(why.clone());
+        }
+        let note = self.note(action.name(), req, refused);
+        if let Some(inst) = self.inst_mut(id) {
+            push_note(&mut inst.operator, note);
         }
     }
 
     /// An operator reset the group's repeated-failure breaker.
-    pub(super) fn on_reset_breaker(&mut self, key: &GroupKey) {
-        if let Some(g) = self.group_mut(key) {
-            g.breaker = Breaker::default();
+    pub(super) fn on_reset_breaker(&mut self, key: &GroupKey, req: &Request) {
+        let note = self.note("reset-breaker", req, None);
+        match self.group_mut(key) {
+            Some(g) => {
+                g.breaker = Breaker::default();
+                push_note(&mut g.operator, note);
+            }
+            None => self.ignore(format!("no record for group {key}")),
+        }
+    }
+
+    fn note(&self, action: &str, req: &Request, refused: Option<String>) -> OperatorNote {
+        OperatorNote {
+            request: req.id.clone(),
+            action: action.to_owned(),
+            actor: req.actor.clone(),
+            reason: req.reason.clone(),
+            at: self.now,
+            outcome: refused.map_or(NoteOutcome::Applied, NoteOutcome::Refused),
         }
     }
 }

@@ -36,6 +36,10 @@ pub struct Group {
     /// asked for.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overflowed: bool,
+    /// Operator actions on this group (breaker resets), the most recent
+    /// [`super::OPERATOR_NOTES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operator: Vec<super::OperatorNote>,
 }
 
 /// The one active deployment of a group.
@@ -152,6 +156,7 @@ impl Group {
             seen: Seen::default(),
             wake_at: None,
             overflowed: false,
+            operator: Vec::new(),
         }
     }
 
@@ -167,9 +172,12 @@ impl Group {
         all
     }
 
-    /// Whether nothing is recorded that needs this group record to stay.
+    /// Whether nothing is recorded that needs this group record to stay. Operator notes keep
+    /// it: they are the audit trail the command line waits for and shows (bounded, a few
+    /// hundred bytes).
     pub fn is_idle(&self) -> bool {
         !self.overflowed
+            && self.operator.is_empty()
             && self.waiting.is_empty()
             && self.active.is_none()
             && self.settling.is_empty()

@@ -35,6 +35,9 @@ pub struct Instance {
     /// hook that arrives later for it is a duplicate, not a second pipeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopted_at: Option<Millis>,
+    /// Operator actions on this pipeline, the most recent [`super::OPERATOR_NOTES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operator: Vec<super::OperatorNote>,
 }
 
 /// What one plan step has done on this instance.
@@ -252,6 +255,7 @@ mod tests {
             wake_at: None,
             destination: None,
             adopted_at: None,
+            operator: Vec::new(),
         }
     }
 

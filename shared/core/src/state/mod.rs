@@ -20,12 +20,14 @@ use crate::ids::*;
 mod breaker;
 mod group;
 mod instance;
+mod operator;
 mod seen;
 mod standing;
 
 pub use breaker::*;
 pub use group::*;
 pub use instance::*;
+pub use operator::*;
 pub use seen::*;
 pub(crate) use standing::*;
 
