@@ -64,6 +64,7 @@ const AFTER_HELP: &str = "EXIT CODES:
 
 ENVIRONMENT:
   TURNSTILE_TABLE             the DynamoDB table (instead of --table)
+  TURNSTILE_QUEUE_URL         the SQS queue actions are sent to (instead of --queue-url)
   TURNSTILE_MANAGED_GROUPS    comma-separated Auto Scaling groups `status` lists when no --asg is given
   AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_DYNAMODB, ...
                               the AWS SDK's standard configuration chain (aws-config)
@@ -101,6 +102,9 @@ pub struct Global {
     /// turnstile's DynamoDB table (the stack's table output).
     #[arg(long, global = true, env = "TURNSTILE_TABLE", value_name = "TABLE")]
     pub table: Option<String>,
+    /// turnstile's SQS queue, where actions are sent (the stack's queue URL output).
+    #[arg(long, global = true, env = "TURNSTILE_QUEUE_URL", value_name = "URL")]
+    pub queue_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -120,6 +124,15 @@ pub enum Command {
     /// One instance's pipeline in detail, step by step (read-only).
     #[command(after_help = cmd::show::AFTER_HELP)]
     Show(cmd::show::ShowArgs),
+    /// Run a held pipeline's step again with fresh attempts.
+    #[command(after_help = cmd::retry::AFTER_HELP)]
+    Retry(cmd::retry::RetryArgs),
+    /// Complete a pipeline's lifecycle action with ABANDON now.
+    #[command(after_help = cmd::abandon::AFTER_HELP)]
+    Abandon(cmd::abandon::AbandonArgs),
+    /// A deployment group's repeated-failure breaker.
+    #[command(subcommand)]
+    Breaker(cmd::breaker::BreakerCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +156,10 @@ pub struct Context {
     pub stdin: Box<dyn Read + Send>,
     /// A DynamoDB client to use instead of one built from the SDK's configuration chain.
     pub dynamo: Option<aws_sdk_dynamodb::Client>,
+    /// An SQS client to use instead of one built from the SDK's configuration chain.
+    pub sqs: Option<aws_sdk_sqs::Client>,
+    /// Whether stdin is a terminal, so a destructive action can ask for confirmation.
+    pub interactive: bool,
 }
 
 impl Context {
@@ -155,6 +172,8 @@ impl Context {
             color: std::io::stdout().is_terminal() && !no_color,
             stdin: Box::new(std::io::stdin()),
             dynamo: None,
+            sqs: None,
+            interactive: std::io::stdin().is_terminal(),
         }
     }
 }
@@ -193,5 +212,8 @@ pub async fn run(cli: Cli, ctx: Context, out: &mut dyn Write, err: &mut dyn Writ
         }
         Command::Status(args) => cmd::status::run(&cli.global, &args, ctx, out, err).await,
         Command::Show(args) => cmd::show::run(&cli.global, &args, ctx, out, err).await,
+        Command::Retry(args) => cmd::retry::run(&cli.global, &args, ctx, out, err).await,
+        Command::Abandon(args) => cmd::abandon::run(&cli.global, &args, ctx, out, err).await,
+        Command::Breaker(c) => cmd::breaker::run(&cli.global, &c, ctx, out, err).await,
     }
 }

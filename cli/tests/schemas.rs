@@ -222,3 +222,29 @@ async fn schema_status_v1_and_show_v1_documents() {
         assert_valid(&show, &ran.json());
     }
 }
+
+#[tokio::test]
+async fn schema_action_v1_documents() {
+    let db = DynamoLocal::start();
+    let f = fleet(&db, "cli-schemas-action").await;
+    let action = schema("action.v1.json");
+    for args in [
+        vec!["abandon", f.held.as_str(), "--yes"],
+        vec!["retry", f.held.as_str()],
+    ] {
+        let mut all = vec!["-o", "json"];
+        all.extend(args);
+        all.extend([
+            "--reason",
+            "checking the schema",
+            "--dry-run",
+            "--table",
+            "cli-schemas-action",
+            "--queue-url",
+            "http://127.0.0.1:1/unused",
+        ]);
+        let ran = run(&all, ctx(f.now(), Some(db.client()))).await;
+        assert_eq!(ran.exit, Exit::Ok, "{all:?}: {}", ran.err);
+        assert_valid(&action, &ran.json());
+    }
+}

@@ -9,7 +9,11 @@ use turnstile_aws::store::dynamo::DynamoStore;
 
 use crate::{Context, Exit, Global};
 
+pub mod abandon;
+pub mod act;
+pub mod breaker;
 pub mod plan_check;
+pub mod retry;
 pub mod show;
 pub mod status;
 
@@ -31,6 +35,37 @@ pub(crate) async fn store(
     if let Some(client) = &ctx.dynamo {
         return Ok(DynamoStore::new(client.clone(), table));
     }
+    let conf = sdk_config(global, err).await?;
+    Ok(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&conf),
+        table,
+    ))
+}
+
+/// The queue the actions are sent to: `ctx.sqs` if given, else a client from the SDK's chain,
+/// and the URL from `--queue-url` / `TURNSTILE_QUEUE_URL`.
+pub(crate) async fn queue(
+    global: &Global,
+    ctx: &Context,
+    err: &mut dyn Write,
+) -> Result<(aws_sdk_sqs::Client, String), Exit> {
+    let Some(url) = global.queue_url.as_deref().filter(|u| !u.trim().is_empty()) else {
+        let _ = writeln!(
+            err,
+            "error: no queue: pass --queue-url URL or set TURNSTILE_QUEUE_URL (the stack's queue)"
+        );
+        return Err(Exit::Usage);
+    };
+    if let Some(client) = &ctx.sqs {
+        return Ok((client.clone(), url.to_owned()));
+    }
+    let conf = sdk_config(global, err).await?;
+    Ok((aws_sdk_sqs::Client::new(&conf), url.to_owned()))
+}
+
+/// The SDK's configuration chain with `--profile` and `--region` applied; no region is a
+/// precondition (5).
+async fn sdk_config(global: &Global, err: &mut dyn Write) -> Result<aws_config::SdkConfig, Exit> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(p) = &global.profile {
         loader = loader.profile_name(p);
@@ -46,10 +81,7 @@ pub(crate) async fn store(
         );
         return Err(Exit::Precondition);
     }
-    Ok(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&conf),
-        table,
-    ))
+    Ok(conf)
 }
 
 /// Reports a store failure on `err`; a missing table is a precondition (5), the rest a failure

@@ -8,7 +8,7 @@ use std::io::Write;
 use clap::Args;
 use serde_json::{Value, json};
 use turnstile_aws::store::{Store, StoreError};
-use turnstile_core::{Instance, InstanceId, Key, Millis, Phase, Place};
+use turnstile_core::{Instance, InstanceId, Key, Millis, NoteOutcome, OperatorNote, Phase, Place};
 
 use super::{store, store_failed, written};
 use crate::describe::{self, Activity, Groups, finished_word, result_word};
@@ -221,6 +221,24 @@ pub fn document(shown: &Shown, now: Millis) -> Value {
         "heldSince": held_since,
         "completing": completing,
         "finished": finished,
+        "operator": inst.operator.iter().map(note_json).collect::<Vec<_>>(),
+    })
+}
+
+/// One operator action as the record keeps it.
+pub fn note_json(n: &OperatorNote) -> Value {
+    let (outcome, refused) = match &n.outcome {
+        NoteOutcome::Applied => ("applied", None),
+        NoteOutcome::Refused(why) => ("refused", Some(why.clone())),
+    };
+    json!({
+        "request": n.request,
+        "action": n.action,
+        "actor": n.actor,
+        "reason": n.reason,
+        "at": at(n.at),
+        "outcome": outcome,
+        "refused": refused,
     })
 }
 
@@ -357,5 +375,25 @@ fn table(shown: &Shown, now: Millis, color: bool, out: &mut dyn Write) -> std::i
             .into(),
         ]);
     }
-    t.write(out, color)
+    t.write(out, color)?;
+    if !inst.operator.is_empty() {
+        writeln!(out)?;
+        let mut ops = Table::new(&["OPERATOR", "ACTION", "BY", "AT", "OUTCOME", "REASON"]);
+        for n in &inst.operator {
+            ops.row(vec![
+                n.request.clone().into(),
+                n.action.clone().into(),
+                n.actor.clone().into(),
+                at(n.at).into(),
+                match &n.outcome {
+                    NoteOutcome::Applied => "applied".to_owned(),
+                    NoteOutcome::Refused(why) => format!("refused: {why}"),
+                }
+                .into(),
+                n.reason.clone().into(),
+            ]);
+        }
+        ops.write(out, color)?;
+    }
+    Ok(())
 }

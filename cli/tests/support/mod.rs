@@ -34,6 +34,8 @@ pub fn ctx(now_ms: u64, dynamo: Option<aws_sdk_dynamodb::Client>) -> Context {
         color: false,
         stdin: Box::new(std::io::empty()),
         dynamo,
+        sqs: None,
+        interactive: false,
     }
 }
 
@@ -204,5 +206,15 @@ pub async fn fleet(db: &DynamoLocal, table: &str) -> Fleet {
         store,
         deploying,
         held: held.into_iter().next().unwrap(),
+    }
+}
+
+/// A visibility port that accepts every change (the operator tests' messages all succeed).
+#[derive(Clone, Copy, Default)]
+pub struct AnyVisibility;
+
+impl turnstile_aws::ports::Visibility for AnyVisibility {
+    async fn visible_in(&self, _: &str, _: u32) -> Result<(), turnstile_aws::ports::PortError> {
+        Ok(())
     }
 }
