@@ -9,6 +9,7 @@ use turnstile_aws::store::dynamo::DynamoStore;
 
 use crate::{Context, Exit, Global};
 
+pub mod doctor;
 pub mod plan_check;
 pub mod show;
 pub mod status;
