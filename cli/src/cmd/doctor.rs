@@ -264,7 +264,10 @@ pub fn diagnose(facts: &Facts, owned: &HookNames) -> Diagnosis {
         "aws autoscaling put-lifecycle-hook --auto-scaling-group-name {asg} --lifecycle-hook-name {} \
          --lifecycle-transition {LAUNCHING} --heartbeat-timeout 600 --default-result ABANDON \
          --notification-metadata file://plan.json",
-        owned.names().first().map_or(DEFAULT_LAUNCH_HOOK, String::as_str)
+        owned
+            .names()
+            .first()
+            .map_or(DEFAULT_LAUNCH_HOOK, String::as_str)
     );
     match ours.as_slice() {
         [] => out.push(Finding::bad(
@@ -595,7 +598,12 @@ pub fn diagnose(facts: &Facts, owned: &HookNames) -> Diagnosis {
             let mut groups: Vec<Value> = g
                 .tag_groups
                 .iter()
-                .map(|tg| tg.iter().filter(|f| !f.is_gate(gate)).map(TagFilter::to_json).collect::<Vec<_>>())
+                .map(|tg| {
+                    tg.iter()
+                        .filter(|f| !f.is_gate(gate))
+                        .map(TagFilter::to_json)
+                        .collect::<Vec<_>>()
+                })
                 .filter(|tg| !tg.is_empty())
                 .map(Value::from)
                 .collect();
@@ -670,7 +678,10 @@ pub fn diagnose(facts: &Facts, owned: &HookNames) -> Diagnosis {
                             format!("[{}]", l.join(" OR "))
                         })
                         .collect();
-                    format!("the tag set ({}) has no tag group with it", labels.join(" AND "))
+                    format!(
+                        "the tag set ({}) has no tag group with it",
+                        labels.join(" AND ")
+                    )
                 };
                 out.push(Finding::bad(
                     Severity::Error,
@@ -729,28 +740,34 @@ pub fn diagnose(facts: &Facts, owned: &HookNames) -> Diagnosis {
         }
 
         // Deployment configurations: the group's own, and the step's override.
-        let own_config = g.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.to_owned());
-        let mut names = vec![("the group's", own_config)];
+        let own_config = g
+            .config
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONFIG.to_owned());
+        let mut names = vec![(
+            "the group's deployment configuration".to_owned(),
+            own_config,
+        )];
         if let Some(c) = &s.deployment_config {
-            names.push(("the step's deploymentConfig", c.clone()));
+            names.push((format!("steps[{i}].deploymentConfig"), c.clone()));
         }
         for (whose, name) in names {
             match facts.configs.get(&name) {
                 Some(Some(platform)) if platform == "Server" => out.push(Finding::ok(
                     "deployment-config",
                     subject.clone(),
-                    format!("{whose} deployment configuration {name} exists"),
+                    format!("{whose} {name} exists"),
                 )),
                 Some(Some(platform)) => out.push(Finding::bad(
                     Severity::Error,
                     "deployment-config",
                     subject.clone(),
-                    format!("{whose} deployment configuration {name} is for {platform}, not EC2/On-Premises"),
+                    format!("{whose} {name} is for {platform}, not EC2/On-Premises"),
                     "CreateDeployment refuses it for an EC2 deployment group, so every launch fails this step",
                     format!("use an EC2/On-Premises configuration (aws deploy list-deployment-configs), e.g. {DEFAULT_CONFIG}"),
                 )),
                 _ => {
-                    let fix = if whose.starts_with("the step") {
+                    let fix = if whose.starts_with("steps[") {
                         format!(
                             "set steps[{i}].deploymentConfig to an existing configuration (aws deploy \
                              list-deployment-configs), or create it: aws deploy create-deployment-config \
@@ -766,7 +783,7 @@ pub fn diagnose(facts: &Facts, owned: &HookNames) -> Diagnosis {
                         Severity::Error,
                         "deployment-config",
                         subject.clone(),
-                        format!("{whose} deployment configuration {name} does not exist"),
+                        format!("{whose} {name} does not exist"),
                         "CreateDeployment fails with DeploymentConfigDoesNotExistException, so \
                          every launch fails this step",
                         fix,
@@ -790,11 +807,7 @@ pub fn diagnose(facts: &Facts, owned: &HookNames) -> Diagnosis {
             .iter()
             .copied()
             .filter(|id| {
-                facts
-                    .instance_tags
-                    .get(*id)
-                    .and_then(|t| t.get(&gate.key))
-                    != Some(&gate.value)
+                facts.instance_tags.get(*id).and_then(|t| t.get(&gate.key)) != Some(&gate.value)
             })
             .collect();
         if missing.is_empty() {
@@ -993,10 +1006,8 @@ pub async fn gather(
                         .map_or("KEY_AND_VALUE", |t| t.as_str())
                         .to_owned(),
                 };
-                let mut tag_groups: Vec<Vec<TagFilter>> = set
-                    .iter()
-                    .map(|g| g.iter().map(filter).collect())
-                    .collect();
+                let mut tag_groups: Vec<Vec<TagFilter>> =
+                    set.iter().map(|g| g.iter().map(filter).collect()).collect();
                 let legacy = info.ec2_tag_filters();
                 let legacy_filters = tag_groups.is_empty() && !legacy.is_empty();
                 if legacy_filters {
@@ -1095,7 +1106,10 @@ pub async fn gather(
                         .insert(k.to_owned(), t.value().unwrap_or_default().to_owned());
                 }
             }
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
             if token.is_none() {
                 break;
             }
@@ -1200,12 +1214,7 @@ pub fn document(asg: &str, owned: &HookNames, d: &Diagnosis) -> Value {
 }
 
 fn table(asg: &str, d: &Diagnosis, color: bool, out: &mut dyn Write) -> std::io::Result<()> {
-    let width = d
-        .findings
-        .iter()
-        .map(|f| f.check.len())
-        .max()
-        .unwrap_or(0);
+    let width = d.findings.iter().map(|f| f.check.len()).max().unwrap_or(0);
     for f in &d.findings {
         let sev = f.severity.as_str();
         writeln!(
@@ -1236,12 +1245,7 @@ fn table(asg: &str, d: &Diagnosis, color: bool, out: &mut dyn Write) -> std::io:
         d.count(Severity::Ok),
     );
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    let summary = format!(
-        "{}, {}, {} ok",
-        plural(e, "error"),
-        plural(w, "warning"),
-        o
-    );
+    let summary = format!("{}, {}, {} ok", plural(e, "error"), plural(w, "warning"), o);
     let style = if e > 0 {
         Style::Red
     } else if w > 0 {
