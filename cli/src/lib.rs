@@ -58,8 +58,8 @@ const AFTER_HELP: &str = "EXIT CODES:
   0  ok
   1  failure (an AWS call failed, a record or a file could not be read)
   2  usage (a bad command line; also a missing --table or --asg)
-  3  a check found problems (plan check)
-  4  not found (show: no record for the instance)
+  3  a check found problems (plan check, doctor)
+  4  not found (show: no record for the instance; doctor: no such Auto Scaling group)
   5  precondition not met (no AWS region configured, the table does not exist)
 
 ENVIRONMENT:
@@ -133,6 +133,10 @@ pub enum Command {
     /// A deployment group's repeated-failure breaker.
     #[command(subcommand)]
     Breaker(cmd::breaker::BreakerCommand),
+    /// Check one Auto Scaling group's set-up against the account: hooks, plan, deployment
+    /// groups, gate tags (read-only).
+    #[command(after_help = cmd::doctor::AFTER_HELP)]
+    Doctor(cmd::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,5 +219,6 @@ pub async fn run(cli: Cli, ctx: Context, out: &mut dyn Write, err: &mut dyn Writ
         Command::Retry(args) => cmd::retry::run(&cli.global, &args, ctx, out, err).await,
         Command::Abandon(args) => cmd::abandon::run(&cli.global, &args, ctx, out, err).await,
         Command::Breaker(c) => cmd::breaker::run(&cli.global, &c, ctx, out, err).await,
+        Command::Doctor(args) => cmd::doctor::run(&cli.global, &args, ctx, out, err).await,
     }
 }

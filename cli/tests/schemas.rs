@@ -13,6 +13,7 @@
     clippy::panic
 )]
 
+mod doctor_fleet;
 mod support;
 
 use serde_json::{Value, json};
@@ -156,6 +157,36 @@ fn schema_checker_catches_missing_fields_wrong_types_and_strays() {
         "`extra` is not in the schema",
     ] {
         assert!(all.contains(want), "{want} not caught:\n{all}");
+    }
+}
+
+/// A correct fleet, and broken ones that fill every optional field (no plan; errors with
+/// fixes; a warning).
+#[tokio::test]
+async fn schema_doctor_v1_documents() {
+    let s = schema("doctor.v1.json");
+    let (ok, _) = doctor_fleet::healthy();
+    let (mut broken, ids) = doctor_fleet::healthy();
+    broken.associate_asg(doctor_fleet::ASG, &("web".into(), "web-dg".into()));
+    broken.delete_tags(&ids, &[doctor_fleet::WEB_GATE]);
+    if let Some(g) = broken.groups.get_mut(&("api".into(), "api-dg".into())) {
+        g.target_revision = None;
+    }
+    let (mut no_plan, _) = doctor_fleet::healthy();
+    if let Some(a) = no_plan.asgs.get_mut(doctor_fleet::ASG) {
+        a.hooks.clear();
+    }
+    for (cloud, exit) in [
+        (ok, Exit::Ok),
+        (broken, Exit::Problems),
+        (no_plan, Exit::Problems),
+    ] {
+        let d = doctor_fleet::Doctor::start(cloud).await;
+        let ran = d
+            .run(&["-o", "json", "doctor", "--asg", doctor_fleet::ASG])
+            .await;
+        assert!(ran.exit(exit), "exit {}: {}", ran.code, ran.err);
+        assert_valid(&s, &ran.json());
     }
 }
 

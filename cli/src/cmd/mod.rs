@@ -12,6 +12,7 @@ use crate::{Context, Exit, Global};
 pub mod abandon;
 pub mod act;
 pub mod breaker;
+pub mod doctor;
 pub mod plan_check;
 pub mod retry;
 pub mod show;

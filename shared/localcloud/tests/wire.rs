@@ -700,3 +700,227 @@ async fn adopt_wire_lists_waiting_instances_and_heartbeats_by_instance_id() {
     let gone = adapter.heartbeat(&action).await.unwrap_err();
     assert!(gone.is_gone(), "{gone}");
 }
+
+/// aws-behaviour §2 Auto Scaling group tags: DescribeAutoScalingGroups lists the group's tags
+/// with `ResourceType` `auto-scaling-group` and `PropagateAtLaunch`; an instance launched after
+/// a tag with `PropagateAtLaunch` was set carries it from its launch, one without does not.
+#[tokio::test]
+async fn asg_tags_are_described_and_propagated_at_launch() {
+    let mut c = cloud();
+    c.tag_asg("fleet", "team", "web", false);
+    c.tag_asg("fleet", "gate", "open", true);
+    let f = fixture(c).await;
+    let (id, _) = launch(&f);
+    let out = f
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("fleet")
+        .send()
+        .await
+        .unwrap();
+    let tags = out.auto_scaling_groups()[0].tags();
+    let seen: Vec<(&str, &str, bool, &str, &str)> = tags
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap(),
+                t.value().unwrap(),
+                t.propagate_at_launch().unwrap(),
+                t.resource_id().unwrap(),
+                t.resource_type().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("gate", "open", true, "fleet", "auto-scaling-group"),
+            ("team", "web", false, "fleet", "auto-scaling-group"),
+        ]
+    );
+    let inst = &f.sim.cloud().instances[&id];
+    assert_eq!(inst.tags.get("gate").map(String::as_str), Some("open"));
+    assert!(!inst.tags.contains_key("team"));
+}
+
+/// aws-behaviour §5.6 DescribeTags: `resource-id` and `key` filters (values ORed, filters
+/// ANDed), `MaxResults` pages with `NextToken`, and an unknown filter is `InvalidParameterValue`.
+#[tokio::test]
+async fn describe_tags_filters_by_resource_id_and_key_and_pages() {
+    use aws_sdk_ec2::types::{Filter, Tag};
+    let f = fixture(cloud()).await;
+    let ids: Vec<String> = (0..3).map(|_| launch(&f).0).collect();
+    for id in &ids {
+        f.ec2
+            .create_tags()
+            .resources(id)
+            .tags(Tag::builder().key("gate").value("open").build())
+            .tags(Tag::builder().key("other").value("x").build())
+            .send()
+            .await
+            .unwrap();
+    }
+    let filter = |name: &str, values: &[&str]| {
+        values
+            .iter()
+            .fold(Filter::builder().name(name), |b, v| b.values(*v))
+            .build()
+    };
+    let out = f
+        .ec2
+        .describe_tags()
+        .filters(filter("resource-id", &[&ids[0], &ids[2]]))
+        .filters(filter("key", &["gate"]))
+        .send()
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str, &str, &str)> = out
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.resource_id().unwrap(),
+                t.resource_type().unwrap().as_str(),
+                t.key().unwrap(),
+                t.value().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (ids[0].as_str(), "instance", "gate", "open"),
+            (ids[2].as_str(), "instance", "gate", "open"),
+        ]
+    );
+    assert!(out.next_token().is_none());
+    // Six tags, five per page.
+    let first = f.ec2.describe_tags().max_results(5).send().await.unwrap();
+    assert_eq!(first.tags().len(), 5);
+    let token = first.next_token().expect("a second page").to_owned();
+    let second = f
+        .ec2
+        .describe_tags()
+        .max_results(5)
+        .next_token(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.tags().len(), 1);
+    assert!(second.next_token().is_none());
+    let err = f
+        .ec2
+        .describe_tags()
+        .filters(filter("colour", &["red"]))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.into_service_error().meta().code(),
+        Some("InvalidParameterValue")
+    );
+}
+
+/// aws-behaviour §3.8 GetDeploymentGroup: `autoScalingGroups` names each associated group with
+/// the launch hook CodeDeploy installed there, `ec2TagSet` keeps every tag group, and
+/// `deploymentConfigName` is the group's own configuration.
+#[tokio::test]
+async fn get_deployment_group_lists_associated_asgs_tag_groups_and_config() {
+    let mut c = cloud();
+    if let Some(g) = c.groups.get_mut(&("web".into(), "web-dg".into())) {
+        g.tag_set = vec![
+            vec![("Name".into(), "web".into()), ("Name".into(), "api".into())],
+            vec![("gate".into(), "open".into())],
+        ];
+        g.config = DeployConfig::HalfAtATime;
+    }
+    c.associate_asg("fleet", &("web".into(), "web-dg".into()));
+    let hook = c.native_hooks.keys().next().unwrap().1.clone();
+    let f = fixture(c).await;
+    let out =
+        f.cd.get_deployment_group()
+            .application_name("web")
+            .deployment_group_name("web-dg")
+            .send()
+            .await
+            .unwrap();
+    let info = out.deployment_group_info().unwrap();
+    let asgs: Vec<(&str, &str)> = info
+        .auto_scaling_groups()
+        .iter()
+        .map(|a| (a.name().unwrap(), a.hook().unwrap()))
+        .collect();
+    assert_eq!(asgs, vec![("fleet", hook.as_str())]);
+    assert!(hook.starts_with("CodeDeploy-managed-automatic-launch-deployment-hook-web-dg-"));
+    let groups: Vec<Vec<(&str, &str)>> = info
+        .ec2_tag_set()
+        .unwrap()
+        .ec2_tag_set_list()
+        .iter()
+        .map(|g| {
+            g.iter()
+                .map(|t| (t.key().unwrap(), t.value().unwrap()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            vec![("Name", "web"), ("Name", "api")],
+            vec![("gate", "open")]
+        ]
+    );
+    assert_eq!(
+        info.deployment_config_name(),
+        Some("CodeDeployDefault.HalfAtATime")
+    );
+    let err =
+        f.cd.get_deployment_group()
+            .application_name("web")
+            .deployment_group_name("nope")
+            .send()
+            .await
+            .unwrap_err();
+    assert!(
+        err.into_service_error()
+            .is_deployment_group_does_not_exist_exception()
+    );
+}
+
+/// aws-behaviour §3.9 GetDeploymentConfig: the predefined EC2/On-Premises configurations exist
+/// (OneAtATime reports `MOST_CONCURRENCY` 1); any other name is
+/// `DeploymentConfigDoesNotExistException`.
+#[tokio::test]
+async fn get_deployment_config_knows_the_predefined_ones_and_refuses_others() {
+    let f = fixture(cloud()).await;
+    for name in [
+        "CodeDeployDefault.OneAtATime",
+        "CodeDeployDefault.HalfAtATime",
+        "CodeDeployDefault.AllAtOnce",
+    ] {
+        let out =
+            f.cd.get_deployment_config()
+                .deployment_config_name(name)
+                .send()
+                .await
+                .unwrap();
+        let info = out.deployment_config_info().unwrap();
+        assert_eq!(info.deployment_config_name(), Some(name));
+        assert_eq!(info.compute_platform().map(|p| p.as_str()), Some("Server"));
+        if name.ends_with("OneAtATime") {
+            let h = info.minimum_healthy_hosts().unwrap();
+            assert_eq!(h.r#type().map(|t| t.as_str()), Some("MOST_CONCURRENCY"));
+            assert_eq!(h.value(), 1);
+        }
+    }
+    let err =
+        f.cd.get_deployment_config()
+            .deployment_config_name("Custom.Nope")
+            .send()
+            .await
+            .unwrap_err();
+    assert!(
+        err.into_service_error()
+            .is_deployment_config_does_not_exist_exception()
+    );
+}

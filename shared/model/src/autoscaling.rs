@@ -23,7 +23,9 @@ impl Cloud {
                 id: id.clone(),
                 asg: asg.to_owned(),
                 state: InstanceState::InService,
-                tags: BTreeMap::new(),
+                // Tags with PropagateAtLaunch are on the instance from its launch, before any
+                // hook runs [aws-behaviour §2 Auto Scaling group tags].
+                tags: self.propagated_tags(asg).into_iter().collect(),
                 actions: Vec::new(),
                 installed: BTreeMap::new(),
                 launched_at: self.now,

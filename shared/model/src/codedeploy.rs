@@ -108,6 +108,16 @@ impl Cloud {
             .ok_or_else(|| ApiError::DeploymentGroupDoesNotExist(format!("{}/{}", key.0, key.1)))
     }
 
+    /// The Auto Scaling groups a deployment group is associated with, each with the launch
+    /// hook CodeDeploy installed on it, in (group, hook) order [aws-behaviour §3.8].
+    pub fn associated_asgs(&self, key: &GroupKey) -> Vec<(String, String)> {
+        self.native_hooks
+            .iter()
+            .filter(|(_, g)| *g == key)
+            .map(|((asg, hook), _)| (asg.clone(), hook.clone()))
+            .collect()
+    }
+
     pub fn active_deployment(&self, key: &GroupKey) -> Option<&Deployment> {
         self.active_deployments()
             .find(|d| &d.group == key && d.status.is_active())

@@ -24,6 +24,7 @@ mod types;
 
 pub use events::iso;
 pub use rng::Rng;
+pub use tags::AsgTag;
 pub use types::{
     Action, ApiError, Asg, Creator, DeployConfig, Deployment, DeploymentGroup, DeploymentStatus,
     EventKind, FIRST_EVENT_START_LIMIT_MS, Fact, GLOBAL_TIMEOUT_CAP_MS, GroupKey, Hook, HookOwner,
@@ -56,6 +57,8 @@ pub struct Cloud {
     replacements: Vec<(Ms, String)>,
     /// Launch hooks CodeDeploy installed for a deployment group associated with the group.
     pub native_hooks: BTreeMap<(String, String), GroupKey>,
+    /// Tags of each Auto Scaling group, in key order [aws-behaviour §2 Auto Scaling group tags].
+    pub asg_tags: BTreeMap<String, Vec<AsgTag>>,
     pub account: String,
     pub region: String,
     /// Scripted failures: the next N per-instance deployments of a group fail, whatever its
@@ -91,6 +94,7 @@ impl Cloud {
             owner_completions: Vec::new(),
             replacements: Vec::new(),
             native_hooks: BTreeMap::new(),
+            asg_tags: BTreeMap::new(),
             account: "123456789012".into(),
             region: "us-east-1".into(),
             fail_next: BTreeMap::new(),

@@ -30,6 +30,7 @@ pub fn handle(sim: &Simulator, target: &str, body: &[u8], request_id: &str) -> R
     let mut cloud = sim.cloud();
     let result = match op {
         "GetDeploymentGroup" => get_deployment_group(&mut cloud, &input),
+        "GetDeploymentConfig" => get_deployment_config(&mut cloud, &input),
         "CreateDeployment" => create_deployment(&mut cloud, &input),
         "GetDeployment" => get_deployment(&mut cloud, &input),
         "ListDeployments" => list_deployments(&mut cloud, &input),
@@ -176,7 +177,9 @@ fn group_key(input: &Value) -> Result<(String, String), Failure> {
 }
 
 /// `deploymentGroupInfo` with `targetRevision` (the last successful deployment's revision)
-/// and `lastAttemptedDeployment` [aws-behaviour §3.1 Target revision].
+/// and `lastAttemptedDeployment` [aws-behaviour §3.1 Target revision], the associated Auto
+/// Scaling groups with the hooks CodeDeploy installed, and the tag groups of `ec2TagSet`
+/// [aws-behaviour §3.8].
 fn get_deployment_group(cloud: &mut Cloud, input: &Value) -> Result<Value, Failure> {
     let key = group_key(input)?;
     let g = cloud.get_deployment_group(&key)?;
@@ -194,9 +197,15 @@ fn get_deployment_group(cloud: &mut Cloud, input: &Value) -> Result<Value, Failu
                 .collect()
         })
         .collect();
+    let asgs: Vec<Value> = cloud
+        .associated_asgs(&key)
+        .into_iter()
+        .map(|(name, hook)| json!({"name": name, "hook": hook}))
+        .collect();
     let mut info = json!({
         "applicationName": g.app,
         "deploymentGroupName": g.name,
+        "autoScalingGroups": asgs,
         "deploymentGroupId": format!("{}-{}", g.app, g.name),
         "deploymentConfigName": g.config.as_api(),
         "ec2TagSet": {"ec2TagSetList": tag_set},
@@ -219,6 +228,45 @@ fn get_deployment_group(cloud: &mut Cloud, input: &Value) -> Result<Value, Failu
         }
     }
     Ok(json!({ "deploymentGroupInfo": info }))
+}
+
+/// The predefined EC2/On-Premises configurations and what `GetDeploymentConfig` says of their
+/// minimum healthy hosts [aws-behaviour §3.9 GetDeploymentConfig].
+const BUILT_IN_CONFIGS: &[(&str, &str, u64)] = &[
+    ("CodeDeployDefault.OneAtATime", "MOST_CONCURRENCY", 1),
+    ("CodeDeployDefault.HalfAtATime", "FLEET_PERCENT", 50),
+    ("CodeDeployDefault.AllAtOnce", "HOST_COUNT", 0),
+];
+
+/// GetDeploymentConfig [aws-behaviour §3.9]: the predefined EC2/On-Premises configurations
+/// (the model has no custom ones); any other name is `DeploymentConfigDoesNotExistException`.
+fn get_deployment_config(cloud: &mut Cloud, input: &Value) -> Result<Value, Failure> {
+    *cloud.calls.entry("GetDeploymentConfig").or_default() += 1;
+    let name = input
+        .get("deploymentConfigName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Failure::new(
+                "DeploymentConfigNameRequiredException",
+                "deploymentConfigName is required",
+            )
+        })?;
+    let Some((n, kind, value)) = BUILT_IN_CONFIGS.iter().find(|(n, _, _)| *n == name) else {
+        return Err(Failure::new(
+            "DeploymentConfigDoesNotExistException",
+            format!("No deployment configuration found for name: {name}"),
+        ));
+    };
+    Ok(json!({
+        "deploymentConfigInfo": {
+            "deploymentConfigId": format!("00000000-0000-4000-8000-{:012x}", n.len()),
+            "deploymentConfigName": n,
+            "minimumHealthyHosts": {"type": kind, "value": value},
+            "createTime": 0.0,
+            "computePlatform": "Server",
+        }
+    }))
 }
 
 fn create_deployment(cloud: &mut Cloud, input: &Value) -> Result<Value, Failure> {

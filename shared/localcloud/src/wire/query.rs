@@ -37,6 +37,7 @@ pub fn handle(sim: &Simulator, body: &[u8], request_id: &str) -> Reply {
         (false, "DescribeLifecycleHooks") => describe_hooks(sim, &params, request_id),
         (false, "DescribeAutoScalingGroups") => describe_groups(sim, &params, request_id),
         (true, "CreateTags") => tags(sim, &params, request_id, true),
+        (true, "DescribeTags") => describe_tags(sim, &params, request_id),
         (true, "DeleteTags") => tags(sim, &params, request_id, false),
         (true, other) => ec2_error(
             StatusCode::BAD_REQUEST,
@@ -173,7 +174,8 @@ const MAX_MAX_RECORDS: usize = 100;
 
 /// DescribeAutoScalingGroups for the groups named in `AutoScalingGroupNames.member.N` (all
 /// groups without names), `MaxRecords` groups per page with a `NextToken`, each with its
-/// instances and their `LifecycleState` [aws-behaviour §2 DescribeAutoScalingGroups].
+/// instances and their `LifecycleState` [aws-behaviour §2 DescribeAutoScalingGroups], and its
+/// tags with `PropagateAtLaunch` [aws-behaviour §2 Auto Scaling group tags].
 fn describe_groups(sim: &Simulator, params: &Params, request_id: &str) -> Reply {
     let mut names: Vec<String> = indexed(params, "AutoScalingGroupNames.member.", "")
         .into_iter()
@@ -205,6 +207,7 @@ fn describe_groups(sim: &Simulator, params: &Params, request_id: &str) -> Reply 
         names = cloud.asgs.keys().cloned().collect();
     }
     let groups = cloud.describe_groups(&names);
+    let tags = cloud.asg_tags.clone();
     drop(cloud);
     let start: usize = params
         .get("NextToken")
@@ -221,9 +224,19 @@ fn describe_groups(sim: &Simulator, params: &Params, request_id: &str) -> Reply 
                 state.as_api()
             ));
         }
+        let mut tag_list = String::new();
+        for t in tags.get(asg).into_iter().flatten() {
+            tag_list.push_str(&format!(
+                "<member><ResourceId>{}</ResourceId><ResourceType>auto-scaling-group</ResourceType><Key>{}</Key><Value>{}</Value><PropagateAtLaunch>{}</PropagateAtLaunch></member>",
+                xml_escape(asg),
+                xml_escape(&t.key),
+                xml_escape(&t.value),
+                t.propagate_at_launch
+            ));
+        }
         let n = instances.len();
         members.push_str(&format!(
-            "<member><AutoScalingGroupName>{name}</AutoScalingGroupName><AutoScalingGroupARN>arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/{name}</AutoScalingGroupARN><MinSize>0</MinSize><MaxSize>{n}</MaxSize><DesiredCapacity>{n}</DesiredCapacity><DefaultCooldown>300</DefaultCooldown><AvailabilityZones><member>us-east-1a</member></AvailabilityZones><HealthCheckType>EC2</HealthCheckType><CreatedTime>2026-01-01T00:00:00Z</CreatedTime><Instances>{list}</Instances></member>",
+            "<member><AutoScalingGroupName>{name}</AutoScalingGroupName><AutoScalingGroupARN>arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/{name}</AutoScalingGroupARN><MinSize>0</MinSize><MaxSize>{n}</MaxSize><DesiredCapacity>{n}</DesiredCapacity><DefaultCooldown>300</DefaultCooldown><AvailabilityZones><member>us-east-1a</member></AvailabilityZones><HealthCheckType>EC2</HealthCheckType><CreatedTime>2026-01-01T00:00:00Z</CreatedTime><Instances>{list}</Instances><Tags>{tag_list}</Tags></member>",
             name = xml_escape(asg),
         ));
     }
@@ -315,6 +328,99 @@ fn tags(sim: &Simulator, params: &Params, request_id: &str, create: bool) -> Rep
         body: format!(
             r#"<?xml version="1.0" encoding="UTF-8"?>
 <{op}Response xmlns="{EC2_NS}"><requestId>{request_id}</requestId><return>true</return></{op}Response>"#
+        ),
+    }
+}
+
+/// The filter names DescribeTags accepts that the simulator models [aws-behaviour §5.6].
+const TAG_FILTERS: &[&str] = &["resource-id", "resource-type", "key", "value"];
+
+/// DescribeTags over instance tags [aws-behaviour §5.6 DescribeTags]: `Filter.N.Name` with
+/// `Filter.N.Value.M` (values of one filter ORed, filters ANDed, exact matches), `MaxResults`
+/// (5 to 1000) with a `NextToken`; without `MaxResults` every match in one answer.
+fn describe_tags(sim: &Simulator, params: &Params, request_id: &str) -> Reply {
+    let mut filters: BTreeMap<u32, (String, Vec<String>)> = BTreeMap::new();
+    for (n, name) in indexed(params, "Filter.", ".Name") {
+        let values = indexed(params, &format!("Filter.{n}.Value."), "")
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        filters.insert(n, (name, values));
+    }
+    if let Some((name, _)) = filters
+        .values()
+        .find(|(n, _)| !TAG_FILTERS.contains(&n.as_str()))
+    {
+        return ec2_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue",
+            &format!("The filter '{name}' is invalid"),
+            request_id,
+        );
+    }
+    let max = match params.get("MaxResults").map(|v| v.parse::<usize>()) {
+        None => None,
+        Some(Ok(n)) if (5..=1000).contains(&n) => Some(n),
+        Some(_) => {
+            return ec2_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValue",
+                "Value for parameter MaxResults is invalid. Expecting a value between 5 and 1000.",
+                request_id,
+            );
+        }
+    };
+    let of = |name: &str| -> Vec<Vec<String>> {
+        filters
+            .values()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let (ids, keys, values, types) = (
+        of("resource-id"),
+        of("key"),
+        of("value"),
+        of("resource-type"),
+    );
+    let all = sim.cloud().describe_instance_tags();
+    let matches = |wanted: &Vec<Vec<String>>, have: &str| {
+        wanted.iter().all(|any| any.iter().any(|w| w == have))
+    };
+    let found: Vec<&(String, String, String)> = all
+        .iter()
+        .filter(|(id, k, v)| {
+            matches(&ids, id)
+                && matches(&keys, k)
+                && matches(&values, v)
+                && matches(&types, "instance")
+        })
+        .collect();
+    let start: usize = params
+        .get("NextToken")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let end = max.map_or(found.len(), |m| (start + m).min(found.len()));
+    let mut items = String::new();
+    for (id, k, v) in found.get(start..end).unwrap_or_default() {
+        items.push_str(&format!(
+            "<item><resourceId>{}</resourceId><resourceType>instance</resourceType><key>{}</key><value>{}</value></item>",
+            xml_escape(id),
+            xml_escape(k),
+            xml_escape(v)
+        ));
+    }
+    let next = if end < found.len() {
+        format!("<nextToken>{end}</nextToken>")
+    } else {
+        String::new()
+    };
+    Reply {
+        status: StatusCode::OK,
+        content_type: "text/xml;charset=UTF-8",
+        body: format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeTagsResponse xmlns="{EC2_NS}"><requestId>{request_id}</requestId><tagSet>{items}</tagSet>{next}</DescribeTagsResponse>"#
         ),
     }
 }
