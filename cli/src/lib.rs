@@ -133,6 +133,12 @@ pub enum Command {
     /// A deployment group's repeated-failure breaker.
     #[command(subcommand)]
     Breaker(cmd::breaker::BreakerCommand),
+    /// Stop creating deployments for a deployment group (new instances wait, with heartbeats).
+    #[command(after_help = cmd::pause::PAUSE_HELP)]
+    Pause(cmd::pause::PauseArgs),
+    /// Create deployments for a paused deployment group again.
+    #[command(after_help = cmd::pause::RESUME_HELP)]
+    Resume(cmd::pause::PauseArgs),
     /// Check one Auto Scaling group's set-up against the account: hooks, plan, deployment
     /// groups, gate tags (read-only).
     #[command(after_help = cmd::doctor::AFTER_HELP)]
@@ -219,6 +225,8 @@ pub async fn run(cli: Cli, ctx: Context, out: &mut dyn Write, err: &mut dyn Writ
         Command::Retry(args) => cmd::retry::run(&cli.global, &args, ctx, out, err).await,
         Command::Abandon(args) => cmd::abandon::run(&cli.global, &args, ctx, out, err).await,
         Command::Breaker(c) => cmd::breaker::run(&cli.global, &c, ctx, out, err).await,
+        Command::Pause(args) => cmd::pause::run(&cli.global, &args, true, ctx, out, err).await,
+        Command::Resume(args) => cmd::pause::run(&cli.global, &args, false, ctx, out, err).await,
         Command::Doctor(args) => cmd::doctor::run(&cli.global, &args, ctx, out, err).await,
     }
 }

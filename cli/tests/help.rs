@@ -34,16 +34,18 @@ async fn help_top_level_states_every_exit_code_command_flag_and_variable() {
     ] {
         assert!(text.contains(code), "exit code `{code}` missing");
     }
-    for word in ["plan", "status", "show"]
-        .iter()
-        .chain(GLOBAL_FLAGS)
-        .chain(&[
-            "TURNSTILE_TABLE",
-            "TURNSTILE_MANAGED_GROUPS",
-            "AWS_ENDPOINT_URL",
-            "NO_COLOR",
-        ])
-    {
+    for word in [
+        "plan", "status", "show", "retry", "abandon", "breaker", "pause", "resume", "doctor",
+    ]
+    .iter()
+    .chain(GLOBAL_FLAGS)
+    .chain(&[
+        "TURNSTILE_TABLE",
+        "TURNSTILE_QUEUE_URL",
+        "TURNSTILE_MANAGED_GROUPS",
+        "AWS_ENDPOINT_URL",
+        "NO_COLOR",
+    ]) {
         assert!(text.contains(word), "`{word}` missing");
     }
 }
@@ -107,4 +109,46 @@ async fn help_a_bad_command_line_exits_2_on_stderr() {
         "clap suggests the command: {}",
         ran.err
     );
+}
+
+#[tokio::test]
+async fn help_of_every_action_states_its_flags_and_exit_codes() {
+    for (args, codes) in [
+        (
+            vec!["retry", "--help"],
+            vec!["0  applied", "4  no record", "5  not held"],
+        ),
+        (
+            vec!["abandon", "--help"],
+            vec!["0  applied", "2  usage", "--yes", "ABANDON"],
+        ),
+        (
+            vec!["breaker", "reset", "--help"],
+            vec!["0  applied", "5  nothing to reset"],
+        ),
+        (
+            vec!["pause", "--help"],
+            vec!["0  applied", "5  already paused", "global timeout"],
+        ),
+        (
+            vec!["resume", "--help"],
+            vec!["0  applied", "5  not paused"],
+        ),
+    ] {
+        let text = help(&args).await;
+        for word in codes.iter().chain(&[
+            "--reason",
+            "--dry-run",
+            "--yes",
+            "--wait-secs",
+            "--queue-url",
+            "EXIT CODES",
+        ]) {
+            assert!(text.contains(word), "{args:?}: `{word}` missing:\n{text}");
+        }
+        assert!(
+            !text.contains("--poll-ms"),
+            "the test-only flag stays hidden"
+        );
+    }
 }

@@ -15,16 +15,16 @@ mod support;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use support::{DynamoLocal, Ran, run};
+use turnstile_aws::Runner;
 use turnstile_aws::handler::handle_batch;
 use turnstile_aws::redelivery::Redelivery;
 use turnstile_aws::store::dynamo::DynamoStore;
-use turnstile_aws::Runner;
 use turnstile_cli::Exit;
 use turnstile_core::{GroupKey, Input, Key, Millis, NoteOutcome};
 use turnstile_localcloud::direct::{Aws, ModelClock, ModelPorts, Quiet, Wakeups};
 use turnstile_model::{
-    Asg, Cloud, DeployConfig, DeploymentGroup, EventKind, Hook, HookResult, InstanceState,
-    Profile, Transition,
+    Asg, Cloud, DeployConfig, DeploymentGroup, EventKind, Hook, HookResult, InstanceState, Profile,
+    Transition,
 };
 
 /// moto's `SenderId` for every message (moto/sqs/models.py `DEFAULT_SENDER_ID`).
@@ -130,7 +130,14 @@ impl World {
     /// arrives on the queue (as Lambda's event source mapping would), until the command ends.
     async fn act(&self, args: &[&str]) -> Ran {
         let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--table", TABLE, "--queue-url", &self.queue, "--poll-ms", "50"]);
+        all.extend([
+            "--table",
+            TABLE,
+            "--queue-url",
+            &self.queue,
+            "--poll-ms",
+            "50",
+        ]);
         let cli = run(&all, self.ctx());
         let done = std::sync::atomic::AtomicBool::new(false);
         let pump = async {
@@ -224,12 +231,22 @@ impl World {
                 std::mem::replace(&mut *w, later).into_values().collect()
             };
             for key in &due {
-                self.runner.handle(Input::Tick(key.clone()), None).await.unwrap();
+                self.runner
+                    .handle(Input::Tick(key.clone()), None)
+                    .await
+                    .unwrap();
             }
             if !published.is_empty() || !due.is_empty() {
                 continue;
             }
-            let next_wakeup = self.wakeups.0.lock().unwrap().keys().next().map(|(t, _)| t.0);
+            let next_wakeup = self
+                .wakeups
+                .0
+                .lock()
+                .unwrap()
+                .keys()
+                .next()
+                .map(|(t, _)| t.0);
             let Some(next) = [next_wakeup, self.aws.lock().next_due()]
                 .into_iter()
                 .flatten()
@@ -259,7 +276,9 @@ impl World {
 
     async fn status(&self) -> serde_json::Value {
         let ran = run(
-            &["status", "--table", TABLE, "--asg", "fleet", "--output", "json"],
+            &[
+                "status", "--table", TABLE, "--asg", "fleet", "--output", "json",
+            ],
             self.ctx(),
         )
         .await;
@@ -317,8 +336,14 @@ async fn operator_resets_a_tripped_breaker_and_retries_both_held_instances_into_
         .fail_prob = 0.0;
     let reset = w
         .act(&[
-            "breaker", "reset", "app0", "dg0", "--reason", "bad revision rolled back",
-            "--output", "json",
+            "breaker",
+            "reset",
+            "app0",
+            "dg0",
+            "--reason",
+            "bad revision rolled back",
+            "--output",
+            "json",
         ])
         .await;
     assert_eq!(reset.exit, Exit::Ok, "{}\n{}", reset.out, reset.err);
@@ -331,28 +356,41 @@ async fn operator_resets_a_tripped_breaker_and_retries_both_held_instances_into_
             .act(&["retry", id, "--reason", "bad revision rolled back"])
             .await;
         assert_eq!(r.exit, Exit::Ok, "{}\n{}", r.out, r.err);
-        assert!(r.out.contains("applied by AIDAIT2UOQQY3AUEKVGXU"), "{}", r.out);
+        assert!(
+            r.out.contains("applied by AIDAIT2UOQQY3AUEKVGXU"),
+            "{}",
+            r.out
+        );
     }
     w.settle(30 * 60_000).await;
     for id in &ids[2..] {
         assert_eq!(w.state(id), InstanceState::InService, "{id}");
     }
     // The records keep who did what and why.
-    let group = w
-        .runner
-        .ports
-        .store
+    let group = w.runner.ports.store.clone();
+    let loaded =
+        turnstile_aws::store::Store::load(&group, &[Key::Group(GroupKey::new("app0", "dg0"))])
+            .await
+            .unwrap();
+    let note = loaded
+        .world
+        .group(&GroupKey::new("app0", "dg0"))
+        .unwrap()
+        .operator[0]
         .clone();
-    let loaded = turnstile_aws::store::Store::load(
-        &group,
-        &[Key::Group(GroupKey::new("app0", "dg0"))],
-    )
-    .await
-    .unwrap();
-    let note = loaded.world.group(&GroupKey::new("app0", "dg0")).unwrap().operator[0].clone();
     assert_eq!(
-        (note.action.as_str(), note.actor.as_str(), note.reason.as_str(), note.outcome),
-        ("reset-breaker", MOTO_SENDER, "bad revision rolled back", NoteOutcome::Applied)
+        (
+            note.action.as_str(),
+            note.actor.as_str(),
+            note.reason.as_str(),
+            note.outcome
+        ),
+        (
+            "reset-breaker",
+            MOTO_SENDER,
+            "bad revision rolled back",
+            NoteOutcome::Applied
+        )
     );
     let show = run(
         &["show", &ids[2], "--table", TABLE, "--output", "json"],
@@ -360,7 +398,11 @@ async fn operator_resets_a_tripped_breaker_and_retries_both_held_instances_into_
     )
     .await;
     assert_eq!(show.exit, Exit::Ok, "{}", show.err);
-    assert!(show.out.contains(MOTO_SENDER), "show tells who: {}", show.out);
+    assert!(
+        show.out.contains(MOTO_SENDER),
+        "show tells who: {}",
+        show.out
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,28 +417,148 @@ async fn operator_abandon_completes_with_abandon_and_a_second_one_is_refused() {
     assert!(unconfirmed.err.contains("--yes"), "{}", unconfirmed.err);
 
     let dry = w
-        .act(&["abandon", &held, "--reason", "bad AMI", "--dry-run", "--output", "json"])
+        .act(&[
+            "abandon",
+            &held,
+            "--reason",
+            "bad AMI",
+            "--dry-run",
+            "--output",
+            "json",
+        ])
         .await;
     assert_eq!(dry.exit, Exit::Ok, "{}", dry.err);
     assert_eq!(dry.json()["state"], "dry-run");
     assert_eq!(dry.json()["message"]["action"], "abandon");
 
-    let r = w.act(&["abandon", &held, "--reason", "bad AMI", "--yes"]).await;
+    let r = w
+        .act(&["abandon", &held, "--reason", "bad AMI", "--yes"])
+        .await;
     assert_eq!(r.exit, Exit::Ok, "{}\n{}", r.out, r.err);
     w.settle(60_000).await;
-    assert_eq!(w.state(&held), InstanceState::Terminated, "ABANDON terminates it");
-    let calls = w.aws.lock().lifecycle_calls.clone();
-    let completes: Vec<_> = calls
-        .iter()
-        .filter(|c| c.instance.as_deref() == Some(held.as_str()))
-        .filter(|c| matches!(c.operation, turnstile_model::LifecycleOperation::Complete(_)))
-        .collect();
-    assert_eq!(completes.len(), 1, "completed once: {completes:?}");
+    assert_eq!(
+        w.state(&held),
+        InstanceState::Terminated,
+        "ABANDON terminates it"
+    );
+    // Completions go by token: the two the failures abandoned, and the operator's one.
+    let abandons = || {
+        w.aws
+            .lock()
+            .lifecycle_calls
+            .iter()
+            .filter(|c| c.matched)
+            .filter(|c| {
+                c.operation == turnstile_model::LifecycleOperation::Complete(HookResult::Abandon)
+            })
+            .count()
+    };
+    assert_eq!(abandons(), 3);
 
-    let again = w.act(&["abandon", &held, "--reason", "again", "--yes"]).await;
+    let again = w
+        .act(&["abandon", &held, "--reason", "again", "--yes"])
+        .await;
     assert_eq!(again.exit, Exit::Precondition, "{}", again.err);
     assert!(again.err.contains("already finishing"), "{}", again.err);
 
-    let not_held = w.act(&["retry", "i-00000000000000fff", "--reason", "x"]).await;
+    assert_eq!(abandons(), 3, "the refused second abandon made no call");
+
+    let not_held = w
+        .act(&["retry", "i-00000000000000fff", "--reason", "x"])
+        .await;
     assert_eq!(not_held.exit, Exit::NotFound, "{}", not_held.err);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_pause_during_a_burst_creates_nothing_until_resume_and_loses_no_instance() {
+    let w = world().await;
+    w.aws
+        .lock()
+        .groups
+        .get_mut(&("app0".into(), "dg0".into()))
+        .unwrap()
+        .profile
+        .fail_prob = 0.0;
+    let p = w
+        .act(&[
+            "pause",
+            "app0",
+            "dg0",
+            "--reason",
+            "package mirror down",
+            "--output",
+            "json",
+        ])
+        .await;
+    assert_eq!(p.exit, Exit::Ok, "{}\n{}", p.out, p.err);
+    assert_eq!(p.json()["state"], "applied");
+
+    let ids = w.aws.lock().scale_out("fleet", 5);
+    // Three heartbeat timeouts: every instance must still be waiting, kept alive.
+    w.settle(30 * 60_000).await;
+    assert_eq!(w.aws.lock().deployments.len(), 0, "paused: nothing created");
+    for id in &ids {
+        assert_eq!(w.state(id), InstanceState::PendingWait, "{id} waits");
+    }
+    let status = w.status().await;
+    let group = &status["groups"][0];
+    assert_eq!(group["paused"]["by"], MOTO_SENDER, "{status}");
+    assert_eq!(group["waiting"], 5);
+
+    let again = w.act(&["pause", "app0", "dg0", "--reason", "twice"]).await;
+    assert_eq!(again.exit, Exit::Precondition, "{}", again.err);
+    // The warning names the nearest deadline a longer pause would outlive.
+    let dry = w
+        .act(&[
+            "pause",
+            "app0",
+            "dg0",
+            "--reason",
+            "x",
+            "--dry-run",
+            "--output",
+            "json",
+        ])
+        .await;
+    assert_eq!(dry.exit, Exit::Precondition, "already paused: {}", dry.err);
+
+    let r = w
+        .act(&["resume", "app0", "dg0", "--reason", "mirror is back"])
+        .await;
+    assert_eq!(r.exit, Exit::Ok, "{}\n{}", r.out, r.err);
+    w.settle(30 * 60_000).await;
+    for id in &ids {
+        assert_eq!(w.state(id), InstanceState::InService, "{id}");
+    }
+    assert_eq!(
+        w.aws.lock().deployments.len(),
+        1,
+        "the five waited together and went in one deployment"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_pause_warns_of_the_nearest_global_deadline_before_it_is_applied() {
+    let w = world().await;
+    w.aws.lock().scale_out("fleet", 2);
+    w.settle(10_000).await; // admitted: a deployment of the two is running
+    let dry = w
+        .act(&[
+            "pause",
+            "app0",
+            "dg0",
+            "--reason",
+            "x",
+            "--dry-run",
+            "--output",
+            "json",
+        ])
+        .await;
+    assert_eq!(dry.exit, Exit::Ok, "{}", dry.err);
+    let warnings = dry.json()["warnings"].as_array().unwrap().clone();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let text = warnings[0].as_str().unwrap();
+    assert!(text.contains("must finish by"), "{text}");
+    assert!(dry.err.contains("warning:"), "{}", dry.err);
+    assert_eq!(dry.json()["state"], "dry-run", "nothing sent");
 }

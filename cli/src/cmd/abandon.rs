@@ -56,10 +56,9 @@ fn in_flight(world: &World, key: &Key) -> Result<(), (Exit, String)> {
     };
     match world.instance(id).map(|i| &i.phase) {
         None => Err((Exit::NotFound, format!("no pipeline record for {id}"))),
-        Some(Phase::Finished { .. } | Phase::Completing { .. }) => Err((
-            Exit::Precondition,
-            format!("{id} is already finishing"),
-        )),
+        Some(Phase::Finished { .. } | Phase::Completing { .. }) => {
+            Err((Exit::Precondition, format!("{id} is already finishing")))
+        }
         Some(_) => Ok(()),
     }
 }

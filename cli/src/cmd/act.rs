@@ -13,8 +13,8 @@ use clap::Args;
 use serde_json::{Value, json};
 use turnstile_aws::store::Store;
 use turnstile_core::{Key, Millis, NoteOutcome, OperatorNote};
-use turnstile_events::operator::{OPERATOR_KIND, OPERATOR_VERSION};
 use turnstile_events::OperatorBody;
+use turnstile_events::operator::{OPERATOR_KIND, OPERATOR_VERSION};
 
 use super::{queue, store, store_failed, written};
 use crate::output::{self, at, write_json};
@@ -53,6 +53,8 @@ pub struct Action {
     pub body: OperatorBody,
     /// Asks for confirmation (on a terminal) or `--yes`.
     pub destructive: Option<String>,
+    /// What the operator should know before it is applied (printed first, and in the JSON).
+    pub warnings: Vec<String>,
 }
 
 impl Action {
@@ -79,6 +81,7 @@ impl Action {
                 reason: reason.to_owned(),
             },
             destructive: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -119,6 +122,9 @@ pub async fn run(
         return exit;
     }
     let body = action.body.to_body();
+    for w in &action.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
     if args.dry_run {
         let doc = document(&action, "dry-run", None);
         let r = match global.output {
@@ -150,7 +156,13 @@ pub async fn run(
         Ok(q) => q,
         Err(e) => return e,
     };
-    if let Err(e) = sqs.send_message().queue_url(&url).message_body(&body).send().await {
+    if let Err(e) = sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body(&body)
+        .send()
+        .await
+    {
         let _ = writeln!(
             err,
             "error: sending to {url}: {}",
@@ -258,6 +270,7 @@ fn document(action: &Action, state: &str, note: Option<&OperatorNote>) -> Value 
         "actor": note.map(|n| n.actor.clone()),
         "decidedAt": note.map(|n| at(n.at)),
         "refused": refused,
+        "warnings": action.warnings,
     })
 }
 

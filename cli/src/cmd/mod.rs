@@ -13,6 +13,7 @@ pub mod abandon;
 pub mod act;
 pub mod breaker;
 pub mod doctor;
+pub mod pause;
 pub mod plan_check;
 pub mod retry;
 pub mod show;

@@ -37,7 +37,12 @@ pub async fn run(
     err: &mut dyn Write,
 ) -> Exit {
     let key = Key::Instance(InstanceId::from(args.instance.as_str()));
-    let action = Action::new("retry", key, &args.act.reason, act::request_id(act::now(&ctx)));
+    let action = Action::new(
+        "retry",
+        key,
+        &args.act.reason,
+        act::request_id(act::now(&ctx)),
+    );
     act::run(global, &args.act, action, held, ctx, out, err).await
 }
 

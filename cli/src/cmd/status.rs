@@ -7,7 +7,7 @@ use std::io::Write;
 use clap::Args;
 use serde_json::{Value, json};
 use turnstile_aws::store::{Store, StoreError};
-use turnstile_core::{Active, GroupKey, Key, Millis};
+use turnstile_core::{Active, GroupKey, Key, Millis, OperatorNote};
 
 use super::{store, store_failed, written};
 use crate::describe::{self, Activity, Groups};
@@ -72,6 +72,8 @@ pub struct GroupRow {
     pub settling: usize,
     pub breaker_tripped_since: Option<Millis>,
     pub breaker_failures: usize,
+    /// `turnstile pause`: who, when, why.
+    pub paused: Option<OperatorNote>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +162,7 @@ fn group_row(key: GroupKey, groups: &Groups) -> GroupRow {
             settling: 0,
             breaker_tripped_since: None,
             breaker_failures: 0,
+            paused: None,
         };
     };
     let active = g.active.as_ref().map(|a| match a {
@@ -182,6 +185,7 @@ fn group_row(key: GroupKey, groups: &Groups) -> GroupRow {
         settling: g.settling.len(),
         breaker_tripped_since: g.breaker.tripped_since,
         breaker_failures: g.breaker.failures.len(),
+        paused: g.paused.clone(),
     }
 }
 
@@ -285,6 +289,11 @@ pub fn document(r: &Report, now: Millis) -> Value {
                     "trippedSince": opt_at(g.breaker_tripped_since),
                     "recentAbandons": g.breaker_failures,
                 },
+                "paused": g.paused.as_ref().map(|p| json!({
+                    "by": p.actor,
+                    "since": at(p.at),
+                    "reason": p.reason,
+                })),
             })
         })
         .collect();
@@ -362,6 +371,15 @@ fn table(r: &Report, now: Millis, color: bool, out: &mut dyn Write) -> std::io::
                     };
                     format!("{kind} {d} ({}{who})", relative(*since, now))
                 }
+            };
+            let active = match &g.paused {
+                Some(p) => format!(
+                    "PAUSED by {} {} ({}); {active}",
+                    p.actor,
+                    relative(p.at, now),
+                    p.reason
+                ),
+                None => active,
             };
             let breaker = match g.breaker_tripped_since {
                 Some(t) => Cell::styled(format!("TRIPPED {}", relative(t, now)), Style::Red),

@@ -129,6 +129,12 @@ pub enum Input {
     },
     /// An operator resets a group's repeated-failure breaker.
     ResetBreaker { group: GroupKey, request: Request },
+    /// An operator pauses (`paused: true`) or resumes a group's admissions.
+    Pause {
+        group: GroupKey,
+        paused: bool,
+        request: Request,
+    },
 }
 
 /// What a leave check found ([`Command::CheckLeave`]) besides the deployment the instance

@@ -2532,3 +2532,109 @@ fn rule_oversized_overflowed_instance_joins_in_its_place_once_there_is_room() {
         "a retry to join is not an attempt"
     );
 }
+
+fn pause(h: &mut H, g: usize, paused: bool, id: &str) -> Decision {
+    h.feed(Input::Pause {
+        group: group(g),
+        paused,
+        request: request(id),
+    })
+}
+
+#[test]
+fn rule_pause_creates_no_deployment_until_resumed_and_keeps_heartbeats() {
+    let mut h = H::new();
+    pause(&mut h, 0, true, "op-p");
+    let g = h.world.group(&group(0)).unwrap();
+    assert!(
+        g.paused.is_some(),
+        "a pause of a group with no record makes one"
+    );
+    h.launch("i-1", 1);
+    h.launch("i-2", 1);
+    h.advance(5);
+    let d = h.tick_group(0);
+    assert!(creates(&d).is_empty(), "paused: nothing is created: {d:?}");
+    assert_eq!(h.world.group(&group(0)).unwrap().waiting.len(), 2);
+    assert_eq!(
+        h.world
+            .group(&group(0))
+            .unwrap()
+            .wake_at(&Config::default()),
+        None,
+        "no timer spins on a paused group"
+    );
+    h.advance(HB / 2);
+    assert!(
+        h.tick("i-1")
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordHeartbeat { .. })),
+        "waiting instances keep their actions alive"
+    );
+    let d = pause(&mut h, 0, false, "op-r");
+    assert_eq!(creates(&d).len(), 1, "resume admits at once: {d:?}");
+    assert_eq!(h.world.group(&group(0)).unwrap().paused, None);
+    let notes: Vec<(String, NoteOutcome)> = h
+        .world
+        .group(&group(0))
+        .unwrap()
+        .operator
+        .iter()
+        .map(|n| (n.action.clone(), n.outcome.clone()))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            ("pause".to_owned(), NoteOutcome::Applied),
+            ("resume".to_owned(), NoteOutcome::Applied)
+        ]
+    );
+}
+
+#[test]
+fn rule_pause_lets_a_created_deployment_finish_and_the_next_step_waits() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 2, "d-0");
+    pause(&mut h, 1, true, "op-p");
+    h.target(0, "d-0", "i-1", TargetState::Succeeded);
+    h.deployment(0, "d-0", DeploymentState::Succeeded);
+    h.advance(5);
+    let d = h.tick_group(1);
+    assert!(creates(&d).is_empty(), "{d:?}");
+    assert_eq!(
+        h.phase("i-1").step(),
+        Some(1),
+        "step 1 finished, step 2 waits"
+    );
+    let d = pause(&mut h, 1, false, "op-r");
+    assert_eq!(creates(&d).len(), 1, "{d:?}");
+}
+
+#[test]
+fn rule_pause_twice_or_resume_unpaused_is_refused() {
+    let mut h = H::new();
+    pause(&mut h, 0, true, "op-1");
+    let d = pause(&mut h, 0, true, "op-2");
+    assert!(d.ignored.unwrap().contains("already paused"));
+    pause(&mut h, 0, false, "op-3");
+    let d = pause(&mut h, 0, false, "op-4");
+    assert!(d.ignored.unwrap().contains("not paused"));
+    let outcomes: Vec<NoteOutcome> = h
+        .world
+        .group(&group(0))
+        .unwrap()
+        .operator
+        .iter()
+        .map(|n| n.outcome.clone())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            NoteOutcome::Applied,
+            NoteOutcome::Refused("app0/dg0 is already paused".into()),
+            NoteOutcome::Applied,
+            NoteOutcome::Refused("app0/dg0 is not paused".into()),
+        ]
+    );
+}

@@ -163,6 +163,11 @@ impl Message {
                         request,
                     },
                     Target::ResetBreaker { group } => Input::ResetBreaker { group, request },
+                    Target::Pause { group, paused } => Input::Pause {
+                        group,
+                        paused,
+                        request,
+                    },
                 };
                 (input, Some(event_id))
             }

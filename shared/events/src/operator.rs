@@ -1,4 +1,5 @@
-//! Operator messages: what `turnstile retry | abandon | breaker reset` sends to the queue.
+//! Operator messages: what `turnstile retry | abandon | breaker reset | pause | resume` sends
+//! to the queue.
 //!
 //! ```json
 //! {"turnstile": "operator", "version": 1, "request": "op-…", "action": "retry",
@@ -6,6 +7,8 @@
 //! {"turnstile": "operator", "version": 1, "request": "op-…", "action": "reset-breaker",
 //!  "application": "web", "deploymentGroup": "web-fleet", "reason": "…"}
 //! ```
+//!
+//! `pause` and `resume` name a deployment group as `reset-breaker` does.
 //!
 //! The body never names the actor: that is the message's SQS `SenderId`, which the sender
 //! cannot choose ([`Message::with_sender`](crate::Message::with_sender)). A body with any other
@@ -45,6 +48,11 @@ pub enum Target {
     },
     ResetBreaker {
         group: GroupKey,
+    },
+    /// Pause (`paused: true`) or resume a deployment group's admissions.
+    Pause {
+        group: GroupKey,
+        paused: bool,
     },
 }
 
@@ -113,25 +121,32 @@ pub(crate) fn parse(value: Value) -> Result<Operator, ParseError> {
             instance: instance()?,
             action: OperatorAction::Abandon,
         },
-        "reset-breaker" => {
+        action @ ("reset-breaker" | "pause" | "resume") => {
             let name = |v: &Option<String>, field: &str| match v.as_deref().map(str::trim) {
                 Some(n) if !n.is_empty() => Ok(n.to_owned()),
                 _ => Err(ParseError::field_err(
                     field,
-                    "`reset-breaker` needs the application and deployment group",
+                    format!("`{action}` needs the application and deployment group"),
                 )),
             };
-            Target::ResetBreaker {
-                group: GroupKey::new(
-                    &name(&body.application, "application")?,
-                    &name(&body.deployment_group, "deploymentGroup")?,
-                ),
+            let group = GroupKey::new(
+                name(&body.application, "application")?,
+                name(&body.deployment_group, "deploymentGroup")?,
+            );
+            match action {
+                "reset-breaker" => Target::ResetBreaker { group },
+                _ => Target::Pause {
+                    group,
+                    paused: action == "pause",
+                },
             }
         }
         other => {
             return Err(ParseError::field_err(
                 "action",
-                format!("unknown operator action `{other}` (retry, abandon, reset-breaker)"),
+                format!(
+                    "unknown operator action `{other}` (retry, abandon, reset-breaker, pause, resume)"
+                ),
             ));
         }
     };
@@ -204,6 +219,27 @@ mod tests {
                 group: GroupKey::new("web", "web-dg")
             }
         );
+    }
+
+    #[test]
+    fn operator_pause_and_resume_name_their_group() {
+        for (action, paused) in [("pause", true), ("resume", false)] {
+            let m = parse_body(&body(&format!(
+                r#","action":"{action}","application":"web","deploymentGroup":"web-dg""#
+            )))
+            .unwrap();
+            let Message::Operator(op) = m else {
+                panic!("{m:?}")
+            };
+            assert_eq!(
+                op.target,
+                Target::Pause {
+                    group: GroupKey::new("web", "web-dg"),
+                    paused
+                }
+            );
+        }
+        assert_eq!(field_of(&body(r#","action":"pause""#)), "application");
     }
 
     #[test]

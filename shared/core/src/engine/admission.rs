@@ -107,7 +107,11 @@ impl Cx<'_> {
         let Some(g) = self.group_mut(key) else {
             return;
         };
-        if g.active.is_some() || g.waiting.is_empty() || g.admit_at.is_none_or(|a| a > now) {
+        if g.paused.is_some()
+            || g.active.is_some()
+            || g.waiting.is_empty()
+            || g.admit_at.is_none_or(|a| a > now)
+        {
             return;
         }
         let mut queue: Vec<(Millis, InstanceId)> =

@@ -198,7 +198,8 @@ fn primary_keys(input: &Input) -> (Vec<InstanceId>, Vec<GroupKey>) {
         | Input::CreateAttempted { group, .. }
         | Input::GateSealed { group, .. }
         | Input::OverflowWoken { group, .. }
-        | Input::ResetBreaker { group, .. } => (vec![], vec![group.clone()]),
+        | Input::ResetBreaker { group, .. }
+        | Input::Pause { group, .. } => (vec![], vec![group.clone()]),
         Input::TargetEvent {
             group, instance, ..
         } => (vec![instance.clone()], vec![group.clone()]),
@@ -306,6 +307,11 @@ impl Cx<'_> {
                 request,
             } => self.on_operator(instance, *action, request),
             Input::ResetBreaker { group, request } => self.on_reset_breaker(group, request),
+            Input::Pause {
+                group,
+                paused,
+                request,
+            } => self.on_pause(group, *paused, request),
             Input::OverflowWoken { group, woken, room } => {
                 self.on_overflow_woken(group, *woken, *room)
             }

@@ -3,6 +3,7 @@
 //! request id the command line waits for ([`crate::OperatorNote`]).
 
 use super::*;
+use crate::plan::Gate;
 
 impl Cx<'_> {
     pub(super) fn on_operator(&mut self, id: &InstanceId, action: OperatorAction, req: &Request) {
@@ -59,6 +60,47 @@ impl Cx<'_> {
                 push_note(&mut g.operator, note);
             }
             None => self.ignore(format!("no record for group {key}")),
+        }
+    }
+
+    /// An operator paused or resumed the group's admissions. A pause of a group with no record
+    /// creates one (its gate is set by the first instance that joins); a resume admits what
+    /// waits at once.
+    pub(super) fn on_pause(&mut self, key: &GroupKey, paused: bool, req: &Request) {
+        let action = if paused { "pause" } else { "resume" };
+        let refused = match (self.w.group(key).and_then(|g| g.paused.as_ref()), paused) {
+            (Some(_), true) => Some(format!("{key} is already paused")),
+            (None, false) => Some(format!("{key} is not paused")),
+            _ => None,
+        };
+        let note = self.note(action, req, refused.clone());
+        if let Some(why) = &refused {
+            self.ignore(why.clone());
+        }
+        if !paused && self.w.group(key).is_none() {
+            return; // nothing to resume, and no record to note it in
+        }
+        let g = self
+            .w
+            .groups
+            .entry(key.clone())
+            .or_insert(None)
+            .get_or_insert_with(|| {
+                Group::new(
+                    key.clone(),
+                    Gate {
+                        key: String::new(),
+                        value: String::new(),
+                    },
+                )
+            });
+        if refused.is_none() {
+            g.paused = paused.then(|| note.clone());
+        }
+        push_note(&mut g.operator, note);
+        self.touched.insert(Key::Group(key.clone()));
+        if !paused {
+            self.try_admit(key);
         }
     }
 

@@ -40,6 +40,11 @@ pub struct Group {
     /// [`super::OPERATOR_NOTES`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operator: Vec<super::OperatorNote>,
+    /// An operator paused the group (`turnstile pause`): no deployment is created for it until
+    /// it is resumed. Instances keep joining its list and keep their heartbeats; a deployment
+    /// already created runs to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<super::OperatorNote>,
 }
 
 /// The one active deployment of a group.
@@ -157,6 +162,7 @@ impl Group {
             wake_at: None,
             overflowed: false,
             operator: Vec::new(),
+            paused: None,
         }
     }
 
@@ -178,6 +184,7 @@ impl Group {
     pub fn is_idle(&self) -> bool {
         !self.overflowed
             && self.operator.is_empty()
+            && self.paused.is_none()
             && self.waiting.is_empty()
             && self.active.is_none()
             && self.settling.is_empty()
@@ -350,8 +357,9 @@ impl Group {
     pub fn wake_at(&self, cfg: &Config) -> Option<Millis> {
         let mut at = Vec::new();
         match &self.active {
+            // A paused group admits nothing: its resume admits at once.
             None => {
-                if !self.waiting.is_empty() {
+                if !self.waiting.is_empty() && self.paused.is_none() {
                     at.extend(self.admit_at);
                 }
             }
