@@ -65,6 +65,7 @@ const AFTER_HELP: &str = "EXIT CODES:
 ENVIRONMENT:
   TURNSTILE_TABLE             the DynamoDB table (instead of --table)
   TURNSTILE_QUEUE_URL         the SQS queue actions are sent to (instead of --queue-url)
+  TURNSTILE_DLQ_URL           the dead-letter queue `dlq` reads (instead of --dlq-url)
   TURNSTILE_MANAGED_GROUPS    comma-separated Auto Scaling groups `status` lists when no --asg is given
   AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_DYNAMODB, ...
                               the AWS SDK's standard configuration chain (aws-config)
@@ -136,6 +137,9 @@ pub enum Command {
     /// Stop creating deployments for a deployment group (new instances wait, with heartbeats).
     #[command(after_help = cmd::pause::PAUSE_HELP)]
     Pause(cmd::pause::PauseArgs),
+    /// The messages the queue function could not handle: list them with why, send them back.
+    #[command(subcommand)]
+    Dlq(cmd::dlq::DlqCommand),
     /// Create deployments for a paused deployment group again.
     #[command(after_help = cmd::pause::RESUME_HELP)]
     Resume(cmd::pause::PauseArgs),
@@ -225,6 +229,7 @@ pub async fn run(cli: Cli, ctx: Context, out: &mut dyn Write, err: &mut dyn Writ
         Command::Retry(args) => cmd::retry::run(&cli.global, &args, ctx, out, err).await,
         Command::Abandon(args) => cmd::abandon::run(&cli.global, &args, ctx, out, err).await,
         Command::Breaker(c) => cmd::breaker::run(&cli.global, &c, ctx, out, err).await,
+        Command::Dlq(c) => cmd::dlq::run(&cli.global, &c, ctx, out, err).await,
         Command::Pause(args) => cmd::pause::run(&cli.global, &args, true, ctx, out, err).await,
         Command::Resume(args) => cmd::pause::run(&cli.global, &args, false, ctx, out, err).await,
         Command::Doctor(args) => cmd::doctor::run(&cli.global, &args, ctx, out, err).await,

@@ -35,7 +35,7 @@ async fn help_top_level_states_every_exit_code_command_flag_and_variable() {
         assert!(text.contains(code), "exit code `{code}` missing");
     }
     for word in [
-        "plan", "status", "show", "retry", "abandon", "breaker", "pause", "resume", "doctor",
+        "plan", "status", "show", "retry", "abandon", "breaker", "pause", "resume", "doctor", "dlq",
     ]
     .iter()
     .chain(GLOBAL_FLAGS)
@@ -150,5 +150,25 @@ async fn help_of_every_action_states_its_flags_and_exit_codes() {
             !text.contains("--poll-ms"),
             "the test-only flag stays hidden"
         );
+    }
+}
+
+#[tokio::test]
+async fn help_dlq_states_its_flags_and_exit_codes() {
+    for args in [["dlq", "list", "--help"], ["dlq", "redrive", "--help"]] {
+        let text = help(&args).await;
+        for word in [
+            "--dlq-url",
+            "--max",
+            "EXIT CODES",
+            "0  ok",
+            "1  an SQS call failed",
+        ] {
+            assert!(text.contains(word), "{args:?}: `{word}` missing:\n{text}");
+        }
+    }
+    let text = help(&["dlq", "redrive", "--help"]).await;
+    for word in ["--id", "--dry-run", "4  redrive --id"] {
+        assert!(text.contains(word), "`{word}` missing:\n{text}");
     }
 }

@@ -279,3 +279,47 @@ async fn schema_action_v1_documents() {
         assert_valid(&action, &ran.json());
     }
 }
+
+#[tokio::test]
+async fn schema_dlq_v1_and_dlq_redrive_v1_documents() {
+    let moto = turnstile_harness::moto_server().unwrap();
+    let conf = turnstile_harness::sdk_config(&moto.endpoint()).await;
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let mut urls = Vec::new();
+    for name in ["q", "dlq"] {
+        urls.push(
+            sqs.create_queue()
+                .queue_name(name)
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap(),
+        );
+    }
+    for body in [
+        "not json",
+        r#"{"turnstile":"wakeup","key":{"Instance":"i-1"}}"#,
+    ] {
+        sqs.send_message()
+            .queue_url(&urls[1])
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    for (args, file) in [
+        (vec!["list"], "dlq.v1.json"),
+        (vec!["redrive", "--dry-run"], "dlq-redrive.v1.json"),
+        (vec!["redrive"], "dlq-redrive.v1.json"),
+    ] {
+        let mut all = vec!["-o", "json", "dlq"];
+        all.extend(args);
+        all.extend(["--dlq-url", &urls[1], "--queue-url", &urls[0]]);
+        let mut c = ctx(0, None);
+        c.sqs = Some(sqs.clone());
+        let ran = run(&all, c).await;
+        assert_eq!(ran.exit, Exit::Ok, "{all:?}: {}", ran.err);
+        assert_valid(&schema(file), &ran.json());
+    }
+}

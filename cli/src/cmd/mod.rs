@@ -12,6 +12,7 @@ use crate::{Context, Exit, Global};
 pub mod abandon;
 pub mod act;
 pub mod breaker;
+pub mod dlq;
 pub mod doctor;
 pub mod pause;
 pub mod plan_check;
@@ -58,11 +59,20 @@ pub(crate) async fn queue(
         );
         return Err(Exit::Usage);
     };
+    Ok((queue_client(global, ctx, err).await?, url.to_owned()))
+}
+
+/// An SQS client: `ctx.sqs` if given, else one from the SDK's chain.
+pub(crate) async fn queue_client(
+    global: &Global,
+    ctx: &Context,
+    err: &mut dyn Write,
+) -> Result<aws_sdk_sqs::Client, Exit> {
     if let Some(client) = &ctx.sqs {
-        return Ok((client.clone(), url.to_owned()));
+        return Ok(client.clone());
     }
     let conf = sdk_config(global, err).await?;
-    Ok((aws_sdk_sqs::Client::new(&conf), url.to_owned()))
+    Ok(aws_sdk_sqs::Client::new(&conf))
 }
 
 /// The SDK's configuration chain with `--profile` and `--region` applied; no region is a
