@@ -348,3 +348,61 @@ async fn status_without_an_aws_region_exits_5() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no AWS region"));
 }
+
+#[tokio::test]
+async fn status_watch_prints_one_document_per_refresh() {
+    let db = DynamoLocal::start();
+    let f = fleet(&db, "cli-status-watch").await;
+    let ran = run(
+        &[
+            "status",
+            "--table",
+            "cli-status-watch",
+            "--asg",
+            FLEET,
+            "--watch",
+            "--interval",
+            "0",
+            "--count",
+            "3",
+            "--output",
+            "json",
+        ],
+        ctx(f.now(), Some(db.client())),
+    )
+    .await;
+    assert_eq!(ran.exit, Exit::Ok, "{}", ran.err);
+    let docs: Vec<serde_json::Value> = ran
+        .out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 3, "one JSON document per line per refresh");
+    for d in &docs {
+        assert_eq!(d["schema"], "turnstile.status/v1");
+        assert_eq!(d["instances"].as_array().unwrap().len(), 2);
+    }
+    let tables = run(
+        &[
+            "status",
+            "--table",
+            "cli-status-watch",
+            "--asg",
+            FLEET,
+            "--watch",
+            "--interval",
+            "0",
+            "--count",
+            "2",
+        ],
+        ctx(f.now(), Some(db.client())),
+    )
+    .await;
+    assert_eq!(tables.exit, Exit::Ok, "{}", tables.err);
+    assert_eq!(
+        tables.out.matches("(every 0 s)").count(),
+        2,
+        "each refresh headed by its time:\n{}",
+        tables.out
+    );
+}

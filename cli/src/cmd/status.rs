@@ -45,6 +45,16 @@ pub struct StatusArgs {
     /// An Auto Scaling group to list (repeat for several). Default: TURNSTILE_MANAGED_GROUPS.
     #[arg(long = "asg", value_name = "NAME")]
     pub asgs: Vec<String>,
+    /// Refresh until interrupted: the table redrawn (a screen on a terminal), or one JSON
+    /// document per line with --output json.
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between refreshes with --watch.
+    #[arg(long, value_name = "SECS", default_value_t = 5, requires = "watch")]
+    pub interval: u64,
+    /// Stop after this many refreshes (for scripts and tests).
+    #[arg(long, value_name = "N", hide = true, requires = "watch")]
+    pub count: Option<u64>,
 }
 
 /// One pipeline in flight.
@@ -227,16 +237,58 @@ pub async fn run(
         Ok(s) => s,
         Err(e) => return e,
     };
-    let report = match gather(&s, &asgs).await {
-        Ok(r) => r,
-        Err(e) => return store_failed(&e, global.table.as_deref().unwrap_or_default(), err),
-    };
-    let now = output::millis(ctx.now);
-    let r = match global.output {
-        Format::Json => write_json(out, &document(&report, now)),
-        Format::Table => table(&report, now, ctx.color, out),
-    };
-    written(r, err)
+    let table_name = global.table.as_deref().unwrap_or_default();
+    if !args.watch {
+        let report = match gather(&s, &asgs).await {
+            Ok(r) => r,
+            Err(e) => return store_failed(&e, table_name, err),
+        };
+        let now = output::millis(ctx.now);
+        let r = match global.output {
+            Format::Json => write_json(out, &document(&report, now)),
+            Format::Table => table(&report, now, ctx.color, out),
+        };
+        return written(r, err);
+    }
+    // Watching: the clock moves on from the context's start; a failed read is reported and
+    // tried again at the next refresh (a watch outlives a throttled call).
+    let started = std::time::Instant::now();
+    let mut n = 0u64;
+    loop {
+        let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now = output::millis(ctx.now).plus_ms(elapsed);
+        match gather(&s, &asgs).await {
+            Ok(report) => {
+                let r = match global.output {
+                    Format::Json => writeln!(out, "{}", document(&report, now)),
+                    Format::Table => {
+                        let clear = if ctx.color { "\x1b[2J\x1b[H" } else { "" };
+                        write!(
+                            out,
+                            "{clear}{} (every {} s)\n\n",
+                            output::at(now),
+                            args.interval
+                        )
+                        .and_then(|()| table(&report, now, ctx.color, out))
+                        .and_then(|()| if ctx.color { Ok(()) } else { writeln!(out) })
+                    }
+                };
+                if let e @ (Exit::Failure | Exit::Usage) =
+                    written(r.and_then(|()| out.flush()), err)
+                {
+                    return e;
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(err, "warning: reading {table_name}: {e}; trying again");
+            }
+        }
+        n += 1;
+        if args.count.is_some_and(|c| n >= c) {
+            return Exit::Ok;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(args.interval)).await;
+    }
 }
 
 fn opt_at(m: Option<Millis>) -> Value {
