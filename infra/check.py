@@ -19,6 +19,7 @@ Checks:
   one may not call it at all.
 """
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -101,6 +102,20 @@ def check(path):
             expr = res.get("Properties", {}).get("ScheduleExpression")
             if expr is not None and not (isinstance(expr, str) and rate_ok(expr)):
                 problems.append(f"{path}: {name}: malformed ScheduleExpression {expr!r}")
+        if res.get("Type") == "AWS::CloudWatch::Dashboard":
+            body = res.get("Properties", {}).get("DashboardBody")
+            text = body.get("Fn::Sub") if isinstance(body, dict) else body
+            text = text[0] if isinstance(text, list) else text
+            try:
+                widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", text or "")).get("widgets", [])
+                if not widgets:
+                    problems.append(f"{path}: {name}: the dashboard has no widgets")
+            except (TypeError, ValueError) as e:
+                problems.append(f"{path}: {name}: DashboardBody is not JSON once substituted: {e}")
+        if res.get("Type") == "AWS::CloudWatch::Alarm":
+            desc = res.get("Properties", {}).get("AlarmDescription", "")
+            if not (isinstance(desc, str) and len(desc) > 60):
+                problems.append(f"{path}: {name}: an alarm says what happened, why it matters and what to run (AlarmDescription)")
         if res.get("Type") == "AWS::DynamoDB::Table" and path.parent.name == "infra":
             consts = store_constants()
             props = res.get("Properties", {})

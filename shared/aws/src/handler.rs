@@ -209,7 +209,7 @@ pub struct Sweep {
 }
 
 /// The timer path: every record whose wake time has come, then the adoption of lost launches
-/// in `managed` groups ([`crate::adopt`]). A failed adoption pass is logged; the next sweep
+/// in `managed` groups ([`crate::adopt`]), then the gauges the alarms watch ([`crate::gauges`]). A failed adoption pass is logged; the next sweep
 /// runs it again. The adoption does not depend on the due query: an instance without a record
 /// has only its hook's timeout left, so a failed query of the due index (returned as the error,
 /// after the pass) must not cost it a sweep.
@@ -243,6 +243,7 @@ pub async fn sweep<P: Ports>(
             tracing::warn!(error = %e, "adoption pass failed; the next sweep runs it again")
         }
     }
+    crate::gauges::publish(runner, managed, now).await;
     match due_error {
         Some(e) => Err(e),
         None => Ok(report),

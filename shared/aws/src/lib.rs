@@ -11,6 +11,7 @@ pub mod codedeploy;
 pub mod config;
 pub mod emf;
 pub mod error;
+pub mod gauges;
 pub mod handler;
 pub mod ports;
 pub mod redelivery;
