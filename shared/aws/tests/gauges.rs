@@ -56,8 +56,7 @@ fn stack_line(lines: &[String]) -> serde_json::Value {
     lines
         .iter()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v.get("InFlight").is_some() && v.get("AutoScalingGroup").is_none())
-        .last()
+        .rfind(|v| v.get("InFlight").is_some() && v.get("AutoScalingGroup").is_none())
         .expect("a stack-wide gauge line")
 }
 
