@@ -131,6 +131,9 @@ pub enum Command {
     /// Complete a pipeline's lifecycle action with ABANDON now.
     #[command(after_help = cmd::abandon::AFTER_HELP)]
     Abandon(cmd::abandon::AbandonArgs),
+    /// The override: a held pipeline goes on WITHOUT the step that failed.
+    #[command(name = "skip-failed-step", after_help = cmd::skip::AFTER_HELP)]
+    SkipFailedStep(cmd::skip::SkipArgs),
     /// A deployment group's repeated-failure breaker.
     #[command(subcommand)]
     Breaker(cmd::breaker::BreakerCommand),
@@ -228,6 +231,7 @@ pub async fn run(cli: Cli, ctx: Context, out: &mut dyn Write, err: &mut dyn Writ
         Command::Show(args) => cmd::show::run(&cli.global, &args, ctx, out, err).await,
         Command::Retry(args) => cmd::retry::run(&cli.global, &args, ctx, out, err).await,
         Command::Abandon(args) => cmd::abandon::run(&cli.global, &args, ctx, out, err).await,
+        Command::SkipFailedStep(args) => cmd::skip::run(&cli.global, &args, ctx, out, err).await,
         Command::Breaker(c) => cmd::breaker::run(&cli.global, &c, ctx, out, err).await,
         Command::Dlq(c) => cmd::dlq::run(&cli.global, &c, ctx, out, err).await,
         Command::Pause(args) => cmd::pause::run(&cli.global, &args, true, ctx, out, err).await,

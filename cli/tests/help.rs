@@ -35,7 +35,17 @@ async fn help_top_level_states_every_exit_code_command_flag_and_variable() {
         assert!(text.contains(code), "exit code `{code}` missing");
     }
     for word in [
-        "plan", "status", "show", "retry", "abandon", "breaker", "pause", "resume", "doctor", "dlq",
+        "plan",
+        "status",
+        "show",
+        "retry",
+        "abandon",
+        "skip-failed-step",
+        "breaker",
+        "pause",
+        "resume",
+        "doctor",
+        "dlq",
     ]
     .iter()
     .chain(GLOBAL_FLAGS)

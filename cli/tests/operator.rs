@@ -562,3 +562,63 @@ async fn operator_pause_warns_of_the_nearest_global_deadline_before_it_is_applie
     assert!(dry.err.contains("warning:"), "{}", dry.err);
     assert_eq!(dry.json()["state"], "dry-run", "nothing sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_skip_failed_step_lets_a_held_instance_in_without_it_and_says_so() {
+    let w = world().await;
+    let ids = w.launch_one_by_one(3).await;
+    let held = ids[2].clone();
+    assert_eq!(w.state(&held), InstanceState::PendingWait);
+
+    let wrong = w
+        .act(&[
+            "skip-failed-step",
+            &held,
+            "--step-group",
+            "app9/dg9",
+            "--reason",
+            "x",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(wrong.exit, Exit::Precondition, "{}", wrong.err);
+    assert!(wrong.err.contains("not at app9/dg9"), "{}", wrong.err);
+    let unconfirmed = w
+        .act(&[
+            "skip-failed-step",
+            &held,
+            "--step-group",
+            "app0/dg0",
+            "--reason",
+            "x",
+        ])
+        .await;
+    assert_eq!(unconfirmed.exit, Exit::Usage, "{}", unconfirmed.err);
+
+    let r = w
+        .act(&[
+            "skip-failed-step",
+            &held,
+            "--step-group",
+            "app0/dg0",
+            "--reason",
+            "app0 is optional on this fleet",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(r.exit, Exit::Ok, "{}\n{}", r.out, r.err);
+    w.settle(10 * 60_000).await;
+    assert_eq!(w.state(&held), InstanceState::InService, "in, without app0");
+    let show = run(&["show", &held, "--table", TABLE], w.ctx()).await;
+    assert_eq!(show.exit, Exit::Ok, "{}", show.err);
+    assert!(
+        show.out.contains(&format!("skipped by {MOTO_SENDER}")),
+        "{}",
+        show.out
+    );
+    assert!(
+        show.out.contains("skip-failed-step"),
+        "the note: {}",
+        show.out
+    );
+}

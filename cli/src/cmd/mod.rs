@@ -18,6 +18,7 @@ pub mod pause;
 pub mod plan_check;
 pub mod retry;
 pub mod show;
+pub mod skip;
 pub mod status;
 
 /// The store the read-only commands use: `ctx.dynamo` if given, else a client from the SDK's

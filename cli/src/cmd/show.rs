@@ -105,6 +105,12 @@ struct StepView {
 fn step_view(shown: &Shown, activity: &Activity, i: usize) -> StepView {
     let inst = &shown.instance;
     let rec = inst.steps.get(i).cloned().unwrap_or_default();
+    if let Some(n) = &rec.overridden {
+        return StepView {
+            state: format!("skipped by {} ({})", n.actor, n.reason),
+            deployment: None,
+        };
+    }
     if let Some(installed) = &rec.installed {
         return StepView {
             state: match installed {

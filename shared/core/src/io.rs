@@ -228,6 +228,8 @@ pub enum OperatorAction {
     Retry,
     /// Complete the lifecycle action with ABANDON.
     Abandon,
+    /// Go on without the held step that failed (an override, recorded on the step).
+    SkipFailedStep,
 }
 
 impl OperatorAction {
@@ -236,6 +238,7 @@ impl OperatorAction {
         match self {
             OperatorAction::Retry => "retry",
             OperatorAction::Abandon => "abandon",
+            OperatorAction::SkipFailedStep => "skip-failed-step",
         }
     }
 }

@@ -2638,3 +2638,60 @@ fn rule_pause_twice_or_resume_unpaused_is_refused() {
         ]
     );
 }
+
+#[test]
+fn rule_operator_skip_failed_step_goes_on_without_it_and_continues_saying_so() {
+    let mut h = H::new();
+    let plan = plan_json(2, r#","defaults":{"retries":0,"onFailure":"hold"}"#);
+    h.launch_with("i-1", "t1", &plan, None, None);
+    h.advance(2);
+    h.tick_group(0);
+    h.created(0, "d-0");
+    h.target(0, "d-0", "i-1", TargetState::Failed);
+    h.deployment(0, "d-0", DeploymentState::Failed);
+    assert!(
+        matches!(h.phase("i-1"), Phase::Held { step: Some(0), .. }),
+        "{:?}",
+        h.phase("i-1")
+    );
+    let d = h.feed(Input::Operator {
+        instance: "i-1".into(),
+        action: OperatorAction::SkipFailedStep,
+        request: request("op-s"),
+    });
+    assert_eq!(h.phase("i-1").step(), Some(1), "on to step 2: {d:?}");
+    let skipped = h.inst("i-1").steps[0].overridden.clone().unwrap();
+    assert_eq!(
+        (skipped.actor.as_str(), skipped.request.as_str()),
+        ("AIDA:alice", "op-s")
+    );
+    h.advance(2);
+    h.tick_group(1);
+    h.created(1, "d-1");
+    h.target(1, "d-1", "i-1", TargetState::Succeeded);
+    h.deployment(1, "d-1", DeploymentState::Succeeded);
+    assert!(matches!(h.phase("i-1"), Phase::Verifying { .. }));
+    // The final check does not look for the skipped step's revision.
+    let d = h.revisions("i-1", vec![rev(0, "rev-0"), rev(1, "rev-1")]);
+    assert_eq!(completes(&d), vec![LifecycleResult::Continue], "{d:?}");
+    let Phase::Completing { reason, .. } = h.phase("i-1") else {
+        panic!()
+    };
+    assert!(
+        reason.contains("app0/dg0 (by AIDA:alice), skipped by an operator"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn rule_operator_skip_of_a_step_not_held_is_refused() {
+    let mut h = H::new();
+    h.launch_and_create("i-1", 2, "d-1");
+    let d = h.feed(Input::Operator {
+        instance: "i-1".into(),
+        action: OperatorAction::SkipFailedStep,
+        request: request("op-s"),
+    });
+    assert!(d.ignored.unwrap().contains("not held at a failed step"));
+    assert!(h.inst("i-1").steps.iter().all(|s| s.overridden.is_none()));
+}

@@ -121,6 +121,10 @@ pub(crate) fn parse(value: Value) -> Result<Operator, ParseError> {
             instance: instance()?,
             action: OperatorAction::Abandon,
         },
+        "skip-failed-step" => Target::Instance {
+            instance: instance()?,
+            action: OperatorAction::SkipFailedStep,
+        },
         action @ ("reset-breaker" | "pause" | "resume") => {
             let name = |v: &Option<String>, field: &str| match v.as_deref().map(str::trim) {
                 Some(n) if !n.is_empty() => Ok(n.to_owned()),
@@ -145,7 +149,7 @@ pub(crate) fn parse(value: Value) -> Result<Operator, ParseError> {
             return Err(ParseError::field_err(
                 "action",
                 format!(
-                    "unknown operator action `{other}` (retry, abandon, reset-breaker, pause, resume)"
+                    "unknown operator action `{other}` (retry, abandon, skip-failed-step, reset-breaker, pause, resume)"
                 ),
             ));
         }

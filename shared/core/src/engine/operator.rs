@@ -32,6 +32,18 @@ impl Cx<'_> {
                 None
             }
             (OperatorAction::Retry, _) => Some(format!("{id} is not held")),
+            (
+                OperatorAction::SkipFailedStep,
+                Phase::Held {
+                    step: Some(step), ..
+                },
+            ) => {
+                self.skip_step(id, step, req);
+                None
+            }
+            (OperatorAction::SkipFailedStep, _) => {
+                Some(format!("{id} is not held at a failed step"))
+            }
             (OperatorAction::Abandon, _) => {
                 self.release(id);
                 self.complete(
@@ -48,6 +60,23 @@ impl Cx<'_> {
         let note = self.note(action.name(), req, refused);
         if let Some(inst) = self.inst_mut(id) {
             push_note(&mut inst.operator, note);
+        }
+    }
+
+    /// The override: the held step is marked skipped with the operator's note, and the pipeline
+    /// goes on with the next step not done (or the final check, which does not look for the
+    /// skipped step's revision). The group's breaker is left as it is: the step did not succeed.
+    fn skip_step(&mut self, id: &InstanceId, step: usize, req: &Request) {
+        let note = self.note(OperatorAction::SkipFailedStep.name(), req, None);
+        let Some(inst) = self.inst_mut(id) else {
+            return;
+        };
+        if let Some(r) = inst.steps.get_mut(step) {
+            r.overridden = Some(note);
+        }
+        match inst.steps.iter().position(|r| !r.is_done()) {
+            Some(n) => self.start_attempt(id, n, Admit::Now),
+            None => self.verify(id),
         }
     }
 

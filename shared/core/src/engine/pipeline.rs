@@ -210,7 +210,7 @@ impl Cx<'_> {
             r.installed = Some(revision);
             took = r.started_at.map_or(0, |t| now.since(t));
         }
-        let next = inst.steps.iter().position(|r| r.installed.is_none());
+        let next = inst.steps.iter().position(|r| !r.is_done());
         self.metric(
             MetricName::StepDuration,
             took as f64,

@@ -126,11 +126,31 @@ impl Cx<'_> {
                 }
                 return;
             }
-            if r.installed.as_ref() != Some(&cur.revision) {
+            // An overridden step is not on the instance, by an operator's decision.
+            if r.overridden.is_none() && r.installed.as_ref() != Some(&cur.revision) {
                 stale.push(i);
             }
         }
         let gates: Vec<_> = inst.plan.steps.iter().map(|s| s.gate.clone()).collect();
+        let skipped: Vec<String> = inst
+            .plan
+            .steps
+            .iter()
+            .zip(&inst.steps)
+            .filter_map(|(s, r)| {
+                r.overridden
+                    .as_ref()
+                    .map(|n| format!("{} (by {})", s.group, n.actor))
+            })
+            .collect();
+        let reason = if skipped.is_empty() {
+            "every step succeeded".to_owned()
+        } else {
+            format!(
+                "every step succeeded but {}, skipped by an operator",
+                skipped.join(", ")
+            )
+        };
         if let Some(&first) = stale.first() {
             if let Some(inst) = self.inst_mut(id) {
                 for i in &stale {
@@ -146,7 +166,7 @@ impl Cx<'_> {
             gates,
             instances: vec![id.clone()],
         });
-        self.complete(id, LifecycleResult::Continue, "every step succeeded".into());
+        self.complete(id, LifecycleResult::Continue, reason);
         if let Some(Phase::Completing { opened_at, .. }) = self.inst_mut(id).map(|i| &mut i.phase) {
             *opened_at = Some(now);
         }

@@ -49,6 +49,18 @@ pub struct StepRecord {
     /// `Some` means the group had no revision to deploy).
     pub installed: Option<Option<Revision>>,
     pub started_at: Option<Millis>,
+    /// An operator let the instance go on without this step after it failed
+    /// (`turnstile skip-failed-step`): who, when, why. The step counts as done for the rest of
+    /// the pipeline and the final check, and is never run again on this instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overridden: Option<super::OperatorNote>,
+}
+
+impl StepRecord {
+    /// Succeeded, or skipped by an operator's override.
+    pub fn is_done(&self) -> bool {
+        self.installed.is_some() || self.overridden.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,15 +165,16 @@ impl Instance {
             .iter()
             .zip(&self.steps)
             .skip(from)
-            .filter(|(_, r)| r.installed.is_none())
+            .filter(|(_, r)| !r.is_done())
             .map(|(s, _)| s.timeout_secs)
             .sum()
     }
 
     /// Whether the plan has steps and every one of them has succeeded (installed a revision,
-    /// or found nothing to deploy): what a CONTINUE counts as putting the instance in service.
+    /// or found nothing to deploy) or was skipped by an operator's override: what a CONTINUE
+    /// counts as putting the instance in service.
     pub fn all_steps_done(&self) -> bool {
-        !self.steps.is_empty() && self.steps.iter().all(|s| s.installed.is_some())
+        !self.steps.is_empty() && self.steps.iter().all(StepRecord::is_done)
     }
 
     /// Whether this record already accounts for the instance waiting in `place` on one of
