@@ -328,7 +328,7 @@ async fn doctor_a_gate_inside_another_tag_group_is_an_error() {
         "gate turnstile:gate:web=open shares tag group 1 with Name=shared-fleet",
         &[
             "aws deploy update-deployment-group --application-name web --current-deployment-group-name web-dg --ec2-tag-set",
-            r#"{"ec2TagSetList":[[{"Key":"Name","Type":"KEY_AND_VALUE","Value":"shared-fleet"}],[{"Key":"turnstile:gate:web","Type":"KEY_AND_VALUE","Value":"open"}]]}"#,
+            r#"{"ec2TagSetList":[[{"Key":"Name","Value":"shared-fleet","Type":"KEY_AND_VALUE"}],[{"Key":"turnstile:gate:web","Value":"open","Type":"KEY_AND_VALUE"}]]}"#,
         ],
     );
 }
@@ -372,7 +372,7 @@ async fn doctor_more_than_three_tag_groups_and_a_missing_gate_are_errors() {
         "error",
         "gate turnstile:gate:api=open missing",
         &[
-            r#"[[{"Key":"Name","Type":"KEY_AND_VALUE","Value":"shared-fleet"}],[{"Key":"turnstile:gate:api","Type":"KEY_AND_VALUE","Value":"open"}]]"#,
+            r#"[[{"Key":"Name","Value":"shared-fleet","Type":"KEY_AND_VALUE"}],[{"Key":"turnstile:gate:api","Value":"open","Type":"KEY_AND_VALUE"}]]"#,
         ],
     );
 }

@@ -85,11 +85,28 @@ pub struct HookFact {
 }
 
 /// One filter of a tag group: key, value and `Type` (`KEY_AND_VALUE`, `KEY_ONLY`, `VALUE_ONLY`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialized as the AWS CLI's `--ec2-tag-set` expects, always in this field order (a struct,
+/// not a `serde_json::Value`, whose key order depends on a feature another crate may enable).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TagFilter {
+    #[serde(rename = "Key")]
     pub key: String,
+    #[serde(rename = "Value")]
     pub value: String,
+    #[serde(rename = "Type")]
     pub kind: String,
+}
+
+/// `--ec2-tag-set`'s document.
+#[derive(serde::Serialize)]
+struct TagSet<'a> {
+    #[serde(rename = "ec2TagSetList")]
+    list: Vec<Vec<&'a TagFilter>>,
+}
+
+/// The `--ec2-tag-set` argument for these tag groups.
+fn tag_set_arg(groups: Vec<Vec<&TagFilter>>) -> String {
+    sq(&serde_json::to_string(&TagSet { list: groups }).unwrap_or_default())
 }
 
 impl TagFilter {
@@ -108,10 +125,6 @@ impl TagFilter {
             "VALUE_ONLY" => format!("(any key)={}", self.value),
             _ => format!("{}={}", self.key, self.value),
         }
-    }
-
-    fn to_json(&self) -> Value {
-        json!({"Key": self.key, "Value": self.value, "Type": self.kind})
     }
 }
 
@@ -519,13 +532,16 @@ pub fn diagnose(facts: &Facts, owned: &HookNames) -> Diagnosis {
         let dg = s.group.deployment_group.as_str();
         let subject = format!("step {} {app}/{dg}", i + 1);
         let gate = &s.gate;
-        let gate_json = json!({"Key": gate.key, "Value": gate.value, "Type": "KEY_AND_VALUE"});
+        let gate_filter = TagFilter {
+            key: gate.key.clone(),
+            value: gate.value.clone(),
+            kind: "KEY_AND_VALUE".into(),
+        };
         let Some(g) = facts
             .groups
             .get(&(app.to_owned(), dg.to_owned()))
             .and_then(Option::as_ref)
         else {
-            let set = json!({"ec2TagSetList": [[gate_json]]});
             out.push(Finding::bad(
                 Severity::Error,
                 "deployment-group",
@@ -537,7 +553,7 @@ pub fn diagnose(facts: &Facts, owned: &HookNames) -> Diagnosis {
                     "correct steps[{i}].application / deploymentGroup in the plan, or create it with the gate as a tag group of its own: \
                      aws deploy create-deployment-group --application-name {app} --deployment-group-name {dg} \
                      --service-role-arn ROLE_ARN --ec2-tag-set {}",
-                    sq(&set.to_string())
+                    tag_set_arg(vec![vec![&gate_filter]])
                 ),
             ));
             continue;
@@ -595,19 +611,13 @@ pub fn diagnose(facts: &Facts, owned: &HookNames) -> Diagnosis {
             .iter()
             .position(|tg| tg.iter().any(|f| f.is_gate(gate)));
         let fixed_set = || {
-            let mut groups: Vec<Value> = g
+            let mut groups: Vec<Vec<&TagFilter>> = g
                 .tag_groups
                 .iter()
-                .map(|tg| {
-                    tg.iter()
-                        .filter(|f| !f.is_gate(gate))
-                        .map(TagFilter::to_json)
-                        .collect::<Vec<_>>()
-                })
+                .map(|tg| tg.iter().filter(|f| !f.is_gate(gate)).collect::<Vec<_>>())
                 .filter(|tg| !tg.is_empty())
-                .map(Value::from)
                 .collect();
-            groups.push(json!([gate_json]));
+            groups.push(vec![&gate_filter]);
             let too_many = groups.len() > MAX_TAG_GROUPS;
             let legacy = if g.legacy_filters {
                 " --ec2-tag-filters '[]'"
@@ -617,7 +627,7 @@ pub fn diagnose(facts: &Facts, owned: &HookNames) -> Diagnosis {
             let cmd = format!(
                 "aws deploy update-deployment-group --application-name {app} --current-deployment-group-name {dg} \
                  --ec2-tag-set {}{legacy}",
-                sq(&json!({"ec2TagSetList": groups}).to_string())
+                tag_set_arg(groups.clone())
             );
             if too_many {
                 format!(

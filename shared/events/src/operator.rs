@@ -76,7 +76,7 @@ pub struct OperatorBody {
 impl OperatorBody {
     /// The message body, as the command line sends it.
     pub fn to_body(&self) -> String {
-        serde_json::to_value(self).map_or_else(|_| String::new(), |v| v.to_string())
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
