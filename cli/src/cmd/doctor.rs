@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use clap::Args;
 use serde_json::{Value, json};
 use turnstile_core::engine::MIN_ROBUST_HEARTBEAT_SECS;
@@ -887,26 +887,6 @@ where
     ))
 }
 
-/// The configuration the clients use: the SDK's chain, with `--profile` / `--region`.
-async fn sdk_config(global: &Global, err: &mut dyn Write) -> Result<SdkConfig, Exit> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(p) = &global.profile {
-        loader = loader.profile_name(p);
-    }
-    if let Some(r) = &global.region {
-        loader = loader.region(Region::new(r.clone()));
-    }
-    let conf = loader.load().await;
-    if conf.region().is_none() {
-        let _ = writeln!(
-            err,
-            "error: no AWS region: pass --region, set AWS_REGION, or give the profile a region"
-        );
-        return Err(Exit::Precondition);
-    }
-    Ok(conf)
-}
-
 /// Reads what doctor judges. `Ok(None)`: the Auto Scaling group does not exist.
 pub async fn gather(
     conf: &SdkConfig,
@@ -1169,7 +1149,7 @@ pub async fn run(
         let _ = writeln!(err, "error: --asg must name an Auto Scaling group");
         return Exit::Usage;
     }
-    let conf = match sdk_config(global, err).await {
+    let conf = match super::sdk_config(global, err).await {
         Ok(c) => c,
         Err(e) => return e,
     };

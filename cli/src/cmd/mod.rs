@@ -78,7 +78,10 @@ pub(crate) async fn queue_client(
 
 /// The SDK's configuration chain with `--profile` and `--region` applied; no region is a
 /// precondition (5).
-async fn sdk_config(global: &Global, err: &mut dyn Write) -> Result<aws_config::SdkConfig, Exit> {
+pub(crate) async fn sdk_config(
+    global: &Global,
+    err: &mut dyn Write,
+) -> Result<aws_config::SdkConfig, Exit> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(p) = &global.profile {
         loader = loader.profile_name(p);
