@@ -34,11 +34,21 @@ pub fn alert_line(a: &Alert, now: Millis) -> String {
 }
 
 fn line(
-    mut doc: Map<String, Value>,
+    doc: Map<String, Value>,
     name: &str,
     unit: &str,
     value: f64,
     dims: Vec<&str>,
+    now: Millis,
+) -> String {
+    lines_doc(doc, &[(name, unit, value)], &dims, now)
+}
+
+/// One EMF document with several metrics sharing `dims` (whose values `doc` carries).
+pub(crate) fn lines_doc(
+    mut doc: Map<String, Value>,
+    metrics: &[(&str, &str, f64)],
+    dims: &[&str],
     now: Millis,
 ) -> String {
     doc.insert(
@@ -48,11 +58,16 @@ fn line(
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": [dims],
-                "Metrics": [{"Name": name, "Unit": unit}],
+                "Metrics": metrics
+                    .iter()
+                    .map(|(n, u, _)| json!({"Name": n, "Unit": u}))
+                    .collect::<Vec<_>>(),
             }],
         }),
     );
-    doc.insert(name.into(), Value::from(value));
+    for (name, _, value) in metrics {
+        doc.insert((*name).into(), Value::from(*value));
+    }
     Value::Object(doc).to_string()
 }
 

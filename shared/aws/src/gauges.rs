@@ -10,10 +10,9 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use turnstile_core::{Key, Millis, Phase, StepWait};
 
-use crate::emf::NAMESPACE;
 use crate::runner::{Observer, Ports, RunError, Runner};
 use crate::store::Store;
 
@@ -132,21 +131,7 @@ pub fn line(g: &Gauges, now: Millis) -> String {
     if let Some(left) = g.deadline_left_ms {
         metrics.push(("DeadlineLeft", "Milliseconds", left as f64));
     }
-    for (name, _, value) in &metrics {
-        doc.insert((*name).into(), Value::from(*value));
-    }
-    doc.insert(
-        "_aws".into(),
-        json!({
-            "Timestamp": now.0,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [dims],
-                "Metrics": metrics.iter().map(|(n, u, _)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
-            }],
-        }),
-    );
-    Value::Object(doc).to_string()
+    crate::emf::lines_doc(doc, &metrics, &dims, now)
 }
 
 /// Reads and publishes the gauges; a failure is logged (the next sweep publishes again).
@@ -168,6 +153,7 @@ pub async fn publish<P: Ports>(runner: &Runner<P>, asgs: &[String], now: Millis)
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_stack_line_has_no_dimension_and_every_gauge() {
