@@ -47,7 +47,7 @@ pub async fn run(
         "abandon {}: Auto Scaling terminates the instance",
         args.instance
     ));
-    act::run(global, &args.act, action, in_flight, ctx, out, err).await
+    act::run(global, &args.act, action, &in_flight, ctx, out, err).await
 }
 
 fn in_flight(world: &World, key: &Key) -> Result<(), (Exit, String)> {

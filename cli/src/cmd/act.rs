@@ -96,14 +96,14 @@ pub fn request_id(now: Millis) -> String {
 }
 
 /// What a record says before anything is sent: `Err` is the exit code and its message.
-pub type Precheck = fn(&turnstile_core::World, &Key) -> Result<(), (Exit, String)>;
+pub type Precheck<'a> = &'a dyn Fn(&turnstile_core::World, &Key) -> Result<(), (Exit, String)>;
 
 /// Runs `action`: precheck against the record, confirm, send, wait, report.
 pub async fn run(
     global: &Global,
     args: &ActArgs,
     action: Action,
-    precheck: Precheck,
+    precheck: Precheck<'_>,
     mut ctx: Context,
     out: &mut dyn Write,
     err: &mut dyn Write,

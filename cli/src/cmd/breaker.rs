@@ -56,7 +56,16 @@ pub async fn run(
         &args.act.reason,
         act::request_id(act::now(&ctx)),
     );
-    act::run(global, &args.act, action, something_to_reset, ctx, out, err).await
+    act::run(
+        global,
+        &args.act,
+        action,
+        &something_to_reset,
+        ctx,
+        out,
+        err,
+    )
+    .await
 }
 
 fn something_to_reset(world: &World, key: &Key) -> Result<(), (Exit, String)> {

@@ -76,7 +76,7 @@ pub async fn run(
         }
     }
     let check = if paused { not_paused } else { is_paused };
-    act::run(global, &args.act, action, check, ctx, out, err).await
+    act::run(global, &args.act, action, &check, ctx, out, err).await
 }
 
 /// The waiting instance whose global deadline comes first: a pause longer than that hands it

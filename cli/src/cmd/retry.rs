@@ -43,7 +43,7 @@ pub async fn run(
         &args.act.reason,
         act::request_id(act::now(&ctx)),
     );
-    act::run(global, &args.act, action, held, ctx, out, err).await
+    act::run(global, &args.act, action, &held, ctx, out, err).await
 }
 
 /// Only a held pipeline can be retried.

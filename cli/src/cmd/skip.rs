@@ -47,7 +47,7 @@ pub async fn run(
     let key = Key::Instance(InstanceId::from(args.instance.as_str()));
     let mut action = Action::new(
         "skip-failed-step",
-        key.clone(),
+        key,
         &args.act.reason,
         act::request_id(act::now(&ctx)),
     );
@@ -55,22 +55,8 @@ pub async fn run(
         "skip the failed step {} on {}: the instance may go in service without it",
         args.step_group, args.instance
     ));
-    // The precheck needs the named group: check it here against the record the action loads.
-    let s = match super::store(global, &ctx, err).await {
-        Ok(s) => s,
-        Err(e) => return e,
-    };
-    let world = match turnstile_aws::store::Store::load(&s, std::slice::from_ref(&key)).await {
-        Ok(l) => l.world,
-        Err(e) => {
-            return super::store_failed(&e, global.table.as_deref().unwrap_or_default(), err);
-        }
-    };
-    if let Err((exit, why)) = held_at(&world, &key, &args.step_group) {
-        let _ = writeln!(err, "error: {why}");
-        return exit;
-    }
-    act::run(global, &args.act, action, held_at_failed, ctx, out, err).await
+    let check = |world: &World, key: &Key| held_at(world, key, &args.step_group);
+    act::run(global, &args.act, action, &check, ctx, out, err).await
 }
 
 fn held_at(world: &World, key: &Key, named: &str) -> Result<(), (Exit, String)> {
