@@ -12,7 +12,6 @@
 
 mod support;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use support::{DynamoLocal, Ran, run};
 use turnstile_aws::Runner;
@@ -171,22 +170,8 @@ impl World {
         if messages.is_empty() {
             return;
         }
-        let records: Vec<serde_json::Value> = messages
-            .iter()
-            .map(|m| {
-                let attributes: serde_json::Map<String, serde_json::Value> = m
-                    .attributes()
-                    .map(|a| {
-                        a.iter()
-                            .map(|(k, v)| (k.as_str().to_owned(), v.clone().into()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                serde_json::json!({"messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(), "attributes": attributes, "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1"})
-            })
-            .collect();
-        let event: SqsEvent =
-            serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+        let event =
+            turnstile_localcloud::orchestrated::sqs_event(&messages, "arn:aws:sqs:local").unwrap();
         let (response, _) = handle_batch(
             &self.runner,
             &Redelivery::new(support::AnyVisibility),

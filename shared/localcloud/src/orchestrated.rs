@@ -34,8 +34,10 @@ use turnstile_model::{Cloud, EventKind, Ms, Published, Rng};
 
 use ports::{LocalRunner, runner};
 pub use ports::{LocalTimer, LocalVisibility, Metrics, SimClock, TransientStore};
-use queues::{Clients, entry, queue_arn, setup_queues, sqs_event};
-pub use queues::{MAX_RECEIVE_COUNT, MOTO_VISIBILITY_SECS, VISIBILITY_TIMEOUT_SECS, rule_patterns};
+use queues::{Clients, entry, queue_arn, setup_queues};
+pub use queues::{
+    MAX_RECEIVE_COUNT, MOTO_VISIBILITY_SECS, VISIBILITY_TIMEOUT_SECS, rule_patterns, sqs_event,
+};
 
 use crate::checks;
 use crate::error::{RunError, aws_err, sdk};

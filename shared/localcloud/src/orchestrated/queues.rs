@@ -121,7 +121,7 @@ pub(crate) async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<St
 }
 
 /// The event Lambda's SQS event source mapping passes to the function.
-pub(crate) fn sqs_event(messages: &[Message], queue_arn: &str) -> Result<SqsEvent, RunError> {
+pub fn sqs_event(messages: &[Message], queue_arn: &str) -> Result<SqsEvent, RunError> {
     let records: Vec<serde_json::Value> = messages
         .iter()
         .map(|m| {
