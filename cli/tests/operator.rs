@@ -20,7 +20,7 @@ use turnstile_aws::redelivery::Redelivery;
 use turnstile_aws::store::dynamo::DynamoStore;
 use turnstile_cli::Exit;
 use turnstile_core::{GroupKey, Input, Key, Millis, NoteOutcome};
-use turnstile_localcloud::direct::{Aws, ModelClock, ModelPorts, Quiet, Wakeups};
+use turnstile_localcloud::direct::{AnyVisibility, Aws, ModelPorts, Quiet, Wakeups, model_runner};
 use turnstile_model::{
     Asg, Cloud, DeployConfig, DeploymentGroup, EventKind, Hook, HookResult, InstanceState, Profile,
     Transition,
@@ -94,18 +94,7 @@ async fn world() -> World {
     store.create_table().await.unwrap();
     let aws = Aws::new(cloud());
     let wakeups = Wakeups::default();
-    let runner = Runner::new(
-        turnstile_core::Engine::default(),
-        turnstile_aws::runner::Adapters {
-            store,
-            lifecycle: aws.clone(),
-            deployments: aws.clone(),
-            tags: aws.clone(),
-            timer: wakeups.clone(),
-            clock: ModelClock(aws.clone()),
-            observer: Quiet,
-        },
-    );
+    let runner = model_runner(&aws, store, wakeups.clone(), Quiet);
     World {
         dynamo: db.client(),
         _db: db,
@@ -172,12 +161,8 @@ impl World {
         }
         let event =
             turnstile_localcloud::orchestrated::sqs_event(&messages, "arn:aws:sqs:local").unwrap();
-        let (response, _) = handle_batch(
-            &self.runner,
-            &Redelivery::new(support::AnyVisibility),
-            event,
-        )
-        .await;
+        let (response, _) =
+            handle_batch(&self.runner, &Redelivery::new(AnyVisibility), event).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
         for m in &messages {
             self.sqs

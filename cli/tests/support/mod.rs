@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use turnstile_aws::store::dynamo::DynamoStore;
 use turnstile_cli::{Context, Exit};
 use turnstile_core::{GroupKey, Input, Key};
-use turnstile_localcloud::direct::{Aws, ModelClock, ModelPorts, Quiet, Wakeups};
+use turnstile_localcloud::direct::{Aws, Quiet, Wakeups, model_runner};
 use turnstile_model::{
     Asg, Cloud, DeployConfig, DeploymentGroup, EventKind, Hook, HookResult, Profile, Transition,
 };
@@ -165,18 +165,7 @@ pub async fn fleet(db: &DynamoLocal, table: &str) -> Fleet {
     let store = DynamoStore::new(db.client(), table);
     store.create_table().await.unwrap();
     let aws = Aws::new(cloud());
-    let runner = turnstile_aws::Runner::<ModelPorts<_, Quiet>>::new(
-        turnstile_core::Engine::default(),
-        turnstile_aws::runner::Adapters {
-            store: store.clone(),
-            lifecycle: aws.clone(),
-            deployments: aws.clone(),
-            tags: aws.clone(),
-            timer: Wakeups::default(),
-            clock: ModelClock(aws.clone()),
-            observer: Quiet,
-        },
-    );
+    let runner = model_runner(&aws, store.clone(), Wakeups::default(), Quiet);
     let (deploying, held, events) = {
         let mut c = aws.lock();
         let deploying = c.scale_out(FLEET, 2);
@@ -206,15 +195,5 @@ pub async fn fleet(db: &DynamoLocal, table: &str) -> Fleet {
         store,
         deploying,
         held: held.into_iter().next().unwrap(),
-    }
-}
-
-/// A visibility port that accepts every change (the operator tests' messages all succeed).
-#[derive(Clone, Copy, Default)]
-pub struct AnyVisibility;
-
-impl turnstile_aws::ports::Visibility for AnyVisibility {
-    async fn visible_in(&self, _: &str, _: u32) -> Result<(), turnstile_aws::ports::PortError> {
-        Ok(())
     }
 }

@@ -458,6 +458,37 @@ impl turnstile_aws::Observer for Quiet {
     fn emit(&self, _line: String) {}
 }
 
+/// The runner over the model's ports and `store`, with its timer messages in `wakeups`.
+pub fn model_runner<S: turnstile_aws::store::Store, O: turnstile_aws::Observer>(
+    aws: &Aws,
+    store: S,
+    wakeups: Wakeups,
+    observer: O,
+) -> turnstile_aws::Runner<ModelPorts<S, O>> {
+    turnstile_aws::Runner::new(
+        turnstile_core::Engine::default(),
+        turnstile_aws::runner::Adapters {
+            store,
+            lifecycle: aws.clone(),
+            deployments: aws.clone(),
+            tags: aws.clone(),
+            timer: wakeups,
+            clock: ModelClock(aws.clone()),
+            observer,
+        },
+    )
+}
+
+/// A visibility port that accepts every change: for tests whose messages all succeed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnyVisibility;
+
+impl turnstile_aws::ports::Visibility for AnyVisibility {
+    async fn visible_in(&self, _: &str, _: u32) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
 /// The runner wired to the model: every port over [`Aws`], wakeups collected by [`Wakeups`],
 /// the model's clock; the store `S` and the observer `O` chosen by the test.
 pub struct ModelPorts<S, O>(std::marker::PhantomData<(S, O)>);

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use turnstile_aws::runner::{Observer, RunError};
 use turnstile_core::Command;
 #[allow(unused_imports)]
-pub use turnstile_localcloud::direct::{Aws, ModelClock, ModelPorts, Wakeups, driver};
+pub use turnstile_localcloud::direct::{
+    AnyVisibility, Aws, ModelClock, ModelPorts, Wakeups, driver, model_runner,
+};
 
 /// Crashes before the n-th effectful command (counted across the whole test), once.
 #[derive(Clone, Default)]
@@ -35,37 +37,6 @@ impl Observer for CrashAt {
 }
 
 pub mod dynamo_local;
-
-/// A visibility port that accepts every change: for tests whose messages all succeed.
-#[derive(Clone, Copy, Default)]
-pub struct AnyVisibility;
-
-impl turnstile_aws::ports::Visibility for AnyVisibility {
-    async fn visible_in(&self, _: &str, _: u32) -> Result<(), turnstile_aws::ports::PortError> {
-        Ok(())
-    }
-}
-
-/// The runner over the model's ports and `store`, with its timer messages in `wakeups`.
-pub fn model_runner<S: turnstile_aws::store::Store, O: Observer>(
-    aws: &Aws,
-    store: S,
-    wakeups: Wakeups,
-    observer: O,
-) -> turnstile_aws::Runner<ModelPorts<S, O>> {
-    turnstile_aws::Runner::new(
-        turnstile_core::Engine::default(),
-        turnstile_aws::runner::Adapters {
-            store,
-            lifecycle: aws.clone(),
-            deployments: aws.clone(),
-            tags: aws.clone(),
-            timer: wakeups,
-            clock: ModelClock(aws.clone()),
-            observer,
-        },
-    )
-}
 
 /// Deployment group `dg0` of `app0`, selecting by gate tag `gate-0`, with a target revision,
 /// AllAtOnce, every deployment taking `min_ms..=max_ms`.

@@ -10,13 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use turnstile_aws::redelivery::{Backoff, jitter};
 use turnstile_aws::store::Store;
 use turnstile_aws::store::memory::MemoryStore;
-use turnstile_aws::{Adapters, Observer, Runner};
-use turnstile_core::{Engine, Input, Millis, Phase};
+use turnstile_aws::{Observer, Runner};
+use turnstile_core::{Input, Millis, Phase};
 use turnstile_model::{Cloud, EventKind, Ms, Rng};
 use turnstile_sim::invariants::Invariants;
 use turnstile_sim::{Script, Scripted};
 
-use super::{Aws, Counted, Injector, ModelClock, ModelPorts, StoreCounts, Wakeups};
+use super::{Aws, Counted, Injector, ModelPorts, StoreCounts, Wakeups, model_runner};
 use crate::orchestrated::MAX_RECEIVE_COUNT;
 
 /// The queue's visibility timeout (the SAM template's 360 s): when a failed message whose
@@ -133,22 +133,12 @@ impl<H: Observer> Driver<H> {
         let store = MemoryStore::new();
         let wakeups = Wakeups::default();
         let store_counts = StoreCounts::default();
-        let runner = Runner::new(
-            Engine::default(),
-            Adapters {
-                store: Counted {
-                    inner: store.clone(),
-                    counts: store_counts.clone(),
-                    faults: injector,
-                },
-                lifecycle: aws.clone(),
-                deployments: aws.clone(),
-                tags: aws.clone(),
-                timer: wakeups.clone(),
-                clock: ModelClock(aws.clone()),
-                observer,
-            },
-        );
+        let store_port = Counted {
+            inner: store.clone(),
+            counts: store_counts.clone(),
+            faults: injector,
+        };
+        let runner = model_runner(&aws, store_port, wakeups.clone(), observer);
         Self {
             aws,
             store,
