@@ -42,6 +42,10 @@ pub struct Config {
     /// How often an instance that found its group's list full tries again to join it, should
     /// the group's wake ([`crate::Command::WakeOverflowed`]) not reach it: a backstop.
     pub overflow_retry_ms: u64,
+    /// A group wakes its overflowed instances at most this often, each time as many as it has
+    /// room for: the instances woken last time have usually joined by then, so they are not
+    /// woken again and again while a batch leaves one by one.
+    pub overflow_wake_ms: u64,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for Config {
             owned_hooks: OwnedHooks::default(),
             group_capacity: 1_500,
             overflow_retry_ms: 300_000,
+            overflow_wake_ms: 10_000,
         }
     }
 }

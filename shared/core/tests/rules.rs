@@ -418,6 +418,55 @@ fn rule_batch_mates_whose_results_came_together_move_on_together() {
     assert_eq!(c[0].1.len(), 2, "one deployment for both: {c:?}");
 }
 
+fn woken(d: &Decision) -> Vec<&str> {
+    d.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Wakeup {
+                key: Key::Instance(i),
+                ..
+            } => Some(i.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn rule_poll_wakes_only_members_with_a_result_to_read() {
+    // Waking every member on every poll of a running deployment cost one decision per member
+    // per poll (each reading the group record): at 1,000 members, 1,000 a minute for nothing.
+    let mut h = H::new();
+    h.launch_batch_and_create(&["a", "b", "c"], 1, "d-1");
+    h.sealed(0, "d-1", DeploymentState::InProgress);
+    let running = [
+        ("a", TargetState::InProgress),
+        ("b", TargetState::Succeeded),
+        ("c", TargetState::Pending),
+    ];
+    let d = h.polled(0, "d-1", DeploymentState::InProgress, &running);
+    assert_eq!(woken(&d), vec!["b"], "only b has a result: {d:?}");
+    // b's wake was lost: the next answer wakes it again, still not the pending ones.
+    h.advance(60);
+    let d = h.polled(
+        0,
+        "d-1",
+        DeploymentState::InProgress,
+        &[
+            ("a", TargetState::InProgress),
+            ("c", TargetState::InProgress),
+        ],
+    );
+    assert_eq!(woken(&d), vec!["b"], "{d:?}");
+    // The deployment ends: everyone with a result is woken.
+    let d = h.polled(
+        0,
+        "d-1",
+        DeploymentState::Succeeded,
+        &[("a", TargetState::Succeeded), ("c", TargetState::Succeeded)],
+    );
+    assert_eq!(woken(&d), vec!["a", "b", "c"], "{d:?}");
+}
+
 #[test]
 fn rule_a_failed_batch_mate_is_not_waited_for() {
     let mut h = H::new();
@@ -2471,6 +2520,39 @@ fn rule_oversized_group_wakes_the_overflowed_when_room_frees_and_forgets_when_no
 }
 
 #[test]
+fn rule_oversized_group_wakes_its_overflow_at_most_once_per_interval_with_the_whole_room() {
+    let mut h = h_with_capacity(3);
+    for i in 1..=6 {
+        h.launch(&format!("i-{i}"), 1);
+    }
+    let rooms = |d: &Decision| -> Vec<usize> {
+        d.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::WakeOverflowed { room, .. } => Some(*room),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut seen = Vec::new();
+    for (i, token) in [(1, "tt-1"), (2, "tt-2")] {
+        let d = h.feed(Input::Terminate {
+            event: lifecycle_event(&h, &format!("i-{i}"), DEFAULT_TERMINATE_HOOK, token),
+        });
+        seen.push(rooms(&d));
+    }
+    // The first wake's instance has not joined when the second place frees: waking the whole
+    // room again would wake it again. The second place waits for the group's timer.
+    assert_eq!(seen, vec![vec![1], vec![]]);
+    let g = h.world.group(&group(0)).unwrap();
+    let next = h.now.plus_ms(h.engine.config.overflow_wake_ms);
+    assert!(g.wake_at.is_some_and(|w| w <= next), "{:?}", g.wake_at);
+    h.advance(10);
+    let d = h.tick_group(0);
+    assert_eq!(rooms(&d), vec![2], "then every free place at once: {d:?}");
+}
+
+#[test]
 fn rule_oversized_overflowed_instance_joins_in_its_place_once_there_is_room() {
     let mut h = h_with_capacity(2);
     h.launch("i-1", 1);
@@ -2480,7 +2562,7 @@ fn rule_oversized_overflowed_instance_joins_in_its_place_once_there_is_room() {
     h.launch("i-3", 1); // overflows
     let queued_at = match h.inst("i-3").phase {
         Phase::Running {
-            wait: StepWait::Overflow { since },
+            wait: StepWait::Overflow { since, .. },
             ..
         } => since,
         ref p => panic!("{p:?}"),

@@ -58,11 +58,13 @@ impl Cx<'_> {
         };
         let capacity = self.cfg.group_capacity;
         let full = self
-            .w
             .group(&s.group)
             .is_some_and(|g| !g.waiting.contains_key(id) && g.listed() >= capacity);
         let wait = if full {
-            StepWait::Overflow { since }
+            StepWait::Overflow {
+                since,
+                tried_at: now,
+            }
         } else {
             StepWait::Queued { since: now }
         };
@@ -158,24 +160,35 @@ impl Cx<'_> {
         });
     }
 
-    /// After a decision: a group whose list shrank below its capacity while instances wait
-    /// in their own records wakes as many of them as there is room for.
+    /// After a decision: a group with room in its list while instances wait in their own
+    /// records wakes as many of them as there is room for, when the decision freed places or
+    /// a wake is under way, and at most once per [`Config::overflow_wake_ms`] (the group's
+    /// timer sends the next). Not on every freed place: the instances woken by the last wake
+    /// have not joined yet, and the longest-waiting ones were woken again and again as a
+    /// batch of 1,000 left one by one (1 + 2 + … + 1,000 wakes).
     pub(super) fn wake_overflowed(&mut self, before: &World) {
-        let capacity = self.cfg.group_capacity;
+        let (capacity, now, every) = (self.cfg.group_capacity, self.now, self.cfg.overflow_wake_ms);
         let mut wakes = Vec::new();
-        for (key, g) in &self.w.groups {
-            let Some(g) = g.as_ref().filter(|g| g.overflowed) else {
+        for (key, g) in &mut self.w.groups {
+            let Some(g) = g.as_mut().filter(|g| g.overflowed) else {
                 continue;
             };
             let was = before.group(key).map_or(usize::MAX, |b| {
                 if b.overflowed { b.listed() } else { usize::MAX }
             });
             let listed = g.listed();
-            if listed < capacity && listed < was {
+            let due = g.overflow_woken_at.is_none_or(|t| now.since(t) >= every);
+            if listed < capacity && due && (listed < was || g.overflow_woken_at.is_some()) {
+                g.overflow_woken_at = Some(now);
                 wakes.push(Command::WakeOverflowed {
                     group: key.clone(),
                     room: capacity - listed,
                 });
+            }
+        }
+        for w in &wakes {
+            if let Command::WakeOverflowed { group, .. } = w {
+                self.touched.insert(Key::Group(group.clone()));
             }
         }
         self.out.extend(wakes);
@@ -187,6 +200,7 @@ impl Cx<'_> {
             && let Some(g) = self.group_mut(key)
         {
             g.overflowed = false;
+            g.overflow_woken_at = None;
         }
     }
 

@@ -67,16 +67,14 @@ impl Cx<'_> {
         targets: &[(InstanceId, TargetState)],
     ) {
         let now = self.now;
-        if self.w.group(key).is_none() {
+        if self.group(key).is_none() {
             self.ignore(format!("no record of {key}"));
             return;
         }
-        let mut woken: Vec<InstanceId> = Vec::new();
         for (i, t) in targets {
-            if self.set_member_status(key, deployment, i, *t) {
-                woken.push(i.clone());
-            }
+            self.set_member_status(key, deployment, i, *t);
         }
+        let mut woken: Vec<InstanceId> = Vec::new();
         let Some(g) = self.group_mut(key) else {
             return;
         };
@@ -94,9 +92,6 @@ impl Cx<'_> {
                         _ => DeploymentEnd::Failed,
                     };
                     woken.extend(self.settle(key, end));
-                } else {
-                    // Members already resolved by an earlier answer may be waiting to be read.
-                    woken.extend(targets.iter().map(|(i, _)| i.clone()));
                 }
             }
             Some(Active::Ours { deployment: d, .. }) => {
@@ -118,6 +113,9 @@ impl Cx<'_> {
                     s.polled_at = now;
                 }
             }
+            // Whoever has a result to read, including those an earlier answer resolved whose
+            // wake was lost; members still pending are not woken.
+            woken.extend(g.resolved_of(deployment));
         }
         self.try_admit(key);
         self.wake_all(woken);
