@@ -183,7 +183,7 @@ pub fn activity(inst: &Instance, groups: &Groups) -> Activity {
                     "the attempt timed out; waiting until the deployment no longer touches it"
                         .into(),
                 ),
-                StepWait::Overflow { since } => at(
+                StepWait::Overflow { since, .. } => at(
                     "overflow",
                     None,
                     format!(

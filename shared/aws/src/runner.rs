@@ -340,7 +340,10 @@ impl<P: Ports> Runner<P> {
 
     async fn load(&self, input: &Input, world_keys: Vec<Key>) -> Result<Loaded, RunError> {
         let mut keys = world_keys;
-        if let Ok(hints) = self.plan_hints.lock() {
+        // A timer tick is mostly a heartbeat, which reads no group: its groups are loaded only
+        // if the decision asks for them.
+        let tick = matches!(input, Input::Tick(Key::Instance(_)));
+        if !tick && let Ok(hints) = self.plan_hints.lock() {
             let extra: Vec<Key> = keys
                 .iter()
                 .filter_map(|k| match k {

@@ -109,21 +109,15 @@ impl Engine {
         Self { config }
     }
 
-    /// Every record `input` may touch, given what is loaded so far. The runner loads these
-    /// (at most two rounds: the instance, then the groups of its plan).
-    pub fn keys_for(&self, world: &World, input: &Input) -> Vec<Key> {
+    /// The records `input` is about, which the runner loads first: its instance and the
+    /// groups it names. The groups an instance's decision reads besides (its current step's,
+    /// every step's for the final check) are asked for by the decision itself ([`Missing`]),
+    /// so one that reads none, a heartbeat, loads none.
+    pub fn keys_for(&self, _world: &World, input: &Input) -> Vec<Key> {
         if self.foreign_launch(input).is_some() {
             return Vec::new();
         }
-        let (instances, groups) = primary_keys(input);
-        let mut keys: BTreeSet<Key> = instances.iter().cloned().map(Key::Instance).collect();
-        keys.extend(groups.into_iter().map(Key::Group));
-        for id in &instances {
-            if let Some(inst) = world.instance(id) {
-                keys.extend(inst.plan.steps.iter().map(|s| Key::Group(s.group.clone())));
-            }
-        }
-        keys.into_iter().collect()
+        Self::records_of(input)
     }
 
     /// The records `input` is about (its instance, its group), without the plan's groups:
@@ -172,6 +166,7 @@ impl Engine {
             out: Vec::new(),
             ignored: None,
             touched,
+            unloaded: Default::default(),
         };
         cx.handle(input);
         cx.finish(&before)
@@ -234,6 +229,10 @@ struct Cx<'a> {
     ignored: Option<String>,
     /// Instances and groups whose timers must be recomputed.
     touched: BTreeSet<Key>,
+    /// Groups the decision looked at that were not loaded: it is decided again once they are
+    /// ([`Missing`]). An instance's decision loads only the groups it reads, so a heartbeat
+    /// does not read a group record that may list 1,500 instances.
+    unloaded: std::cell::RefCell<BTreeSet<GroupKey>>,
 }
 
 impl Cx<'_> {
@@ -329,7 +328,24 @@ impl Cx<'_> {
         self.w.instances.get_mut(id).and_then(Option::as_mut)
     }
 
+    /// A group record, noting it as needed when it is not loaded.
+    fn group(&self, key: &GroupKey) -> Option<&Group> {
+        let loaded = self.w.groups.get(key);
+        if loaded.is_none() {
+            self.unloaded.borrow_mut().insert(key.clone());
+        }
+        loaded.and_then(Option::as_ref)
+    }
+
+    /// Whether `key` is loaded, without asking for it.
+    fn has_loaded(&self, key: &GroupKey) -> bool {
+        self.w.groups.contains_key(key)
+    }
+
     fn group_mut(&mut self, key: &GroupKey) -> Option<&mut Group> {
+        if !self.w.groups.contains_key(key) {
+            self.unloaded.get_mut().insert(key.clone());
+        }
         self.touched.insert(Key::Group(key.clone()));
         self.w.groups.get_mut(key).and_then(Option::as_mut)
     }
@@ -405,9 +421,7 @@ impl Cx<'_> {
 
     /// Where `id` stands in `key`, without changing anything.
     fn standing(&self, id: &InstanceId, key: &GroupKey) -> Standing {
-        self.w
-            .group(key)
-            .map_or(Standing::Absent, |g| g.standing(id))
+        self.group(key).map_or(Standing::Absent, |g| g.standing(id))
     }
 
     /// Removes `id` from every list of `key` and returns whether a deployment it was the last
@@ -418,7 +432,7 @@ impl Cx<'_> {
 
     /// Whether batch-mates of `id` in `key` have yet to move on ([`Group::mates_to_come`]).
     fn mates_to_come(&self, id: &InstanceId, key: &GroupKey) -> bool {
-        self.w.group(key).is_some_and(|g| g.mates_to_come(id))
+        self.group(key).is_some_and(|g| g.mates_to_come(id))
     }
 
     // ---- the decision -----------------------------------------------------------------------
@@ -431,10 +445,17 @@ impl Cx<'_> {
                 self.housekeep(id);
             }
         }
+        // Before the timers: a wake sets when the group may wake its overflow next.
+        self.wake_overflowed(before);
         for key in self.touched.clone() {
             self.schedule(&key);
         }
-        self.wake_overflowed(before);
+        let unloaded = self.unloaded.take();
+        if !unloaded.is_empty() {
+            // Decided on records it did not have: undone, to be decided again with them.
+            *self.w = before.clone();
+            return Err(Missing(unloaded.into_iter().map(Key::Group).collect()));
+        }
         // Drop group records with nothing left in them.
         let idle: Vec<GroupKey> = self
             .w

@@ -97,7 +97,7 @@ impl Cx<'_> {
     /// waits at once.
     pub(super) fn on_pause(&mut self, key: &GroupKey, paused: bool, req: &Request) {
         let action = if paused { "pause" } else { "resume" };
-        let refused = match (self.w.group(key).and_then(|g| g.paused.as_ref()), paused) {
+        let refused = match (self.group(key).and_then(|g| g.paused.as_ref()), paused) {
             (Some(_), true) => Some(format!("{key} is already paused")),
             (None, false) => Some(format!("{key} is not paused")),
             _ => None,
@@ -106,7 +106,7 @@ impl Cx<'_> {
         if let Some(why) = &refused {
             self.ignore(why.clone());
         }
-        if !paused && self.w.group(key).is_none() {
+        if !paused && self.group(key).is_none() {
             return; // nothing to resume, and no record to note it in
         }
         let g = self

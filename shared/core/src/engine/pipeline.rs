@@ -23,7 +23,7 @@ impl Cx<'_> {
         };
         match (wait, self.standing(id, &key)) {
             // The group's list was full: try again, keeping the place in the queue.
-            (StepWait::Overflow { since }, _) => {
+            (StepWait::Overflow { since, .. }, _) => {
                 let (window, max_batch) = (inst.plan.batch_window_secs, inst.plan.max_batch);
                 self.join(id, step, since, window, max_batch);
             }

@@ -33,7 +33,9 @@ impl Cx<'_> {
                 };
                 self.resend_leave_check(id, step, since, blocked_by.as_ref(), done_in, look_back)
             }
-            Phase::Running { step, wait } => self.tick_step(id, step, wait),
+            Phase::Running { step, wait } if !self.heartbeat_only(id, step, &wait) => {
+                self.tick_step(id, step, wait)
+            }
             Phase::Verifying {
                 since,
                 waiting_for,
@@ -96,6 +98,54 @@ impl Cx<'_> {
             done_in,
             since: look_back,
         });
+    }
+
+    /// Whether this tick is only for the heartbeat, so the step, queued or waiting outside a
+    /// full list, is left alone and its group record not read: the heartbeat is due, and
+    /// nothing about the step can be yet. Its attempt cannot time out before it has waited the
+    /// step's timeout (it was admitted after it joined), its plan still fits, and a full list
+    /// is tried again only `overflow_retry_ms` after the last try. A tick when the heartbeat
+    /// is not due is a nudge (a group waking a member whose result is in, the sweep) and looks
+    /// at everything; a nudge that happens to come with a heartbeat is repeated by the group
+    /// at its next poll.
+    fn heartbeat_only(&self, id: &InstanceId, step: usize, wait: &StepWait) -> bool {
+        let now = self.now;
+        let Some(inst) = self.inst(id) else {
+            return false;
+        };
+        if !self.heartbeat_due(inst) || !self.fits(id, step) {
+            return false;
+        }
+        let Some(s) = inst.plan.steps.get(step) else {
+            return false;
+        };
+        match wait {
+            StepWait::Queued { since } => now < since.plus_secs(s.timeout_secs),
+            StepWait::Overflow { tried_at, .. } => {
+                now < tried_at.plus_ms(self.cfg.overflow_retry_ms)
+            }
+            _ => false,
+        }
+    }
+
+    /// The instance owes a heartbeat now: the interval has passed since the last confirmed
+    /// one, another is still useful before the global timeout, and none was sent in the last
+    /// `retry_ms` without an answer.
+    fn heartbeat_due(&self, inst: &Instance) -> bool {
+        let now = self.now;
+        let interval = inst
+            .timeouts
+            .heartbeat_secs
+            .saturating_mul(self.cfg.heartbeat_permille);
+        let useful =
+            inst.last_heartbeat.plus_secs(inst.timeouts.heartbeat_secs) < inst.global_deadline;
+        let unconfirmed = inst
+            .heartbeat_sent
+            .is_some_and(|t| now.since(t) < self.cfg.retry_ms);
+        now >= inst.last_heartbeat.plus_ms(interval)
+            && useful
+            && !unconfirmed
+            && !inst.phase.is_finished()
     }
 
     /// Queued, in back-off or draining: pick up a result the group has, then act on the
@@ -318,11 +368,7 @@ impl Cx<'_> {
 
     pub(super) fn housekeep(&mut self, id: &InstanceId) {
         let now = self.now;
-        let (permille, guard, resend) = (
-            self.cfg.heartbeat_permille,
-            self.cfg.deadline_guard_ms,
-            self.cfg.retry_ms,
-        );
+        let guard = self.cfg.deadline_guard_ms;
         let Some(inst) = self.inst(id) else {
             return;
         };
@@ -346,20 +392,13 @@ impl Cx<'_> {
                 Some(AlertKind::PlanCannotFit),
             );
         }
+        // Only a confirmed heartbeat counts: one sent by an invocation that died, or that was
+        // throttled, is sent again `retry_ms` later.
+        let due = self.inst(id).is_some_and(|i| self.heartbeat_due(i));
         let Some(inst) = self.inst_mut(id) else {
             return;
         };
-        let interval = inst.timeouts.heartbeat_secs.saturating_mul(permille);
-        let useful =
-            inst.last_heartbeat.plus_secs(inst.timeouts.heartbeat_secs) < inst.global_deadline;
-        // Only a confirmed heartbeat counts: one sent by an invocation that died, or that was
-        // throttled, is sent again `retry_ms` later.
-        let unconfirmed = inst.heartbeat_sent.is_some_and(|t| now.since(t) < resend);
-        if now >= inst.last_heartbeat.plus_ms(interval)
-            && useful
-            && !unconfirmed
-            && !inst.phase.is_finished()
-        {
+        if due {
             inst.heartbeat_sent = Some(now);
             let action = inst.action.clone();
             self.out.push(Command::RecordHeartbeat { action });
@@ -369,7 +408,7 @@ impl Cx<'_> {
     pub(super) fn schedule(&mut self, key: &Key) {
         let at = match key {
             Key::Instance(id) => self.instance_wake(id),
-            Key::Group(g) => self.w.group(g).and_then(|g| g.wake_at(self.cfg)),
+            Key::Group(g) => self.group(g).and_then(|g| g.wake_at(self.cfg)),
         };
         let slot = match key {
             Key::Instance(id) => self
@@ -420,27 +459,36 @@ impl Cx<'_> {
         match &inst.phase {
             Phase::Running { step, wait } => {
                 let s = inst.plan.steps.get(*step)?;
+                // The first moment the rest of the plan no longer fits (a wake time that is not
+                // in the future would never be rescheduled).
+                let fit_deadline = Millis(
+                    inst.global_deadline
+                        .0
+                        .saturating_sub(inst.remaining_secs(*step).saturating_mul(1000))
+                        .saturating_add(1),
+                );
                 match wait {
                     StepWait::Backoff { until } => at.push(*until),
+                    // Without its group loaded (a heartbeat), the earliest the step can need a
+                    // look: its attempt cannot time out before it has waited the timeout.
+                    StepWait::Queued { since }
+                        if !self.has_loaded(&s.group)
+                            && since.plus_secs(s.timeout_secs).min(fit_deadline) > self.now =>
+                    {
+                        at.push(since.plus_secs(s.timeout_secs).min(fit_deadline))
+                    }
                     StepWait::Queued { .. } => match self.standing(id, &s.group) {
                         Standing::InFlight { admitted_at, .. } => {
                             at.push(admitted_at.plus_secs(s.timeout_secs))
                         }
-                        Standing::Waiting => {
-                            // The first moment the rest of the plan no longer fits (a wake
-                            // time that is not in the future would never be rescheduled).
-                            let remaining = inst.remaining_secs(*step);
-                            at.push(Millis(
-                                inst.global_deadline
-                                    .0
-                                    .saturating_sub(remaining.saturating_mul(1000))
-                                    .saturating_add(1),
-                            ));
-                        }
+                        Standing::Waiting => at.push(fit_deadline),
                         Standing::Done(_) | Standing::Absent => at.push(self.now),
                     },
                     StepWait::Draining { .. } => at.push(self.now.plus_ms(cfg.poll_interval_ms)),
-                    StepWait::Overflow { .. } => at.push(self.now.plus_ms(cfg.overflow_retry_ms)),
+                    StepWait::Overflow { tried_at, .. } => {
+                        at.push(tried_at.plus_ms(cfg.overflow_retry_ms).max(self.now));
+                        at.push(fit_deadline);
+                    }
                     StepWait::Leaving {
                         since, blocked_by, ..
                     } => at.push(since.plus_ms(cfg.leave_resend_ms(blocked_by.as_ref()))),

@@ -95,7 +95,6 @@ impl Cx<'_> {
                 continue;
             };
             let ours = self
-                .w
                 .group(&s.group)
                 .and_then(|g| g.active.as_ref())
                 .and_then(|a| match a {

@@ -136,8 +136,13 @@ pub enum StepWait {
     Draining { since: Millis },
     /// The group's record lists as many instances as it may ([`crate::Config::group_capacity`]):
     /// the instance waits in its own record since `since` and tries to join every
-    /// `overflow_retry_ms`, keeping `since` as its place in the queue.
-    Overflow { since: Millis },
+    /// `overflow_retry_ms` after `tried_at`, keeping `since` as its place in the queue.
+    Overflow {
+        since: Millis,
+        /// When it last found the list full.
+        #[serde(default)]
+        tried_at: Millis,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,7 +197,7 @@ impl Instance {
         match &self.phase {
             Phase::Running {
                 step,
-                wait: StepWait::Overflow { since },
+                wait: StepWait::Overflow { since, .. },
             } => self.plan.steps.get(*step).map(|s| (&s.group, *since)),
             _ => None,
         }
