@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
     KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
     ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
-use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, to_attribute_value};
+use serde_dynamo::aws_sdk_dynamodb_1::from_attribute_value;
 use turnstile_core::{DeploymentId, GroupKey, InstanceId, Key, Millis};
 
 use super::*;
@@ -182,10 +182,16 @@ impl DynamoStore {
         version: u64,
     ) -> Result<HashMap<String, AttributeValue>, StoreError> {
         let pk = pk(key);
-        let rec = to_attribute_value(record).map_err(|e| StoreError::Corrupt {
-            key: pk.clone(),
-            reason: e.to_string(),
-        })?;
+        // The record as one JSON string, not a DynamoDB map: a group record lists up to 1,500
+        // instances, and as a map each is a nested attribute that DynamoDB, the SDK and serde
+        // each parse and build one by one on every read and write (docs/design.md "Bounded
+        // group records"). As text it is one attribute of about the same size.
+        let rec = serde_json::to_string(record)
+            .map(AttributeValue::S)
+            .map_err(|e| StoreError::Corrupt {
+                key: pk.clone(),
+                reason: e.to_string(),
+            })?;
         let mut item = Self::item_key(pk.clone(), Self::sk(key));
         item.insert(VER.into(), n(version));
         item.insert(REC.into(), rec);
@@ -247,11 +253,17 @@ impl DynamoStore {
             Some(AttributeValue::N(v)) => v.parse().map_err(|e| corrupt(format!("ver: {e}")))?,
             _ => return Err(corrupt("no ver".into())),
         };
-        let rec = item
-            .get(REC)
-            .cloned()
-            .ok_or_else(|| corrupt("no rec".into()))?;
-        let record: Record = from_attribute_value(rec).map_err(|e| corrupt(e.to_string()))?;
+        let record: Record = match item.get(REC) {
+            Some(AttributeValue::S(text)) => {
+                serde_json::from_str(text).map_err(|e| corrupt(format!("rec: {e}")))?
+            }
+            // Items written before records were stored as text hold a DynamoDB map.
+            Some(map @ AttributeValue::M(_)) => {
+                from_attribute_value(map.clone()).map_err(|e| corrupt(format!("rec: {e}")))?
+            }
+            Some(_) => return Err(corrupt("rec is neither text nor a map".into())),
+            None => return Err(corrupt("no rec".into())),
+        };
         Ok((key, record, version))
     }
 
@@ -343,19 +355,30 @@ impl DynamoStore {
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
         let mut start: Option<HashMap<String, AttributeValue>> = None;
+        // Only the key is read, and no more items than asked for: without a page limit a
+        // query for the one longest-waiting instance read the whole overflow (1,000 items,
+        // ~50 ms on DynamoDB Local) every time a place freed.
+        let mut names = names;
+        names.insert("#pk".to_owned(), PK.to_owned());
         loop {
-            let mut q = self
+            let page_limit = i32::try_from(limit.saturating_sub(out.len()))
+                .ok()
+                .filter(|l| *l > 0);
+            let q = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .index_name(index)
                 .key_condition_expression(condition)
+                .projection_expression("#pk")
+                .set_limit(page_limit)
                 .set_expression_attribute_values(Some(values.clone()))
+                .set_expression_attribute_names(Some(names.clone()))
                 .set_exclusive_start_key(start.take());
-            if !names.is_empty() {
-                q = q.set_expression_attribute_names(Some(names.clone()));
-            }
             let page = q.send().await.map_err(|e| store_error("Query", e))?;
             for item in page.items() {
                 if let Some(AttributeValue::S(p)) = item.get(PK) {
@@ -592,6 +615,49 @@ mod tests {
             ), // 1 + 3 + (1+2) + (1+1)
         ]);
         assert_eq!(item_size_bytes(&item), 5 + 6 + 9);
+    }
+
+    fn busy_group(n: u64) -> (Key, Record) {
+        let key = GroupKey::new("app0", "dg0");
+        let gate = Gate {
+            key: "gate-0".into(),
+            value: "open".into(),
+        };
+        let mut g = Group::new(key.clone(), gate);
+        for i in 0..n {
+            g.waiting
+                .insert(InstanceId(format!("i-{i:017x}")), Millis(i));
+        }
+        (Key::Group(key), Record::Group(g))
+    }
+
+    #[test]
+    fn records_are_stored_as_json_text_and_items_holding_a_map_still_load() {
+        let (key, record) = busy_group(3);
+        let item = DynamoStore::item_of(&key, &record).unwrap();
+        assert!(
+            matches!(item.get(REC), Some(AttributeValue::S(_))),
+            "{item:?}"
+        );
+        let (k, r, v) = DynamoStore::decode(&item).unwrap();
+        assert_eq!((k, v), (key.clone(), 1));
+        assert_eq!(r, record);
+        // An item written before records were stored as text.
+        let mut old = item.clone();
+        old.insert(
+            REC.into(),
+            serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(&record).unwrap(),
+        );
+        assert!(matches!(old.get(REC), Some(AttributeValue::M(_))));
+        let (_, r, _) = DynamoStore::decode(&old).unwrap();
+        assert_eq!(r, record);
+        // Neither: refused, naming the record.
+        old.insert(REC.into(), n(7));
+        let err = DynamoStore::decode(&old).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { key, .. } if key == "G#app0#dg0"),
+            "{err:?}"
+        );
     }
 
     #[test]
