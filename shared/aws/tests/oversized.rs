@@ -29,10 +29,18 @@ const INSTANCES: usize = 5_000;
 const LIMIT_BYTES: usize = 100 * 1024;
 
 /// Metric lines are not needed here: 5,000 instances print too many.
-struct Quiet;
+#[derive(Clone, Default)]
+struct Quiet(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>);
 
 impl Observer for Quiet {
-    fn before(&self, _: &Command) -> Result<(), RunError> {
+    fn before(&self, c: &Command) -> Result<(), RunError> {
+        let d = format!("{c:?}");
+        let name = d
+            .split(|ch: char| !ch.is_alphanumeric())
+            .next()
+            .unwrap_or("")
+            .to_string();
+        *self.0.lock().unwrap().entry(name).or_default() += 1;
         Ok(())
     }
     fn emit(&self, _: String) {}
@@ -87,7 +95,9 @@ async fn oversized_burst_of_5000_on_one_group_keeps_every_record_small_and_deplo
     let wakeups = Wakeups::default();
     let config = Config::default();
     let capacity = config.group_capacity;
-    let mut runner = model_runner(&aws, store.clone(), wakeups.clone(), Quiet);
+    let quiet = Quiet::default();
+    let mut runner = model_runner(&aws, store.clone(), wakeups.clone(), quiet.clone());
+    let t0 = std::time::Instant::now();
     runner.engine = Engine::new(config);
     aws.lock().scale_out("fleet", INSTANCES);
 
@@ -125,8 +135,24 @@ async fn oversized_burst_of_5000_on_one_group_keeps_every_record_small_and_deplo
             let later = w.split_off(&(Millis(now + 1), 0));
             std::mem::replace(&mut *w, later).into_values().collect()
         };
+        let mut decisions = 0;
         for key in &due {
-            runner.handle(Input::Tick(key.clone()), None).await.unwrap();
+            decisions += runner
+                .handle(Input::Tick(key.clone()), None)
+                .await
+                .unwrap()
+                .decisions;
+        }
+        if !due.is_empty() || !published.is_empty() {
+            eprintln!(
+                "t={} s wall {:?} published {} due {} decisions {decisions} cmds {:?}",
+                (now - 1_000_000) / 1000,
+                t0.elapsed(),
+                published.len(),
+                due.len(),
+                quiet.0.lock().unwrap()
+            );
+            quiet.0.lock().unwrap().clear();
         }
         if !published.is_empty() || !due.is_empty() {
             continue;
