@@ -662,18 +662,9 @@ mod tests {
 
     #[test]
     fn oversized_record_is_refused_naming_its_key() {
-        let key = GroupKey::new("app0", "dg0");
-        let gate = Gate {
-            key: "gate-0".into(),
-            value: "open".into(),
-        };
-        let mut g = Group::new(key.clone(), gate);
-        // Far more than the core's bound lets a group list: about 28 bytes each.
-        for i in 0..20_000u64 {
-            g.waiting
-                .insert(InstanceId(format!("i-{i:017x}")), Millis(i));
-        }
-        let err = DynamoStore::item_of(&Key::Group(key), &Record::Group(g)).unwrap_err();
+        // Far more than the core's bound lets a group list: about 30 bytes each.
+        let (key, record) = busy_group(20_000);
+        let err = DynamoStore::item_of(&key, &record).unwrap_err();
         match err {
             StoreError::TooLarge { key, bytes } => {
                 assert_eq!(key, "G#app0#dg0");
