@@ -338,6 +338,26 @@ impl<P: Ports> Runner<P> {
         Ok(message.into_input(timeouts, metadata))
     }
 
+    /// Remembers the plan groups of the instances in `world`, read or just written (a launch
+    /// writes a record no read has seen: the next input about it, often its first step's
+    /// result, then reads its groups with it, in one round trip).
+    fn remember_plans(&self, world: &World) {
+        if let Ok(mut hints) = self.plan_hints.lock() {
+            if hints.len() > PLAN_HINTS {
+                hints.clear();
+            }
+            for inst in world.instances.values().flatten() {
+                let groups = inst
+                    .plan
+                    .steps
+                    .iter()
+                    .map(|s| Key::Group(s.group.clone()))
+                    .collect();
+                hints.insert(inst.id.clone(), groups);
+            }
+        }
+    }
+
     async fn load(&self, input: &Input, world_keys: Vec<Key>) -> Result<Loaded, RunError> {
         let mut keys = world_keys;
         // A timer tick is mostly a heartbeat, which reads no group: its groups are loaded only
@@ -358,20 +378,7 @@ impl<P: Ports> Runner<P> {
         keys.sort();
         keys.dedup();
         let mut loaded = self.ports.store.load(&keys).await?;
-        if let Ok(mut hints) = self.plan_hints.lock() {
-            if hints.len() > PLAN_HINTS {
-                hints.clear();
-            }
-            for inst in loaded.world.instances.values().flatten() {
-                let groups = inst
-                    .plan
-                    .steps
-                    .iter()
-                    .map(|s| Key::Group(s.group.clone()))
-                    .collect();
-                hints.insert(inst.id.clone(), groups);
-            }
-        }
+        self.remember_plans(&loaded.world);
         let more: Vec<Key> = self
             .engine
             .keys_for(&loaded.world, input)
@@ -440,6 +447,7 @@ impl<P: Ports> Runner<P> {
             let (committed, unset) = self.commit_beside(commit, &decided.commands).await;
             match committed {
                 Ok(()) => {
+                    self.remember_plans(&world);
                     loaded.world = world;
                     loaded.versions.extend(written);
                     *known = Some(loaded);
