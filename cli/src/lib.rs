@@ -175,6 +175,8 @@ pub struct Context {
     pub dynamo: Option<aws_sdk_dynamodb::Client>,
     /// An SQS client to use instead of one built from the SDK's configuration chain.
     pub sqs: Option<aws_sdk_sqs::Client>,
+    /// An Auto Scaling client to use instead of one built from the SDK's configuration chain.
+    pub autoscaling: Option<aws_sdk_autoscaling::Client>,
     /// Whether stdin is a terminal, so a destructive action can ask for confirmation.
     pub interactive: bool,
 }
@@ -190,6 +192,7 @@ impl Context {
             stdin: Box::new(std::io::stdin()),
             dynamo: None,
             sqs: None,
+            autoscaling: None,
             interactive: std::io::stdin().is_terminal(),
         }
     }

@@ -17,6 +17,7 @@ use support::{DynamoLocal, Ran, run};
 use turnstile_aws::Runner;
 use turnstile_aws::handler::handle_batch;
 use turnstile_aws::redelivery::Redelivery;
+use turnstile_aws::store::Store;
 use turnstile_aws::store::dynamo::DynamoStore;
 use turnstile_cli::Exit;
 use turnstile_core::{GroupKey, Input, Key, Millis, NoteOutcome};
@@ -67,6 +68,8 @@ type Local = Runner<ModelPorts<DynamoStore, Quiet>>;
 
 /// The local stand-ins, the model, and the queue function's runner over them.
 struct World {
+    _wire: turnstile_localcloud::wire::Server,
+    autoscaling: aws_sdk_autoscaling::Client,
     _db: DynamoLocal,
     _moto: turnstile_harness::Service,
     dynamo: aws_sdk_dynamodb::Client,
@@ -78,6 +81,20 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(cloud()).await
+}
+
+/// The world over `c`, its Auto Scaling API also served by the wire simulator (a copy of `c`:
+/// the hooks and their plans are what the CLI reads there).
+async fn world_with(c: Cloud) -> World {
+    let sim = turnstile_localcloud::wire::Simulator::new(
+        c.clone(),
+        turnstile_localcloud::wire::WireFaults::default(),
+        1,
+    );
+    let wire = turnstile_localcloud::wire::serve(sim).await.unwrap();
+    let autoscaling =
+        aws_sdk_autoscaling::Client::new(&turnstile_harness::sdk_config(&wire.endpoint()).await);
     let db = DynamoLocal::start();
     let moto = turnstile_harness::moto_server().unwrap();
     let conf = turnstile_harness::sdk_config(&moto.endpoint()).await;
@@ -92,10 +109,12 @@ async fn world() -> World {
         .unwrap();
     let store = DynamoStore::new(db.client(), TABLE);
     store.create_table().await.unwrap();
-    let aws = Aws::new(cloud());
+    let aws = Aws::new(c);
     let wakeups = Wakeups::default();
     let runner = model_runner(&aws, store, wakeups.clone(), Quiet);
     World {
+        _wire: wire,
+        autoscaling,
         dynamo: db.client(),
         _db: db,
         _moto: moto,
@@ -111,6 +130,7 @@ impl World {
     fn ctx(&self) -> turnstile_cli::Context {
         let mut c = support::ctx(self.aws.lock().now, Some(self.dynamo.clone()));
         c.sqs = Some(self.sqs.clone());
+        c.autoscaling = Some(self.autoscaling.clone());
         c
     }
 
@@ -505,6 +525,115 @@ async fn operator_pause_during_a_burst_creates_nothing_until_resume_and_loses_no
         1,
         "the five waited together and went in one deployment"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_pause_asg_pauses_every_group_of_the_plan_and_nothing_of_another_tools_hook() {
+    let mut c = cloud();
+    let asg = c.asgs.get_mut("fleet").unwrap();
+    asg.hooks[0].metadata = Some(
+        r#"{"version":1,"steps":[{"application":"app0","deploymentGroup":"dg0","gateTag":"gate-0"},{"application":"app1","deploymentGroup":"dg1","gateTag":"gate-1"}],"batchWindowSecs":1}"#.into(),
+    );
+    // Another tool's launch hook, whose metadata happens to read as a plan: not turnstile's.
+    asg.hooks.push(Hook {
+        name: "other-tool-launch".into(),
+        transition: Transition::Launching,
+        heartbeat_secs: 600,
+        default_result: HookResult::Continue,
+        metadata: Some(
+            r#"{"version":1,"steps":[{"application":"app9","deploymentGroup":"dg9","gateTag":"gate-9"}]}"#.into(),
+        ),
+    });
+    let w = world_with(c).await;
+    let p = w
+        .act(&[
+            "pause",
+            "--asg",
+            "fleet",
+            "--reason",
+            "mirror down",
+            "-o",
+            "json",
+        ])
+        .await;
+    assert_eq!(p.exit, Exit::Ok, "{}\n{}", p.out, p.err);
+    let doc = p.json();
+    assert_eq!(doc["schema"], "turnstile.actions/v1");
+    let acted: Vec<(String, String)> = doc["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["target"].as_str().unwrap().to_owned(),
+                a["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        acted,
+        [
+            ("app0/dg0".to_owned(), "applied".to_owned()),
+            ("app1/dg1".to_owned(), "applied".to_owned())
+        ],
+        "every group of turnstile's plan, in order, and not app9/dg9"
+    );
+    let paused_by = |w: &World| {
+        let keys = [
+            Key::Group(GroupKey::new("app0", "dg0")),
+            Key::Group(GroupKey::new("app1", "dg1")),
+            Key::Group(GroupKey::new("app9", "dg9")),
+        ];
+        let store = DynamoStore::new(w.dynamo.clone(), TABLE);
+        async move {
+            let loaded = store.load(&keys).await.unwrap();
+            keys.iter()
+                .map(|k| match k {
+                    Key::Group(g) => loaded
+                        .world
+                        .group(g)
+                        .and_then(|r| r.paused.as_ref())
+                        .map(|p| p.actor.clone()),
+                    Key::Instance(_) => None,
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let sender = Some(MOTO_SENDER.to_owned());
+    assert_eq!(
+        paused_by(&w).await,
+        [sender.clone(), sender, None],
+        "turnstile's two groups paused by the SQS sender; the other tool's untouched"
+    );
+
+    // Again: both are already paused; nothing is sent, and it says so.
+    let again = w
+        .act(&["pause", "--asg", "fleet", "--reason", "twice", "-o", "json"])
+        .await;
+    assert_eq!(again.exit, Exit::Precondition, "{}", again.err);
+    assert!(
+        again.json()["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["state"] == "not-sent"
+                && a["refused"].as_str().unwrap().contains("already paused")),
+        "{}",
+        again.out
+    );
+
+    let r = w
+        .act(&["resume", "--asg", "fleet", "--reason", "mirror is back"])
+        .await;
+    assert_eq!(r.exit, Exit::Ok, "{}\n{}", r.out, r.err);
+    assert_eq!(r.out.lines().count(), 2, "one line per group: {}", r.out);
+    assert_eq!(paused_by(&w).await, [None, None, None], "both resumed");
+
+    // An Auto Scaling group without turnstile's hook: nothing to pause, exit 4.
+    let none = w
+        .act(&["pause", "--asg", "no-such-fleet", "--reason", "x"])
+        .await;
+    assert_eq!(none.exit, Exit::NotFound, "{}", none.err);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

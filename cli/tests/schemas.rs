@@ -323,3 +323,47 @@ async fn schema_dlq_v1_and_dlq_redrive_v1_documents() {
         assert_valid(&schema(file), &ran.json());
     }
 }
+
+#[tokio::test]
+async fn schema_actions_v1_documents() {
+    let db = DynamoLocal::start();
+    let f = fleet(&db, "cli-schemas-actions").await;
+    let (cloud, _) = doctor_fleet::healthy();
+    let sim = turnstile_localcloud::wire::Simulator::new(
+        cloud,
+        turnstile_localcloud::wire::WireFaults::default(),
+        1,
+    );
+    let server = turnstile_localcloud::wire::serve(sim).await.unwrap();
+    let conf = turnstile_harness::sdk_config(&server.endpoint()).await;
+    let mut c = ctx(f.now(), Some(db.client()));
+    c.autoscaling = Some(aws_sdk_autoscaling::Client::new(&conf));
+    let ran = run(
+        &[
+            "-o",
+            "json",
+            "pause",
+            "--asg",
+            doctor_fleet::ASG,
+            "--reason",
+            "checking the schema",
+            "--dry-run",
+            "--table",
+            "cli-schemas-actions",
+            "--queue-url",
+            "http://127.0.0.1:1/unused",
+        ],
+        c,
+    )
+    .await;
+    assert_eq!(ran.exit, Exit::Ok, "{}", ran.err);
+    let doc = ran.json();
+    assert_valid(&schema("actions.v1.json"), &doc);
+    let targets: Vec<&str> = doc["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["web/web-dg", "api/api-dg"], "in plan order");
+}

@@ -98,6 +98,16 @@ pub fn request_id(now: Millis) -> String {
 /// What a record says before anything is sent: `Err` is the exit code and its message.
 pub type Precheck<'a> = &'a dyn Fn(&turnstile_core::World, &Key) -> Result<(), (Exit, String)>;
 
+/// What came of one action: its `turnstile.action/v1` document (or, when the precheck refused
+/// it, what would have been sent), the line for a person, and the exit code.
+pub struct Done {
+    pub doc: Value,
+    pub line: String,
+    pub exit: Exit,
+    /// The precheck refused it: nothing was sent (the reason is on stderr already).
+    pub not_sent: bool,
+}
+
 /// Runs `action`: precheck against the record, confirm, send, wait, report.
 pub async fn run(
     global: &Global,
@@ -108,30 +118,65 @@ pub async fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
-    let s = match store(global, &ctx, err).await {
-        Ok(s) => s,
-        Err(e) => return e,
+    match perform(global, args, action, precheck, &mut ctx, err).await {
+        Ok(done) if done.not_sent => done.exit,
+        Ok(done) => write_done(global, &done, out, err),
+        Err(exit) => exit,
+    }
+}
+
+/// Writes one action's outcome: its document, or its line.
+pub fn write_done(global: &Global, done: &Done, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let r = match global.output {
+        Format::Json => write_json(out, &done.doc),
+        Format::Table => writeln!(out, "{}", done.line),
     };
+    match written(r, err) {
+        Exit::Ok => done.exit,
+        e => e,
+    }
+}
+
+/// Precheck, confirm, send and wait for one action; `Err` when the table or the queue could
+/// not be used at all (reported on `err`).
+pub async fn perform(
+    global: &Global,
+    args: &ActArgs,
+    action: Action,
+    precheck: Precheck<'_>,
+    ctx: &mut Context,
+    err: &mut dyn Write,
+) -> Result<Done, Exit> {
+    let s = store(global, ctx, err).await?;
     let table = global.table.as_deref().unwrap_or_default().to_owned();
     let before = match s.load(std::slice::from_ref(&action.key)).await {
         Ok(l) => l.world,
-        Err(e) => return store_failed(&e, &table, err),
+        Err(e) => return Err(store_failed(&e, &table, err)),
     };
     if let Err((exit, why)) = precheck(&before, &action.key) {
         let _ = writeln!(err, "error: {why}");
-        return exit;
+        let mut doc = document(&action, "not-sent", None);
+        if let Some(refused) = doc.get_mut("refused") {
+            *refused = Value::String(why.clone());
+        }
+        return Ok(Done {
+            doc,
+            line: format!("{} {}: not sent: {why}", action.name, target(&action.key)),
+            exit,
+            not_sent: true,
+        });
     }
     let body = action.body.to_body();
     for w in &action.warnings {
         let _ = writeln!(err, "warning: {w}");
     }
     if args.dry_run {
-        let doc = document(&action, "dry-run", None);
-        let r = match global.output {
-            Format::Json => write_json(out, &doc),
-            Format::Table => writeln!(out, "would send to the queue: {body}"),
-        };
-        return written(r, err);
+        return Ok(Done {
+            doc: document(&action, "dry-run", None),
+            line: format!("would send to the queue: {body}"),
+            exit: Exit::Ok,
+            not_sent: false,
+        });
     }
     if let Some(what) = &action.destructive
         && !args.yes
@@ -141,7 +186,7 @@ pub async fn run(
                 err,
                 "error: {what}: pass --yes to confirm (stdin is not a terminal, so nobody can be asked)"
             );
-            return Exit::Usage;
+            return Err(Exit::Usage);
         }
         let _ = write!(err, "{what}. Type yes to go on: ");
         let _ = err.flush();
@@ -149,13 +194,10 @@ pub async fn run(
         let _ = BufReader::new(&mut ctx.stdin).read_line(&mut line);
         if line.trim() != "yes" {
             let _ = writeln!(err, "not confirmed: nothing sent");
-            return Exit::Precondition;
+            return Err(Exit::Precondition);
         }
     }
-    let (sqs, url) = match queue(global, &ctx, err).await {
-        Ok(q) => q,
-        Err(e) => return e,
-    };
+    let (sqs, url) = queue(global, ctx, err).await?;
     if let Err(e) = sqs
         .send_message()
         .queue_url(&url)
@@ -168,7 +210,7 @@ pub async fn run(
             "error: sending to {url}: {}",
             aws_sdk_sqs::error::DisplayErrorContext(&e)
         );
-        return Exit::Failure;
+        return Err(Exit::Failure);
     }
     let _ = writeln!(
         err,
@@ -214,27 +256,24 @@ pub async fn run(
             }
         },
     };
-    let doc = document(&action, state, note.as_ref());
-    let r = match global.output {
-        Format::Json => write_json(out, &doc),
-        Format::Table => match &note {
-            Some(n) => writeln!(
-                out,
-                "{} {}: {} by {} at {} ({})",
-                action.name,
-                target(&action.key),
-                state,
-                n.actor,
-                at(n.at),
-                n.reason
-            ),
-            None => writeln!(out, "{} {}: {state}", action.name, target(&action.key)),
-        },
+    let line = match &note {
+        Some(n) => format!(
+            "{} {}: {} by {} at {} ({})",
+            action.name,
+            target(&action.key),
+            state,
+            n.actor,
+            at(n.at),
+            n.reason
+        ),
+        None => format!("{} {}: {state}", action.name, target(&action.key)),
     };
-    match written(r, err) {
-        Exit::Ok => exit,
-        e => e,
-    }
+    Ok(Done {
+        doc: document(&action, state, note.as_ref()),
+        line,
+        exit,
+        not_sent: false,
+    })
 }
 
 fn target(key: &Key) -> String {

@@ -35,6 +35,7 @@ pub fn ctx(now_ms: u64, dynamo: Option<aws_sdk_dynamodb::Client>) -> Context {
         stdin: Box::new(std::io::empty()),
         dynamo,
         sqs: None,
+        autoscaling: None,
         interactive: false,
     }
 }
