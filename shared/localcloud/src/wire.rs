@@ -111,8 +111,21 @@ impl Drop for Server {
 }
 
 /// Serves `sim` on a free local port.
+///
+/// The port comes from the harness (`free_port`), not from binding port 0: a port the harness
+/// has handed to a service that is still starting (moto takes seconds to bind) is free to the
+/// OS, and a server bound to it answered that service's clients instead (seen in CI: an SQS
+/// client of moto talked to this simulator).
 pub async fn serve(sim: Arc<Simulator>) -> std::io::Result<Server> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = loop {
+        let port = turnstile_harness::free_port()?;
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => break l,
+            // Taken meanwhile by something outside this process: another port.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(e),
+        }
+    };
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         loop {
