@@ -299,6 +299,11 @@ async fn show_of_a_held_pipeline_gives_the_hold_reason_and_unknown_exits_4() {
         "{}",
         ran.out
     );
+    assert!(
+        ran.out.lines().any(|l| l.starts_with("InstanceHeld ")),
+        "the alert table lists the hold's alert:\n{}",
+        ran.out
+    );
 
     let ran = run(
         &[
@@ -316,6 +321,14 @@ async fn show_of_a_held_pipeline_gives_the_hold_reason_and_unknown_exits_4() {
     assert_eq!(doc["phase"], "held");
     assert!(doc["heldReason"].as_str().unwrap().contains("43200"));
     assert!(doc["heldSince"].is_string());
+    // The alert the hold raised is in the record: no log search needed.
+    let alerts = doc["alerts"].as_array().unwrap();
+    assert!(
+        alerts.iter().any(
+            |a| a["kind"] == "InstanceHeld" && a["message"].as_str().unwrap().contains("43200")
+        ),
+        "{doc:#}"
+    );
 
     let ran = run(
         &["show", "i-0000000000000dead", "--table", "cli-show-held"],

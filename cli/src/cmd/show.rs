@@ -1,14 +1,18 @@
 //! `turnstile show INSTANCE`: one pipeline's record in detail, step by step, with what the
-//! group records of its plan say about it. Only what the records keep: an instance record
-//! holds each step's attempt count, when its current attempt started and what it installed,
-//! not a history of attempts (see CLI-NOTES.md).
+//! group records of its plan say about it. Only what the records keep, so no log search is
+//! needed: each step's attempt count, when its current attempt started, what it installed and
+//! its last finished attempts (deployment, times, result); the heartbeats confirmed; the last
+//! alerts; the operator actions.
 
 use std::io::Write;
 
 use clap::Args;
 use serde_json::{Value, json};
 use turnstile_aws::store::{Store, StoreError};
-use turnstile_core::{Instance, InstanceId, Key, Millis, NoteOutcome, OperatorNote, Phase, Place};
+use turnstile_core::{
+    AttemptLog, AttemptResult, Instance, InstanceId, Key, Millis, NoteOutcome, OperatorNote, Phase,
+    Place,
+};
 
 use super::{store, store_failed, written};
 use crate::describe::{self, Activity, Groups, finished_word, result_word};
@@ -176,6 +180,7 @@ pub fn document(shown: &Shown, now: Millis) -> Value {
                 "installed": rec.installed.as_ref().map(|r| json!({
                     "revision": r.as_ref().map(ToString::to_string),
                 })),
+                "history": rec.log.iter().map(attempt_json).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -221,7 +226,13 @@ pub fn document(shown: &Shown, now: Millis) -> Value {
             "hookGlobalTimeoutSecs": inst.timeouts.global_secs,
             "lastConfirmed": at(inst.last_heartbeat),
             "sentUnconfirmed": opt_at(inst.heartbeat_sent),
+            "confirmed": inst.heartbeats,
         },
+        "alerts": inst.alerts.iter().map(|a| json!({
+            "at": at(a.at),
+            "kind": format!("{:?}", a.kind),
+            "message": a.message,
+        })).collect::<Vec<_>>(),
         "wakeAt": opt_at(inst.wake_at),
         "heldReason": (activity.word == "held").then(|| activity.detail.clone()),
         "heldSince": held_since,
@@ -229,6 +240,25 @@ pub fn document(shown: &Shown, now: Millis) -> Value {
         "finished": finished,
         "operator": inst.operator.iter().map(note_json).collect::<Vec<_>>(),
     })
+}
+
+/// One finished attempt of a step.
+fn attempt_json(a: &AttemptLog) -> Value {
+    let (result, why) = attempt_result(&a.result);
+    json!({
+        "queuedAt": opt_at(a.queued_at),
+        "endedAt": at(a.ended_at),
+        "deployment": a.deployment.as_ref().map(ToString::to_string),
+        "result": result,
+        "why": why,
+    })
+}
+
+fn attempt_result(r: &AttemptResult) -> (&'static str, Option<String>) {
+    match r {
+        AttemptResult::Succeeded => ("succeeded", None),
+        AttemptResult::Failed(why) => ("failed", Some(why.clone())),
+    }
 }
 
 /// One operator action as the record keeps it.
@@ -326,10 +356,11 @@ fn table(shown: &Shown, now: Millis, color: bool, out: &mut dyn Write) -> std::i
     row(
         "last heartbeat",
         format!(
-            "{} ({}, heartbeat timeout {} s)",
+            "{} ({}, heartbeat timeout {} s; {} confirmed)",
             at(inst.last_heartbeat),
             relative(inst.last_heartbeat, now),
-            inst.timeouts.heartbeat_secs
+            inst.timeouts.heartbeat_secs,
+            inst.heartbeats
         )
         .into(),
     );
@@ -382,6 +413,45 @@ fn table(shown: &Shown, now: Millis, color: bool, out: &mut dyn Write) -> std::i
         ]);
     }
     t.write(out, color)?;
+    let attempts: Vec<(usize, &AttemptLog)> = inst
+        .steps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| r.log.iter().map(move |a| (i, a)))
+        .collect();
+    if !attempts.is_empty() {
+        writeln!(out)?;
+        let mut h = Table::new(&["STEP", "QUEUED", "ENDED", "DEPLOYMENT", "RESULT"]);
+        for (i, a) in attempts {
+            let (result, why) = attempt_result(&a.result);
+            h.row(vec![
+                (i + 1).to_string().into(),
+                a.queued_at.map_or_else(|| "-".to_owned(), at).into(),
+                at(a.ended_at).into(),
+                a.deployment
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), ToString::to_string)
+                    .into(),
+                match why {
+                    Some(w) => Cell::styled(format!("{result}: {w}"), Style::Red),
+                    None => result.to_owned().into(),
+                },
+            ]);
+        }
+        h.write(out, color)?;
+    }
+    if !inst.alerts.is_empty() {
+        writeln!(out)?;
+        let mut al = Table::new(&["ALERT", "AT", "MESSAGE"]);
+        for a in &inst.alerts {
+            al.row(vec![
+                format!("{:?}", a.kind).into(),
+                at(a.at).into(),
+                a.message.clone().into(),
+            ]);
+        }
+        al.write(out, color)?;
+    }
     if !inst.operator.is_empty() {
         writeln!(out)?;
         let mut ops = Table::new(&["OPERATOR", "ACTION", "BY", "AT", "OUTCOME", "REASON"]);

@@ -672,6 +672,96 @@ fn rule_retries_with_exponential_backoff_then_abandon() {
 }
 
 #[test]
+fn rule_history_keeps_each_attempt_with_its_deployment_result_and_the_alerts() {
+    // `turnstile show` reads what happened from the record alone: no log search.
+    let mut h = H::new();
+    let plan = plan_json(1, r#","defaults":{"retries":1,"retryBackoffSecs":10}"#);
+    h.launch_with("i-1", "t", &plan, None, None);
+    for (attempt, end) in [(1, TargetState::Failed), (2, TargetState::Succeeded)] {
+        h.advance(2);
+        h.tick_group(0);
+        let dep = format!("d-{attempt}");
+        h.created(0, &dep);
+        h.target(0, &dep, "i-1", end);
+        if attempt == 1 {
+            h.deployment(0, &dep, DeploymentState::Failed);
+            let Phase::Running {
+                wait: StepWait::Backoff { until },
+                ..
+            } = h.phase("i-1")
+            else {
+                panic!("expected back-off, got {:?}", h.phase("i-1"));
+            };
+            h.now = until;
+            h.tick("i-1");
+        }
+    }
+    let log: Vec<(Option<String>, bool)> = h.inst("i-1").steps[0]
+        .log
+        .iter()
+        .map(|a| {
+            (
+                a.deployment.as_ref().map(ToString::to_string),
+                a.result == AttemptResult::Succeeded,
+            )
+        })
+        .collect();
+    assert_eq!(
+        log,
+        vec![(Some("d-1".into()), false), (Some("d-2".into()), true)],
+        "{:?}",
+        h.inst("i-1").steps[0].log
+    );
+    assert!(
+        h.inst("i-1").steps[0]
+            .log
+            .iter()
+            .all(|a| a.queued_at.is_some())
+    );
+
+    // Heartbeats confirmed are counted; alerts about the instance are kept, the last few.
+    let mut h = H::new();
+    h.launch("i-2", 1);
+    let at = h.now.plus_secs(1);
+    h.feed(Input::HeartbeatRecorded {
+        instance: "i-2".into(),
+        token: Some("tok-i-2".into()),
+        at,
+    });
+    assert_eq!(h.inst("i-2").heartbeats, 1);
+    // A held instance's alert is in its record.
+    let mut h = H::new();
+    let plan = plan_json(1, r#","defaults":{"retries":0,"onFailure":"hold"}"#);
+    h.launch_with("i-3", "t3", &plan, None, None);
+    h.advance(2);
+    h.tick_group(0);
+    h.created(0, "d-3");
+    h.target(0, "d-3", "i-3", TargetState::Failed);
+    h.deployment(0, "d-3", DeploymentState::Failed);
+    assert!(
+        matches!(h.phase("i-3"), Phase::Held { .. }),
+        "{:?}",
+        h.phase("i-3")
+    );
+    let kinds: Vec<AlertKind> = h.inst("i-3").alerts.iter().map(|a| a.kind).collect();
+    assert!(kinds.contains(&AlertKind::InstanceHeld), "{kinds:?}");
+    let mut inst = h.inst("i-3").clone();
+    for n in 0..20 {
+        inst.note_alert(AlertNote {
+            at: Millis(n),
+            kind: AlertKind::InstanceHeld,
+            message: format!("alert {n}"),
+        });
+    }
+    assert_eq!(inst.alerts.len(), ALERT_NOTES, "bounded");
+    assert_eq!(
+        inst.alerts.last().unwrap().message,
+        "alert 19",
+        "the latest kept"
+    );
+}
+
+#[test]
 fn rule_continue_only_when_all_steps_succeeded_after_revision_check() {
     let mut h = H::new();
     h.launch_and_create("i-1", 2, "d-0");

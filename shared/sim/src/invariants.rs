@@ -805,6 +805,8 @@ mod tests {
             destination: None,
             adopted_at: None,
             operator: Vec::new(),
+            heartbeats: 0,
+            alerts: Vec::new(),
         };
         let mut w = World::default();
         w.instances.insert(record.id.clone(), Some(record));

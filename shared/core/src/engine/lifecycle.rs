@@ -222,6 +222,9 @@ impl Cx<'_> {
         if let Some(inst) = self.inst_mut(id)
             && &inst.action.token == token
         {
+            if at > inst.last_heartbeat {
+                inst.heartbeats = inst.heartbeats.saturating_add(1);
+            }
             inst.last_heartbeat = inst.last_heartbeat.max(at);
             inst.heartbeat_sent = None;
             self.probe_answered(id, at);
@@ -317,6 +320,8 @@ fn new_instance(
         destination: ev.destination,
         adopted_at: None,
         operator: Vec::new(),
+        heartbeats: 0,
+        alerts: Vec::new(),
     };
     if let Some(e) = &ev.event_id {
         inst.seen.remember(e, cfg.seen_capacity);

@@ -409,6 +409,14 @@ impl Cx<'_> {
         group: Option<&GroupKey>,
         message: String,
     ) {
+        let now = self.now;
+        if let Some(inst) = instance.and_then(|i| self.inst_mut(i)) {
+            inst.note_alert(AlertNote {
+                at: now,
+                kind,
+                message: message.clone(),
+            });
+        }
         self.out.push(Command::Alert(Alert {
             kind,
             instance: instance.cloned(),

@@ -40,12 +40,23 @@ impl Cx<'_> {
                 self.start_attempt_again(id, step);
             }
             (StepWait::Draining { .. }, Standing::Absent) => {
-                self.step_failed(id, step, "the attempt timed out".into());
+                let why = "the attempt timed out".to_owned();
+                let now = self.now;
+                if let Some(r) = self.inst_mut(id).and_then(|i| i.steps.get_mut(step)) {
+                    r.log_attempt(AttemptLog {
+                        queued_at: None,
+                        ended_at: now,
+                        deployment: None,
+                        result: AttemptResult::Failed(why.clone()),
+                    });
+                }
+                self.step_failed(id, step, why);
             }
             (StepWait::Queued { .. }, Standing::InFlight { .. })
             | (StepWait::Draining { .. }, Standing::InFlight { .. }) => {}
             (wait, Standing::Done(result)) => {
                 let hold_back = self.mates_to_come(id, &key);
+                self.log_attempt(id, step, &key, attempt_since, &wait, &result);
                 self.leave_group(id, &key);
                 match (wait, result) {
                     (StepWait::Draining { .. }, _) => {
@@ -79,6 +90,33 @@ impl Cx<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// Keeps what came of the attempt in the step's record, for `turnstile show`.
+    fn log_attempt(
+        &mut self,
+        id: &InstanceId,
+        step: usize,
+        key: &GroupKey,
+        queued_at: Option<Millis>,
+        wait: &StepWait,
+        result: &StepResult,
+    ) {
+        let now = self.now;
+        let deployment = self.group(key).and_then(|g| g.deployment_of(id));
+        let result = match (wait, result) {
+            (StepWait::Draining { .. }, _) => AttemptResult::Failed("the attempt timed out".into()),
+            (_, StepResult::Success { .. }) => AttemptResult::Succeeded,
+            (_, StepResult::Failure(why)) => AttemptResult::Failed(why.clone()),
+        };
+        if let Some(r) = self.inst_mut(id).and_then(|i| i.steps.get_mut(step)) {
+            r.log_attempt(AttemptLog {
+                queued_at,
+                ended_at: now,
+                deployment,
+                result,
+            });
         }
     }
 

@@ -300,6 +300,22 @@ impl Group {
         true
     }
 
+    /// The deployment that serves (or served) `id`: the active one or a settling one.
+    pub fn deployment_of(&self, id: &InstanceId) -> Option<DeploymentId> {
+        match &self.active {
+            Some(Active::Ours {
+                deployment,
+                members,
+                ..
+            }) if members.contains_key(id) => Some(deployment.clone()),
+            _ => self
+                .settling
+                .iter()
+                .find(|s| s.members.contains_key(id))
+                .and_then(|s| s.deployment.clone()),
+        }
+    }
+
     /// The members of `deployment` (active or settling) whose result is known and still to be
     /// read: the ones a poll's answer wakes. Members still pending have nothing to read, and
     /// waking them all on every poll cost one decision per member per poll, each reading this

@@ -38,6 +38,60 @@ pub struct Instance {
     /// Operator actions on this pipeline, the most recent [`super::OPERATOR_NOTES`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operator: Vec<super::OperatorNote>,
+    /// Heartbeats Auto Scaling confirmed, for `turnstile show`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub heartbeats: u32,
+    /// The alerts raised about this pipeline, the most recent [`ALERT_NOTES`], so `show`
+    /// needs no log search.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertNote>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// How many alerts an instance record keeps.
+pub const ALERT_NOTES: usize = 8;
+/// How many finished attempts each step record keeps.
+pub const ATTEMPT_LOG: usize = 5;
+
+/// An alert raised about a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertNote {
+    pub at: Millis,
+    pub kind: crate::io::AlertKind,
+    pub message: String,
+}
+
+impl Instance {
+    /// Keeps `note`, dropping the oldest beyond [`ALERT_NOTES`].
+    pub fn note_alert(&mut self, note: AlertNote) {
+        self.alerts.push(note);
+        if self.alerts.len() > ALERT_NOTES {
+            self.alerts.remove(0);
+        }
+    }
+}
+
+/// One finished attempt at a step, as `turnstile show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptLog {
+    /// When it joined the group's queue, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<Millis>,
+    /// When its result was read.
+    pub ended_at: Millis,
+    /// The deployment that ran it (none when it was never created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentId>,
+    pub result: AttemptResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttemptResult {
+    Succeeded,
+    Failed(String),
 }
 
 /// What one plan step has done on this instance.
@@ -54,9 +108,20 @@ pub struct StepRecord {
     /// the pipeline and the final check, and is never run again on this instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overridden: Option<super::OperatorNote>,
+    /// Its finished attempts, the most recent [`ATTEMPT_LOG`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<AttemptLog>,
 }
 
 impl StepRecord {
+    /// Keeps `entry`, dropping the oldest beyond [`ATTEMPT_LOG`].
+    pub fn log_attempt(&mut self, entry: AttemptLog) {
+        self.log.push(entry);
+        if self.log.len() > ATTEMPT_LOG {
+            self.log.remove(0);
+        }
+    }
+
     /// Succeeded, or skipped by an operator's override.
     pub fn is_done(&self) -> bool {
         self.installed.is_some() || self.overridden.is_some()
@@ -274,6 +339,8 @@ mod tests {
             destination: None,
             adopted_at: None,
             operator: Vec::new(),
+            heartbeats: 0,
+            alerts: Vec::new(),
         }
     }
 
