@@ -1138,12 +1138,9 @@ pub async fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
-    let owned = match HookNames::parse(&args.launch_hooks) {
+    let owned = match super::owned_hooks(&args.launch_hooks, err) {
         Ok(h) => h,
-        Err(e) => {
-            let _ = writeln!(err, "error: --launch-hooks: {e}");
-            return Exit::Usage;
-        }
+        Err(e) => return e,
     };
     if args.asg.trim().is_empty() {
         let _ = writeln!(err, "error: --asg must name an Auto Scaling group");

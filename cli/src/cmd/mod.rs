@@ -126,3 +126,14 @@ pub(crate) fn written(r: std::io::Result<()>, err: &mut dyn Write) -> Exit {
         }
     }
 }
+
+/// `--launch-hooks`, parsed; a bad list is a usage error, reported on `err`.
+pub(crate) fn owned_hooks(
+    list: &str,
+    err: &mut dyn Write,
+) -> Result<turnstile_core::HookNames, Exit> {
+    turnstile_core::HookNames::parse(list).map_err(|e| {
+        let _ = writeln!(err, "error: --launch-hooks: {e}");
+        Exit::Usage
+    })
+}

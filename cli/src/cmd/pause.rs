@@ -145,12 +145,9 @@ async fn fleet(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
-    let owned = match HookNames::parse(&args.launch_hooks) {
+    let owned = match super::owned_hooks(&args.launch_hooks, err) {
         Ok(h) => h,
-        Err(e) => {
-            let _ = writeln!(err, "error: --launch-hooks: {e}");
-            return Exit::Usage;
-        }
+        Err(e) => return e,
     };
     let groups = match plan_groups(global, &ctx, asg, &owned, err).await {
         Ok(g) => g,

@@ -671,6 +671,18 @@ fn rule_retries_with_exponential_backoff_then_abandon() {
     assert_eq!(backoffs, vec![10, 20], "exponential back-off");
 }
 
+/// Launches `id` with a plan of `steps` that holds on failure, and fails its first step's
+/// only attempt in deployment `d`.
+fn held_after_its_first_step_failed(h: &mut H, id: &str, steps: usize, d: &str) {
+    let plan = plan_json(steps, r#","defaults":{"retries":0,"onFailure":"hold"}"#);
+    h.launch_with(id, &format!("t-{id}"), &plan, None, None);
+    h.advance(2);
+    h.tick_group(0);
+    h.created(0, d);
+    h.target(0, d, id, TargetState::Failed);
+    h.deployment(0, d, DeploymentState::Failed);
+}
+
 #[test]
 fn rule_history_keeps_each_attempt_with_its_deployment_result_and_the_alerts() {
     // `turnstile show` reads what happened from the record alone: no log search.
@@ -731,13 +743,7 @@ fn rule_history_keeps_each_attempt_with_its_deployment_result_and_the_alerts() {
     assert_eq!(h.inst("i-2").heartbeats, 1);
     // A held instance's alert is in its record.
     let mut h = H::new();
-    let plan = plan_json(1, r#","defaults":{"retries":0,"onFailure":"hold"}"#);
-    h.launch_with("i-3", "t3", &plan, None, None);
-    h.advance(2);
-    h.tick_group(0);
-    h.created(0, "d-3");
-    h.target(0, "d-3", "i-3", TargetState::Failed);
-    h.deployment(0, "d-3", DeploymentState::Failed);
+    held_after_its_first_step_failed(&mut h, "i-3", 1, "d-3");
     assert!(
         matches!(h.phase("i-3"), Phase::Held { .. }),
         "{:?}",
@@ -2814,13 +2820,7 @@ fn rule_pause_twice_or_resume_unpaused_is_refused() {
 #[test]
 fn rule_operator_skip_failed_step_goes_on_without_it_and_continues_saying_so() {
     let mut h = H::new();
-    let plan = plan_json(2, r#","defaults":{"retries":0,"onFailure":"hold"}"#);
-    h.launch_with("i-1", "t1", &plan, None, None);
-    h.advance(2);
-    h.tick_group(0);
-    h.created(0, "d-0");
-    h.target(0, "d-0", "i-1", TargetState::Failed);
-    h.deployment(0, "d-0", DeploymentState::Failed);
+    held_after_its_first_step_failed(&mut h, "i-1", 2, "d-0");
     assert!(
         matches!(h.phase("i-1"), Phase::Held { step: Some(0), .. }),
         "{:?}",
