@@ -41,15 +41,7 @@ impl Cx<'_> {
             }
             (StepWait::Draining { .. }, Standing::Absent) => {
                 let why = "the attempt timed out".to_owned();
-                let now = self.now;
-                if let Some(r) = self.inst_mut(id).and_then(|i| i.steps.get_mut(step)) {
-                    r.log_attempt(AttemptLog {
-                        queued_at: None,
-                        ended_at: now,
-                        deployment: None,
-                        result: AttemptResult::Failed(why.clone()),
-                    });
-                }
+                self.push_attempt(id, step, None, None, AttemptResult::Failed(why.clone()));
                 self.step_failed(id, step, why);
             }
             (StepWait::Queued { .. }, Standing::InFlight { .. })
@@ -103,13 +95,25 @@ impl Cx<'_> {
         wait: &StepWait,
         result: &StepResult,
     ) {
-        let now = self.now;
         let deployment = self.group(key).and_then(|g| g.deployment_of(id));
         let result = match (wait, result) {
             (StepWait::Draining { .. }, _) => AttemptResult::Failed("the attempt timed out".into()),
             (_, StepResult::Success { .. }) => AttemptResult::Succeeded,
             (_, StepResult::Failure(why)) => AttemptResult::Failed(why.clone()),
         };
+        self.push_attempt(id, step, queued_at, deployment, result);
+    }
+
+    /// Adds one finished attempt, ended now, to the step's bounded log.
+    fn push_attempt(
+        &mut self,
+        id: &InstanceId,
+        step: usize,
+        queued_at: Option<Millis>,
+        deployment: Option<DeploymentId>,
+        result: AttemptResult,
+    ) {
+        let now = self.now;
         if let Some(r) = self.inst_mut(id).and_then(|i| i.steps.get_mut(step)) {
             r.log_attempt(AttemptLog {
                 queued_at,
