@@ -61,15 +61,8 @@ pub struct DoctorArgs {
     /// The Auto Scaling group to check.
     #[arg(long, value_name = "NAME")]
     pub asg: String,
-    /// turnstile's launch hooks: comma-separated names, or prefixes ending in `*` (the
-    /// functions' TURNSTILE_LAUNCH_HOOKS: the stack's LaunchHookName, and OwnedHookPrefix*).
-    #[arg(
-        long,
-        env = "TURNSTILE_LAUNCH_HOOKS",
-        value_name = "LIST",
-        default_value = DEFAULT_LAUNCH_HOOK
-    )]
-    pub launch_hooks: String,
+    #[command(flatten)]
+    pub hooks: super::LaunchHooksArgs,
 }
 
 // ---- what the account says ------------------------------------------------------------------
@@ -1138,7 +1131,7 @@ pub async fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
-    let owned = match super::owned_hooks(&args.launch_hooks, err) {
+    let owned = match args.hooks.parse(err) {
         Ok(h) => h,
         Err(e) => return e,
     };

@@ -127,13 +127,26 @@ pub(crate) fn written(r: std::io::Result<()>, err: &mut dyn Write) -> Exit {
     }
 }
 
-/// `--launch-hooks`, parsed; a bad list is a usage error, reported on `err`.
-pub(crate) fn owned_hooks(
-    list: &str,
-    err: &mut dyn Write,
-) -> Result<turnstile_core::HookNames, Exit> {
-    turnstile_core::HookNames::parse(list).map_err(|e| {
-        let _ = writeln!(err, "error: --launch-hooks: {e}");
-        Exit::Usage
-    })
+/// `--launch-hooks`, as `doctor` and `pause --asg` / `resume --asg` read it.
+#[derive(Debug, clap::Args)]
+pub struct LaunchHooksArgs {
+    /// turnstile's launch hooks: comma-separated names, or prefixes ending in `*` (the
+    /// functions' TURNSTILE_LAUNCH_HOOKS: the stack's LaunchHookName, and OwnedHookPrefix*).
+    #[arg(
+        long,
+        env = "TURNSTILE_LAUNCH_HOOKS",
+        value_name = "LIST",
+        default_value = turnstile_core::DEFAULT_LAUNCH_HOOK
+    )]
+    pub launch_hooks: String,
+}
+
+impl LaunchHooksArgs {
+    /// The list, parsed; a bad list is a usage error, reported on `err`.
+    pub(crate) fn parse(&self, err: &mut dyn Write) -> Result<turnstile_core::HookNames, Exit> {
+        turnstile_core::HookNames::parse(&self.launch_hooks).map_err(|e| {
+            let _ = writeln!(err, "error: --launch-hooks: {e}");
+            Exit::Usage
+        })
+    }
 }

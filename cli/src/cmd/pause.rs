@@ -14,7 +14,7 @@ use std::io::Write;
 use clap::Args;
 use serde_json::json;
 use turnstile_aws::store::Store;
-use turnstile_core::{DEFAULT_LAUNCH_HOOK, GroupKey, HookNames, Key, Millis, Plan, World};
+use turnstile_core::{GroupKey, HookNames, Key, Millis, Plan, World};
 
 use super::act::{self, ActArgs, Action};
 use super::{store, store_failed, written};
@@ -66,15 +66,9 @@ pub struct PauseArgs {
     /// instead of APPLICATION DEPLOYMENT_GROUP.
     #[arg(long, value_name = "NAME")]
     pub asg: Option<String>,
-    /// With --asg, turnstile's launch hooks: comma-separated names, or prefixes ending in `*`
-    /// (the functions' TURNSTILE_LAUNCH_HOOKS).
-    #[arg(
-        long,
-        env = "TURNSTILE_LAUNCH_HOOKS",
-        value_name = "LIST",
-        default_value = DEFAULT_LAUNCH_HOOK
-    )]
-    pub launch_hooks: String,
+    // With --asg: which of its hooks are turnstile's.
+    #[command(flatten)]
+    pub hooks: super::LaunchHooksArgs,
     #[command(flatten)]
     pub act: ActArgs,
 }
@@ -145,7 +139,7 @@ async fn fleet(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
-    let owned = match super::owned_hooks(&args.launch_hooks, err) {
+    let owned = match args.hooks.parse(err) {
         Ok(h) => h,
         Err(e) => return e,
     };
@@ -157,7 +151,7 @@ async fn fleet(
         let _ = writeln!(
             err,
             "error: no turnstile launch hook ({}) on {asg} carries a valid plan: nothing to {}; `turnstile doctor --asg {asg}` says why",
-            args.launch_hooks,
+            args.hooks.launch_hooks,
             if paused { "pause" } else { "resume" }
         );
         return Exit::NotFound;
