@@ -13,7 +13,7 @@ use crate::output;
 /// An instance's current activity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Activity {
-    /// One word: `waiting`, `admitted`, `deploying`, `deployed`, `settling`, `queued`,
+    /// One word: `booting`, `waiting`, `admitted`, `deploying`, `deployed`, `settling`, `queued`,
     /// `backoff`, `leaving`, `draining`, `overflow`, `verifying`, `completing`, `held`,
     /// `finished`.
     pub word: &'static str,
@@ -193,6 +193,20 @@ pub fn activity(inst: &Instance, groups: &Groups) -> Activity {
                 ),
             }
         }
+        Phase::Readying { since, .. } => Activity {
+            word: "booting",
+            step: None,
+            deployment: None,
+            detail: match &inst.plan.readiness {
+                Some(r) => format!(
+                    "waiting for the instance to tag itself {}={} (its bootstrap's end), at most until {}",
+                    r.tag.key,
+                    r.tag.value,
+                    output::at(since.plus_secs(r.timeout_secs))
+                ),
+                None => "waiting for the instance's readiness signal".into(),
+            },
+        },
         Phase::Verifying { waiting_for, .. } => Activity {
             word: "verifying",
             step: None,

@@ -21,6 +21,7 @@ pub const AFTER_HELP: &str =
 as the functions have it) are listed; with neither, the command says what to pass and exits 2.
 
 PHASES:
+  booting     waiting for the instance to tag itself ready (the plan's readiness signal)
   waiting     in the group's waiting list (the group is busy, or its batch window is open)
   admitted    gate open, the deployment is being created
   deploying   a target of turnstile's deployment

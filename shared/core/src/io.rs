@@ -121,6 +121,15 @@ pub enum Input {
         woken: usize,
         room: usize,
     },
+    /// The instance's tags, as EventBridge's `Tag Change on Resource` event reported them (its
+    /// full set after the change) or as the timer sweep read them (the readiness tags it
+    /// asked for) at `at`: an instance waiting for readiness goes on once it carries its
+    /// plan's readiness tag.
+    InstanceTagged {
+        instance: InstanceId,
+        tags: Vec<(String, String)>,
+        at: Millis,
+    },
     /// An operator's decision about a held or stuck instance.
     Operator {
         instance: InstanceId,
@@ -433,4 +442,6 @@ pub enum AlertKind {
     /// A record would exceed DynamoDB's item size limit, so every write of it fails (raised by
     /// the runner, not the core; the bound on group records should make it impossible).
     RecordTooLarge,
+    /// The instance did not tag itself ready within the plan's `readiness.timeoutSecs`.
+    NotReady,
 }

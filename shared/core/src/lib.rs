@@ -22,5 +22,7 @@ pub use hooks::{DEFAULT_LAUNCH_HOOK, DEFAULT_TERMINATE_HOOK, HookNames, OwnedHoo
 pub use ids::*;
 pub use io::*;
 pub use launch_config::{LastAttempt, LaunchConfig, OutdatedRisk, launch_config};
-pub use plan::{Gate, OnFailure, Plan, PlanError, PlanIssue, Step, WarmPoolPolicy};
+pub use plan::{
+    Gate, OnFailure, OnNotReady, Plan, PlanError, PlanIssue, Readiness, Step, WarmPoolPolicy,
+};
 pub use state::*;

@@ -37,6 +37,44 @@ pub struct Plan {
     /// Upper bound of instances admitted into one deployment.
     pub max_batch: u32,
     pub breaker: BreakerPolicy,
+    /// Hold the first step until the instance tags itself ready (`None`: start at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Readiness>,
+}
+
+/// The readiness signal: a tag the instance sets on itself at the end of its bootstrap (user
+/// data, `cfn-init`), after which its CodeDeploy agent runs. AWS's order for a new instance is
+/// boot, bootstrap, agent, first deployment [aws-behaviour §3.10 Bootstrap before the first
+/// deployment]; a deployment that comes earlier fails and costs a retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// The tag the instance sets, and the value that means ready.
+    pub tag: Gate,
+    /// Longest the pipeline waits for it, counted from the lifecycle action's start.
+    pub timeout_secs: u64,
+    pub on_timeout: OnNotReady,
+}
+
+/// What happens when the readiness tag has not come within its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnNotReady {
+    /// Complete the lifecycle action with ABANDON: the group replaces the instance.
+    Abandon,
+    /// Keep the instance waiting (heartbeats continue) and alert an operator.
+    Hold,
+    /// Start the first step anyway (its retries cover an agent that comes up late).
+    Start,
+}
+
+impl OnNotReady {
+    pub fn name(self) -> &'static str {
+        match self {
+            OnNotReady::Abandon => "abandon",
+            OnNotReady::Hold => "hold",
+            OnNotReady::Start => "start",
+        }
+    }
 }
 
 /// One deployment group the instance must receive.
@@ -148,6 +186,16 @@ struct PlanDoc {
     batch_follow_secs: Option<u64>,
     max_batch: Option<u32>,
     breaker: Option<BreakerDoc>,
+    readiness: Option<ReadinessDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ReadinessDoc {
+    tag: String,
+    value: Option<String>,
+    timeout_secs: Option<u64>,
+    on_timeout: Option<OnNotReady>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,7 +258,15 @@ pub mod defaults {
     pub const MAX_BATCH: u32 = super::CODEDEPLOY_MAX_INSTANCES_PER_DEPLOYMENT;
     pub const BREAKER_THRESHOLD: u32 = 3;
     pub const BREAKER_WINDOW_SECS: u64 = 3600;
+    pub const READINESS_VALUE: &str = "true";
+    /// Long enough for a slow bootstrap (package installs, `cfn-init`), short enough that an
+    /// instance whose bootstrap failed is replaced within the quarter hour.
+    pub const READINESS_TIMEOUT_SECS: u64 = 900;
 }
+
+/// Bounds of `readiness.timeoutSecs`: a sweep must be able to see the tag at least once, and
+/// no bootstrap is worth more than the hook's 48 h maximum.
+pub const READINESS_TIMEOUT_RANGE_SECS: std::ops::RangeInclusive<u64> = 60..=172_800;
 
 impl Plan {
     /// Parses and validates a plan, reporting every problem found.
@@ -260,7 +316,7 @@ impl Plan {
                 v
             })
             .collect();
-        serde_json::json!({
+        let mut doc = serde_json::json!({
             "version": 1,
             "steps": steps,
             "warmPool": self.warm_pool,
@@ -268,7 +324,25 @@ impl Plan {
             "batchFollowSecs": self.batch_follow_secs,
             "maxBatch": self.max_batch,
             "breaker": {"threshold": self.breaker.threshold, "windowSecs": self.breaker.window_secs},
-        })
+        });
+        if let (Some(r), Some(obj)) = (&self.readiness, doc.as_object_mut()) {
+            obj.insert(
+                "readiness".into(),
+                serde_json::json!({
+                    "tag": r.tag.key,
+                    "value": r.tag.value,
+                    "timeoutSecs": r.timeout_secs,
+                    "onTimeout": r.on_timeout,
+                }),
+            );
+        }
+        doc
+    }
+
+    /// The longest the plan can take: the readiness wait, then every step's timeout.
+    pub fn budget_secs(&self) -> u64 {
+        let steps: u64 = self.steps.iter().map(|s| s.timeout_secs).sum();
+        steps + self.readiness.as_ref().map_or(0, |r| r.timeout_secs)
     }
 }
 
@@ -301,6 +375,9 @@ impl PlanDoc {
         check_options("defaults", &self.defaults, &mut push);
 
         let steps = resolve_steps(self.steps, &self.defaults, &mut push);
+        let readiness = self
+            .readiness
+            .map(|r| resolve_readiness(r, &steps, &mut push));
 
         let max_batch = self.max_batch.unwrap_or(defaults::MAX_BATCH);
         if max_batch == 0 || max_batch > CODEDEPLOY_MAX_INSTANCES_PER_DEPLOYMENT {
@@ -350,6 +427,7 @@ impl PlanDoc {
                 batch_follow_secs,
                 max_batch,
                 breaker,
+                readiness,
             })
         } else {
             Err(PlanError { issues })
@@ -424,6 +502,50 @@ fn resolve_steps(
         });
     }
     steps
+}
+
+/// Checks the readiness signal: a tag key the instance may set on itself, not one of the
+/// plan's gates (turnstile opens and closes those, so a gate can never mean "bootstrapped").
+fn resolve_readiness(
+    r: ReadinessDoc,
+    steps: &[Step],
+    push: &mut impl FnMut(String, String),
+) -> Readiness {
+    check_tag_key("readiness.tag", &r.tag, push);
+    if let Some(i) = steps.iter().position(|s| s.gate.key == r.tag) {
+        push(
+            "readiness.tag".into(),
+            format!(
+                "`{}` is steps[{i}]'s gate tag; the readiness tag must be one only the instance sets",
+                r.tag
+            ),
+        );
+    }
+    let value = r
+        .value
+        .unwrap_or_else(|| defaults::READINESS_VALUE.to_owned());
+    if value.chars().count() > 256 {
+        push(
+            "readiness.value".into(),
+            "EC2 tag values are at most 256 characters".into(),
+        );
+    }
+    let timeout_secs = r.timeout_secs.unwrap_or(defaults::READINESS_TIMEOUT_SECS);
+    if !READINESS_TIMEOUT_RANGE_SECS.contains(&timeout_secs) {
+        push(
+            "readiness.timeoutSecs".into(),
+            format!(
+                "must be {}..={} (at least one timer sweep, at most the hook's 48 h)",
+                READINESS_TIMEOUT_RANGE_SECS.start(),
+                READINESS_TIMEOUT_RANGE_SECS.end()
+            ),
+        );
+    }
+    Readiness {
+        tag: Gate { key: r.tag, value },
+        timeout_secs,
+        on_timeout: r.on_timeout.unwrap_or(OnNotReady::Abandon),
+    }
 }
 
 fn check_options(prefix: &str, o: &StepOptions, push: &mut impl FnMut(String, String)) {
@@ -581,6 +703,78 @@ mod tests {
         let got = issues(&big);
         assert_eq!(got[0].0, "$");
         assert!(got[0].1.contains("at most 4000"));
+    }
+
+    const ONE_STEP: &str = r#"{"application":"a","deploymentGroup":"g","gateTag":"gate-a"}"#;
+
+    #[test]
+    fn readiness_defaults_and_round_trip() {
+        let p = Plan::parse(&format!(
+            r#"{{"version":1,"steps":[{ONE_STEP}],"readiness":{{"tag":"turnstile:ready"}}}}"#
+        ))
+        .unwrap();
+        let r = p.readiness.clone().unwrap();
+        assert_eq!(r.tag.value, defaults::READINESS_VALUE);
+        assert_eq!(r.timeout_secs, defaults::READINESS_TIMEOUT_SECS);
+        assert_eq!(r.on_timeout, OnNotReady::Abandon);
+        assert_eq!(p.budget_secs(), defaults::TIMEOUT_SECS + 900);
+        assert_eq!(Plan::parse(&p.to_document().to_string()).unwrap(), p);
+        let none = Plan::parse(&format!(r#"{{"version":1,"steps":[{ONE_STEP}]}}"#)).unwrap();
+        assert_eq!(none.readiness, None);
+        assert!(none.to_document().get("readiness").is_none());
+    }
+
+    #[test]
+    fn readiness_invalid_fields_are_named() {
+        let cases: &[(&str, &str, &str)] = &[
+            (r#"{"tag":"aws:ready"}"#, "readiness.tag", "reserved by AWS"),
+            (r#"{"tag":""}"#, "readiness.tag", "1..=128"),
+            (
+                r#"{"tag":"gate-a"}"#,
+                "readiness.tag",
+                "steps[0]'s gate tag",
+            ),
+            (
+                r#"{"tag":"r","timeoutSecs":5}"#,
+                "readiness.timeoutSecs",
+                "60..=172800",
+            ),
+            (
+                r#"{"tag":"r","timeoutSecs":172801}"#,
+                "readiness.timeoutSecs",
+                "60..=172800",
+            ),
+            (
+                r#"{"tag":"r","onTimeout":"retry"}"#,
+                "readiness.onTimeout",
+                "unknown variant `retry`",
+            ),
+            (
+                r#"{"tag":"r","valu":"x"}"#,
+                "readiness.valu",
+                "unknown field `valu`",
+            ),
+            (r#"{"value":"x"}"#, "readiness", "missing field `tag`"),
+            (
+                r#"{"tag":"r","timeoutSecs":"900"}"#,
+                "readiness.timeoutSecs",
+                "invalid type",
+            ),
+        ];
+        for (readiness, field, reason) in cases {
+            let got = issues(&format!(
+                r#"{{"version":1,"steps":[{ONE_STEP}],"readiness":{readiness}}}"#
+            ));
+            assert!(
+                got.iter().any(|(f, r)| f == field && r.contains(reason)),
+                "{readiness}: want {field}: …{reason}…, got {got:?}"
+            );
+        }
+        let long = "v".repeat(257);
+        let got = issues(&format!(
+            r#"{{"version":1,"steps":[{ONE_STEP}],"readiness":{{"tag":"r","value":"{long}"}}}}"#
+        ));
+        assert_eq!(got[0].0, "readiness.value", "{got:?}");
     }
 
     #[test]

@@ -2867,3 +2867,266 @@ fn rule_operator_skip_of_a_step_not_held_is_refused() {
     assert!(d.ignored.unwrap().contains("not held at a failed step"));
     assert!(h.inst("i-1").steps.iter().all(|s| s.overridden.is_none()));
 }
+
+// ---- readiness ----------------------------------------------------------------------------
+
+const READY: &str = r#","readiness":{"tag":"turnstile:ready","value":"true","timeoutSecs":900}"#;
+
+fn ready_plan(steps: usize, extra: &str) -> String {
+    plan_json(steps, &format!("{READY}{extra}"))
+}
+
+fn tagged(h: &mut H, id: &str, tags: &[(&str, &str)]) -> Decision {
+    let at = h.now;
+    h.feed(Input::InstanceTagged {
+        instance: id.into(),
+        tags: tags
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        at,
+    })
+}
+
+fn opens(d: &Decision) -> usize {
+    d.commands
+        .iter()
+        .filter(|c| matches!(c, Command::OpenGate { .. }))
+        .count()
+}
+
+#[test]
+fn rule_readiness_holds_the_first_step_until_the_tag_arrives() {
+    let mut h = H::new();
+    let d = h.launch_with("i-1", "t1", &ready_plan(2, ""), None, None);
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Readying { deploy: true, .. }
+    ));
+    assert!(creates(&d).is_empty() && opens(&d) == 0, "{d:?}");
+    // Nothing reaches the instance while it boots, however long the group waits; the
+    // heartbeat keeps the action alive meanwhile.
+    h.advance(300);
+    let d = h.tick_group(0);
+    assert!(creates(&d).is_empty(), "{d:?}");
+    let d = h.tick("i-1");
+    assert!(
+        d.commands
+            .iter()
+            .any(|c| matches!(c, Command::RecordHeartbeat { .. })),
+        "{d:?}"
+    );
+    assert!(matches!(h.phase("i-1"), Phase::Readying { .. }));
+    // Another tag, or the readiness tag with another value, is not the signal.
+    let d = tagged(
+        &mut h,
+        "i-1",
+        &[("turnstile:ready", "false"), ("Name", "web")],
+    );
+    assert!(d.ignored.is_some() && d.commands.is_empty(), "{d:?}");
+    assert!(matches!(h.phase("i-1"), Phase::Readying { .. }));
+    // The tag: the first step starts (after the batch window, as at launch).
+    let d = tagged(
+        &mut h,
+        "i-1",
+        &[("Name", "web"), ("turnstile:ready", "true")],
+    );
+    assert!(d.ignored.is_none(), "{d:?}");
+    assert_eq!(h.phase("i-1").step(), Some(0));
+    assert_eq!(h.inst("i-1").ready_at, Some(h.now));
+    h.advance(2);
+    let d = h.tick_group(0);
+    assert_eq!(creates(&d), vec![(group(0), vec!["i-1".into()])]);
+    // A second signal (the sweep's read after the event) changes nothing.
+    let d = tagged(&mut h, "i-1", &[("turnstile:ready", "true")]);
+    assert!(d.ignored.is_some() && d.commands.is_empty(), "{d:?}");
+}
+
+#[test]
+fn rule_readiness_instances_ready_together_share_a_deployment() {
+    let mut h = H::new();
+    for id in ["i-1", "i-2", "i-3"] {
+        h.launch_with(id, &format!("t-{id}"), &ready_plan(1, ""), None, None);
+    }
+    h.advance(60);
+    tagged(&mut h, "i-1", &[("turnstile:ready", "true")]);
+    h.advance(1);
+    tagged(&mut h, "i-2", &[("turnstile:ready", "true")]);
+    h.advance(1);
+    let d = h.tick_group(0);
+    assert_eq!(
+        creates(&d),
+        vec![(group(0), vec!["i-1".into(), "i-2".into()])],
+        "ready within one batch window: one deployment; i-3 still boots"
+    );
+    assert!(matches!(h.phase("i-3"), Phase::Readying { .. }));
+}
+
+#[test]
+fn rule_readiness_tag_seen_only_by_the_sweep_starts_the_step() {
+    // The tag-change event is best effort: when it is lost, the sweep's batched read reports
+    // the one tag it asked for, and that is enough.
+    let mut h = H::new();
+    h.launch_with("i-1", "t1", &ready_plan(1, ""), None, None);
+    h.advance(120);
+    let d = h.tick("i-1");
+    assert!(creates(&d).is_empty() && opens(&d) == 0);
+    let d = tagged(&mut h, "i-1", &[("turnstile:ready", "true")]);
+    assert!(d.ignored.is_none(), "{d:?}");
+    h.advance(2);
+    assert!(has_create(&h.tick_group(0), 0));
+}
+
+#[test]
+fn rule_readiness_timeout_applies_the_plan_policy() {
+    for (policy, expect_complete, expect_phase) in [
+        ("abandon", vec![LifecycleResult::Abandon], "completing"),
+        ("hold", vec![], "held"),
+        ("start", vec![], "running"),
+    ] {
+        let mut h = H::new();
+        let plan = plan_json(
+            1,
+            &format!(r#","readiness":{{"tag":"ready","timeoutSecs":600,"onTimeout":"{policy}"}}"#),
+        );
+        h.launch_with("i-1", "t1", &plan, None, None);
+        h.advance(599);
+        let d = h.tick("i-1");
+        assert!(alerts(&d).is_empty(), "{policy}: not yet: {d:?}");
+        assert!(matches!(h.phase("i-1"), Phase::Readying { .. }), "{policy}");
+        h.advance(1);
+        let d = h.tick("i-1");
+        // A hold also raises the held alert every held instance raises.
+        assert_eq!(alerts(&d)[0], AlertKind::NotReady, "{policy}: {d:?}");
+        let Some(Command::Alert(a)) = d
+            .commands
+            .iter()
+            .find(|c| matches!(c, Command::Alert(a) if a.kind == AlertKind::NotReady))
+        else {
+            panic!("{policy}: no alert")
+        };
+        assert!(
+            a.message.contains("i-1")
+                && a.message.contains("ready=true")
+                && a.message.contains("600 s"),
+            "{policy}: the alert says what happened: {}",
+            a.message
+        );
+        assert_eq!(completes(&d), expect_complete, "{policy}");
+        let phase = match h.phase("i-1") {
+            Phase::Completing { .. } => "completing",
+            Phase::Held { .. } => "held",
+            Phase::Running { .. } => "running",
+            other => panic!("{policy}: {other:?}"),
+        };
+        assert_eq!(phase, expect_phase, "{policy}");
+        assert_eq!(
+            h.inst("i-1").alerts[0].kind,
+            AlertKind::NotReady,
+            "{policy}: `show` lists it"
+        );
+    }
+}
+
+#[test]
+fn rule_readiness_hold_retry_starts_the_first_step_and_skip_is_refused() {
+    let mut h = H::new();
+    let plan = plan_json(
+        2,
+        r#","readiness":{"tag":"ready","timeoutSecs":600,"onTimeout":"hold"}"#,
+    );
+    h.launch_with("i-1", "t1", &plan, None, None);
+    h.advance(600);
+    h.tick("i-1");
+    assert!(matches!(h.phase("i-1"), Phase::Held { step: Some(0), .. }));
+    let d = h.feed(Input::Operator {
+        instance: "i-1".into(),
+        action: OperatorAction::SkipFailedStep,
+        request: request("op-1"),
+    });
+    assert!(
+        d.ignored
+            .as_deref()
+            .is_some_and(|w| w.contains("before step 0 ever ran")),
+        "{d:?}"
+    );
+    assert!(matches!(h.phase("i-1"), Phase::Held { .. }));
+    h.feed(Input::Operator {
+        instance: "i-1".into(),
+        action: OperatorAction::Retry,
+        request: request("op-2"),
+    });
+    assert_eq!(h.phase("i-1").step(), Some(0));
+}
+
+#[test]
+fn rule_readiness_timeout_counts_in_the_time_budget() {
+    // 100 × 120 s = 12,000 s of global timeout; 2 × 1,800 s of steps fit, but not with a
+    // 9,000 s readiness wait in front of them.
+    let mut h = H::new();
+    let plan = plan_json(2, r#","readiness":{"tag":"ready","timeoutSecs":9000}"#);
+    let event = LifecycleEvent {
+        event_id: None,
+        action: ActionRef {
+            asg: "asg".into(),
+            hook: DEFAULT_LAUNCH_HOOK.into(),
+            token: Some("t".into()),
+            instance: "i-1".into(),
+        },
+        origin: None,
+        destination: None,
+        time: h.now,
+    };
+    let d = h.feed(Input::Launch {
+        event,
+        plan: Plan::parse(&plan),
+        timeouts: HookTimeouts::from_heartbeat(120),
+    });
+    assert_eq!(
+        alerts(&d),
+        vec![AlertKind::PlanCannotFit, AlertKind::InstanceHeld]
+    );
+    let Command::Alert(a) = &d.commands[0] else {
+        panic!()
+    };
+    assert!(
+        a.message.contains("readiness") && a.message.contains("12600 s"),
+        "{}",
+        a.message
+    );
+}
+
+#[test]
+fn rule_readiness_holds_warm_pool_entry_until_ready_and_skips_the_exit() {
+    // deployOnExit: the entry deploys nothing, but Auto Scaling stops the instance once its
+    // hooks complete, so it is let go only once its bootstrap is done.
+    let mut h = H::new();
+    let plan = ready_plan(1, "");
+    let d = h.launch_with("i-1", "t1", &plan, Some(Place::WarmPool), Some(Place::Ec2));
+    assert!(completes(&d).is_empty(), "{d:?}");
+    assert!(matches!(
+        h.phase("i-1"),
+        Phase::Readying { deploy: false, .. }
+    ));
+    let d = tagged(&mut h, "i-1", &[("turnstile:ready", "true")]);
+    assert_eq!(completes(&d), vec![LifecycleResult::Continue]);
+    h.feed(Input::ActionCompleted {
+        instance: "i-1".into(),
+        token: Some("t1".into()),
+    });
+    // Leaving the pool: it bootstrapped before it entered (its tag is still there, and no
+    // change event would come), so the first step starts at once.
+    let d = h.launch_with(
+        "i-1",
+        "t2",
+        &plan,
+        Some(Place::AutoScalingGroup),
+        Some(Place::WarmPool),
+    );
+    assert!(completes(&d).is_empty());
+    assert_eq!(
+        h.phase("i-1").step(),
+        Some(0),
+        "no readiness wait on the exit"
+    );
+}

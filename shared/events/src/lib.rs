@@ -33,6 +33,9 @@ pub const LAUNCH_DETAIL_TYPE: &str = "EC2 Instance-launch Lifecycle Action";
 pub const TERMINATE_DETAIL_TYPE: &str = "EC2 Instance-terminate Lifecycle Action";
 pub const DEPLOYMENT_DETAIL_TYPE: &str = "CodeDeploy Deployment State-change Notification";
 pub const INSTANCE_DETAIL_TYPE: &str = "CodeDeploy Instance State-change Notification";
+/// EventBridge's tag change event (source `aws.tag`), delivered on a best-effort basis
+/// [aws-behaviour §5.7 Tag change events].
+pub const TAG_CHANGE_DETAIL_TYPE: &str = "Tag Change on Resource";
 pub const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
 pub const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 pub const TEST_NOTIFICATION: &str = "autoscaling:TEST_NOTIFICATION";
@@ -62,6 +65,14 @@ pub enum Message {
         deployment: DeploymentId,
         instance: InstanceId,
         state: TargetState,
+    },
+    /// An EC2 instance's tags changed (`Tag Change on Resource`): its full tag set after the
+    /// change, at the event's time.
+    Tagged {
+        event_id: Option<EventId>,
+        instance: InstanceId,
+        tags: Vec<(String, String)>,
+        time: Millis,
     },
     /// turnstile's own timer message.
     Wakeup(Key),
@@ -147,6 +158,19 @@ impl Message {
                 };
                 (input, event_id)
             }
+            Message::Tagged {
+                event_id,
+                instance,
+                tags,
+                time,
+            } => (
+                Input::InstanceTagged {
+                    instance,
+                    tags,
+                    at: time,
+                },
+                event_id,
+            ),
             Message::Wakeup(key) => (Input::Tick(key), None),
             Message::Operator(op) => {
                 let event_id = EventId(op.request.clone());
@@ -205,6 +229,11 @@ pub enum Ignored {
     /// on the same topic as the hook's notifications. It reports what already happened; the
     /// lifecycle action, if any, comes in its own message [aws-behaviour §1.2 Activity notifications].
     Activity { event: String, asg: Option<String> },
+    /// A tag change on a resource that is not an EC2 instance.
+    OtherResource {
+        service: String,
+        resource_type: String,
+    },
 }
 
 /// Why a message could not be parsed. None of these can succeed on a retry.
@@ -412,6 +441,7 @@ fn parse_eventbridge(value: Value) -> Result<Message, ParseError> {
         ("aws.codedeploy", DEPLOYMENT_DETAIL_TYPE | INSTANCE_DETAIL_TYPE) => {
             codedeploy_event(ev, event_id)
         }
+        ("aws.tag", TAG_CHANGE_DETAIL_TYPE) => tag_event(ev, event_id),
         (source, detail_type) => Ok(Message::Ignored(Ignored::OtherEvent {
             source: source.to_owned(),
             detail_type: detail_type.to_owned(),
@@ -510,6 +540,57 @@ fn codedeploy_event(
     }
 }
 
+/// The detail of a tag change event [aws-behaviour §5.7 Tag change events].
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct TagChangeDetail {
+    service: String,
+    resource_type: String,
+    /// Every tag of the resource after the change.
+    #[serde(default)]
+    tags: std::collections::BTreeMap<String, String>,
+}
+
+/// A tag change on an EC2 instance (the only resource the stack's rule routes here; any other
+/// is acknowledged). The instance is the one `resources` names by its ARN.
+fn tag_event(
+    ev: EventBridgeEvent<Value>,
+    event_id: Option<EventId>,
+) -> Result<Message, ParseError> {
+    let detail: TagChangeDetail = typed(ev.detail, "detail")?;
+    if detail.service != "ec2" || detail.resource_type != "instance" {
+        return Ok(Message::Ignored(Ignored::OtherResource {
+            service: detail.service,
+            resource_type: detail.resource_type,
+        }));
+    }
+    let time = ev
+        .time
+        .ok_or_else(|| ParseError::field_err("time", "missing"))?;
+    let arn = ev
+        .resources
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .ok_or_else(|| ParseError::field_err("resources", "missing or empty: no instance ARN"))?;
+    let id = arn
+        .rsplit_once(":instance/")
+        .map(|(_, id)| id.to_owned())
+        .ok_or_else(|| {
+            ParseError::field_err(
+                "resources[0]",
+                format!("`{arn}` is not an EC2 instance ARN"),
+            )
+        })?;
+    check_instance_id(&id, "resources[0]")?;
+    Ok(Message::Tagged {
+        event_id,
+        instance: InstanceId(id),
+        tags: detail.tags.into_iter().collect(),
+        time: millis(time),
+    })
+}
+
 /// The EventBridge events turnstile acts on; every other (source, detail-type) is acknowledged.
 fn is_handled(source: &str, detail_type: &str) -> bool {
     matches!(
@@ -520,7 +601,7 @@ fn is_handled(source: &str, detail_type: &str) -> bool {
         ) | (
             "aws.codedeploy",
             DEPLOYMENT_DETAIL_TYPE | INSTANCE_DETAIL_TYPE
-        )
+        ) | ("aws.tag", TAG_CHANGE_DETAIL_TYPE)
     )
 }
 
@@ -529,6 +610,11 @@ fn bad_state(state: &str) -> ParseError {
         "detail.state",
         format!("unknown state `{state}` (expected START, SUCCESS, FAILURE, STOP or READY)"),
     )
+}
+
+/// An event time as the core's milliseconds (a time before 1970 is 0).
+fn millis(time: DateTime<Utc>) -> Millis {
+    Millis(u64::try_from(time.timestamp_millis()).unwrap_or(0))
 }
 
 fn check_instance_id(id: &str, field: &str) -> Result<(), ParseError> {
@@ -586,7 +672,6 @@ fn lifecycle(
     };
     let origin = place(d.origin, "Origin")?;
     let destination = place(d.destination, "Destination")?;
-    let millis = u64::try_from(time.timestamp_millis()).unwrap_or(0);
     let event = LifecycleEvent {
         event_id,
         action: ActionRef {
@@ -597,7 +682,7 @@ fn lifecycle(
         },
         origin,
         destination,
-        time: Millis(millis),
+        time: millis(time),
     };
     let msg = Lifecycle {
         event,

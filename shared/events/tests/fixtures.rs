@@ -356,3 +356,55 @@ fn real_variant_eventbridge_test_notification_is_ignored() {
         Message::Ignored(Ignored::TestNotification { .. })
     ));
 }
+
+#[test]
+fn eventbridge_tag_change_on_an_instance_reports_its_full_tag_set() {
+    let Message::Tagged {
+        event_id,
+        instance,
+        tags,
+        time,
+    } = parse(&fixture("eventbridge-tag-change-on-instance.json")).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(instance.as_str(), "i-0000000aaaaaaaaaa");
+    assert_eq!(
+        event_id.unwrap().as_str(),
+        "bddcf1d6-0251-35a1-aab0-adc1fb47c11c"
+    );
+    assert_eq!(time, Millis(1_537_303_298_000));
+    // The tags after the change: a deleted key is gone, an unchanged one is there.
+    let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["a-new-key", "an-unchanged-key", "an-updated-key"]);
+}
+
+#[test]
+fn tag_change_on_another_resource_is_acknowledged_and_a_bad_instance_arn_is_named() {
+    let body = fixture("eventbridge-tag-change-on-instance.json");
+    let other = body.replace(
+        r#""resource-type": "instance""#,
+        r#""resource-type": "volume""#,
+    );
+    assert!(matches!(
+        parse(&other).unwrap(),
+        Message::Ignored(Ignored::OtherResource { .. })
+    ));
+    let bad = body.replace("instance/i-0000000aaaaaaaaaa", "instance/web-1");
+    assert_eq!(field_error(&bad).0, "resources[0]");
+    let none = body.replace(
+        r#""arn:aws:ec2:us-east-1:123456789012:instance/i-0000000aaaaaaaaaa""#,
+        "",
+    );
+    assert_eq!(field_error(&none).0, "resources");
+    let no_time = body.replace(r#""time": "2018-09-18T20:41:38Z","#, "");
+    assert_eq!(field_error(&no_time).0, "time");
+    let bad_tags = body.replace(
+        r#""a-new-key": "tag-value-on-new-key-just-added""#,
+        r#""a-new-key": 7"#,
+    );
+    assert!(
+        field_error(&bad_tags).0.starts_with("detail.tags"),
+        "{bad_tags}"
+    );
+}

@@ -807,6 +807,7 @@ mod tests {
             operator: Vec::new(),
             heartbeats: 0,
             alerts: Vec::new(),
+            ready_at: None,
         };
         let mut w = World::default();
         w.instances.insert(record.id.clone(), Some(record));

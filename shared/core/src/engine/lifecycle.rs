@@ -134,12 +134,23 @@ impl Cx<'_> {
             (_, Some(Place::WarmPool), WarmPoolPolicy::DeployOnExit)
                 | (Some(Place::WarmPool), _, WarmPoolPolicy::DeployOnEntry)
         );
+        let readiness = plan
+            .readiness
+            .as_ref()
+            .filter(|_| ev.origin != Some(Place::WarmPool))
+            .map_or(0, |r| r.timeout_secs);
         if !deploy {
-            self.complete(
-                id,
-                LifecycleResult::Continue,
-                "warm-pool transition the plan does not deploy on".into(),
-            );
+            // Entering the warm pool: Auto Scaling stops the instance once its launch hooks
+            // complete, so with a readiness signal it waits for the bootstrap to finish first.
+            if readiness > timeouts.global_secs {
+                self.plan_cannot_fit(id, &ev.action.hook, readiness, timeouts.global_secs);
+            } else if !self.await_ready(id, ev.origin, false) {
+                self.complete(
+                    id,
+                    LifecycleResult::Continue,
+                    "warm-pool transition the plan does not deploy on".into(),
+                );
+            }
             return;
         }
         if timeouts.heartbeat_secs < MIN_ROBUST_HEARTBEAT_SECS {
@@ -153,19 +164,25 @@ impl Cx<'_> {
                 ),
             );
         }
-        let need: u64 = plan.steps.iter().map(|s| s.timeout_secs).sum();
+        let need: u64 = plan.steps.iter().map(|s| s.timeout_secs).sum::<u64>() + readiness;
         if need > timeouts.global_secs {
-            // A configuration error: every replacement would fail the same way, so hold
-            // rather than feed an abandon/relaunch loop.
-            let why = format!(
-                "the plan's step timeouts add up to {need} s but the hook's global timeout is {} s (100 × heartbeat timeout, at most 48 h)",
-                timeouts.global_secs
-            );
-            self.alert(AlertKind::PlanCannotFit, Some(id), None, why.clone());
-            self.hold(id, None, why);
+            self.plan_cannot_fit(id, &ev.action.hook, need, timeouts.global_secs);
             return;
         }
-        self.start_attempt(id, 0, Admit::Window);
+        if !self.await_ready(id, ev.origin, true) {
+            self.start_attempt(id, 0, Admit::Window);
+        }
+    }
+
+    /// The plan's timeouts (its readiness wait and every step's) add up to more than the
+    /// hook's global timeout. A configuration error: every replacement would fail the same
+    /// way, so hold rather than feed an abandon/relaunch loop.
+    fn plan_cannot_fit(&mut self, id: &InstanceId, hook: &str, need: u64, global_secs: u64) {
+        let why = format!(
+            "the plan's timeouts (readiness wait and steps) add up to {need} s but hook {hook}'s global timeout is {global_secs} s (100 × heartbeat timeout, at most 48 h)"
+        );
+        self.alert(AlertKind::PlanCannotFit, Some(id), None, why.clone());
+        self.hold(id, None, why);
     }
 
     /// Any terminate action means the instance is going away, whoever's hook announced it,
@@ -304,6 +321,7 @@ fn new_instance(
                 threshold: 1,
                 window_secs: 1,
             },
+            readiness: None,
         }),
         timeouts,
         started_at,
@@ -322,6 +340,7 @@ fn new_instance(
         operator: Vec::new(),
         heartbeats: 0,
         alerts: Vec::new(),
+        ready_at: None,
     };
     if let Some(e) = &ev.event_id {
         inst.seen.remember(e, cfg.seen_capacity);

@@ -29,6 +29,7 @@
 //! - `verify.rs`: the final revision check and the probe of a re-sent CONTINUE;
 //! - `codedeploy.rs`: deployment and target inputs, creation outcomes, the seal;
 //! - `timer.rs`: ticks, housekeeping (heartbeats, deadline guard) and wake times;
+//! - `readiness.rs`: waiting for the instance to tag itself ready before the first step;
 //! - `operator.rs`: operator actions and the breaker reset.
 //!
 //! Logic that touches only one record lives on the record (`crate::state`); `Cx` delegates.
@@ -47,6 +48,7 @@ mod codedeploy;
 mod lifecycle;
 mod operator;
 mod pipeline;
+mod readiness;
 mod timer;
 mod verify;
 
@@ -203,7 +205,8 @@ fn primary_keys(input: &Input) -> (Vec<InstanceId>, Vec<GroupKey>) {
         | Input::HeartbeatRecorded { instance, .. }
         | Input::ActionCompleted { instance, .. }
         | Input::ActionGone { instance, .. }
-        | Input::Operator { instance, .. } => (vec![instance.clone()], vec![]),
+        | Input::Operator { instance, .. }
+        | Input::InstanceTagged { instance, .. } => (vec![instance.clone()], vec![]),
         Input::Tick(Key::Instance(i)) => (vec![i.clone()], vec![]),
         Input::Tick(Key::Group(g)) => (vec![], vec![g.clone()]),
     }
@@ -314,6 +317,7 @@ impl Cx<'_> {
             Input::OverflowWoken { group, woken, room } => {
                 self.on_overflow_woken(group, *woken, *room)
             }
+            Input::InstanceTagged { instance, tags, at } => self.on_tagged(instance, tags, *at),
         }
     }
 

@@ -37,6 +37,14 @@ impl Cx<'_> {
                 Phase::Held {
                     step: Some(step), ..
                 },
+            ) if inst.steps.get(step).is_some_and(|r| r.attempts == 0) => Some(format!(
+                "{id} is held before step {step} ever ran (it never became ready); `retry` starts it"
+            )),
+            (
+                OperatorAction::SkipFailedStep,
+                Phase::Held {
+                    step: Some(step), ..
+                },
             ) => {
                 self.skip_step(id, step, req);
                 None

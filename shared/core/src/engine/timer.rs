@@ -33,6 +33,7 @@ impl Cx<'_> {
                 };
                 self.resend_leave_check(id, step, since, blocked_by.as_ref(), done_in, look_back)
             }
+            Phase::Readying { since, deploy } => self.readying_tick(id, since, deploy),
             Phase::Running { step, wait } if !self.heartbeat_only(id, step, &wait) => {
                 self.tick_step(id, step, wait)
             }
@@ -499,6 +500,11 @@ impl Cx<'_> {
             } => at.push(since.plus_ms(cfg.verify_resend_ms(waiting_for.is_some()))),
             Phase::Completing { since, probing, .. } => {
                 at.push(since.plus_ms(cfg.completion_resend_ms(*probing)))
+            }
+            Phase::Readying { since, .. } => {
+                if let Some(r) = &inst.plan.readiness {
+                    at.push(since.plus_secs(r.timeout_secs));
+                }
             }
             Phase::Held { .. } | Phase::Finished { .. } => {}
         }

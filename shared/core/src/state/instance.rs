@@ -45,6 +45,9 @@ pub struct Instance {
     /// needs no log search.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertNote>,
+    /// When the instance was seen ready ([`Phase::Readying`]), for `turnstile show`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<Millis>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -130,6 +133,11 @@ impl StepRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
+    /// Waiting for the instance to tag itself ready ([`crate::Readiness`]) before anything
+    /// runs on it, heartbeating meanwhile. `deploy`: whether the plan's steps follow (false on
+    /// a warm-pool transition the plan does not deploy on: the instance is let go once ready,
+    /// so it is not stopped in the middle of its bootstrap).
+    Readying { since: Millis, deploy: bool },
     /// Working on `step`.
     Running { step: usize, wait: StepWait },
     /// Every step succeeded; the current revision of each group is being checked.
@@ -240,6 +248,15 @@ impl Instance {
             .sum()
     }
 
+    /// The tag the instance must carry to go on, while it waits for readiness (the store
+    /// lists these instances for the timer sweep's batched tag read).
+    pub fn awaiting_ready(&self) -> Option<&crate::plan::Gate> {
+        match self.phase {
+            Phase::Readying { .. } => self.plan.readiness.as_ref().map(|r| &r.tag),
+            _ => None,
+        }
+    }
+
     /// Whether the plan has steps and every one of them has succeeded (installed a revision,
     /// or found nothing to deploy) or was skipped by an operator's override: what a CONTINUE
     /// counts as putting the instance in service.
@@ -341,6 +358,7 @@ mod tests {
             operator: Vec::new(),
             heartbeats: 0,
             alerts: Vec::new(),
+            ready_at: None,
         }
     }
 
