@@ -8,7 +8,7 @@
 //!
 //! | item | `pk` | `sk` | extra attributes |
 //! |---|---|---|---|
-//! | instance pipeline | `I#<instance-id>` | `I` | `asg_inflight` while in flight (GSI `inflight`), `overflow_group` + `overflow_since` while it waits outside a full group list (GSI `overflow`), `ttl` once finished |
+//! | instance pipeline | `I#<instance-id>` | `I` | `asg_inflight` while in flight (GSI `inflight`), `overflow_group` + `overflow_since` while it waits outside a full group list (GSI `overflow`), `ready_shard` + `ready_key` + `ready_value` while it waits for its readiness tag (GSI `ready`), `ttl` once finished |
 //! | deployment group | `G#<application>#<group>` | `G` | |
 //! | processed event | `E#<event-id>` | `E` | `ttl` |
 //! | deployment index | `D#<deployment-id>` | `D` | `app`, `dg`, `ttl` |
@@ -21,7 +21,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 use turnstile_core::{
-    DeploymentId, EventId, Group, GroupKey, Instance, InstanceId, Key, Millis, World,
+    DeploymentId, EventId, Gate, Group, GroupKey, Instance, InstanceId, Key, Millis, World,
 };
 
 pub mod dynamo;
@@ -149,6 +149,13 @@ pub trait Store: Send + Sync {
         group: &GroupKey,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<InstanceId>, StoreError>> + Send;
+    /// Instances waiting for their readiness tag ([`turnstile_core::Phase::Readying`]), each
+    /// with the tag it waits for, at most `limit` (the `ready` index): the timer sweep reads
+    /// their tags in one call.
+    fn awaiting_ready(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(InstanceId, Gate)>, StoreError>> + Send;
     /// The group a deployment belongs to (deployment → group index). Read by the operator
     /// command line to resolve a deployment id an alert names; until then only by the tests.
     fn deployment_group(
@@ -166,6 +173,20 @@ pub fn overflow_of(record: &Record) -> Option<(String, Millis)> {
             .map(|(g, since)| (pk(&Key::Group(g.clone())), since)),
         Record::Group(_) => None,
     }
+}
+
+/// The `ready` index entry of a record: the tag an instance waiting for readiness waits for.
+pub fn ready_of(record: &Record) -> Option<&Gate> {
+    match record {
+        Record::Instance(i) => i.awaiting_ready(),
+        Record::Group(_) => None,
+    }
+}
+
+/// The `ready` index partition of a record's partition key (`R0` … `R3`), spread like the
+/// `due` index's shards.
+pub fn ready_shard(pk: &str) -> String {
+    format!("R{}", shard_of(pk))
 }
 
 /// Partition key of a record.

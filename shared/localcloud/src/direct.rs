@@ -420,6 +420,14 @@ impl<S: turnstile_aws::store::Store> turnstile_aws::store::Store for Counted<S> 
         self.inner.due(now, limit).await
     }
 
+    async fn awaiting_ready(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(InstanceId, turnstile_core::Gate)>, turnstile_aws::store::StoreError> {
+        self.counts.loads.fetch_add(1, Ordering::Relaxed);
+        self.inner.awaiting_ready(limit).await
+    }
+
     async fn overflowed(
         &self,
         group: &GroupKey,

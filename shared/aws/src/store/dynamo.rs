@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
 use serde_dynamo::aws_sdk_dynamodb_1::from_attribute_value;
-use turnstile_core::{DeploymentId, GroupKey, InstanceId, Key, Millis};
+use turnstile_core::{DeploymentId, Gate, GroupKey, InstanceId, Key, Millis};
 
 use super::*;
 use crate::error::{store_build_error, store_error};
@@ -25,9 +25,13 @@ const SHARD: &str = "due_shard";
 const WAKE: &str = "wake";
 const OVERFLOW: &str = "overflow_group";
 const OVERFLOW_SINCE: &str = "overflow_since";
+const READY_SHARD: &str = "ready_shard";
+const READY_KEY: &str = "ready_key";
+const READY_VALUE: &str = "ready_value";
 pub const INFLIGHT_INDEX: &str = "inflight";
 pub const DUE_INDEX: &str = "due";
 pub const OVERFLOW_INDEX: &str = "overflow";
+pub const READY_INDEX: &str = "ready";
 /// DynamoDB's limit of items in one transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
 
@@ -130,6 +134,19 @@ impl DynamoStore {
             .projection(keys_only)
             .build()
             .map_err(|e| store_build_error("CreateTable", e))?;
+        let ready = GlobalSecondaryIndex::builder()
+            .index_name(READY_INDEX)
+            .key_schema(key(READY_SHARD, KeyType::Hash)?)
+            .key_schema(key(PK, KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::Include)
+                    .non_key_attributes(READY_KEY)
+                    .non_key_attributes(READY_VALUE)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| store_build_error("CreateTable", e))?;
         self.client
             .create_table()
             .table_name(&self.table)
@@ -141,11 +158,13 @@ impl DynamoStore {
             .attribute_definitions(attr(WAKE, ScalarAttributeType::N)?)
             .attribute_definitions(attr(OVERFLOW, ScalarAttributeType::S)?)
             .attribute_definitions(attr(OVERFLOW_SINCE, ScalarAttributeType::N)?)
+            .attribute_definitions(attr(READY_SHARD, ScalarAttributeType::S)?)
             .key_schema(key(PK, KeyType::Hash)?)
             .key_schema(key(SK, KeyType::Range)?)
             .global_secondary_indexes(inflight)
             .global_secondary_indexes(due)
             .global_secondary_indexes(overflow)
+            .global_secondary_indexes(ready)
             .send()
             .await
             .map_err(|e| store_error("CreateTable", e))?;
@@ -208,6 +227,11 @@ impl DynamoStore {
         if let Some((group, since)) = overflow_of(record) {
             item.insert(OVERFLOW.into(), s(group));
             item.insert(OVERFLOW_SINCE.into(), n(since.0));
+        }
+        if let Some(tag) = ready_of(record) {
+            item.insert(READY_SHARD.into(), s(ready_shard(&pk)));
+            item.insert(READY_KEY.into(), s(&tag.key));
+            item.insert(READY_VALUE.into(), s(&tag.value));
         }
         let bytes = item_size_bytes(&item);
         if bytes > MAX_ITEM_BYTES {
@@ -572,6 +596,47 @@ impl Store for DynamoStore {
             .into_iter()
             .filter_map(|p| p.strip_prefix("I#").map(|i| InstanceId(i.to_owned())))
             .collect())
+    }
+
+    async fn awaiting_ready(&self, limit: usize) -> Result<Vec<(InstanceId, Gate)>, StoreError> {
+        let mut out = Vec::new();
+        for shard in 0..DUE_SHARDS {
+            let mut start: Option<HashMap<String, AttributeValue>> = None;
+            while out.len() < limit {
+                let page_limit = i32::try_from(limit - out.len()).unwrap_or(i32::MAX);
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(READY_INDEX)
+                    .key_condition_expression("#s = :s")
+                    .expression_attribute_names("#s", READY_SHARD)
+                    .expression_attribute_values(":s", s(format!("R{shard}")))
+                    .limit(page_limit)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| store_error("Query", e))?;
+                for item in page.items() {
+                    let text = |name: &str| match item.get(name) {
+                        Some(AttributeValue::S(v)) => Some(v.clone()),
+                        _ => None,
+                    };
+                    let instance = text(PK).and_then(|p| p.strip_prefix("I#").map(str::to_owned));
+                    if let (Some(i), Some(key), Some(value)) =
+                        (instance, text(READY_KEY), text(READY_VALUE))
+                    {
+                        out.push((InstanceId(i), Gate { key, value }));
+                    }
+                }
+                match page.last_evaluated_key {
+                    Some(k) => start = Some(k),
+                    None => break,
+                }
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     async fn deployment_group(&self, d: &DeploymentId) -> Result<Option<GroupKey>, StoreError> {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use turnstile_core::{DeploymentId, EventId, GroupKey, InstanceId, Key, Millis};
+use turnstile_core::{DeploymentId, EventId, Gate, GroupKey, InstanceId, Key, Millis};
 
 use super::*;
 
@@ -150,6 +150,18 @@ impl Store for MemoryStore {
             .collect();
         waiting.sort();
         Ok(waiting.into_iter().take(limit).map(|(_, i)| i).collect())
+    }
+
+    async fn awaiting_ready(&self, limit: usize) -> Result<Vec<(InstanceId, Gate)>, StoreError> {
+        let s = self.lock();
+        Ok(s.records
+            .iter()
+            .filter_map(|(k, (r, _))| match (k, ready_of(r)) {
+                (Key::Instance(i), Some(tag)) => Some((i.clone(), tag.clone())),
+                _ => None,
+            })
+            .take(limit)
+            .collect())
     }
 
     async fn deployment_group(&self, d: &DeploymentId) -> Result<Option<GroupKey>, StoreError> {

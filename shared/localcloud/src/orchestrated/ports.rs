@@ -184,6 +184,13 @@ impl Store for TransientStore {
     async fn in_flight(&self, asg: &str) -> Result<Vec<InstanceId>, StoreError> {
         self.inner.in_flight(asg).await
     }
+    async fn awaiting_ready(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(InstanceId, turnstile_core::Gate)>, StoreError> {
+        self.inner.awaiting_ready(limit).await
+    }
+
     async fn overflowed(
         &self,
         group: &GroupKey,
