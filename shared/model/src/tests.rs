@@ -787,3 +787,197 @@ fn outdated_in_service_instance_is_reached_by_the_next_outdated_only_deployment(
             if *deployment == own && serving_targets.is_empty()
     )));
 }
+
+/// A group whose instances bootstrap for `ms` (never, with probability `never`), starting the
+/// agent as `agent` says, and tag themselves `ready` when done.
+fn bootstrapping(agent: AgentStart, ms: Ms, never: f64, ready: Option<(&str, &str)>) -> Cloud {
+    let mut c = cloud(3600, HookResult::Abandon);
+    c.set_bootstrap(
+        "asg",
+        Bootstrap {
+            min_ms: ms,
+            max_ms: ms,
+            never_prob: never,
+            agent,
+            ready_tag: ready.map(|(k, v)| (k.to_owned(), v.to_owned())),
+        },
+    );
+    c
+}
+
+/// [aws-behaviour §3.6 Bootstrap and the agent] the documented order: the bootstrap runs to
+/// completion, then the agent starts, then the deployment runs. A deployment handed to the
+/// agent before waits in its queue and starts the moment the agent does.
+#[test]
+fn agent_after_bootstrap_waits_then_runs_the_deployment() {
+    let mut c = bootstrapping(AgentStart::AfterBootstrap, 120_000, 0.0, None);
+    let id = selected(&mut c, 1).remove(0);
+    assert!(!c.instances[&id].agent_running());
+    assert_eq!(c.instances[&id].bootstrap_done_at(), None);
+    let d = deploy(&mut c).unwrap();
+    assert_eq!(
+        c.deployments[&d].targets[&id].status,
+        TargetStatus::Pending,
+        "the agent is not running yet"
+    );
+    c.advance_to(119_999);
+    assert_eq!(c.deployments[&d].targets[&id].status, TargetStatus::Pending);
+    c.advance_to(120_000);
+    assert_eq!(c.instances[&id].bootstrap_done_at(), Some(120_000));
+    assert!(c.instances[&id].agent_running());
+    assert_eq!(
+        c.deployments[&d].targets[&id].status,
+        TargetStatus::InProgress
+    );
+    assert_eq!(c.deployments[&d].targets[&id].started_at, Some(120_000));
+    c.advance_to(180_000);
+    assert_eq!(c.deployments[&d].status, DeploymentStatus::Succeeded);
+    assert_eq!(c.instances[&id].installed[&key()], "rev-1");
+}
+
+/// Without a bootstrap spec the agent runs from launch, as before.
+#[test]
+fn bootstrap_none_means_the_agent_runs_from_launch() {
+    let mut c = cloud(3600, HookResult::Abandon);
+    let id = selected(&mut c, 1).remove(0);
+    assert!(c.instances[&id].agent_running());
+    assert_eq!(c.instances[&id].bootstrap_done_at(), Some(0));
+    let d = deploy(&mut c).unwrap();
+    assert_eq!(
+        c.deployments[&d].targets[&id].status,
+        TargetStatus::InProgress
+    );
+}
+
+/// [aws-behaviour §3.6 Bootstrap and the agent; §3.2 Lifecycle event start limit] an agent
+/// that never starts fails what it was sent once 5 minutes have passed, and the clock gets
+/// there on its own.
+#[test]
+fn a_bootstrap_that_never_finishes_fails_deployments_after_the_start_limit() {
+    let mut c = bootstrapping(AgentStart::AfterBootstrap, 60_000, 1.0, None);
+    let id = selected(&mut c, 1).remove(0);
+    let d = deploy(&mut c).unwrap();
+    c.advance_to(FIRST_EVENT_START_LIMIT_MS);
+    assert_eq!(c.deployments[&d].targets[&id].status, TargetStatus::Pending);
+    c.advance_to(FIRST_EVENT_START_LIMIT_MS + 1);
+    assert_eq!(c.deployments[&d].targets[&id].status, TargetStatus::Failed);
+    assert_eq!(c.deployments[&d].status, DeploymentStatus::Failed);
+    assert_eq!(
+        c.deployments[&d].ended_at,
+        Some(FIRST_EVENT_START_LIMIT_MS + 1)
+    );
+    c.advance_to(3_600_000);
+    assert_eq!(c.instances[&id].bootstrap_done_at(), None);
+    assert!(!c.instances[&id].agent_running());
+    assert!(c.instances[&id].installed.is_empty());
+}
+
+/// [aws-behaviour §3.6 Bootstrap and the agent] an agent baked into the AMI runs at boot,
+/// while user data still runs: a deployment that starts before the bootstrap is done fails;
+/// one after it succeeds.
+#[test]
+fn agent_at_boot_fails_a_deployment_before_bootstrap_is_done() {
+    let mut c = bootstrapping(AgentStart::AtBoot, 120_000, 0.0, None);
+    let id = selected(&mut c, 1).remove(0);
+    assert!(
+        c.instances[&id].agent_running(),
+        "started by the init system"
+    );
+    let early = deploy(&mut c).unwrap();
+    assert_eq!(
+        c.deployments[&early].targets[&id].status,
+        TargetStatus::InProgress,
+        "the agent takes it at once"
+    );
+    c.advance_to(60_000);
+    assert_eq!(
+        c.deployments[&early].targets[&id].status,
+        TargetStatus::Failed
+    );
+    assert!(c.instances[&id].installed.is_empty());
+    c.advance_to(120_000);
+    assert_eq!(c.instances[&id].bootstrap_done_at(), Some(120_000));
+    let late = deploy(&mut c).unwrap();
+    c.advance_to(180_000);
+    assert_eq!(c.deployments[&late].status, DeploymentStatus::Succeeded);
+}
+
+/// [aws-behaviour §5.7 Tag change events] at the end of its bootstrap the instance tags itself
+/// (one CreateTags, counted like any other) and EventBridge gets `Tag Change on Resource` with
+/// the changed key and every tag the instance has.
+#[test]
+fn instance_tags_itself_ready_and_publishes_a_tag_change_event() {
+    let mut c = bootstrapping(
+        AgentStart::AfterBootstrap,
+        90_000,
+        0.0,
+        Some(("ready", "yes")),
+    );
+    let id = c.scale_out("asg", 1).remove(0);
+    c.create_tags(std::slice::from_ref(&id), &[("role", "web")]);
+    c.drain();
+    assert_eq!(c.calls["CreateTags"], 1);
+    c.advance_to(89_999);
+    assert!(!c.instances[&id].tags.contains_key("ready"));
+    c.advance_to(90_000);
+    assert_eq!(c.instances[&id].tags["ready"], "yes");
+    assert_eq!(c.calls["CreateTags"], 2, "the instance's own CreateTags");
+    let out = c.drain();
+    let tags: Vec<&Published> = out.iter().filter(|p| p.kind == EventKind::Tag).collect();
+    assert_eq!(tags.len(), 1);
+    let e = &tags[0].json;
+    assert_eq!(e["version"], "0");
+    assert_eq!(e["detail-type"], "Tag Change on Resource");
+    assert_eq!(e["source"], "aws.tag");
+    assert_eq!(e["account"], "123456789012");
+    assert_eq!(e["region"], "us-east-1");
+    assert_eq!(e["time"], iso(90_000));
+    assert_eq!(e["id"].as_str().unwrap().len(), 36);
+    assert_eq!(
+        e["resources"],
+        serde_json::json!([format!("arn:aws:ec2:us-east-1:123456789012:instance/{id}")])
+    );
+    assert_eq!(
+        e["detail"],
+        serde_json::json!({
+            "changed-tag-keys": ["ready"],
+            "service": "ec2",
+            "resource-type": "instance",
+            "version": 2,
+            "tags": {"ready": "yes", "role": "web"},
+        })
+    );
+}
+
+/// [aws-behaviour §5.7 Tag change events] every tag write through the API that changes an
+/// instance's tags publishes the event, a deleted key among the changed ones and gone from
+/// `tags`; a write that changes nothing publishes nothing.
+#[test]
+fn tag_writes_publish_tag_change_events_with_every_current_tag() {
+    let mut c = cloud(300, HookResult::Abandon);
+    let ids = c.scale_out("asg", 2);
+    c.drain();
+    c.create_tags(&ids, &[("role", "web"), ("gate", "open")]);
+    let out = c.drain();
+    assert_eq!(out.len(), 2, "one event per instance");
+    assert!(out.iter().all(|p| p.kind == EventKind::Tag));
+    assert_eq!(
+        out[1].json["detail"]["changed-tag-keys"],
+        serde_json::json!(["role", "gate"])
+    );
+    assert_eq!(
+        out[1].json["resources"][0],
+        format!("arn:aws:ec2:us-east-1:123456789012:instance/{}", ids[1])
+    );
+    c.create_tags(&ids[..1], &[("gate", "open")]);
+    assert!(c.drain().is_empty(), "nothing changed");
+    c.delete_tags(&ids[..1], &["gate", "absent"]);
+    let out = c.drain();
+    assert_eq!(out.len(), 1);
+    let d = &out[0].json["detail"];
+    assert_eq!(d["changed-tag-keys"], serde_json::json!(["gate"]));
+    assert_eq!(d["tags"], serde_json::json!({"role": "web"}));
+    assert_eq!(d["version"], 2);
+    c.delete_tags(&ids[..1], &["gate"]);
+    assert!(c.drain().is_empty(), "no tag left to delete");
+}
