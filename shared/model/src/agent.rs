@@ -71,10 +71,19 @@ impl Cloud {
             let Some(i) = self.instances.get_mut(inst) else {
                 return;
             };
-            // A terminated instance's agent runs nothing more.
-            if i.agent.running.is_some() || i.state == InstanceState::Terminated {
+            // A terminated instance's agent runs nothing more; an agent not started yet (or
+            // stopped with its instance) runs nothing until it starts: its queue waits, and
+            // the clock fails what waits too long [aws-behaviour §3.6 Bootstrap and the agent].
+            if i.agent.running.is_some() || i.state == InstanceState::Terminated || !i.agent.up {
                 return;
             }
+            // Its scripts need what the bootstrap installs: a deployment started before the
+            // bootstrap is done fails (an agent started at boot) [aws-behaviour §3.6 Bootstrap and the agent].
+            let unready = i
+                .boot
+                .bootstrap
+                .as_ref()
+                .is_some_and(|b| b.done_at.is_none());
             let Some((dep, queued_at)) = i.agent.queue.pop_front() else {
                 return;
             };
@@ -100,7 +109,7 @@ impl Cloud {
                 .get_mut(&group)
                 .filter(|n| **n > 0)
                 .map(|n| *n -= 1);
-            let fails = self.rng.chance(profile.fail_prob) || scripted.is_some();
+            let fails = self.rng.chance(profile.fail_prob) || scripted.is_some() || unready;
             if let Some(i) = self.instances.get_mut(inst) {
                 i.agent.running = Some(Running {
                     deployment: dep.clone(),

@@ -177,9 +177,13 @@ impl Cloud {
         let mut undispatched = VecDeque::new();
         let mut serving_targets = Vec::new();
         for inst in self.live_instances() {
+            // An instance held on its way into the warm pool is running and can be deployed
+            // to; a stopped one cannot [aws-behaviour §2 Warm pools].
             let live = matches!(
                 inst.state,
-                InstanceState::PendingWait | InstanceState::InService
+                InstanceState::PendingWait
+                    | InstanceState::InService
+                    | InstanceState::WarmedPendingWait
             );
             if !live || !group.selects(&inst.tags) {
                 continue;

@@ -2,11 +2,18 @@
 
 use serde_json::json;
 
-use crate::{Cloud, EventKind, Hook, Instance, Ms, Published, Transition};
+use crate::{Cloud, EventKind, Hook, Instance, Ms, Place, Published, Transition};
 
 impl Cloud {
-    /// The EventBridge event of a lifecycle action, in the shape of [aws-behaviour §1.1].
-    pub(crate) fn publish_lifecycle(&mut self, inst: &Instance, h: &Hook, token: &str) {
+    /// The EventBridge event of a lifecycle action, in the shape of [aws-behaviour §1.1], with
+    /// where the transition comes from and goes to [aws-behaviour §1.1 Origin and Destination].
+    pub(crate) fn publish_lifecycle(
+        &mut self,
+        inst: &Instance,
+        h: &Hook,
+        token: &str,
+        (origin, destination): (Place, Place),
+    ) {
         let detail_type = match h.transition {
             Transition::Launching => "EC2 Instance-launch Lifecycle Action",
             Transition::Terminating => "EC2 Instance-terminate Lifecycle Action",
@@ -18,8 +25,8 @@ impl Cloud {
             "LifecycleHookName": h.name,
             "EC2InstanceId": inst.id,
             "LifecycleTransition": transition,
-            "Origin": if h.transition == Transition::Launching { "EC2" } else { "AutoScalingGroup" },
-            "Destination": if h.transition == Transition::Launching { "AutoScalingGroup" } else { "EC2" },
+            "Origin": origin.as_api(),
+            "Destination": destination.as_api(),
         });
         if let (Some(m), Some(obj)) = (&h.metadata, detail.as_object_mut()) {
             obj.insert("NotificationMetadata".into(), m.clone().into());
@@ -96,6 +103,39 @@ impl Cloud {
             at: self.now,
             json,
             kind: EventKind::CodeDeploy,
+        });
+    }
+
+    /// `Tag Change on Resource` for an instance whose tags just changed: the keys that changed
+    /// (added, updated or deleted) and every tag it has now [aws-behaviour §5.7 Tag change events].
+    pub(crate) fn publish_tag_change(&mut self, id: &str, changed: &[String]) {
+        let event_id = self.tag_uuid();
+        let (region, account, now) = (self.region.clone(), self.account.clone(), self.now);
+        let Some(inst) = self.instances.get_mut(id) else {
+            return;
+        };
+        inst.tag_version += 1;
+        let json = json!({
+            "version": "0",
+            "id": event_id,
+            "detail-type": "Tag Change on Resource",
+            "source": "aws.tag",
+            "account": account,
+            "time": iso(now),
+            "region": region,
+            "resources": [format!("arn:aws:ec2:{region}:{account}:instance/{id}")],
+            "detail": {
+                "changed-tag-keys": changed,
+                "service": "ec2",
+                "resource-type": "instance",
+                "version": inst.tag_version,
+                "tags": inst.tags,
+            },
+        });
+        self.outbox.push(Published {
+            at: now,
+            json,
+            kind: EventKind::Tag,
         });
     }
 

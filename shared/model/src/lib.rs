@@ -26,12 +26,13 @@ pub use events::iso;
 pub use rng::Rng;
 pub use tags::AsgTag;
 pub use types::{
-    Action, ApiError, Asg, Creator, DeployConfig, Deployment, DeploymentGroup, DeploymentStatus,
-    EventKind, FIRST_EVENT_START_LIMIT_MS, Fact, GLOBAL_TIMEOUT_CAP_MS, GroupKey, Hook, HookOwner,
-    HookResult, Instance, InstanceState, LifecycleCall, LifecycleOperation, Ms, Profile, Published,
-    Target, TargetStatus, Transition,
+    Action, AgentStart, ApiError, Asg, Bootstrap, Creator, DeployConfig, Deployment,
+    DeploymentGroup, DeploymentStatus, EventKind, FIRST_EVENT_START_LIMIT_MS, Fact,
+    GLOBAL_TIMEOUT_CAP_MS, GroupKey, Hook, HookOwner, HookResult, Instance, InstanceState,
+    LifecycleCall, LifecycleOperation, Ms, Place, Profile, Published, Target, TargetStatus,
+    Transition, WarmPoolSpec,
 };
-pub(crate) use types::{Agent, Running};
+pub(crate) use types::{Agent, Boot, Power, Progress, Running};
 
 /// The model of one AWS account and region.
 #[derive(Debug, Clone)]
@@ -69,6 +70,14 @@ pub struct Cloud {
     /// Ids of the instances not terminated (an index: relaunch loops leave tens of thousands
     /// of terminated ones behind, and the clock's scans need only these).
     live: BTreeSet<String>,
+    /// How each Auto Scaling group's instances bootstrap (none: the agent runs from launch)
+    /// [aws-behaviour §3.6 Bootstrap and the agent].
+    pub bootstraps: BTreeMap<String, Bootstrap>,
+    /// Each Auto Scaling group's warm pool, if it has one [aws-behaviour §2 Warm pools].
+    pub warm_pools: BTreeMap<String, WarmPoolSpec>,
+    /// Draws the ids of tag change events, apart from `rng`, so that publishing them does not
+    /// change what a seed does elsewhere.
+    tag_rng: Rng,
 }
 
 impl Cloud {
@@ -100,6 +109,9 @@ impl Cloud {
             fail_next: BTreeMap::new(),
             active: BTreeSet::new(),
             live: BTreeSet::new(),
+            bootstraps: BTreeMap::new(),
+            warm_pools: BTreeMap::new(),
+            tag_rng: Rng::new(seed ^ 0x7461_675f_6576_656e),
         }
     }
 
@@ -113,25 +125,45 @@ impl Cloud {
     }
 
     fn uuid(&mut self) -> String {
-        let a = self.rng.next_u64();
-        let b = self.rng.next_u64();
-        format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xffff,
-            b >> 48,
-            b & 0xffff_ffff_ffff
-        )
+        uuid_from(&mut self.rng)
+    }
+
+    /// A uuid for a tag change event, from its own generator.
+    fn tag_uuid(&mut self) -> String {
+        uuid_from(&mut self.tag_rng)
     }
 
     pub fn add_asg(&mut self, asg: Asg) {
         self.asgs.insert(asg.name.clone(), asg);
     }
 
+    /// How the group's instances launched from now on bootstrap.
+    pub fn set_bootstrap(&mut self, asg: &str, bootstrap: Bootstrap) {
+        self.bootstraps.insert(asg.to_owned(), bootstrap);
+    }
+
+    /// PutWarmPool: gives the group a warm pool (or changes it) [aws-behaviour §2 Warm pools].
+    pub fn put_warm_pool(&mut self, asg: &str, spec: WarmPoolSpec) {
+        self.count("PutWarmPool");
+        self.warm_pools.insert(asg.to_owned(), spec);
+    }
+
     pub fn add_group(&mut self, g: DeploymentGroup) {
         self.groups.insert(g.key(), g);
     }
+}
+
+fn uuid_from(rng: &mut Rng) -> String {
+    let a = rng.next_u64();
+    let b = rng.next_u64();
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 #[cfg(test)]

@@ -50,26 +50,41 @@ impl Cloud {
             .collect()
     }
 
-    /// CreateTags: every tag (key, value) on every instance, in one call.
+    /// CreateTags: every tag (key, value) on every instance, in one call. Each instance whose
+    /// tags changed publishes a `Tag Change on Resource` event [aws-behaviour §5.7 Tag change events].
     pub fn create_tags(&mut self, instances: &[String], tags: &[(&str, &str)]) {
         self.count("CreateTags");
         for id in instances {
+            let mut changed: Vec<String> = Vec::new();
             if let Some(i) = self.instances.get_mut(id) {
                 for (key, value) in tags {
-                    i.tags.insert((*key).to_owned(), (*value).to_owned());
+                    let old = i.tags.insert((*key).to_owned(), (*value).to_owned());
+                    if old.as_deref() != Some(*value) && !changed.iter().any(|k| k == key) {
+                        changed.push((*key).to_owned());
+                    }
                 }
+            }
+            if !changed.is_empty() {
+                self.publish_tag_change(id, &changed);
             }
         }
     }
 
-    /// DeleteTags: every key from every instance, in one call.
+    /// DeleteTags: every key from every instance, in one call. Each instance that lost a tag
+    /// publishes a `Tag Change on Resource` event [aws-behaviour §5.7 Tag change events].
     pub fn delete_tags(&mut self, instances: &[String], keys: &[&str]) {
         self.count("DeleteTags");
         for id in instances {
+            let mut changed: Vec<String> = Vec::new();
             if let Some(i) = self.instances.get_mut(id) {
                 for key in keys {
-                    i.tags.remove(*key);
+                    if i.tags.remove(*key).is_some() && !changed.iter().any(|k| k == key) {
+                        changed.push((*key).to_owned());
+                    }
                 }
+            }
+            if !changed.is_empty() {
+                self.publish_tag_change(id, &changed);
             }
         }
     }

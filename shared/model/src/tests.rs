@@ -787,3 +787,551 @@ fn outdated_in_service_instance_is_reached_by_the_next_outdated_only_deployment(
             if *deployment == own && serving_targets.is_empty()
     )));
 }
+
+/// A group whose instances bootstrap for `ms` (never, with probability `never`), starting the
+/// agent as `agent` says, and tag themselves `ready` when done.
+fn bootstrapping(agent: AgentStart, ms: Ms, never: f64, ready: Option<(&str, &str)>) -> Cloud {
+    let mut c = cloud(3600, HookResult::Abandon);
+    c.set_bootstrap(
+        "asg",
+        Bootstrap {
+            min_ms: ms,
+            max_ms: ms,
+            never_prob: never,
+            agent,
+            ready_tag: ready.map(|(k, v)| (k.to_owned(), v.to_owned())),
+        },
+    );
+    c
+}
+
+/// [aws-behaviour §3.6 Bootstrap and the agent] the documented order: the bootstrap runs to
+/// completion, then the agent starts, then the deployment runs. A deployment handed to the
+/// agent before waits in its queue and starts the moment the agent does.
+#[test]
+fn agent_after_bootstrap_waits_then_runs_the_deployment() {
+    let mut c = bootstrapping(AgentStart::AfterBootstrap, 120_000, 0.0, None);
+    let id = selected(&mut c, 1).remove(0);
+    assert!(!c.instances[&id].agent_running());
+    assert_eq!(c.instances[&id].bootstrap_done_at(), None);
+    let d = deploy(&mut c).unwrap();
+    assert_eq!(
+        c.deployments[&d].targets[&id].status,
+        TargetStatus::Pending,
+        "the agent is not running yet"
+    );
+    c.advance_to(119_999);
+    assert_eq!(c.deployments[&d].targets[&id].status, TargetStatus::Pending);
+    c.advance_to(120_000);
+    assert_eq!(c.instances[&id].bootstrap_done_at(), Some(120_000));
+    assert!(c.instances[&id].agent_running());
+    assert_eq!(
+        c.deployments[&d].targets[&id].status,
+        TargetStatus::InProgress
+    );
+    assert_eq!(c.deployments[&d].targets[&id].started_at, Some(120_000));
+    c.advance_to(180_000);
+    assert_eq!(c.deployments[&d].status, DeploymentStatus::Succeeded);
+    assert_eq!(c.instances[&id].installed[&key()], "rev-1");
+}
+
+/// Without a bootstrap spec the agent runs from launch, as before.
+#[test]
+fn bootstrap_none_means_the_agent_runs_from_launch() {
+    let mut c = cloud(3600, HookResult::Abandon);
+    let id = selected(&mut c, 1).remove(0);
+    assert!(c.instances[&id].agent_running());
+    assert_eq!(c.instances[&id].bootstrap_done_at(), Some(0));
+    let d = deploy(&mut c).unwrap();
+    assert_eq!(
+        c.deployments[&d].targets[&id].status,
+        TargetStatus::InProgress
+    );
+}
+
+/// [aws-behaviour §3.6 Bootstrap and the agent; §3.2 Lifecycle event start limit] an agent
+/// that never starts fails what it was sent once 5 minutes have passed, and the clock gets
+/// there on its own.
+#[test]
+fn a_bootstrap_that_never_finishes_fails_deployments_after_the_start_limit() {
+    let mut c = bootstrapping(AgentStart::AfterBootstrap, 60_000, 1.0, None);
+    let id = selected(&mut c, 1).remove(0);
+    let d = deploy(&mut c).unwrap();
+    c.advance_to(FIRST_EVENT_START_LIMIT_MS);
+    assert_eq!(c.deployments[&d].targets[&id].status, TargetStatus::Pending);
+    c.advance_to(FIRST_EVENT_START_LIMIT_MS + 1);
+    assert_eq!(c.deployments[&d].targets[&id].status, TargetStatus::Failed);
+    assert_eq!(c.deployments[&d].status, DeploymentStatus::Failed);
+    assert_eq!(
+        c.deployments[&d].ended_at,
+        Some(FIRST_EVENT_START_LIMIT_MS + 1)
+    );
+    c.advance_to(3_600_000);
+    assert_eq!(c.instances[&id].bootstrap_done_at(), None);
+    assert!(!c.instances[&id].agent_running());
+    assert!(c.instances[&id].installed.is_empty());
+}
+
+/// [aws-behaviour §3.6 Bootstrap and the agent] an agent baked into the AMI runs at boot,
+/// while user data still runs: a deployment that starts before the bootstrap is done fails;
+/// one after it succeeds.
+#[test]
+fn agent_at_boot_fails_a_deployment_before_bootstrap_is_done() {
+    let mut c = bootstrapping(AgentStart::AtBoot, 120_000, 0.0, None);
+    let id = selected(&mut c, 1).remove(0);
+    assert!(
+        c.instances[&id].agent_running(),
+        "started by the init system"
+    );
+    let early = deploy(&mut c).unwrap();
+    assert_eq!(
+        c.deployments[&early].targets[&id].status,
+        TargetStatus::InProgress,
+        "the agent takes it at once"
+    );
+    c.advance_to(60_000);
+    assert_eq!(
+        c.deployments[&early].targets[&id].status,
+        TargetStatus::Failed
+    );
+    assert!(c.instances[&id].installed.is_empty());
+    c.advance_to(120_000);
+    assert_eq!(c.instances[&id].bootstrap_done_at(), Some(120_000));
+    let late = deploy(&mut c).unwrap();
+    c.advance_to(180_000);
+    assert_eq!(c.deployments[&late].status, DeploymentStatus::Succeeded);
+}
+
+/// [aws-behaviour §5.7 Tag change events] at the end of its bootstrap the instance tags itself
+/// (one CreateTags, counted like any other) and EventBridge gets `Tag Change on Resource` with
+/// the changed key and every tag the instance has.
+#[test]
+fn instance_tags_itself_ready_and_publishes_a_tag_change_event() {
+    let mut c = bootstrapping(
+        AgentStart::AfterBootstrap,
+        90_000,
+        0.0,
+        Some(("ready", "yes")),
+    );
+    let id = c.scale_out("asg", 1).remove(0);
+    c.create_tags(std::slice::from_ref(&id), &[("role", "web")]);
+    c.drain();
+    assert_eq!(c.calls["CreateTags"], 1);
+    c.advance_to(89_999);
+    assert!(!c.instances[&id].tags.contains_key("ready"));
+    c.advance_to(90_000);
+    assert_eq!(c.instances[&id].tags["ready"], "yes");
+    assert_eq!(c.calls["CreateTags"], 2, "the instance's own CreateTags");
+    let out = c.drain();
+    let tags: Vec<&Published> = out.iter().filter(|p| p.kind == EventKind::Tag).collect();
+    assert_eq!(tags.len(), 1);
+    let e = &tags[0].json;
+    assert_eq!(e["version"], "0");
+    assert_eq!(e["detail-type"], "Tag Change on Resource");
+    assert_eq!(e["source"], "aws.tag");
+    assert_eq!(e["account"], "123456789012");
+    assert_eq!(e["region"], "us-east-1");
+    assert_eq!(e["time"], iso(90_000));
+    assert_eq!(e["id"].as_str().unwrap().len(), 36);
+    assert_eq!(
+        e["resources"],
+        serde_json::json!([format!("arn:aws:ec2:us-east-1:123456789012:instance/{id}")])
+    );
+    assert_eq!(
+        e["detail"],
+        serde_json::json!({
+            "changed-tag-keys": ["ready"],
+            "service": "ec2",
+            "resource-type": "instance",
+            "version": 2,
+            "tags": {"ready": "yes", "role": "web"},
+        })
+    );
+}
+
+/// [aws-behaviour §5.7 Tag change events] every tag write through the API that changes an
+/// instance's tags publishes the event, a deleted key among the changed ones and gone from
+/// `tags`; a write that changes nothing publishes nothing.
+#[test]
+fn tag_writes_publish_tag_change_events_with_every_current_tag() {
+    let mut c = cloud(300, HookResult::Abandon);
+    let ids = c.scale_out("asg", 2);
+    c.drain();
+    c.create_tags(&ids, &[("role", "web"), ("gate", "open")]);
+    let out = c.drain();
+    assert_eq!(out.len(), 2, "one event per instance");
+    assert!(out.iter().all(|p| p.kind == EventKind::Tag));
+    assert_eq!(
+        out[1].json["detail"]["changed-tag-keys"],
+        serde_json::json!(["role", "gate"])
+    );
+    assert_eq!(
+        out[1].json["resources"][0],
+        format!("arn:aws:ec2:us-east-1:123456789012:instance/{}", ids[1])
+    );
+    c.create_tags(&ids[..1], &[("gate", "open")]);
+    assert!(c.drain().is_empty(), "nothing changed");
+    c.delete_tags(&ids[..1], &["gate", "absent"]);
+    let out = c.drain();
+    assert_eq!(out.len(), 1);
+    let d = &out[0].json["detail"];
+    assert_eq!(d["changed-tag-keys"], serde_json::json!(["gate"]));
+    assert_eq!(d["tags"], serde_json::json!({"role": "web"}));
+    assert_eq!(d["version"], 2);
+    c.delete_tags(&ids[..1], &["gate"]);
+    assert!(c.drain().is_empty(), "no tag left to delete");
+}
+
+/// A group with a warm pool, `reuse` on scale-in or not, restarting in 30 s.
+fn warm(reuse: bool) -> Cloud {
+    let mut c = cloud(300, HookResult::Abandon);
+    c.put_warm_pool(
+        "asg",
+        WarmPoolSpec {
+            reuse_on_scale_in: reuse,
+            restart_ms: 30_000,
+        },
+    );
+    c
+}
+
+fn route(p: &Published) -> (&str, &str) {
+    (
+        p.json["detail"]["Origin"].as_str().unwrap(),
+        p.json["detail"]["Destination"].as_str().unwrap(),
+    )
+}
+
+fn cont(c: &mut Cloud, id: &str, hook: &str) {
+    let token = token_for(c, id, hook);
+    c.complete_lifecycle_action("asg", hook, Some(&token), None, HookResult::Continue)
+        .unwrap();
+}
+
+/// [aws-behaviour §2 Warm pools; §1.1 Origin and Destination] an instance launched into the
+/// pool waits in `Warmed:Pending:Wait` for every launch hook (event `EC2` → `WarmPool`), is
+/// stopped once they all CONTINUE, and is terminated by an ABANDON.
+#[test]
+fn warm_pool_entry_waits_then_stops_on_continue() {
+    let mut c = warm(false);
+    let id = c.fill_warm_pool("asg", 1).remove(0);
+    assert_eq!(c.instances[&id].state, InstanceState::WarmedPendingWait);
+    assert_eq!(
+        InstanceState::WarmedPendingWait.as_api(),
+        "Warmed:Pending:Wait"
+    );
+    let out = c.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].json["detail"]["LifecycleTransition"],
+        "autoscaling:EC2_INSTANCE_LAUNCHING"
+    );
+    assert_eq!(route(&out[0]), ("EC2", "WarmPool"));
+    cont(&mut c, &id, "launch");
+    assert_eq!(c.instances[&id].state, InstanceState::WarmedStopped);
+    assert_eq!(InstanceState::WarmedStopped.as_api(), "Warmed:Stopped");
+    assert!(c.instances[&id].is_stopped());
+    assert!(!c.instances[&id].agent_running());
+
+    let other = c.fill_warm_pool("asg", 1).remove(0);
+    let token = token_of(&c, &other);
+    c.complete_lifecycle_action("asg", "launch", Some(&token), None, HookResult::Abandon)
+        .unwrap();
+    assert_eq!(c.instances[&other].state, InstanceState::Terminated);
+}
+
+/// [aws-behaviour §2 Warm pools] leaving the pool is a second launch transition: `Pending:Wait`
+/// with a new token per hook (event `WarmPool` → `AutoScalingGroup`); the entry's token is
+/// spent; the same APIs complete and heartbeat the new action, by token or instance id.
+#[test]
+fn warm_pool_exit_issues_new_tokens_with_origin_warm_pool() {
+    let mut c = warm(false);
+    let id = c.fill_warm_pool("asg", 1).remove(0);
+    let entry = token_of(&c, &id);
+    cont(&mut c, &id, "launch");
+    c.drain();
+    assert_eq!(c.scale_out("asg", 1), vec![id.clone()]);
+    assert_eq!(c.instances[&id].state, InstanceState::PendingWait);
+    let out = c.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(route(&out[0]), ("WarmPool", "AutoScalingGroup"));
+    let exit = token_of(&c, &id);
+    assert_ne!(exit, entry);
+    assert_eq!(out[0].json["detail"]["LifecycleActionToken"], exit.as_str());
+    assert!(
+        c.complete_lifecycle_action("asg", "launch", Some(&entry), None, HookResult::Continue)
+            .is_err(),
+        "the entry's token is spent"
+    );
+    c.record_heartbeat("asg", "launch", None, Some(&id))
+        .unwrap();
+    c.complete_lifecycle_action("asg", "launch", Some(&exit), None, HookResult::Continue)
+        .unwrap();
+    assert_eq!(c.instances[&id].state, InstanceState::InService);
+}
+
+/// [aws-behaviour §2 Warm pools] scale-out takes stopped pool instances first, oldest first;
+/// one still held on its way in is not taken; the rest are launched straight into the group
+/// (event `EC2` → `AutoScalingGroup`).
+#[test]
+fn scale_out_takes_stopped_pool_instances_first() {
+    let mut c = warm(false);
+    let pool = c.fill_warm_pool("asg", 3);
+    cont(&mut c, &pool[1], "launch");
+    cont(&mut c, &pool[0], "launch");
+    c.drain();
+    assert_eq!(c.scale_out("asg", 1), vec![pool[0].clone()], "oldest first");
+    let taken = c.scale_out("asg", 2);
+    assert_eq!(taken[0], pool[1]);
+    assert!(!pool.contains(&taken[1]), "the rest is a new instance");
+    assert_eq!(
+        c.instances[&pool[2]].state,
+        InstanceState::WarmedPendingWait,
+        "still on its way in: not taken"
+    );
+    let routes: Vec<(String, (String, String))> = c
+        .drain()
+        .iter()
+        .map(|p| {
+            let (o, d) = route(p);
+            (
+                p.json["detail"]["EC2InstanceId"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                (o.to_owned(), d.to_owned()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        vec![
+            (
+                pool[0].clone(),
+                ("WarmPool".into(), "AutoScalingGroup".into())
+            ),
+            (
+                pool[1].clone(),
+                ("WarmPool".into(), "AutoScalingGroup".into())
+            ),
+            (taken[1].clone(), ("EC2".into(), "AutoScalingGroup".into())),
+        ]
+    );
+}
+
+/// [aws-behaviour §2 DescribeAutoScalingGroups and DescribeWarmPool] the group's description
+/// leaves pool instances out; DescribeWarmPool lists them with their `Warmed:*` states.
+#[test]
+fn describe_groups_leaves_pool_instances_out() {
+    let mut c = warm(false);
+    let pool = c.fill_warm_pool("asg", 2);
+    cont(&mut c, &pool[1], "launch");
+    let member = c.scale_out("asg", 1).remove(0);
+    assert_eq!(member, pool[1], "the stopped one left the pool");
+    let groups = c.describe_groups(&["asg".to_owned()]);
+    assert_eq!(
+        groups,
+        vec![(
+            "asg".to_owned(),
+            vec![(pool[1].clone(), InstanceState::PendingWait)]
+        )]
+    );
+    let pool_now = c.fill_warm_pool("asg", 1).remove(0);
+    cont(&mut c, &pool_now, "launch");
+    assert_eq!(
+        c.describe_warm_pool("asg"),
+        Some(vec![
+            (pool[0].clone(), InstanceState::WarmedPendingWait),
+            (pool_now.clone(), InstanceState::WarmedStopped),
+        ])
+    );
+    let groups = c.describe_groups(&["asg".to_owned()]);
+    assert_eq!(groups[0].1.len(), 1, "still only the member");
+    assert_eq!(c.describe_warm_pool("nope"), None);
+    assert_eq!(c.calls["DescribeWarmPool"], 2);
+}
+
+/// [aws-behaviour §2 Warm pools] an instance held on its way into the pool is running and can
+/// be deployed to; what it got there stays on it through the stop and the start.
+#[test]
+fn installed_revisions_survive_the_pool() {
+    let mut c = warm(false);
+    let id = c.fill_warm_pool("asg", 1).remove(0);
+    c.create_tags(
+        std::slice::from_ref(&id),
+        &[("role", "web"), ("gate", "open")],
+    );
+    let d = deploy(&mut c).unwrap();
+    assert_eq!(
+        c.deployments[&d].targets[&id].status,
+        TargetStatus::InProgress
+    );
+    c.advance_to(60_000);
+    assert_eq!(c.deployments[&d].status, DeploymentStatus::Succeeded);
+    cont(&mut c, &id, "launch");
+    assert_eq!(c.instances[&id].state, InstanceState::WarmedStopped);
+    c.advance_to(600_000);
+    c.scale_out("asg", 1);
+    assert_eq!(c.instances[&id].state, InstanceState::PendingWait);
+    assert_eq!(c.instances[&id].installed[&key()], "rev-1");
+    assert_eq!(c.instances[&id].tags["gate"], "open", "tags stay too");
+}
+
+/// [aws-behaviour §2 Warm pools] a stopped pool instance is no deployment target; stopping
+/// fails the deployment its agent was running.
+#[test]
+fn stopping_in_the_pool_fails_the_running_deployment() {
+    let mut c = warm(false);
+    let id = c.fill_warm_pool("asg", 1).remove(0);
+    c.create_tags(
+        std::slice::from_ref(&id),
+        &[("role", "web"), ("gate", "open")],
+    );
+    let d = deploy(&mut c).unwrap();
+    c.advance_to(30_000);
+    cont(&mut c, &id, "launch");
+    assert_eq!(c.deployments[&d].targets[&id].status, TargetStatus::Failed);
+    assert_eq!(c.deployments[&d].status, DeploymentStatus::Failed);
+    assert!(c.instances[&id].installed.is_empty());
+    assert!(
+        c.create_deployment(&key(), None, None, false, "", Creator::User)
+            .is_ok_and(|d| c.deployments[&d].targets.is_empty()),
+        "a stopped instance is not a target"
+    );
+}
+
+/// [aws-behaviour §2 Warm pools; §3.6 Bootstrap and the agent] a bootstrap cut short by the
+/// stop (the hook let the instance through too early) pauses in the pool and resumes after
+/// the restart when the instance leaves it; the agent then starts once it is done.
+#[test]
+fn a_bootstrap_paused_in_the_pool_resumes_after_the_restart() {
+    let mut c = warm(false);
+    c.set_bootstrap(
+        "asg",
+        Bootstrap {
+            min_ms: 120_000,
+            max_ms: 120_000,
+            never_prob: 0.0,
+            agent: AgentStart::AfterBootstrap,
+            ready_tag: None,
+        },
+    );
+    let id = c.fill_warm_pool("asg", 1).remove(0);
+    c.advance_to(50_000);
+    cont(&mut c, &id, "launch");
+    c.advance_to(1_000_000);
+    assert_eq!(c.instances[&id].bootstrap_done_at(), None, "paused");
+    c.scale_out("asg", 1);
+    assert!(c.instances[&id].is_stopped(), "booting");
+    c.advance_to(1_029_999);
+    assert!(c.instances[&id].is_stopped());
+    c.advance_to(1_030_000);
+    assert!(!c.instances[&id].is_stopped());
+    assert!(!c.instances[&id].agent_running(), "70 s of bootstrap left");
+    c.advance_to(1_099_999);
+    assert_eq!(c.instances[&id].bootstrap_done_at(), None);
+    c.advance_to(1_100_000);
+    assert_eq!(c.instances[&id].bootstrap_done_at(), Some(1_100_000));
+    assert!(c.instances[&id].agent_running());
+}
+
+/// [aws-behaviour §2 Warm pools] leaving the pool, an instance whose bootstrap was done
+/// boots again and its agent starts after the restart; a deployment sent meanwhile waits.
+#[test]
+fn warm_pool_exit_starts_the_agent_after_the_restart() {
+    let mut c = warm(false);
+    let id = c.fill_warm_pool("asg", 1).remove(0);
+    c.create_tags(
+        std::slice::from_ref(&id),
+        &[("role", "web"), ("gate", "open")],
+    );
+    cont(&mut c, &id, "launch");
+    c.scale_out("asg", 1);
+    assert!(!c.instances[&id].agent_running());
+    let d = deploy(&mut c).unwrap();
+    assert_eq!(c.deployments[&d].targets[&id].status, TargetStatus::Pending);
+    c.advance_to(30_000);
+    assert!(c.instances[&id].agent_running());
+    assert_eq!(
+        c.deployments[&d].targets[&id].status,
+        TargetStatus::InProgress
+    );
+}
+
+fn with_terminate_hook(c: &mut Cloud) {
+    c.asgs.get_mut("asg").unwrap().hooks.push(Hook {
+        name: "term".into(),
+        transition: Transition::Terminating,
+        heartbeat_secs: 300,
+        default_result: HookResult::Continue,
+        metadata: None,
+    });
+}
+
+/// [aws-behaviour §2 Warm pools] with instance reuse, scale-in sends an in-service instance
+/// back to the pool: the terminate hook holds it in `Warmed:Pending:Wait` (event
+/// `AutoScalingGroup` → `WarmPool`), then it stops and can serve again.
+#[test]
+fn scale_in_with_reuse_returns_the_instance_to_the_pool() {
+    let mut c = warm(true);
+    with_terminate_hook(&mut c);
+    let id = c.scale_out("asg", 1).remove(0);
+    cont(&mut c, &id, "launch");
+    assert_eq!(c.instances[&id].state, InstanceState::InService);
+    c.drain();
+    c.terminate(&id);
+    assert_eq!(c.instances[&id].state, InstanceState::WarmedPendingWait);
+    let out = c.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].json["detail"]["LifecycleTransition"],
+        "autoscaling:EC2_INSTANCE_TERMINATING"
+    );
+    assert_eq!(route(&out[0]), ("AutoScalingGroup", "WarmPool"));
+    assert!(c.describe_groups(&["asg".to_owned()])[0].1.is_empty());
+    cont(&mut c, &id, "term");
+    assert_eq!(c.instances[&id].state, InstanceState::WarmedStopped);
+    assert_eq!(c.scale_out("asg", 1), vec![id.clone()]);
+
+    // Without reuse, scale-in terminates.
+    let mut c = warm(false);
+    with_terminate_hook(&mut c);
+    let id = c.scale_out("asg", 1).remove(0);
+    cont(&mut c, &id, "launch");
+    c.terminate(&id);
+    assert_eq!(c.instances[&id].state, InstanceState::TerminatingWait);
+    cont(&mut c, &id, "term");
+    assert_eq!(c.instances[&id].state, InstanceState::Terminated);
+}
+
+/// [aws-behaviour §2 Warm pools] an instance terminated out of the pool is held by the
+/// terminate hook in `Warmed:Terminating:Wait` (event `WarmPool` → `EC2`).
+#[test]
+fn terminating_a_pool_instance_waits_in_warmed_terminating_wait() {
+    let mut c = warm(true);
+    with_terminate_hook(&mut c);
+    let id = c.fill_warm_pool("asg", 1).remove(0);
+    cont(&mut c, &id, "launch");
+    c.drain();
+    c.terminate(&id);
+    assert_eq!(c.instances[&id].state, InstanceState::WarmedTerminatingWait);
+    assert_eq!(
+        InstanceState::WarmedTerminatingWait.as_api(),
+        "Warmed:Terminating:Wait"
+    );
+    assert_eq!(route(&c.drain()[0]), ("WarmPool", "EC2"));
+    cont(&mut c, &id, "term");
+    assert_eq!(c.instances[&id].state, InstanceState::Terminated);
+}
+
+/// [aws-behaviour §1.1 Origin and Destination] outside warm pools, launch events go `EC2` →
+/// `AutoScalingGroup` and terminate events `AutoScalingGroup` → `EC2`.
+#[test]
+fn origin_and_destination_without_a_warm_pool() {
+    let mut c = cloud(300, HookResult::Abandon);
+    with_terminate_hook(&mut c);
+    let id = c.scale_out("asg", 1).remove(0);
+    assert_eq!(route(&c.drain()[0]), ("EC2", "AutoScalingGroup"));
+    c.terminate(&id);
+    assert_eq!(route(&c.drain()[0]), ("AutoScalingGroup", "EC2"));
+}

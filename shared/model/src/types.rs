@@ -86,16 +86,104 @@ pub enum InstanceState {
     InService,
     TerminatingWait,
     Terminated,
+    /// Held by a hook on its way into the warm pool (a launch into the pool, or a return to it
+    /// on scale-in) [aws-behaviour §2 Warm pools].
+    WarmedPendingWait,
+    /// Stopped in the warm pool [aws-behaviour §2 Warm pools].
+    WarmedStopped,
+    /// Held by a terminate hook while leaving the warm pool for good [aws-behaviour §2 Warm pools].
+    WarmedTerminatingWait,
 }
 
 impl InstanceState {
-    /// The `LifecycleState` Auto Scaling reports [aws-behaviour §2 States].
+    /// The `LifecycleState` Auto Scaling reports [aws-behaviour §2 States; §2 Warm pools].
     pub fn as_api(self) -> &'static str {
         match self {
             InstanceState::PendingWait => "Pending:Wait",
             InstanceState::InService => "InService",
             InstanceState::TerminatingWait => "Terminating:Wait",
             InstanceState::Terminated => "Terminated",
+            InstanceState::WarmedPendingWait => "Warmed:Pending:Wait",
+            InstanceState::WarmedStopped => "Warmed:Stopped",
+            InstanceState::WarmedTerminatingWait => "Warmed:Terminating:Wait",
+        }
+    }
+
+    /// In the warm pool: `DescribeWarmPool` lists it, `DescribeAutoScalingGroups` does not
+    /// [aws-behaviour §2 DescribeAutoScalingGroups and DescribeWarmPool].
+    pub fn is_warm(self) -> bool {
+        matches!(
+            self,
+            InstanceState::WarmedPendingWait
+                | InstanceState::WarmedStopped
+                | InstanceState::WarmedTerminatingWait
+        )
+    }
+}
+
+/// Where a lifecycle transition comes from and goes to: the `Origin` and `Destination` of its
+/// event [aws-behaviour §1.1 Origin and Destination].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Ec2,
+    AutoScalingGroup,
+    WarmPool,
+}
+
+impl Place {
+    /// The API spelling.
+    pub fn as_api(self) -> &'static str {
+        match self {
+            Place::Ec2 => "EC2",
+            Place::AutoScalingGroup => "AutoScalingGroup",
+            Place::WarmPool => "WarmPool",
+        }
+    }
+}
+
+/// When an instance's CodeDeploy agent starts [aws-behaviour §3.6 Bootstrap and the agent].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AgentStart {
+    /// The documented order: the bootstrap (user data, cfn-init) completes, then the agent
+    /// starts, then the deployment runs. Deployments sent earlier wait in the agent's queue.
+    #[default]
+    AfterBootstrap,
+    /// The agent is baked into the AMI and started by the init system while user data still
+    /// runs: it takes deployments at once, and one that starts before the bootstrap is done
+    /// fails (its scripts need what the bootstrap installs).
+    AtBoot,
+}
+
+/// How the instances of an Auto Scaling group bootstrap themselves (user data): how long it
+/// takes, how often it never finishes, when the agent starts, and the tag an instance puts
+/// on itself when it is done [aws-behaviour §3.6 Bootstrap and the agent; §5.7 Tag change events].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bootstrap {
+    pub min_ms: Ms,
+    pub max_ms: Ms,
+    /// Chance that an instance's bootstrap never finishes.
+    pub never_prob: f64,
+    pub agent: AgentStart,
+    /// `(key, value)` the instance tags itself with (one CreateTags) when its bootstrap is done.
+    pub ready_tag: Option<(String, String)>,
+}
+
+/// An Auto Scaling group's warm pool (PutWarmPool), pool state `Stopped`
+/// [aws-behaviour §2 Warm pools].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmPoolSpec {
+    /// `InstanceReusePolicy.ReuseOnScaleIn`: scale-in returns instances to the pool.
+    pub reuse_on_scale_in: bool,
+    /// How long a stopped instance takes to boot again when it leaves the pool, before its
+    /// bootstrap resumes and its agent can start (a model parameter, not an AWS figure).
+    pub restart_ms: Ms,
+}
+
+impl Default for WarmPoolSpec {
+    fn default() -> Self {
+        Self {
+            reuse_on_scale_in: false,
+            restart_ms: 30_000,
         }
     }
 }
@@ -105,6 +193,8 @@ impl InstanceState {
 #[derive(Debug, Clone)]
 pub struct Action {
     pub hook: String,
+    /// Where the transition goes: `WarmPool` for an entry into (or a return to) the warm pool.
+    pub destination: Place,
     pub token: String,
     pub transition: Transition,
     pub heartbeat_deadline: Ms,
@@ -126,6 +216,69 @@ pub struct Instance {
     pub in_service_at: Option<Ms>,
     pub terminated_at: Option<Ms>,
     pub(crate) agent: Agent,
+    /// Its bootstrap and power state (a group without a bootstrap spec: none, the agent runs
+    /// from launch).
+    pub(crate) boot: Boot,
+    /// The `version` of its tag set in tag change events: one more per change.
+    pub(crate) tag_version: u64,
+}
+
+impl Instance {
+    /// When its bootstrap finished (`None`: not yet, or never will). An instance of a group
+    /// without a bootstrap spec has none to wait for: its launch time.
+    pub fn bootstrap_done_at(&self) -> Option<Ms> {
+        match &self.boot.bootstrap {
+            None => Some(self.launched_at),
+            Some(b) => b.done_at,
+        }
+    }
+
+    /// Whether its CodeDeploy agent is running (takes deployments).
+    pub fn agent_running(&self) -> bool {
+        self.agent.up
+    }
+
+    /// Whether the EC2 instance is stopped (in the warm pool) or still booting after a stop.
+    pub fn is_stopped(&self) -> bool {
+        !matches!(self.boot.power, Power::Running)
+    }
+}
+
+/// An instance's power state and bootstrap progress.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Boot {
+    pub(crate) power: Power,
+    pub(crate) bootstrap: Option<Progress>,
+    pub(crate) agent_start: AgentStart,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Power {
+    #[default]
+    Running,
+    /// Started again, up at this time.
+    Booting(Ms),
+    Stopped,
+}
+
+/// How far a bootstrap has got.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress {
+    /// Bootstrap time still to run (`None`: it never finishes).
+    pub(crate) left: Option<Ms>,
+    /// Since when it has been running (`None`: paused, the instance is not running).
+    pub(crate) since: Option<Ms>,
+    pub(crate) done_at: Option<Ms>,
+}
+
+impl Progress {
+    /// When it finishes if nothing stops it.
+    pub(crate) fn due(&self) -> Option<Ms> {
+        match (self.done_at, self.left, self.since) {
+            (None, Some(left), Some(since)) => Some(since + left),
+            _ => None,
+        }
+    }
 }
 
 /// The CodeDeploy agent: runs one deployment at a time [aws-behaviour §3.6 The agent runs one deployment at a time].
@@ -133,6 +286,9 @@ pub struct Instance {
 pub(crate) struct Agent {
     pub(crate) running: Option<Running>,
     pub(crate) queue: VecDeque<(String, Ms)>,
+    /// Whether the agent process runs (false before the bootstrap started it, or while the
+    /// instance is stopped).
+    pub(crate) up: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -329,6 +485,8 @@ pub struct Published {
 pub enum EventKind {
     Lifecycle,
     CodeDeploy,
+    /// `Tag Change on Resource` (source `aws.tag`) [aws-behaviour §5.7 Tag change events].
+    Tag,
 }
 
 /// Another tool that owns a hook and completes each of its actions `after_ms` after the action
@@ -423,6 +581,31 @@ pub enum Fact {
         group: GroupKey,
         revision: String,
         deployment: String,
+        at: Ms,
+    },
+    /// An instance's bootstrap finished.
+    BootstrapDone {
+        instance: String,
+        at: Ms,
+    },
+    /// An instance launched into the warm pool (it also has a `Launched`).
+    EnteredWarmPool {
+        instance: String,
+        at: Ms,
+    },
+    /// An instance stopped in the warm pool (after entering it or returning to it).
+    Stopped {
+        instance: String,
+        at: Ms,
+    },
+    /// A stopped instance left the warm pool for the group (scale-out).
+    LeftWarmPool {
+        instance: String,
+        at: Ms,
+    },
+    /// An in-service instance started back to the warm pool (scale-in with instance reuse).
+    ReturningToWarmPool {
+        instance: String,
         at: Ms,
     },
 }
