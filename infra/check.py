@@ -124,6 +124,7 @@ def check(path):
                 consts["INFLIGHT_INDEX"]: [consts["INFLIGHT"], consts["PK"]],
                 consts["DUE_INDEX"]: [consts["SHARD"], consts["WAKE"]],
                 consts["OVERFLOW_INDEX"]: [consts["OVERFLOW"], consts["OVERFLOW_SINCE"]],
+                consts["READY_INDEX"]: [consts["READY_SHARD"], consts["PK"]],
             }
             if idx != want:
                 problems.append(f"{path}: {name}: indexes {idx} differ from what the store queries {want}")

@@ -20,11 +20,14 @@ async fn main() -> Result<(), Error> {
         let (runner, limit, managed) = (&runner, config.sweep_limit, &config.managed_groups);
         async move {
             let s = handler::sweep(runner, SystemClock.now(), limit, managed).await?;
-            let a = &s.adoption;
+            let (a, r) = (&s.adoption, &s.readiness);
             tracing::info!(
                 due = s.due,
                 ticked = s.ticked,
                 failed = s.failed,
+                booting = r.waiting,
+                ready = r.ready,
+                readiness_failed = r.failed,
                 waiting = a.waiting,
                 adopted = a.adopted,
                 adoption_failed = a.failed,
@@ -32,6 +35,7 @@ async fn main() -> Result<(), Error> {
             );
             Ok::<serde_json::Value, Error>(serde_json::json!({
                 "due": s.due, "ticked": s.ticked, "failed": s.failed,
+                "booting": r.waiting, "ready": r.ready, "readinessFailed": r.failed,
                 "waiting": a.waiting, "unknown": a.unknown, "adopted": a.adopted,
                 "notOurs": a.not_ours, "adoptionFailed": a.failed,
             }))

@@ -26,6 +26,7 @@ use turnstile_events::{Message, ParseError};
 
 use crate::adopt::{Adoption, adopt};
 use crate::ports::Visibility;
+use crate::readiness::{ReadinessPass, probe};
 use crate::redelivery::{Redelivery, Sooner, receive_count};
 use crate::runner::{Ports, RunError, Runner};
 use crate::store::Store;
@@ -206,10 +207,13 @@ pub struct Sweep {
     pub failed: usize,
     /// The adoption pass over the managed groups' waiting instances.
     pub adoption: Adoption,
+    /// The readiness pass over instances waiting for their readiness tag.
+    pub readiness: ReadinessPass,
 }
 
-/// The timer path: every record whose wake time has come, then the adoption of lost launches
-/// in `managed` groups ([`crate::adopt`]), then the gauges the alarms watch ([`crate::gauges`]). A failed adoption pass is logged; the next sweep
+/// The timer path: every record whose wake time has come, then the instances whose readiness
+/// tag came without its event ([`crate::readiness`]), then the adoption of lost launches in
+/// `managed` groups ([`crate::adopt`]), then the gauges the alarms watch ([`crate::gauges`]). A failed adoption pass is logged; the next sweep
 /// runs it again. The adoption does not depend on the due query: an instance without a record
 /// has only its hook's timeout left, so a failed query of the due index (returned as the error,
 /// after the pass) must not cost it a sweep.
@@ -235,6 +239,12 @@ pub async fn sweep<P: Ports>(
         if let Err(e) = result {
             report.failed += 1;
             tracing::warn!(due = ?key, error = %e, "sweep item failed; the next sweep retries it");
+        }
+    }
+    match probe(runner, now, limit).await {
+        Ok(r) => report.readiness = r,
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness pass failed; the next sweep runs it again")
         }
     }
     match adopt(runner, managed).await {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod gauges;
 pub mod handler;
 pub mod ports;
+pub mod readiness;
 pub mod redelivery;
 pub mod runner;
 pub mod sqs;

@@ -156,6 +156,13 @@ pub trait Tags: Send + Sync {
         gates: &[Gate],
         instances: &[InstanceId],
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The tags with these keys on these instances, as `(instance, key, value)`: the timer
+    /// sweep's read of the readiness tags (paged; a few calls for hundreds of instances).
+    fn read(
+        &self,
+        instances: &[InstanceId],
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<(InstanceId, String, String)>, PortError>> + Send;
 }
 
 /// Delayed wakeups (SQS delayed messages in AWS).

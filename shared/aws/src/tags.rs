@@ -10,6 +10,9 @@ use crate::ports::{PortError, Tags};
 
 /// Instances per CreateTags / DeleteTags call.
 pub const INSTANCES_PER_CALL: usize = 500;
+/// Instance ids per DescribeTags `resource-id` filter: EC2 filters take a bounded number of
+/// values, and 200 stays well inside it.
+pub const FILTER_VALUES_PER_CALL: usize = 200;
 
 pub struct Ec2Tags {
     client: Client,
@@ -119,6 +122,60 @@ impl Tags for Ec2Tags {
 
     async fn close(&self, gates: &[Gate], instances: &[InstanceId]) -> Result<(), PortError> {
         self.apply(gates, instances, false).await
+    }
+
+    /// DescribeTags filtered by `resource-id` and `key` (values of one filter ORed, filters
+    /// ANDed), paged [aws-behaviour §5.6 DescribeTags].
+    async fn read(
+        &self,
+        instances: &[InstanceId],
+        keys: &[String],
+    ) -> Result<Vec<(InstanceId, String, String)>, PortError> {
+        use aws_sdk_ec2::types::Filter;
+        let mut out = Vec::new();
+        if instances.is_empty() || keys.is_empty() {
+            return Ok(out);
+        }
+        let key_filter = Filter::builder()
+            .name("key")
+            .set_values(Some(keys.to_vec()))
+            .build();
+        for chunk in instances.chunks(FILTER_VALUES_PER_CALL) {
+            let ids = Filter::builder()
+                .name("resource-id")
+                .set_values(Some(chunk.iter().map(|i| i.0.clone()).collect()))
+                .build();
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .client
+                    .describe_tags()
+                    .filters(ids.clone())
+                    .filters(key_filter.clone())
+                    .max_results(1000)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| port_error("DescribeTags", e))?;
+                for t in page.tags() {
+                    if let (Some(id), Some(k)) = (t.resource_id(), t.key()) {
+                        out.push((
+                            InstanceId(id.to_owned()),
+                            k.to_owned(),
+                            t.value().unwrap_or_default().to_owned(),
+                        ));
+                    }
+                }
+                token = page
+                    .next_token()
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -328,6 +328,14 @@ impl Tags for Aws {
         exec::close_gates(&mut self.lock(), gates, instances);
         Ok(())
     }
+    async fn read(
+        &self,
+        instances: &[InstanceId],
+        keys: &[String],
+    ) -> Result<Vec<(InstanceId, String, String)>, PortError> {
+        self.fault("DescribeTags")?;
+        Ok(exec::read_tags(&mut self.lock(), instances, keys))
+    }
 }
 
 /// Collects wakeups; the test delivers them.

@@ -221,6 +221,12 @@ impl Functions<'_> {
             let drop = match e.kind {
                 EventKind::CodeDeploy => self.scenario.faults.drop_codedeploy,
                 EventKind::Lifecycle => self.scenario.faults.drop_lifecycle,
+                // Most tag changes are turnstile's own gates, which no rule routes: they are
+                // not put on the bus (EventBridge would drop them too), and draw nothing.
+                EventKind::Tag if !crate::rules::routed(&rule_patterns(self.scenario), &e.json) => {
+                    continue;
+                }
+                EventKind::Tag => self.scenario.faults.drop_tag,
             };
             if self.rng.chance(drop) {
                 self.activity.events_dropped += 1;

@@ -1,4 +1,4 @@
-//! The SAM template's two EventBridge rules (`infra/template.yaml`), and the subset of
+//! The SAM template's EventBridge rules (`infra/template.yaml`), and the subset of
 //! EventBridge's pattern matching they use, so that the in-process simulation routes the same
 //! events to the queue as the local cloud's moto EventBridge does.
 
@@ -12,17 +12,21 @@ use turnstile_core::{HookNames, OwnedHooks};
 /// ("Messages per instance").
 pub const UNSUBSCRIBED_STATES: [&str; 1] = ["START"];
 
+/// The stack's default readiness tag key (`ReadinessTagKey`): the tag-change rule forwards
+/// changes of this key on EC2 instances.
+pub const READINESS_TAG_KEY: &str = "turnstile:ready";
+
 /// The template's rules with the stack's default hooks (`LaunchHookName` = `turnstile-launch`).
-pub fn rule_patterns(asgs: &[&str], applications: &[&str]) -> [Value; 3] {
+pub fn rule_patterns(asgs: &[&str], applications: &[&str]) -> [Value; 4] {
     rule_patterns_for(asgs, applications, &OwnedHooks::default())
 }
 
-/// The launch rule, the terminate rule and the CodeDeploy rule, for these Auto Scaling groups,
-/// hooks and applications. Launch actions are filtered on the hooks turnstile owns (names,
+/// The launch rule, the terminate rule, the CodeDeploy rule and the readiness rule, for these
+/// Auto Scaling groups, hooks and applications. Launch actions are filtered on the hooks turnstile owns (names,
 /// and EventBridge `prefix` matching for prefixes); terminate actions of every hook of the
 /// group are forwarded, since any of them means the instance is going away (docs/design.md
 /// "Own hooks only").
-pub fn rule_patterns_for(asgs: &[&str], applications: &[&str], hooks: &OwnedHooks) -> [Value; 3] {
+pub fn rule_patterns_for(asgs: &[&str], applications: &[&str], hooks: &OwnedHooks) -> [Value; 4] {
     [
         json!({
             "source": ["aws.autoscaling"],
@@ -45,6 +49,17 @@ pub fn rule_patterns_for(asgs: &[&str], applications: &[&str], hooks: &OwnedHook
                 "state": [{"anything-but": UNSUBSCRIBED_STATES}],
             },
         }),
+        // An instance tagging itself ready; the sweep's read is the fallback, since tag
+        // events are best effort (docs/design.md "Readiness").
+        json!({
+            "source": ["aws.tag"],
+            "detail-type": ["Tag Change on Resource"],
+            "detail": {
+                "service": ["ec2"],
+                "resource-type": ["instance"],
+                "changed-tag-keys": [READINESS_TAG_KEY],
+            },
+        }),
     ]
 }
 
@@ -60,7 +75,8 @@ fn hook_filter(hooks: &HookNames) -> Vec<Value> {
 
 /// Whether `event` matches an EventBridge pattern, for the features the rules use: nested
 /// fields, a list of allowed values, `anything-but` and `prefix`. A field the event lacks
-/// matches nothing, as in EventBridge.
+/// matches nothing, as in EventBridge; a field whose value is an array matches when any of its
+/// elements does.
 pub fn matches(pattern: &Value, event: &Value) -> bool {
     let Value::Object(fields) = pattern else {
         return false;
@@ -71,19 +87,27 @@ pub fn matches(pattern: &Value, event: &Value) -> bool {
         };
         match p {
             Value::Object(_) => matches(p, v),
-            Value::Array(allowed) => allowed.iter().any(|a| match a {
-                Value::Object(op) => {
-                    if let Some(prefix) = op.get("prefix").and_then(Value::as_str) {
-                        return v.as_str().is_some_and(|s| s.starts_with(prefix));
-                    }
-                    op.get("anything-but")
-                        .and_then(Value::as_array)
-                        .is_some_and(|not| !v.is_null() && !not.contains(v))
-                }
-                a => a == v,
-            }),
+            Value::Array(allowed) => match v {
+                Value::Array(elements) => elements.iter().any(|e| allowed_value(allowed, e)),
+                v => allowed_value(allowed, v),
+            },
             _ => false,
         }
+    })
+}
+
+/// Whether one event value is among a pattern's allowed values.
+fn allowed_value(allowed: &[Value], v: &Value) -> bool {
+    allowed.iter().any(|a| match a {
+        Value::Object(op) => {
+            if let Some(prefix) = op.get("prefix").and_then(Value::as_str) {
+                return v.as_str().is_some_and(|s| s.starts_with(prefix));
+            }
+            op.get("anything-but")
+                .and_then(Value::as_array)
+                .is_some_and(|not| !v.is_null() && !not.contains(v))
+        }
+        a => a == v,
     })
 }
 

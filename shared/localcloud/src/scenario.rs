@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::json;
 use turnstile_model::{
-    Asg, Cloud, Creator, DeployConfig, DeploymentGroup, Hook, HookOwner, HookResult, Ms, Profile,
-    Transition,
+    AgentStart, Asg, Bootstrap, Cloud, Creator, DeployConfig, DeploymentGroup, Hook, HookOwner,
+    HookResult, Ms, Profile, Transition, WarmPoolSpec,
 };
 
 /// The orchestrator's launch hook on the fleet: the stack's default name, which the handlers
@@ -62,6 +62,64 @@ pub struct Fleet {
     /// Other tools' lifecycle hooks on the same group, beside turnstile's.
     #[serde(default)]
     pub foreign_hooks: Vec<ForeignHook>,
+    /// Each new instance's bootstrap (user data, cfn-init) and when its CodeDeploy agent
+    /// starts; absent: the agent runs from launch.
+    #[serde(default)]
+    pub bootstrap: Option<BootstrapSpec>,
+    /// The group's warm pool; absent: none.
+    #[serde(default)]
+    pub warm_pool: Option<WarmPoolToml>,
+}
+
+/// A new instance's bootstrap, as the model runs it [aws-behaviour §3.6 Bootstrap and the agent].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapSpec {
+    /// Its duration, drawn uniformly from `[min, max]` seconds.
+    pub secs: [u64; 2],
+    /// Probability that it never finishes.
+    #[serde(default)]
+    pub never_rate: f64,
+    /// `after-bootstrap` (the agent starts when the bootstrap is done, the order AWS
+    /// documents) | `at-boot` (the agent runs at once and a deployment that starts before the
+    /// bootstrap is done fails).
+    #[serde(default = "default_agent")]
+    pub agent: String,
+    /// The tag (value `true`) the instance sets on itself when its bootstrap is done.
+    #[serde(default)]
+    pub ready_tag: Option<String>,
+}
+
+fn default_agent() -> String {
+    "after-bootstrap".into()
+}
+
+/// The fleet's warm pool [aws-behaviour §2 Warm pools].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmPoolToml {
+    /// Scale-in returns instances to the pool instead of terminating them.
+    #[serde(default)]
+    pub reuse_on_scale_in: bool,
+    /// How long a stopped instance takes to boot again when it leaves the pool.
+    #[serde(default = "default_restart")]
+    pub restart_secs: u64,
+}
+
+fn default_restart() -> u64 {
+    30
+}
+
+/// The plan's readiness signal (`readiness` in the plan).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadinessToml {
+    pub tag: String,
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// `abandon` | `hold` | `start`.
+    #[serde(default)]
+    pub on_timeout: Option<String>,
 }
 
 /// A lifecycle hook turnstile does not own, and what its owner does with each action.
@@ -114,6 +172,14 @@ impl ForeignHook {
     }
 }
 
+fn agent_start(s: &str) -> Option<AgentStart> {
+    match s {
+        "after-bootstrap" => Some(AgentStart::AfterBootstrap),
+        "at-boot" => Some(AgentStart::AtBoot),
+        _ => None,
+    }
+}
+
 fn default_heartbeat() -> u64 {
     300
 }
@@ -136,6 +202,12 @@ pub struct Orchestrator {
     /// At most this many instances in one deployment (1: per-instance serial deployments).
     #[serde(default)]
     pub max_batch: Option<u32>,
+    /// Hold the first step until the instance tags itself ready.
+    #[serde(default)]
+    pub readiness: Option<ReadinessToml>,
+    /// The plan's `warmPool` policy: `deployOnExit` (default) | `deployOnEntry` | `deployOnBoth`.
+    #[serde(default)]
+    pub warm_pool: Option<String>,
 }
 
 fn default_batch_window() -> u64 {
@@ -155,6 +227,8 @@ impl Default for Orchestrator {
             breaker_threshold: default_breaker(),
             retry_backoff_secs: default_backoff(),
             max_batch: None,
+            readiness: None,
+            warm_pool: None,
         }
     }
 }
@@ -219,6 +293,9 @@ pub struct Event {
     /// A message body put on the orchestrator's queue as is (bad input, test notifications).
     #[serde(default)]
     pub raw_message: Option<String>,
+    /// Launch this many instances into the warm pool (`fleet.warm_pool`).
+    #[serde(default)]
+    pub fill_warm_pool: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +333,11 @@ pub struct Faults {
     /// is an outage, not a transient failure).
     #[serde(default)]
     pub transient: f64,
+    /// Probability that an instance's tag-change event never reaches the queue: EventBridge
+    /// delivers tag events on a best-effort basis. The timer sweep reads the tags of every
+    /// instance still waiting for readiness.
+    #[serde(default)]
+    pub drop_tag: f64,
 }
 
 /// What the scripted timeline does.
@@ -269,6 +351,7 @@ pub enum Action {
         fail_first: u32,
     },
     RawMessage(String),
+    FillWarmPool(usize),
 }
 
 /// Which fleet to build: the orchestrator's hooks, CodeDeploy's own per-group hooks, or one
@@ -412,11 +495,19 @@ impl Scenario {
             let set = usize::from(e.launch.is_some())
                 + usize::from(e.terminate.is_some())
                 + usize::from(e.user_deployment.is_some())
-                + usize::from(e.raw_message.is_some());
+                + usize::from(e.raw_message.is_some())
+                + usize::from(e.fill_warm_pool.is_some());
             if set != 1 {
                 return Err((
                     format!("events[{i}]"),
-                    "exactly one of launch, terminate, user_deployment, raw_message".into(),
+                    "exactly one of launch, terminate, user_deployment, raw_message, fill_warm_pool"
+                        .into(),
+                ));
+            }
+            if e.fill_warm_pool.is_some() && self.fleet.warm_pool.is_none() {
+                return Err((
+                    format!("events[{i}].fill_warm_pool"),
+                    "the fleet has no warm pool (fleet.warm_pool)".into(),
                 ));
             }
             if let Some(u) = &e.user_deployment
@@ -439,10 +530,37 @@ impl Scenario {
             ("faults.duplicate", self.faults.duplicate),
             ("faults.throttle", self.faults.throttle),
             ("faults.transient", self.faults.transient),
+            ("faults.drop_tag", self.faults.drop_tag),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err((field.into(), "must be within 0..=1".into()));
             }
+        }
+        if let Some(b) = &self.fleet.bootstrap {
+            let [lo, hi] = b.secs;
+            if lo > hi {
+                return Err((
+                    "fleet.bootstrap.secs".into(),
+                    format!("[{lo}, {hi}] must be min <= max"),
+                ));
+            }
+            if !(0.0..=1.0).contains(&b.never_rate) {
+                return Err((
+                    "fleet.bootstrap.never_rate".into(),
+                    "must be within 0..=1".into(),
+                ));
+            }
+            if agent_start(&b.agent).is_none() {
+                return Err((
+                    "fleet.bootstrap.agent".into(),
+                    format!("`{}`: expected after-bootstrap or at-boot", b.agent),
+                ));
+            }
+        }
+        // The plan is checked as the core will read it: a scenario with an invalid plan is
+        // a mistake in the scenario, not a test of the core's plan validation.
+        if let Err(e) = turnstile_core::Plan::parse(&self.plan_json()) {
+            return Err(("orchestrator".into(), e.to_string()));
         }
         Ok(())
     }
@@ -482,8 +600,25 @@ impl Scenario {
             "batchWindowSecs": self.orchestrator.batch_window_secs,
             "breaker": {"threshold": self.orchestrator.breaker_threshold, "windowSecs": 3600},
         });
-        if let (Some(n), Some(o)) = (self.orchestrator.max_batch, plan.as_object_mut()) {
-            o.insert("maxBatch".into(), json!(n));
+        if let Some(o) = plan.as_object_mut() {
+            if let Some(n) = self.orchestrator.max_batch {
+                o.insert("maxBatch".into(), json!(n));
+            }
+            if let Some(r) = &self.orchestrator.readiness {
+                let mut doc = json!({"tag": r.tag});
+                if let Some(d) = doc.as_object_mut() {
+                    if let Some(t) = r.timeout_secs {
+                        d.insert("timeoutSecs".into(), json!(t));
+                    }
+                    if let Some(p) = &r.on_timeout {
+                        d.insert("onTimeout".into(), json!(p));
+                    }
+                }
+                o.insert("readiness".into(), doc);
+            }
+            if let Some(w) = &self.orchestrator.warm_pool {
+                o.insert("warmPool".into(), json!(w));
+            }
         }
         plan.to_string()
     }
@@ -500,6 +635,8 @@ impl Scenario {
                     Action::Terminate(n)
                 } else if let Some(body) = &e.raw_message {
                     Action::RawMessage(body.clone())
+                } else if let Some(n) = e.fill_warm_pool {
+                    Action::FillWarmPool(n)
                 } else {
                     let u = e.user_deployment.as_ref()?;
                     Action::UserDeployment {
@@ -584,6 +721,28 @@ impl Scenario {
             hooks,
             replace_after_ms: self.fleet.replace_after_secs.map(|s| s * 1000),
         });
+        if let Some(b) = &self.fleet.bootstrap {
+            let [lo, hi] = b.secs;
+            cloud.set_bootstrap(
+                asg,
+                Bootstrap {
+                    min_ms: lo * 1000,
+                    max_ms: hi * 1000,
+                    never_prob: b.never_rate,
+                    agent: agent_start(&b.agent).unwrap_or_default(),
+                    ready_tag: b.ready_tag.clone().map(|k| (k, "true".to_owned())),
+                },
+            );
+        }
+        if let Some(w) = &self.fleet.warm_pool {
+            cloud.put_warm_pool(
+                asg,
+                WarmPoolSpec {
+                    reuse_on_scale_in: w.reuse_on_scale_in,
+                    restart_ms: w.restart_secs * 1000,
+                },
+            );
+        }
         for g in &self.groups {
             let [lo, hi] = g.duration_secs;
             cloud.add_group(DeploymentGroup {
@@ -632,6 +791,9 @@ pub fn apply(cloud: &mut Cloud, asg: &str, action: &Action) {
         }
         // Only the orchestrator's queue takes these; the run loop sends them.
         Action::RawMessage(_) => {}
+        Action::FillWarmPool(n) => {
+            cloud.fill_warm_pool(asg, *n);
+        }
         Action::UserDeployment {
             group,
             revision,

@@ -68,6 +68,21 @@ pub fn close_gates(cloud: &mut Cloud, gates: &[Gate], instances: &[InstanceId]) 
     cloud.delete_tags(&ids(instances), &keys);
 }
 
+/// DescribeTags filtered by instance and key: `(instance, key, value)` of each match
+/// [aws-behaviour §5.6 DescribeTags].
+pub fn read_tags(
+    cloud: &mut Cloud,
+    instances: &[InstanceId],
+    keys: &[String],
+) -> Vec<(InstanceId, String, String)> {
+    cloud
+        .describe_instance_tags()
+        .into_iter()
+        .filter(|(i, k, _)| keys.contains(k) && instances.iter().any(|x| x.0 == *i))
+        .map(|(i, k, v)| (InstanceId(i), k, v))
+        .collect()
+}
+
 /// GetDeploymentGroup: the group's target revision, if it has one.
 pub fn target_revision(cloud: &mut Cloud, group: &GroupKey) -> Result<Option<String>, ApiError> {
     cloud

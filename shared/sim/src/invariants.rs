@@ -252,10 +252,15 @@ impl Invariants {
                 result: HookResult::Continue,
                 ..
             } if hook == self.launch_hook => {
-                // 3: CONTINUE only once every step succeeded on the instance.
+                // 3: CONTINUE only once every step succeeded on the instance. A CONTINUE
+                // that took it into the warm pool (stopped there) puts nothing in service: a
+                // plan may deploy on the exit only.
                 let Some(inst) = cloud.instances.get(&instance) else {
                     return;
                 };
+                if inst.state.is_warm() {
+                    return;
+                }
                 let missing: Vec<String> = self
                     .steps
                     .iter()

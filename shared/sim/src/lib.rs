@@ -259,6 +259,10 @@ impl Sim {
             let drop = match p.kind {
                 EventKind::CodeDeploy => self.faults.drop_codedeploy,
                 EventKind::Lifecycle => self.faults.drop_lifecycle,
+                // The simulation's plans have no readiness signal, so no rule of the stack
+                // routes a tag change here (gate tags are turnstile's own writes); skipped
+                // before any draw, so seeds replay as they did.
+                EventKind::Tag => continue,
             };
             if self.rng.chance(drop) {
                 continue;

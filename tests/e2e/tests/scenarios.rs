@@ -637,3 +637,253 @@ async fn redeliver_transient_failures_in_seconds_so_no_instance_is_lost() {
         r.activity
     );
 }
+
+/// Targets of turnstile's deployments that failed: each a failed attempt on an instance.
+fn failed_attempts(r: &RunRecord) -> usize {
+    r.cloud
+        .deployments
+        .values()
+        .filter(|d| d.description.starts_with("turnstile intent="))
+        .flat_map(|d| d.targets.values())
+        .filter(|t| t.status == turnstile_model::TargetStatus::Failed)
+        .count()
+}
+
+/// A slow-booting fleet: each instance's bootstrap takes 200-480 s and its CodeDeploy agent
+/// starts only after it, the order AWS documents. Half the tag events are lost.
+fn slow_boot(readiness: bool) -> String {
+    let plan = if readiness {
+        "[orchestrator]\nreadiness = { tag = \"turnstile:ready\", timeout_secs = 900 }\n"
+    } else {
+        ""
+    };
+    scenario(
+        2,
+        "",
+        &format!(
+            "[fleet.bootstrap]\nsecs = [200, 480]\nagent = \"after-bootstrap\"\nready_tag = \"turnstile:ready\"\n{plan}[[events]]\nat_secs = 0\nlaunch = 6\n[faults]\ndrop_tag = 0.5\n"
+        ),
+    )
+}
+
+/// Issue 19: with `readiness`, no deployment reaches an instance before its agent runs, so
+/// none fails for it; the same fleet without it starts at once, and every instance whose
+/// bootstrap outlasts CodeDeploy's 5-minute start limit fails its first attempt
+/// [aws-behaviour §3.2 Lifecycle event start limit]. Tag events are best effort: the ones
+/// lost are found by the timer sweep's batched read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_slow_boots_fail_no_deployment_with_the_signal_and_do_without_it() {
+    let (s, with) = run_orchestrated(&slow_boot(true)).await;
+    assert_clean(&with);
+    assert_all_in_service(&s, &with);
+    assert_eq!(
+        failed_attempts(&with),
+        0,
+        "no deployment before the agent runs"
+    );
+    for i in with.cloud.instances.values() {
+        let booted = i.bootstrap_done_at().unwrap();
+        let first = with
+            .cloud
+            .deployments
+            .values()
+            .filter(|d| d.targets.contains_key(&i.id))
+            .map(|d| d.created_at)
+            .min()
+            .unwrap();
+        assert!(
+            first >= booted,
+            "{}: deployed at {first} before its bootstrap ended at {booted}",
+            i.id
+        );
+    }
+    assert!(
+        with.cloud.calls.get("DescribeTags").copied().unwrap_or(0) > 0,
+        "the sweep read the tags whose events were lost"
+    );
+
+    let (s, without) = run_orchestrated(&slow_boot(false)).await;
+    assert_clean(&without);
+    assert_all_in_service(&s, &without);
+    let slow = without
+        .cloud
+        .instances
+        .values()
+        .filter(|i| i.bootstrap_done_at().unwrap() > i.launched_at + 300_000)
+        .count();
+    println!(
+        "without readiness: {} failed attempts, {slow} instances booted for longer than the start limit",
+        failed_attempts(&without)
+    );
+    assert!(
+        slow > 0,
+        "the seed boots some instances for longer than the start limit"
+    );
+    assert!(
+        failed_attempts(&without) >= slow,
+        "{} failed attempts for {slow} instances slower than the start limit",
+        failed_attempts(&without)
+    );
+}
+
+/// Two instances fill the warm pool at 0 s; at 900 s the group scales out by two, which
+/// takes them out of the pool. `policy` is the plan's `warmPool`; `more` is appended.
+fn warm_pool(policy: &str, more: &str) -> String {
+    scenario(
+        2,
+        "",
+        &format!(
+            "[fleet.warm_pool]\nrestart_secs = 30\n[orchestrator]\nwarm_pool = \"{policy}\"\n[[events]]\nat_secs = 0\nfill_warm_pool = 2\n[[events]]\nat_secs = 900\nlaunch = 2\n{more}"
+        ),
+    )
+}
+
+/// When each instance entered `Warmed:Stopped` and when it left the pool.
+fn pool_times(r: &RunRecord, id: &str) -> (u64, u64) {
+    let at = |want: fn(&Fact) -> Option<(&String, u64)>| {
+        r.cloud
+            .facts
+            .iter()
+            .filter_map(want)
+            .find(|(i, _)| *i == id)
+            .map(|(_, t)| t)
+            .unwrap_or_else(|| panic!("{id}: no such fact"))
+    };
+    (
+        at(|f| match f {
+            Fact::Stopped { instance, at } => Some((instance, *at)),
+            _ => None,
+        }),
+        at(|f| match f {
+            Fact::LeftWarmPool { instance, at } => Some((instance, *at)),
+            _ => None,
+        }),
+    )
+}
+
+/// Deployment creation times of turnstile's deployments that targeted `id`.
+fn deployed_at(r: &RunRecord, id: &str) -> Vec<u64> {
+    r.cloud
+        .deployments
+        .values()
+        .filter(|d| d.description.starts_with("turnstile intent=") && d.targets.contains_key(id))
+        .map(|d| d.created_at)
+        .collect()
+}
+
+/// Issue 19, `warmPool: deployOnExit` (the default) end to end: an instance entering the pool
+/// is let go at once and stopped; it is deployed when it leaves, with new tokens, and goes in
+/// service with every group after the final revision check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_pool_deploy_on_exit_deploys_when_the_instance_leaves_the_pool() {
+    let (s, r) = run_orchestrated(&warm_pool("deployOnExit", "")).await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    assert_eq!(
+        r.cloud.instances.len(),
+        2,
+        "the scale-out took the pool's instances"
+    );
+    for id in r.cloud.instances.keys() {
+        let (stopped, left) = pool_times(&r, id);
+        let deployed = deployed_at(&r, id);
+        assert_eq!(
+            deployed.len(),
+            2,
+            "{id}: one deployment per group: {deployed:?}"
+        );
+        assert!(
+            deployed.iter().all(|t| *t >= left),
+            "{id}: nothing deployed before it left (stopped {stopped}, left {left}): {deployed:?}"
+        );
+    }
+    // Two actions per instance, each completed with CONTINUE: the entry and the exit.
+    assert_eq!(completions(&r, HookResult::Continue), 4);
+}
+
+/// `warmPool: deployOnEntry`: the plan runs while the instance enters the pool, before it is
+/// stopped; leaving the pool deploys nothing, and it goes in service with what it got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_pool_deploy_on_entry_deploys_before_the_pool_and_lets_it_leave_at_once() {
+    let (s, r) = run_orchestrated(&warm_pool("deployOnEntry", "")).await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    for id in r.cloud.instances.keys() {
+        let (stopped, _) = pool_times(&r, id);
+        let deployed = deployed_at(&r, id);
+        assert_eq!(deployed.len(), 2, "{id}: {deployed:?}");
+        assert!(
+            deployed.iter().all(|t| *t < stopped),
+            "{id}: deployed before it was stopped at {stopped}: {deployed:?}"
+        );
+    }
+    assert_eq!(completions(&r, HookResult::Continue), 4);
+}
+
+/// `warmPool: deployOnBoth`: deployed on entry, and again on exit, where a user's deployment
+/// of a new revision made while the instance slept in the pool reaches it: it leaves with
+/// its applications current, and what did not change is skipped as up to date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_pool_deploy_on_both_brings_a_stopped_instance_current_when_it_leaves() {
+    // One instance launched straight into the group (the pool is still empty) serves the
+    // user's deployment of v2, made while the pool's instances are stopped.
+    let toml = warm_pool(
+        "deployOnBoth",
+        "[[events]]\nat_secs = 600\nuser_deployment = { application = \"app0\", deployment_group = \"g0\", revision = \"v2\" }\n",
+    )
+    .replace(
+        "[[events]]\nat_secs = 0\nfill_warm_pool = 2",
+        "[[events]]\nat_secs = 0\nlaunch = 1\n[[events]]\nat_secs = 1\nfill_warm_pool = 2",
+    );
+    let (s, r) = run_orchestrated(&toml).await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    let g0 = ("app0".to_owned(), "g0".to_owned());
+    let pooled = |id: &str| {
+        r.cloud
+            .facts
+            .iter()
+            .any(|f| matches!(f, Fact::LeftWarmPool { instance, .. } if instance == id))
+    };
+    assert_eq!(r.cloud.instances.keys().filter(|i| pooled(i)).count(), 2);
+    for (id, i) in r.cloud.instances.iter().filter(|(id, _)| pooled(id)) {
+        let (stopped, left) = pool_times(&r, id);
+        let deployed = deployed_at(&r, id);
+        assert!(
+            deployed.iter().any(|t| *t < stopped),
+            "{id}: deployed on entry: {deployed:?}"
+        );
+        assert!(
+            deployed.iter().any(|t| *t >= left),
+            "{id}: deployed on exit: {deployed:?}"
+        );
+        assert_eq!(
+            i.installed[&g0], "v2",
+            "{id} left the pool with the current revision"
+        );
+    }
+}
+
+/// `deployOnExit` with `readiness`: Auto Scaling stops an instance entering the pool as soon
+/// as its launch hooks complete, so turnstile lets it go only once it tagged itself ready:
+/// its bootstrap is never cut short by the stop, and leaving the pool needs no second wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_pool_entry_waits_for_readiness_so_the_stop_never_cuts_the_bootstrap_short() {
+    let toml = warm_pool("deployOnExit", "").replace(
+        "[orchestrator]\n",
+        "[fleet.bootstrap]\nsecs = [60, 180]\nready_tag = \"turnstile:ready\"\n[orchestrator]\nreadiness = { tag = \"turnstile:ready\" }\n",
+    );
+    let (s, r) = run_orchestrated(&toml).await;
+    assert_clean(&r);
+    assert_all_in_service(&s, &r);
+    for (id, i) in &r.cloud.instances {
+        let (stopped, left) = pool_times(&r, id);
+        let booted = i.bootstrap_done_at().unwrap();
+        assert!(
+            booted <= stopped,
+            "{id}: stopped at {stopped} before its bootstrap ended at {booted}"
+        );
+        let deployed = deployed_at(&r, id);
+        assert!(deployed.iter().all(|t| *t >= left), "{id}: {deployed:?}");
+    }
+}

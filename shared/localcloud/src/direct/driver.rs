@@ -104,7 +104,7 @@ pub struct Driver<H: Observer> {
     pub check_end: bool,
     checker: Invariants,
     /// The template's EventBridge rules: only what they match reaches the queue.
-    rules: [serde_json::Value; 3],
+    rules: [serde_json::Value; 4],
 }
 
 impl<H: Observer> Driver<H> {

@@ -32,7 +32,7 @@ pub(crate) struct Clients {
 
 /// EventBridge patterns of the SAM template's three rules (`infra/template.yaml`), with the
 /// scenario's group and applications filled in.
-pub fn rule_patterns(scenario: &Scenario) -> [serde_json::Value; 3] {
+pub fn rule_patterns(scenario: &Scenario) -> [serde_json::Value; 4] {
     let apps: Vec<&str> = scenario
         .groups
         .iter()

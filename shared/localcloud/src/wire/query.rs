@@ -36,6 +36,7 @@ pub fn handle(sim: &Simulator, body: &[u8], request_id: &str) -> Reply {
         (false, "RecordLifecycleActionHeartbeat") => heartbeat(sim, &params, request_id),
         (false, "DescribeLifecycleHooks") => describe_hooks(sim, &params, request_id),
         (false, "DescribeAutoScalingGroups") => describe_groups(sim, &params, request_id),
+        (false, "DescribeWarmPool") => describe_warm_pool(sim, &params, request_id),
         (true, "CreateTags") => tags(sim, &params, request_id, true),
         (true, "DescribeTags") => describe_tags(sim, &params, request_id),
         (true, "DeleteTags") => tags(sim, &params, request_id, false),
@@ -208,6 +209,7 @@ fn describe_groups(sim: &Simulator, params: &Params, request_id: &str) -> Reply 
     }
     let groups = cloud.describe_groups(&names);
     let tags = cloud.asg_tags.clone();
+    let pooled: Vec<String> = cloud.warm_pools.keys().cloned().collect();
     drop(cloud);
     let start: usize = params
         .get("NextToken")
@@ -235,8 +237,14 @@ fn describe_groups(sim: &Simulator, params: &Params, request_id: &str) -> Reply 
             ));
         }
         let n = instances.len();
+        // A group with a warm pool says so; its pool's instances are DescribeWarmPool's.
+        let warm_pool = if pooled.contains(asg) {
+            WARM_POOL_CONFIGURATION
+        } else {
+            ""
+        };
         members.push_str(&format!(
-            "<member><AutoScalingGroupName>{name}</AutoScalingGroupName><AutoScalingGroupARN>arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/{name}</AutoScalingGroupARN><MinSize>0</MinSize><MaxSize>{n}</MaxSize><DesiredCapacity>{n}</DesiredCapacity><DefaultCooldown>300</DefaultCooldown><AvailabilityZones><member>us-east-1a</member></AvailabilityZones><HealthCheckType>EC2</HealthCheckType><CreatedTime>2026-01-01T00:00:00Z</CreatedTime><Instances>{list}</Instances><Tags>{tag_list}</Tags></member>",
+            "<member><AutoScalingGroupName>{name}</AutoScalingGroupName><AutoScalingGroupARN>arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/{name}</AutoScalingGroupARN><MinSize>0</MinSize><MaxSize>{n}</MaxSize><DesiredCapacity>{n}</DesiredCapacity><DefaultCooldown>300</DefaultCooldown><AvailabilityZones><member>us-east-1a</member></AvailabilityZones><HealthCheckType>EC2</HealthCheckType><CreatedTime>2026-01-01T00:00:00Z</CreatedTime><Instances>{list}</Instances><Tags>{tag_list}</Tags>{warm_pool}</member>",
             name = xml_escape(asg),
         ));
     }
@@ -250,6 +258,72 @@ fn describe_groups(sim: &Simulator, params: &Params, request_id: &str) -> Reply 
         content_type: "text/xml",
         body: format!(
             r#"<DescribeAutoScalingGroupsResponse xmlns="{AUTOSCALING_NS}"><DescribeAutoScalingGroupsResult><AutoScalingGroups>{members}</AutoScalingGroups>{next}</DescribeAutoScalingGroupsResult><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></DescribeAutoScalingGroupsResponse>"#
+        ),
+    }
+}
+
+/// The `WarmPoolConfiguration` of a group with a warm pool (stopped instances, no minimum).
+const WARM_POOL_CONFIGURATION: &str = "<WarmPoolConfiguration><MinSize>0</MinSize><PoolState>Stopped</PoolState></WarmPoolConfiguration>";
+
+/// DescribeWarmPool for `AutoScalingGroupName`: the pool's configuration and its instances
+/// with their `Warmed:*` lifecycle states, `MaxRecords` per page with a `NextToken`
+/// [aws-behaviour §2 DescribeAutoScalingGroups and DescribeWarmPool; §2 Warm pools]. A group
+/// without a pool has no configuration and no instances; an unknown group is a
+/// `ValidationError`.
+fn describe_warm_pool(sim: &Simulator, params: &Params, request_id: &str) -> Reply {
+    let asg = match required(params, "AutoScalingGroupName") {
+        Ok(a) => a.to_owned(),
+        Err(m) => return autoscaling_error("ValidationError", &m, request_id),
+    };
+    let max_records = match params.get("MaxRecords").map(|v| v.parse::<usize>()) {
+        None => DEFAULT_MAX_RECORDS,
+        Some(Ok(n)) if (1..=MAX_MAX_RECORDS).contains(&n) => n,
+        Some(_) => {
+            return autoscaling_error(
+                "ValidationError",
+                "MaxRecords must be between 1 and 100",
+                request_id,
+            );
+        }
+    };
+    let mut cloud = sim.cloud();
+    let has_pool = cloud.warm_pools.contains_key(&asg);
+    let Some(instances) = cloud.describe_warm_pool(&asg) else {
+        return autoscaling_error(
+            "ValidationError",
+            &format!("Group {asg} not found"),
+            request_id,
+        );
+    };
+    drop(cloud);
+    let start: usize = params
+        .get("NextToken")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let end = (start + max_records).min(instances.len());
+    let mut list = String::new();
+    for (id, state) in instances.get(start..end).unwrap_or_default() {
+        list.push_str(&format!(
+            "<member><InstanceId>{}</InstanceId><AvailabilityZone>us-east-1a</AvailabilityZone><LifecycleState>{}</LifecycleState><HealthStatus>Healthy</HealthStatus></member>",
+            xml_escape(id),
+            state.as_api()
+        ));
+    }
+    let next = if end < instances.len() {
+        format!("<NextToken>{end}</NextToken>")
+    } else {
+        String::new()
+    };
+    let config = if has_pool {
+        WARM_POOL_CONFIGURATION
+    } else {
+        ""
+    };
+    Reply {
+        status: StatusCode::OK,
+        content_type: "text/xml",
+        body: format!(
+            r#"<DescribeWarmPoolResponse xmlns="{AUTOSCALING_NS}"><DescribeWarmPoolResult>{config}<Instances>{list}</Instances>{next}</DescribeWarmPoolResult><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></DescribeWarmPoolResponse>"#
         ),
     }
 }
