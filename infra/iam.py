@@ -149,7 +149,7 @@ SQS_POLLER = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRol
 # (action, resource) pairs SAM adds, why, source).
 SERVICE_NEEDS = {
     "QueueFunction": ([BASIC, SQS_POLLER], [], "logs; the SQS event source mapping receives and deletes with the function's role", f"{LAMBDA_ROLE} {LAMBDA_SQS}"),
-    "TimerFunction": ([BASIC], [], "logs", LAMBDA_ROLE),
+    "TimerFunction": ([BASIC], [("sqs:SendMessage", "${TimerDeadLetterQueue.Arn}")], "logs; Lambda sends a failed sweep's event to the dead-letter queue with the function's role (SAM adds sqs:SendMessage)", f"{LAMBDA_ROLE} {LAMBDA_DLQ} {SAM_DLQ}"),
 }
 
 
