@@ -11,7 +11,9 @@ Usage: iam.py TRANSFORMED_TEMPLATE   (infra/transform.py's output for infra/temp
    `.create_deployment()`. A call missing from the file's lists, or a listed operation the
    file no longer calls, fails the check.
 2. Who makes them. PRINCIPALS says which lists each function's role and each operator policy
-   serves (below, with why); a list no principal uses fails unless NOT_DEPLOYED names it.
+   serves (below, with why); a list no principal uses fails unless NOT_DEPLOYED names it. A
+   list only some functions make is tied to the entry point that reaches it (REACHED_BY): a
+   function has it exactly when its main.rs calls that entry point.
 3. What they need. An operation becomes the IAM actions AWS checks for it: the same name
    unless IMPLIED says otherwise (DynamoDB transactions, SQS batches, what CreateDeployment
    needs beyond itself), each with the AWS page that says so; each action on the narrowest
@@ -21,6 +23,7 @@ Usage: iam.py TRANSFORMED_TEMPLATE   (infra/transform.py's output for infra/temp
 4. The template. Every statement of the principal (inline, managed policies it references,
    AWS::IAM::Policy resources attached to its role) is expanded to (action, resource) pairs.
    Every need must be allowed on exactly its resource, and every pair allowed must be needed.
+   A resource knowingly broader than the narrowest is in BROADER, printed on every run.
 
 Exit 1 with one line per problem.
 """
@@ -72,9 +75,9 @@ OPERATOR_READ = [
 # Who makes which calls: each function's role and each operator managed policy.
 PRINCIPALS = {
     # handler::handle_batch: the runner, and fast redelivery on its own queue.
-    "QueueFunction": {"role": "QueueFunctionRole", "lists": RUNNER + [("shared/aws/src/sqs.rs", "VISIBILITY_AWS_CALLS")]},
+    "QueueFunction": {"role": "QueueFunctionRole", "main": "functions/queue/src/main.rs", "lists": RUNNER + [("shared/aws/src/sqs.rs", "VISIBILITY_AWS_CALLS")]},
     # handler::sweep: the runner, and the adoption of lost launches (adopt.rs).
-    "TimerFunction": {"role": "TimerFunctionRole", "lists": RUNNER + [("shared/aws/src/autoscaling.rs", "ADOPTION_AWS_CALLS")]},
+    "TimerFunction": {"role": "TimerFunctionRole", "main": "functions/timer/src/main.rs", "lists": RUNNER + [("shared/aws/src/autoscaling.rs", "ADOPTION_AWS_CALLS")]},
     # turnstile status | show | doctor | plan check (plan check makes no AWS call).
     "OperatorReadOnlyPolicy": {"policy": "OperatorReadOnlyPolicy", "lists": OPERATOR_READ},
     # Every command: the reads, the actions (act.rs, pause.rs) and dlq.
@@ -82,6 +85,13 @@ PRINCIPALS = {
         "policy": "OperatorPolicy",
         "lists": OPERATOR_READ + [("cli/src/cmd/act.rs", "AWS_CALLS"), ("cli/src/cmd/pause.rs", "AWS_CALLS"), ("cli/src/cmd/dlq.rs", "AWS_CALLS")],
     },
+}
+
+# Lists only some functions make, and what in a function's main.rs reaches them: a function has
+# the list exactly when its main calls that entry point, so rewiring a main fails the check.
+REACHED_BY = {
+    ("shared/aws/src/sqs.rs", "VISIBILITY_AWS_CALLS"): "bootstrap::redelivery",
+    ("shared/aws/src/autoscaling.rs", "ADOPTION_AWS_CALLS"): "handler::sweep",
 }
 
 # An operation whose IAM actions are not its own name: (actions, why, source). TransactWriteItems
@@ -368,6 +378,14 @@ def main(argv):
     for rel, const in sorted(used | set(NOT_DEPLOYED)):
         if const not in lists.get(rel, {}):
             problems.append(f"infra/iam.py names {rel} {const}, which does not exist")
+    for principal, spec in PRINCIPALS.items():
+        if "main" not in spec:
+            continue
+        main_src = production_code(ROOT / spec["main"])
+        for pair, entry in REACHED_BY.items():
+            if (entry in main_src) != (pair in spec["lists"]):
+                has = "calls" if entry in main_src else "does not call"
+                problems.append(f"{principal}: {spec['main']} {has} {entry}, so it {'needs' if entry in main_src else 'must not have'} {pair[0]} {pair[1]} in infra/iam.py PRINCIPALS")
     counts = []
     for principal in PRINCIPALS:
         p, n = check_principal(principal, resources, lists, txn)
