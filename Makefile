@@ -49,7 +49,7 @@ security-scan: $(SCAN_DIR)/.transformed $(SCAN_VENV)/.installed $(GUARD_PKG)/.in
 	$(SCAN_VENV)/bin/checkov --skip-download --framework cloudformation --compact --quiet \
 	  $(addprefix -f ,$(TEMPLATES) $(SCAN_DIR)/*.json $(CFN_TEMPLATES))
 	$(INFRA_VENV)/bin/python infra/scan.py --guard $(GUARD_PKG) --readme README.md \
-	  $(addprefix --source ,$(TEMPLATES)) $(SCAN_DIR)/*.json $(CFN_TEMPLATES)
+	  $(addprefix --source ,$(TEMPLATES) $(CFN_TEMPLATES)) $(SCAN_DIR)/*.json $(CFN_TEMPLATES)
 
 # IAM against the code (infra/iam.py): the calls each adapter lists are the SDK calls it makes,
 # and the template allows each function and operator policy exactly what its calls need.
