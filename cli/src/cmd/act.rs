@@ -20,6 +20,11 @@ use super::{queue, store, store_failed, written};
 use crate::output::{self, at, write_json};
 use crate::{Context, Exit, Format, Global};
 
+/// The AWS operations every operator action makes (its message to the queue) (`service:Operation`, as the SDK names them). `make iam-check`
+/// (infra/iam.py) fails when this file calls an SDK operation missing here, lists one it no
+/// longer calls, or the operator policies do not allow them.
+pub const AWS_CALLS: &[&str] = &["sqs:SendMessage"];
+
 pub const SCHEMA: &str = "turnstile.action/v1";
 
 /// Options every action takes.

@@ -18,6 +18,16 @@ use super::{queue_client, written};
 use crate::output::{Cell, Style, Table, at, write_json};
 use crate::{Context, Exit, Format, Global};
 
+/// The AWS operations of `dlq list` and `dlq redrive` (`service:Operation`, as the SDK names them). `make iam-check`
+/// (infra/iam.py) fails when this file calls an SDK operation missing here, lists one it no
+/// longer calls, or the operator policies do not allow them.
+pub const AWS_CALLS: &[&str] = &[
+    "sqs:ReceiveMessage",
+    "sqs:ChangeMessageVisibilityBatch",
+    "sqs:SendMessage",
+    "sqs:DeleteMessage",
+];
+
 pub const LIST_SCHEMA: &str = "turnstile.dlq/v1";
 pub const REDRIVE_SCHEMA: &str = "turnstile.dlq-redrive/v1";
 

@@ -20,6 +20,17 @@ use super::written;
 use crate::output::{Style, paint, write_json};
 use crate::{Context, Exit, Format, Global};
 
+/// The AWS operations of `doctor` (`service:Operation`, as the SDK names them). `make iam-check`
+/// (infra/iam.py) fails when this file calls an SDK operation missing here, lists one it no
+/// longer calls, or the operator policies do not allow them.
+pub const AWS_CALLS: &[&str] = &[
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeLifecycleHooks",
+    "codedeploy:GetDeploymentGroup",
+    "codedeploy:GetDeploymentConfig",
+    "ec2:DescribeTags",
+];
+
 pub const SCHEMA: &str = "turnstile.doctor/v1";
 
 /// The prefix of the launch hooks CodeDeploy installs for an associated deployment group

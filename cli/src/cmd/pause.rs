@@ -21,6 +21,12 @@ use super::{store, store_failed, written};
 use crate::output::{at, relative, write_json};
 use crate::{Context, Exit, Format, Global};
 
+/// The AWS operations `pause --asg` and `resume --asg` make to find the plan (the actions
+/// themselves are [`act::AWS_CALLS`]) (`service:Operation`, as the SDK names them). `make iam-check`
+/// (infra/iam.py) fails when this file calls an SDK operation missing here, lists one it no
+/// longer calls, or the operator policies do not allow them.
+pub const AWS_CALLS: &[&str] = &["autoscaling:DescribeLifecycleHooks"];
+
 /// The document of `pause --asg` / `resume --asg`: one `turnstile.action/v1` per group.
 pub const FLEET_SCHEMA: &str = "turnstile.actions/v1";
 

@@ -11,6 +11,22 @@ use turnstile_core::{ActionRef, HookTimeouts, InstanceId, LifecycleResult, Milli
 use crate::error::port_error;
 use crate::ports::{Clock, HookInfo, LaunchHooks, Lifecycle, PortError, SystemClock, Waiting};
 
+/// The AWS operations the runner makes through this adapter, in both functions (`service:Operation`, as the SDK names them). `make iam-check`
+/// (infra/iam.py) fails when this file calls an SDK operation missing here, lists one it no
+/// longer calls, or the template does not allow what the caller needs.
+pub const AWS_CALLS: &[&str] = &[
+    "autoscaling:CompleteLifecycleAction",
+    "autoscaling:RecordLifecycleActionHeartbeat",
+    "autoscaling:DescribeLifecycleHooks",
+];
+
+/// The AWS operations of [`Lifecycle::waiting`], which only the timer's adoption sweep calls
+/// (`adopt.rs`); checked as [`AWS_CALLS`] is.
+pub const ADOPTION_AWS_CALLS: &[&str] = &[
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeWarmPool",
+];
+
 /// How long a described hook is trusted (its timeouts rarely change).
 const HOOK_CACHE_MS: u64 = 300_000;
 /// Group names per DescribeAutoScalingGroups call: the default limit on names, which is also

@@ -17,6 +17,19 @@ use turnstile_core::{
 use crate::error::port_error;
 use crate::ports::{Deployments, PortError};
 
+/// The AWS operations the runner makes through this adapter, in both functions (`service:Operation`, as the SDK names them). `make iam-check`
+/// (infra/iam.py) fails when this file calls an SDK operation missing here, lists one it no
+/// longer calls, or the template does not allow what the caller needs.
+pub const AWS_CALLS: &[&str] = &[
+    "codedeploy:GetDeploymentGroup",
+    "codedeploy:ListDeployments",
+    "codedeploy:GetDeployment",
+    "codedeploy:CreateDeployment",
+    "codedeploy:StopDeployment",
+    "codedeploy:ListDeploymentTargets",
+    "codedeploy:BatchGetDeploymentTargets",
+];
+
 /// `BatchGetDeploymentTargets` takes at most 25 target ids.
 pub const TARGETS_PER_CALL: usize = 25;
 

@@ -8,6 +8,15 @@ use turnstile_events::wakeup_body;
 use crate::error::port_error;
 use crate::ports::{Clock, PortError, SystemClock, Timer, Visibility};
 
+/// The AWS operations of [`SqsTimer`], the runner's timer messages, in both functions (`service:Operation`, as the SDK names them). `make iam-check`
+/// (infra/iam.py) fails when this file calls an SDK operation missing here, lists one it no
+/// longer calls, or the template does not allow what the caller needs.
+pub const AWS_CALLS: &[&str] = &["sqs:SendMessage"];
+
+/// The AWS operations of [`SqsVisibility`], the queue function's fast redelivery only; checked
+/// as [`AWS_CALLS`] is.
+pub const VISIBILITY_AWS_CALLS: &[&str] = &["sqs:ChangeMessageVisibility"];
+
 /// SQS's longest message delay. A wakeup further out is left to the timer sweep, which finds
 /// the record through the `due` index.
 pub const MAX_DELAY_SECS: u64 = 900;

@@ -8,6 +8,15 @@ use turnstile_core::{Gate, InstanceId};
 use crate::error::port_error;
 use crate::ports::{PortError, Tags};
 
+/// The AWS operations the runner makes through this adapter, in both functions (`service:Operation`, as the SDK names them). `make iam-check`
+/// (infra/iam.py) fails when this file calls an SDK operation missing here, lists one it no
+/// longer calls, or the template does not allow what the caller needs.
+pub const AWS_CALLS: &[&str] = &["ec2:CreateTags", "ec2:DeleteTags"];
+
+/// The AWS operations of [`Tags::read`], which only the timer's readiness pass calls
+/// (`readiness.rs`); checked as [`AWS_CALLS`] is.
+pub const READINESS_AWS_CALLS: &[&str] = &["ec2:DescribeTags"];
+
 /// Instances per CreateTags / DeleteTags call.
 pub const INSTANCES_PER_CALL: usize = 500;
 /// Instance ids per DescribeTags `resource-id` filter: EC2 filters take a bounded number of

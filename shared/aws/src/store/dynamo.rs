@@ -15,6 +15,20 @@ use turnstile_core::{DeploymentId, Gate, GroupKey, InstanceId, Key, Millis};
 use super::*;
 use crate::error::{store_build_error, store_error};
 
+/// The AWS operations of the store's reads (`load`, and the index queries `due`, `in_flight`,
+/// `overflowed`), which the functions and the operator's command line make (`service:Operation`, as the SDK names them). `make iam-check`
+/// (infra/iam.py) fails when this file calls an SDK operation missing here, lists one it no
+/// longer calls, or the template does not allow what the caller needs.
+pub const READ_AWS_CALLS: &[&str] = &["dynamodb:BatchGetItem", "dynamodb:Query"];
+
+/// The AWS operations only the runner makes (`commit`, `deployment_group`); checked as
+/// [`READ_AWS_CALLS`] is.
+pub const RUNNER_AWS_CALLS: &[&str] = &["dynamodb:GetItem", "dynamodb:TransactWriteItems"];
+
+/// The AWS operations of [`DynamoStore::create_table`], for tests and the local cloud only (the
+/// template creates the table in AWS); checked as [`READ_AWS_CALLS`] is.
+pub const SETUP_AWS_CALLS: &[&str] = &["dynamodb:CreateTable", "dynamodb:UpdateTimeToLive"];
+
 const PK: &str = "pk";
 const SK: &str = "sk";
 const VER: &str = "ver";
