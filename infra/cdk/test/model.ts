@@ -92,7 +92,12 @@ function ruleModel(p: Obj): Json {
     ...(p.EventPattern !== undefined ? { EventPattern: p.EventPattern } : {}),
     ...(p.ScheduleExpression !== undefined ? { ScheduleExpression: p.ScheduleExpression } : {}),
     State: p.State ?? 'ENABLED',
-    Targets: (asList(p.Targets) as Obj[]).map((t) => t.Arn as string),
+    // Everything a target says but its Id (the construct's ids are CDK's, SAM's are SAM's).
+    Targets: (asList(p.Targets) as Obj[]).map((t) => {
+      const { Id, ...rest } = t;
+      void Id;
+      return Object.keys(rest).length === 1 ? (rest.Arn as string) : rest;
+    }),
   });
 }
 
@@ -135,9 +140,32 @@ export function samModel(file: string, given: Record<string, Json>): Model {
       case 'AWS::Serverless::Function': {
         const merged: Obj = { ...globals, ...p };
         merged.Environment = { Variables: { ...((globals.Environment as Obj)?.Variables as Obj), ...((p.Environment as Obj)?.Variables as Obj) } };
-        const { CodeUri, Policies, Events, ...settings } = merged;
+        const { CodeUri, Policies, Events, DeadLetterQueue, EventInvokeConfig, ...settings } = merged;
         void CodeUri;
         const statements: Json[] = [];
+        if (DeadLetterQueue) {
+          // SAM's DeadLetterQueue becomes Lambda's DeadLetterConfig, and a policy to send to it.
+          const dlq = DeadLetterQueue as Obj;
+          settings.DeadLetterConfig = { TargetArn: dlq.TargetArn };
+          statements.push({ Effect: 'Allow', Action: dlq.Type === 'SNS' ? 'sns:Publish' : 'sqs:SendMessage', Resource: dlq.TargetArn });
+        }
+        if (EventInvokeConfig) {
+          // SAM's EventInvokeConfig becomes an AWS::Lambda::EventInvokeConfig (destinations
+          // without their Type), and a policy to send to each SQS or SNS destination.
+          const { DestinationConfig, ...rest } = EventInvokeConfig as Obj;
+          const eic: Obj = { ...rest };
+          if (DestinationConfig) {
+            const dc: Obj = {};
+            for (const [when, d] of Object.entries(DestinationConfig as Obj)) {
+              const { Type, Destination } = d as Obj;
+              dc[when] = { Destination };
+              if (Type === 'SQS') statements.push({ Effect: 'Allow', Action: 'sqs:SendMessage', Resource: Destination });
+              if (Type === 'SNS') statements.push({ Effect: 'Allow', Action: 'sns:Publish', Resource: Destination });
+            }
+            eic.DestinationConfig = dc;
+          }
+          settings.EventInvokeConfig = eic;
+        }
         for (const pol of asList(Policies) as (Obj | string)[]) {
           if (typeof pol === 'object' && 'Statement' in pol) statements.push(...asList(pol.Statement));
           else if (typeof pol === 'string' && pol.startsWith('${') && managed[pol.slice(2, -1)]) statements.push(...managed[pol.slice(2, -1)]);
@@ -159,7 +187,12 @@ export function samModel(file: string, given: Record<string, Json>): Model {
             // construct grants them on the event source's queue only.
             statements.push({ Effect: 'Allow', Action: SAM_SQS_EVENT_ACTIONS, Resource: Queue });
           } else if (Type === 'Schedule') {
-            m.rules[`${name}${evName}`] = ruleModel({ ScheduleExpression: ep.Schedule, Targets: [{ Arn: `\${${name}.Arn}` }] });
+            // SAM's Schedule event: a rule, and these event properties on its target.
+            const target: Obj = { Arn: `\${${name}.Arn}` };
+            if (ep.RetryPolicy) target.RetryPolicy = ep.RetryPolicy;
+            if (ep.DeadLetterConfig) target.DeadLetterConfig = { Arn: (ep.DeadLetterConfig as Obj).Arn };
+            if (ep.Input) target.Input = ep.Input;
+            m.rules[`${name}${evName}`] = ruleModel({ ScheduleExpression: ep.Schedule, ...(ep.Enabled === false ? { State: 'DISABLED' } : {}), Targets: [target] });
           } else {
             throw new Error(`${name}.${evName}: event type ${String(Type)} is not modelled`);
           }
@@ -284,9 +317,19 @@ export function cdkModel(stack: Stack, root: IConstruct): Model {
         break; // read through the functions' roles
       case 'AWS::Lambda::Permission':
         break; // the schedule's invoke permission; SAM's Schedule event makes the same
+      case 'AWS::Lambda::EventInvokeConfig':
+        break; // below, into its function's settings (where SAM has it)
       default:
         m.other[name] = r.Type;
     }
+  }
+  for (const r of Object.values(resources)) {
+    if (r.Type !== 'AWS::Lambda::EventInvokeConfig') continue;
+    const { FunctionName, Qualifier, ...rest } = props(r);
+    void Qualifier;
+    const fn = m.functions[(FunctionName as string).slice(2, -1)];
+    if (!fn) throw new Error(`EventInvokeConfig of an unknown function ${String(FunctionName)}`);
+    fn.settings = canon({ ...(fn.settings as Obj), EventInvokeConfig: rest });
   }
   return finish(m);
 }
