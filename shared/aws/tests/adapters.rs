@@ -1260,6 +1260,70 @@ mod tags {
             .unwrap();
         assert_eq!(rule.num_calls() + retry.num_calls(), 2);
     }
+
+    /// aws-behaviour §5.6 DescribeTags: the readiness pass reads every waiting instance's tag
+    /// with one call per 200 instances (`resource-id` and `key` filters, ANDed), following
+    /// `NextToken`.
+    #[tokio::test]
+    async fn readiness_tags_are_read_by_instance_and_key_200_instances_per_call_paged() {
+        use aws_sdk_ec2::operation::describe_tags::DescribeTagsOutput;
+        use aws_sdk_ec2::types::TagDescription;
+        let tag = |id: &str| {
+            TagDescription::builder()
+                .resource_id(id)
+                .key("turnstile:ready")
+                .value("true")
+                .build()
+        };
+        let filters_ok = |r: &aws_sdk_ec2::operation::describe_tags::DescribeTagsInput| {
+            let f = r.filters();
+            f.len() == 2
+                && f[0].name() == Some("resource-id")
+                && f[1].name() == Some("key")
+                && f[1].values() == ["turnstile:ready"]
+        };
+        let first = mock!(Client::describe_tags)
+            .match_requests(move |r| {
+                filters_ok(r) && r.filters()[0].values().len() == 200 && r.next_token().is_none()
+            })
+            .then_output(move || {
+                DescribeTagsOutput::builder()
+                    .tags(tag("i-0"))
+                    .next_token("more")
+                    .build()
+            });
+        let second = mock!(Client::describe_tags)
+            .match_requests(move |r| filters_ok(r) && r.next_token() == Some("more"))
+            .then_output(move || DescribeTagsOutput::builder().tags(tag("i-7")).build());
+        let rest = mock!(Client::describe_tags)
+            .match_requests(move |r| filters_ok(r) && r.filters()[0].values().len() == 50)
+            .then_output(move || DescribeTagsOutput::builder().tags(tag("i-249")).build());
+        let tags = Ec2Tags::new(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            [&first, &second, &rest]
+        ));
+        let instances: Vec<InstanceId> = (0..250).map(|i| format!("i-{i}").into()).collect();
+        let found = tags
+            .read(&instances, &["turnstile:ready".to_owned()])
+            .await
+            .unwrap();
+        let ids: Vec<&str> = found.iter().map(|(i, _, _)| i.as_str()).collect();
+        assert_eq!(ids, ["i-0", "i-7", "i-249"]);
+        assert!(
+            found
+                .iter()
+                .all(|(_, k, v)| k == "turnstile:ready" && v == "true")
+        );
+        assert_eq!(
+            (first.num_calls(), second.num_calls(), rest.num_calls()),
+            (1, 1, 1)
+        );
+        assert!(
+            tags.read(&[], &["k".to_owned()]).await.unwrap().is_empty(),
+            "no call for none"
+        );
+    }
 }
 
 // ---- SQS ----------------------------------------------------------------------------------

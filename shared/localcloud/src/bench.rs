@@ -334,6 +334,279 @@ pub fn svg(rows: &[Row]) -> String {
     out
 }
 
+// ---- staggered scale-outs and slow boots ---------------------------------------------------
+
+/// The staggered scale-out: this many instances per wave, a wave every this many seconds, this
+/// many waves (3 every 2 minutes for 20 minutes).
+pub const STAGGER: (usize, u64, usize) = (3, 120, 10);
+/// Instances of the slow-boot fleet, and the range of their bootstrap.
+pub const SLOW_BOOT_INSTANCES: usize = 20;
+pub const SLOW_BOOT_SECS: [u64; 2] = [60, 240];
+
+/// A row of the staggered and slow-boot tables: per-instance figures of one run.
+#[derive(Debug, Clone, Default)]
+pub struct FleetRow {
+    pub label: String,
+    pub instances: usize,
+    pub p50_s: Option<f64>,
+    pub p99_s: Option<f64>,
+    /// Per instance, the sum of its own deployments (its floor), p50 and p99.
+    pub floor_p50_s: Option<f64>,
+    pub floor_p99_s: Option<f64>,
+    /// Per instance, its arrival wave's lockstep bound (the wave in one deployment per group,
+    /// each as long as the wave's slowest own deployment in it), p50 and p99.
+    pub wave_p50_s: Option<f64>,
+    pub wave_p99_s: Option<f64>,
+    pub complete_share: f64,
+    pub deployments: usize,
+    /// Targets of any deployment that failed on an instance.
+    pub failed_attempts: usize,
+    pub abandoned: usize,
+    pub violations: usize,
+}
+
+fn quantile(mut v: Vec<Ms>, q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
+    v.get(i).map(|m| *m as f64 / 1000.0)
+}
+
+/// The fleet scenario: six groups as in the bursts, `extra` TOML for the fleet and plan, and
+/// `waves` of `per_wave` instances every `every_secs`.
+fn fleet_scenario(
+    seed: u64,
+    extra: &str,
+    per_wave: usize,
+    every_secs: u64,
+    waves: usize,
+) -> Scenario {
+    let mut toml = format!(
+        "name = \"bench-fleet\"\nseed = {seed}\nhorizon_secs = 7200\n[fleet]\nauto_scaling_group = \"fleet\"\nheartbeat_timeout_secs = 600\nreplace_after_secs = 30\n{extra}"
+    );
+    for i in 0..GROUPS {
+        let _ = write!(
+            toml,
+            "[[groups]]\napplication = \"app{i}\"\ndeployment_group = \"dg{i}\"\nduration_secs = [{}, {}]\n",
+            DURATION_SECS[0], DURATION_SECS[1]
+        );
+    }
+    for w in 0..waves {
+        let _ = write!(
+            toml,
+            "[[events]]\nat_secs = {}\nlaunch = {per_wave}\n",
+            w as u64 * every_secs
+        );
+    }
+    Scenario::parse("bench-fleet", &toml).unwrap_or_else(|e| unreachable!("bench scenario: {e}"))
+}
+
+/// Runs the real runner (or CodeDeploy's native hooks) over a fleet scenario.
+async fn run_fleet(label: String, s: &Scenario, seed: u64, native: bool) -> FleetRow {
+    let record = if native {
+        crate::native::run(s).await
+    } else {
+        let mut d = Driver::new(
+            s.cloud(Mode::Orchestrator),
+            Quiet,
+            Faults::default(),
+            seed,
+            s.steps(),
+        );
+        d.check_every = 20;
+        for (at, action) in s.script() {
+            if let crate::scenario::Action::Launch(n) = action {
+                d.schedule(at, Script::Launch(n));
+            }
+        }
+        d.run(s.horizon_ms()).await;
+        let cloud = d.aws.lock().clone();
+        RunRecord {
+            mode: Mode::Orchestrator,
+            cloud,
+            activity: Activity::default(),
+            violations: d.violations.clone(),
+            checks: 0,
+            held: d.held(),
+            collided: Default::default(),
+            wall: std::time::Duration::ZERO,
+        }
+    };
+    let summary = Summary::of(&record, s);
+    let cloud = &record.cloud;
+    let own = crate::report::own_deployment_time(cloud);
+    // Each instance's own successful deployment time per group, for the wave bounds.
+    let mut per_group: std::collections::BTreeMap<(&str, &turnstile_model::GroupKey), Ms> =
+        std::collections::BTreeMap::new();
+    for d in cloud.deployments.values() {
+        for (i, t) in &d.targets {
+            if let (Some(a), Some(b), turnstile_model::TargetStatus::Succeeded) =
+                (t.started_at, t.ended_at, t.status)
+            {
+                per_group.insert((i.as_str(), &d.group), b - a);
+            }
+        }
+    }
+    let launched = |at: Ms| {
+        cloud
+            .instances
+            .values()
+            .filter(move |i| i.launched_at == at)
+    };
+    let mut ttis = Vec::new();
+    let mut floors = Vec::new();
+    let mut waves = Vec::new();
+    for i in cloud.instances.values() {
+        let Some(in_service) = i.in_service_at else {
+            continue;
+        };
+        ttis.push(in_service.saturating_sub(i.launched_at));
+        floors.push(own.get(i.id.as_str()).copied().unwrap_or(0));
+        let bound: Ms = cloud
+            .groups
+            .keys()
+            .map(|g| {
+                launched(i.launched_at)
+                    .filter_map(|m| per_group.get(&(m.id.as_str(), g)).copied())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .sum();
+        waves.push(bound);
+    }
+    let failed_attempts = cloud
+        .deployments
+        .values()
+        .flat_map(|d| d.targets.values())
+        .filter(|t| t.status == turnstile_model::TargetStatus::Failed)
+        .count();
+    let asked: usize = s
+        .script()
+        .iter()
+        .map(|(_, a)| match a {
+            crate::scenario::Action::Launch(n) => *n,
+            _ => 0,
+        })
+        .sum();
+    FleetRow {
+        label,
+        instances: asked,
+        p50_s: quantile(ttis.clone(), 0.5),
+        p99_s: quantile(ttis, 0.99),
+        floor_p50_s: quantile(floors.clone(), 0.5),
+        floor_p99_s: quantile(floors, 0.99),
+        wave_p50_s: quantile(waves.clone(), 0.5),
+        wave_p99_s: quantile(waves, 0.99),
+        complete_share: (summary.complete.min(asked) as f64 / asked.max(1) as f64).min(1.0),
+        deployments: cloud.deployments.len(),
+        failed_attempts,
+        abandoned: summary.abandoned,
+        violations: record.violations.len(),
+    }
+}
+
+/// The staggered scale-out ([`STAGGER`]) for turnstile, turnstile without batching and
+/// CodeDeploy's native hooks.
+pub async fn staggered(seed: u64) -> Vec<FleetRow> {
+    let (per_wave, every, waves) = STAGGER;
+    let mut rows = Vec::new();
+    for (label, extra, native) in [
+        ("turnstile", "", false),
+        (
+            "turnstile serial (maxBatch 1)",
+            "[orchestrator]\nmax_batch = 1\n",
+            false,
+        ),
+        ("CodeDeploy native hooks", "", true),
+    ] {
+        let s = fleet_scenario(seed, extra, per_wave, every, waves);
+        rows.push(run_fleet(label.into(), &s, seed, native).await);
+    }
+    rows
+}
+
+/// The slow-boot fleet ([`SLOW_BOOT_INSTANCES`] launched together, bootstrap in
+/// [`SLOW_BOOT_SECS`]), with the agent started by the bootstrap and with the agent baked in
+/// the AMI, each without and with `readiness`.
+pub async fn slow_boot(seed: u64) -> Vec<FleetRow> {
+    let [lo, hi] = SLOW_BOOT_SECS;
+    let mut rows = Vec::new();
+    for (agent, agent_label) in [
+        ("after-bootstrap", "agent after bootstrap"),
+        ("at-boot", "agent at boot (AMI)"),
+    ] {
+        for readiness in [false, true] {
+            let mut extra = format!(
+                "[fleet.bootstrap]\nsecs = [{lo}, {hi}]\nagent = \"{agent}\"\nready_tag = \"turnstile:ready\"\n"
+            );
+            if readiness {
+                extra.push_str(
+                    "[orchestrator]\nreadiness = { tag = \"turnstile:ready\", timeout_secs = 900 }\n",
+                );
+            }
+            let s = fleet_scenario(seed, &extra, SLOW_BOOT_INSTANCES, 0, 1);
+            let label = format!(
+                "{agent_label}, {}",
+                if readiness {
+                    "with readiness"
+                } else {
+                    "without readiness"
+                }
+            );
+            rows.push(run_fleet(label, &s, seed, false).await);
+        }
+    }
+    rows
+}
+
+/// The staggered rows as a Markdown table.
+pub fn staggered_table(rows: &[FleetRow]) -> String {
+    let mut out = String::from(
+        "| contender | instances | to InService p50 / p99 | floor p50 / p99 | wave lockstep p50 / p99 | complete | deployments |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} / {} s | {} / {} s | {} / {} s | {:.0} % | {} |",
+            r.label,
+            r.instances,
+            opt(r.p50_s),
+            opt(r.p99_s),
+            opt(r.floor_p50_s),
+            opt(r.floor_p99_s),
+            opt(r.wave_p50_s),
+            opt(r.wave_p99_s),
+            r.complete_share * 100.0,
+            r.deployments
+        );
+    }
+    out
+}
+
+/// The slow-boot rows as a Markdown table.
+pub fn slow_boot_table(rows: &[FleetRow]) -> String {
+    let mut out = String::from(
+        "| fleet | instances | failed attempts | deployments | to InService p50 / p99 | complete | abandoned |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} / {} s | {:.0} % | {} |",
+            r.label,
+            r.instances,
+            r.failed_attempts,
+            r.deployments,
+            opt(r.p50_s),
+            opt(r.p99_s),
+            r.complete_share * 100.0,
+            r.abandoned
+        );
+    }
+    out
+}
+
 /// The calls on the critical path between "step 1's target succeeded" and "step 2's deployment
 /// created", on one instance: AWS calls and DynamoDB operations in the order the runner made
 /// them (all sequential), with the timer messages between them marked.

@@ -126,7 +126,7 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
-    fn rules() -> [Value; 3] {
+    fn rules() -> [Value; 4] {
         rule_patterns(&["my-asg"], &["myApplication"])
     }
 
@@ -215,6 +215,47 @@ mod tests {
                 && rule.contains("[!Ref LaunchHookName, { prefix: !Ref OwnedHookPrefix }]")
                 && rule.contains("[!Ref LaunchHookName]"),
             "LaunchRule must filter on the owned hooks:\n{rule}"
+        );
+    }
+
+    /// An instance tagging itself ready reaches the queue; a change of another key (a gate
+    /// turnstile opens) or on another kind of resource does not.
+    #[test]
+    fn readiness_tag_changes_of_instances_are_routed_and_nothing_else() {
+        let rules = rules();
+        let mut event = fixture("eventbridge-tag-change-on-instance.json");
+        assert!(!routed(&rules, &event), "the sample changes other keys");
+        event["detail"]["changed-tag-keys"] = json!(["Name", READINESS_TAG_KEY]);
+        assert!(routed(&rules, &event));
+        event["detail"]["resource-type"] = json!("volume");
+        assert!(!routed(&rules, &event));
+        event["detail"]["resource-type"] = json!("instance");
+        event["detail"]["changed-tag-keys"] = json!(["turnstile:gate:web"]);
+        assert!(!routed(&rules, &event));
+    }
+
+    /// The template's readiness rule filters on the same key and resource.
+    #[test]
+    fn readiness_the_template_routes_the_same_tag_changes() {
+        let path = format!("{}/../../infra/template.yaml", env!("CARGO_MANIFEST_DIR"));
+        let template = std::fs::read_to_string(path).unwrap();
+        let rule = template
+            .split("  ReadinessRule:")
+            .nth(1)
+            .and_then(|r| r.split("\n\n").next())
+            .expect("the template has a ReadinessRule");
+        for want in [
+            "source: [aws.tag]",
+            "detail-type: [Tag Change on Resource]",
+            "service: [ec2]",
+            "resource-type: [instance]",
+            "changed-tag-keys: [!Ref ReadinessTagKey]",
+        ] {
+            assert!(rule.contains(want), "ReadinessRule lacks {want}:\n{rule}");
+        }
+        assert!(
+            template.contains(&format!("Default: \"{READINESS_TAG_KEY}\"")),
+            "ReadinessTagKey defaults to {READINESS_TAG_KEY}"
         );
     }
 

@@ -1,9 +1,10 @@
 //! `make bench`: the four contenders side by side on bursts of 1, 10, 100 and 1,000 instances
-//! (see `turnstile_localcloud::bench`), then the core's CPU time per decision, release binary
+//! (see `turnstile_localcloud::bench`), a staggered scale-out and a slow-booting fleet without
+//! and with `readiness`, then the core's CPU time per decision, release binary
 //! sizes, and the peak memory of the queue handler on a batch of ten messages.
 //!
 //! `bench [--bursts 1,10,100] [--seed N] [--out DIR] [--native-max N] [--max-batch N]
-//! [--only NAME]`; `bench --batch-child FILE` is the child process whose memory is measured.
+//! [--only NAME] [--no-fleets]`; `bench --batch-child FILE` is the child process whose memory is measured.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ struct Options {
     out: PathBuf,
     max_batch: Option<u32>,
     only: Option<String>,
+    /// The staggered and slow-boot tables (`--no-fleets` leaves them out).
+    fleets: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -51,6 +54,7 @@ fn options() -> Result<Options, String> {
         max_batch: arg("--max-batch").and_then(|s| s.parse().ok()),
         // Only the contenders whose names start with this (e.g. `--only turnstile`).
         only: arg("--only"),
+        fleets: !std::env::args().any(|a| a == "--no-fleets"),
     })
 }
 
@@ -81,8 +85,13 @@ async fn main() -> ExitCode {
     );
     let rows = contenders(&o).await;
     println!("\n{}", bench::table(&rows));
-    let violations = figures(&rows).await;
-    if let Err(e) = write_results(&o.out, &rows) {
+    let fleets = if o.fleets {
+        fleets(o.seed).await
+    } else {
+        String::new()
+    };
+    let violations = figures(&rows).await + fleet_violations(&fleets);
+    if let Err(e) = write_results(&o.out, &rows, &fleets) {
         eprintln!("bench: {e}");
         return ExitCode::from(3);
     }
@@ -176,8 +185,36 @@ async fn figures(rows: &[Row]) -> usize {
     violations
 }
 
-/// The table as CSV and the makespan chart as SVG, in `out`.
-fn write_results(out: &Path, rows: &[Row]) -> Result<(), String> {
+/// The staggered scale-out and the slow-boot fleet, printed as tables (returned as Markdown,
+/// with a last line counting invariant violations).
+async fn fleets(seed: u64) -> String {
+    let (per_wave, every, waves) = bench::STAGGER;
+    let staggered = bench::staggered(seed).await;
+    let [lo, hi] = bench::SLOW_BOOT_SECS;
+    let slow = bench::slow_boot(seed).await;
+    let violations: usize = staggered.iter().chain(&slow).map(|r| r.violations).sum();
+    let text = format!(
+        "staggered scale-out: {per_wave} instances every {every} s, {waves} waves, {} deployment groups, {}-{} s per deployment; the floor is an instance's own deployments, the wave lockstep bound its wave moved through each group in one deployment with no overhead\n\n{}\nslow-boot fleet: {} instances launched together, bootstrap {lo}-{hi} s; CodeDeploy fails a deployment whose first lifecycle event cannot start within 5 minutes, and an agent baked into the AMI runs before the bootstrap is done (its scripts fail)\n\n{}\nfleet invariant violations: {violations}\n",
+        bench::GROUPS,
+        bench::DURATION_SECS[0],
+        bench::DURATION_SECS[1],
+        bench::staggered_table(&staggered),
+        bench::SLOW_BOOT_INSTANCES,
+        bench::slow_boot_table(&slow),
+    );
+    println!("\n{text}");
+    text
+}
+
+fn fleet_violations(text: &str) -> usize {
+    text.lines()
+        .find_map(|l| l.strip_prefix("fleet invariant violations: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The table as CSV, the makespan chart as SVG and the fleet tables as Markdown, in `out`.
+fn write_results(out: &Path, rows: &[Row], fleets: &str) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut csv = String::from(CSV_HEADER);
     csv.push('\n');
@@ -187,6 +224,7 @@ fn write_results(out: &Path, rows: &[Row]) -> Result<(), String> {
     }
     std::fs::write(out.join("results.csv"), csv)
         .and_then(|()| std::fs::write(out.join("makespan.svg"), bench::svg(rows)))
+        .and_then(|()| std::fs::write(out.join("fleets.md"), fleets))
         .map_err(|e| format!("writing results: {e}"))?;
     println!(
         "wrote {} and {}",

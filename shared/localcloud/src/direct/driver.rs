@@ -359,6 +359,22 @@ impl<H: Observer> Driver<H> {
         self.traced(&what, &attempt);
     }
 
+    /// The sweep's readiness pass, as the timer function runs it: the readiness tags of every
+    /// instance still waiting, read in one call. A failure waits for the next sweep.
+    async fn readiness(&mut self, now: Ms) {
+        if self.trace.is_some() {
+            self.aws.1.record();
+        }
+        let attempt = match turnstile_aws::readiness::probe(&self.runner, Millis(now), 1000).await {
+            Ok(_) => Attempt::Done,
+            Err(e) => {
+                self.crashes += 1;
+                Attempt::Failed(e)
+            }
+        };
+        self.traced("<readiness pass>", &attempt);
+    }
+
     /// The sweep's second half, as the timer function runs it: adopt the launches of every
     /// group whose events were lost. A failure waits for the next sweep.
     async fn adopt(&mut self) {
@@ -422,6 +438,7 @@ impl<H: Observer> Driver<H> {
                 for key in due {
                     self.tick(Input::Tick(key)).await;
                 }
+                self.readiness(now).await;
                 self.adopt().await;
             } else if !self.idle(now, next_sweep, end) {
                 break;
