@@ -62,6 +62,7 @@ pub fn runner_with(sdk: &SdkConfig, config: &Config) -> AwsRunner {
     Runner::new(
         Engine::new(turnstile_core::Config {
             owned_hooks: config.owned_hooks.clone(),
+            plan_scope: config.plan_scope.clone(),
             ..turnstile_core::Config::default()
         }),
         Adapters {

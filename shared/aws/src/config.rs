@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use turnstile_core::{HookNames, OwnedHooks};
+use turnstile_core::{HookNames, OwnedHooks, PlanScope};
 
 /// Due items one timer sweep handles unless `TURNSTILE_SWEEP_LIMIT` says otherwise. The sweep
 /// runs every minute within the function's 60 s timeout: 500 ticks of tens of milliseconds each
@@ -31,6 +31,10 @@ pub struct Config {
     /// events (`TURNSTILE_MANAGED_GROUPS`, comma-separated; the stack sets it from
     /// `ManagedAutoScalingGroupNames`). Empty: no adoption, and the timer says so at start.
     pub managed_groups: Vec<String>,
+    /// What a plan may name (`TURNSTILE_GATE_PREFIX`, `TURNSTILE_MANAGED_APPLICATIONS`,
+    /// comma-separated; the stack sets both from `GateTagPrefix` and `ManagedApplications`):
+    /// a plan outside it is refused at validation, before any AWS call IAM would refuse.
+    pub plan_scope: PlanScope,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,6 +123,21 @@ impl Config {
             .filter(|g| !g.is_empty())
             .map(str::to_owned)
             .collect();
+        let gate_prefix = var("TURNSTILE_GATE_PREFIX").filter(|p| !p.is_empty());
+        let applications: Option<std::collections::BTreeSet<String>> =
+            var("TURNSTILE_MANAGED_APPLICATIONS").map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            });
+        if applications.as_ref().is_some_and(|a| a.is_empty()) {
+            problems.push(
+                "TURNSTILE_MANAGED_APPLICATIONS is set but names no application: every plan would be refused"
+                    .into(),
+            );
+        }
         if problems.is_empty() {
             Ok(Self {
                 table,
@@ -126,6 +145,10 @@ impl Config {
                 sweep_limit,
                 owned_hooks,
                 managed_groups,
+                plan_scope: PlanScope {
+                    gate_prefix,
+                    applications,
+                },
             })
         } else {
             Err(ConfigError { problems })
@@ -185,6 +208,37 @@ mod tests {
             "the stack's hook names"
         );
         assert!(c.managed_groups.is_empty(), "no adoption unless configured");
+    }
+
+    #[test]
+    fn hostile_plan_scope_is_read_from_the_stacks_gate_prefix_and_applications() {
+        let base = [
+            ("TURNSTILE_TABLE", "t"),
+            (
+                "TURNSTILE_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/1/q",
+            ),
+            ("AWS_REGION", "us-east-1"),
+        ];
+        let c = with(&base).unwrap();
+        assert_eq!(c.plan_scope, PlanScope::default(), "unset: open");
+        let mut vars = base.to_vec();
+        vars.push(("TURNSTILE_GATE_PREFIX", "turnstile:gate:"));
+        vars.push(("TURNSTILE_MANAGED_APPLICATIONS", "web, api,"));
+        let c = with(&vars).unwrap();
+        assert_eq!(c.plan_scope.gate_prefix.as_deref(), Some("turnstile:gate:"));
+        let apps: Vec<&str> = c
+            .plan_scope
+            .applications
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(apps, ["api", "web"]);
+        let mut vars = base.to_vec();
+        vars.push(("TURNSTILE_MANAGED_APPLICATIONS", " , "));
+        let err = with(&vars).unwrap_err();
+        assert!(err.to_string().contains("names no application"), "{err}");
     }
 
     #[test]

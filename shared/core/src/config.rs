@@ -46,6 +46,9 @@ pub struct Config {
     /// room for: the instances woken last time have usually joined by then, so they are not
     /// woken again and again while a batch leaves one by one.
     pub overflow_wake_ms: u64,
+    /// What the stack lets the functions touch: a plan outside it is refused at validation
+    /// ([`crate::PlanScope`]).
+    pub plan_scope: crate::PlanScope,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             group_capacity: 1_500,
             overflow_retry_ms: 300_000,
             overflow_wake_ms: 10_000,
+            plan_scope: crate::PlanScope::default(),
         }
     }
 }

@@ -23,6 +23,7 @@ pub use ids::*;
 pub use io::*;
 pub use launch_config::{LastAttempt, LaunchConfig, OutdatedRisk, launch_config};
 pub use plan::{
-    Gate, OnFailure, OnNotReady, Plan, PlanError, PlanIssue, Readiness, Step, WarmPoolPolicy,
+    Gate, OnFailure, OnNotReady, Plan, PlanError, PlanIssue, PlanScope, Readiness, Step,
+    WarmPoolPolicy,
 };
 pub use state::*;

@@ -132,6 +132,55 @@ pub struct BreakerPolicy {
     pub window_secs: u64,
 }
 
+/// What the stack lets the functions touch (the template's `GateTagPrefix` and
+/// `ManagedApplications`). A plan outside it could only fail later, at an AWS call IAM refuses
+/// (a gate tag the functions may not write, a deployment group of an application they may not
+/// deploy, whose events no rule forwards), so it is refused at validation, with the field.
+/// `None` leaves that side open (tests, and stacks that set nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanScope {
+    pub gate_prefix: Option<String>,
+    pub applications: Option<BTreeSet<String>>,
+}
+
+impl PlanScope {
+    /// Every step of `plan` inside the scope, or every step outside it, each with its field.
+    pub fn check(&self, plan: &Plan) -> Result<(), PlanError> {
+        let mut issues = Vec::new();
+        for (i, s) in plan.steps.iter().enumerate() {
+            if let Some(prefix) = &self.gate_prefix
+                && !s.gate.key.starts_with(prefix.as_str())
+            {
+                issues.push(PlanIssue {
+                    field: format!("steps[{i}].gateTag"),
+                    reason: format!(
+                        "`{}` is outside the stack's gate tag prefix `{prefix}`: turnstile may write no other tag (IAM would refuse CreateTags)",
+                        s.gate.key
+                    ),
+                });
+            }
+            if let Some(apps) = &self.applications
+                && !apps.contains(&s.group.application)
+            {
+                let managed: Vec<&str> = apps.iter().map(String::as_str).collect();
+                issues.push(PlanIssue {
+                    field: format!("steps[{i}].application"),
+                    reason: format!(
+                        "`{}` is not one of the stack's managed applications ({}): turnstile may not deploy it (IAM would refuse CreateDeployment) and no rule forwards its events",
+                        s.group.application,
+                        managed.join(", ")
+                    ),
+                });
+            }
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(PlanError { issues })
+        }
+    }
+}
+
 /// One problem found in a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanIssue {
@@ -269,7 +318,8 @@ pub mod defaults {
 pub const READINESS_TIMEOUT_RANGE_SECS: std::ops::RangeInclusive<u64> = 60..=172_800;
 
 impl Plan {
-    /// Parses and validates a plan, reporting every problem found.
+    /// Parses and validates a plan as a lifecycle hook carries it, reporting every problem
+    /// found: the metadata's length limit, then [`Plan::from_json`].
     pub fn parse(json: &str) -> Result<Plan, PlanError> {
         if json.len() > MAX_METADATA_LEN {
             return Err(PlanError::single(
@@ -280,6 +330,13 @@ impl Plan {
                 ),
             ));
         }
+        Self::from_json(json)
+    }
+
+    /// Parses and validates a plan document of any length: what [`Plan::to_document`] wrote
+    /// (every default spelled out, which for a plan of many steps can be longer than a hook's
+    /// metadata holds) reads back as the same plan.
+    pub fn from_json(json: &str) -> Result<Plan, PlanError> {
         let de = &mut serde_json::Deserializer::from_str(json);
         let doc: PlanDoc = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -293,7 +350,9 @@ impl Plan {
         doc.resolve()
     }
 
-    /// Serializes the plan back into the user-facing document (used by tooling and tests).
+    /// Serializes the plan back into the user-facing document, every default spelled out (used
+    /// by tooling and tests). [`Plan::from_json`] reads it back; it may be too long for a
+    /// hook's metadata, which holds the document the user wrote.
     pub fn to_document(&self) -> serde_json::Value {
         let steps: Vec<serde_json::Value> = self
             .steps
@@ -586,6 +645,19 @@ fn check_options(prefix: &str, o: &StepOptions, push: &mut impl FnMut(String, St
 fn check_name(field: &str, value: &str, push: &mut impl FnMut(String, String)) {
     if value.is_empty() || value.chars().count() > 100 {
         push(field.to_owned(), "must be 1..=100 characters".into());
+    } else {
+        check_printable(field, value, push);
+    }
+}
+
+/// Names and tags end up in AWS calls, logs and the operator's terminal: a control character
+/// (a newline that forges a log line, an escape sequence) has no business in them.
+fn check_printable(field: &str, value: &str, push: &mut impl FnMut(String, String)) {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        push(
+            field.to_owned(),
+            format!("contains the control character {:?}", c),
+        );
     }
 }
 
@@ -600,6 +672,8 @@ fn check_tag_key(field: &str, key: &str, push: &mut impl FnMut(String, String)) 
             field.to_owned(),
             "tag keys starting with `aws:` are reserved by AWS".into(),
         );
+    } else {
+        check_printable(field, key, push);
     }
 }
 
@@ -707,6 +781,23 @@ mod tests {
 
     const ONE_STEP: &str = r#"{"application":"a","deploymentGroup":"g","gateTag":"gate-a"}"#;
 
+    /// Found by the fuzz target: twenty short steps fit in a hook's 4,000 characters, but the
+    /// resolved document spells out every default and does not; it still reads back.
+    #[test]
+    fn plan_document_of_a_full_plan_may_exceed_the_metadata_limit_and_still_reads_back() {
+        let steps: Vec<String> = (0..20)
+            .map(|i| {
+                format!(r#"{{"application":"app","deploymentGroup":"g{i}","gateTag":"t{i}"}}"#)
+            })
+            .collect();
+        let json = format!(r#"{{"version":1,"steps":[{}]}}"#, steps.join(","));
+        let p = Plan::parse(&json).unwrap();
+        let doc = p.to_document().to_string();
+        assert!(doc.len() > MAX_METADATA_LEN, "{}", doc.len());
+        assert!(Plan::parse(&doc).is_err(), "not hook metadata");
+        assert_eq!(Plan::from_json(&doc).unwrap(), p);
+    }
+
     #[test]
     fn readiness_defaults_and_round_trip() {
         let p = Plan::parse(&format!(
@@ -775,6 +866,57 @@ mod tests {
             r#"{{"version":1,"steps":[{ONE_STEP}],"readiness":{{"tag":"r","value":"{long}"}}}}"#
         ));
         assert_eq!(got[0].0, "readiness.value", "{got:?}");
+    }
+
+    #[test]
+    fn hostile_plan_reserved_and_control_characters_are_named() {
+        let got = issues(
+            r#"{"version":1,"steps":[
+                {"application":"web\n2026-12-01 ERROR forged","deploymentGroup":"g","gateTag":"AWS:autoscaling:groupName"},
+                {"application":"api","deploymentGroup":"g\u001b[31m","gateTag":"t\u0000"}
+              ],"readiness":{"tag":"aws:ready"}}"#,
+        );
+        let fields: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
+        for want in [
+            "steps[0].application",
+            "steps[0].gateTag",
+            "steps[1].deploymentGroup",
+            "steps[1].gateTag",
+            "readiness.tag",
+        ] {
+            assert!(fields.contains(&want), "missing {want} in {got:?}");
+        }
+        assert!(got.iter().any(|(_, r)| r.contains("control character")));
+    }
+
+    #[test]
+    fn hostile_plan_long_non_ascii_and_duplicate_steps_are_named() {
+        let long = "é".repeat(101);
+        let got = issues(&format!(
+            r#"{{"version":1,"steps":[
+                {{"application":"{long}","deploymentGroup":"g","gateTag":"t1"}},
+                {{"application":"ok","deploymentGroup":"g","gateTag":"{}"}},
+                {{"application":"ok","deploymentGroup":"g","gateTag":"t1"}}]}}"#,
+            "ß".repeat(129)
+        ));
+        let fields: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
+        for want in [
+            "steps[0].application",
+            "steps[1].gateTag",
+            "steps[2].deploymentGroup",
+            "steps[2].gateTag",
+        ] {
+            assert!(fields.contains(&want), "missing {want} in {got:?}");
+        }
+        // Non-ASCII within the limits is a valid EC2 tag and CodeDeploy name; it is counted in
+        // characters, not bytes.
+        let ok = r#"{"version":1,"steps":[{"application":"café","deploymentGroup":"grün","gateTag":"turnstile:gate:café"}]}"#;
+        assert!(Plan::parse(ok).is_ok());
+        let scope = PlanScope {
+            gate_prefix: Some("turnstile:gate:".into()),
+            applications: Some(["café".to_owned()].into_iter().collect()),
+        };
+        assert_eq!(scope.check(&Plan::parse(ok).unwrap()), Ok(()));
     }
 
     #[test]

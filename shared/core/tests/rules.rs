@@ -3130,3 +3130,57 @@ fn rule_readiness_holds_warm_pool_entry_until_ready_and_skips_the_exit() {
         "no readiness wait on the exit"
     );
 }
+
+// ---- hostile plans ------------------------------------------------------------------------
+
+/// A plan naming a gate outside the stack's prefix, or an application the stack does not
+/// manage, is refused at launch like one that does not parse: an alert naming each field, and
+/// not one command that IAM would refuse (no gate opened, no deployment created).
+#[test]
+fn rule_hostile_plan_outside_the_stacks_scope_reaches_no_aws_call() {
+    let mut h = H::new();
+    h.engine.config.plan_scope = PlanScope {
+        gate_prefix: Some("turnstile:gate:".into()),
+        applications: Some(["app0".to_owned()].into_iter().collect()),
+    };
+    let plan = r#"{"version":1,"steps":[
+        {"application":"app0","deploymentGroup":"dg0","gateTag":"turnstile:gate:app0"},
+        {"application":"payroll","deploymentGroup":"dg1","gateTag":"Name"}]}"#;
+    let d = h.launch_with("i-1", "t1", plan, None, None);
+    assert_eq!(alerts(&d), vec![AlertKind::PlanInvalid], "{d:?}");
+    let Command::Alert(a) = &d.commands[0] else {
+        panic!()
+    };
+    assert!(
+        a.message.contains("steps[1].gateTag") && a.message.contains("steps[1].application"),
+        "{}",
+        a.message
+    );
+    assert!(
+        !a.message.contains("steps[0]"),
+        "step 0 is in scope: {}",
+        a.message
+    );
+    h.advance(10);
+    for d in [d, h.tick_group(0), h.tick("i-1")] {
+        assert!(
+            !d.commands.iter().any(|c| matches!(
+                c,
+                Command::OpenGate { .. }
+                    | Command::CreateDeployment { .. }
+                    | Command::CompleteAction { .. }
+            )),
+            "{d:?}"
+        );
+    }
+    // The same plan inside the scope runs.
+    let mut h = H::new();
+    h.engine.config.plan_scope = PlanScope {
+        gate_prefix: Some("gate-".into()),
+        applications: Some(["app0".to_owned(), "app1".to_owned()].into_iter().collect()),
+    };
+    let d = h.launch_with("i-1", "t1", &plan_json(2, ""), None, None);
+    assert!(alerts(&d).is_empty(), "{d:?}");
+    h.advance(2);
+    assert!(has_create(&h.tick_group(0), 0));
+}

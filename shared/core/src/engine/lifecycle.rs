@@ -105,7 +105,20 @@ impl Cx<'_> {
         adopted_at: Option<Millis>,
     ) {
         let id = &ev.action.instance;
-        let mut inst = new_instance(ev, plan.as_ref().ok(), timeouts, self.now, self.cfg);
+        // A plan outside the stack's scope is as invalid as one that does not parse: every
+        // AWS call it leads to would be refused.
+        let scoped = plan
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|p| self.cfg.plan_scope.check(p).map(|()| p));
+        let plan = &scoped;
+        let mut inst = new_instance(
+            ev,
+            plan.as_ref().ok().copied(),
+            timeouts,
+            self.now,
+            self.cfg,
+        );
         if let Some(at) = adopted_at {
             inst.adopted_at = Some(at);
             inst.last_heartbeat = at;
