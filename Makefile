@@ -7,8 +7,14 @@ CARGO ?= cargo
 # Property tests run this many cases per property (proptest's PROPTEST_CASES).
 PROPTEST_CASES ?= 1000
 export PROPTEST_CASES
+# Fuzz targets (bolero, `fuzz_*` in each crate's tests/fuzz.rs) run this many inputs each in
+# `make test`; `make fuzz` runs each for FUZZ_SECS instead (docs/design.md "Fuzzing").
+BOLERO_RANDOM_ITERATIONS ?= 10000
+export BOLERO_RANDOM_ITERATIONS
+FUZZ_SECS ?= 120
+FUZZ_CRATES := turnstile-core turnstile-events turnstile-aws turnstile-localcloud
 
-.PHONY: test fmt-check clippy unit core-deps tools moto infra-check security-scan iam-check cdk-test build sam-build soak oversized demo simulate bench check-toolchain check-java
+.PHONY: fuzz test fmt-check clippy unit core-deps tools moto infra-check security-scan iam-check cdk-test build sam-build soak oversized demo simulate bench check-toolchain check-java
 
 test: check-toolchain tools moto fmt-check clippy core-deps infra-check security-scan iam-check cdk-test unit
 
@@ -161,6 +167,14 @@ SOAK_SEEDS ?= $(if $(filter 1,$(STRESS)),10000,100000)
 SOAK_FAULTS := $(if $(filter 1,$(STRESS)),DST_CRASH=0.05 DST_THROTTLE=0.1)
 soak: check-toolchain
 	$(SOAK_FAULTS) DST_SEEDS=$(SOAK_SEEDS) DST_SEED_START=10000 $(CARGO) test --locked -p turnstile-aws --test dst -- --nocapture
+
+# Every fuzz target for FUZZ_SECS seconds each, one after the other (both cores for each),
+# with bolero's random engine on the stable toolchain over mutations of the repository's own
+# inputs (turnstile-fuzzing). A failure prints BOLERO_RANDOM_SEED to replay it; the input
+# becomes a file under tests/fixtures/fuzz/<target>/, which every later run includes.
+fuzz: check-toolchain
+	BOLERO_RANDOM_ITERATIONS= BOLERO_RANDOM_TEST_TIME_MS=$$(( $(FUZZ_SECS) * 1000 )) \
+	  $(CARGO) test --locked $(addprefix -p ,$(FUZZ_CRATES)) --test fuzz -- --test-threads 1 --nocapture
 
 # 5,000 instances waiting on one deployment group through the real runner on DynamoDB Local:
 # every record stays under 100 KB and every instance is deployed (about 10 minutes).

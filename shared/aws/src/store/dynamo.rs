@@ -272,7 +272,11 @@ impl DynamoStore {
         }
     }
 
-    fn decode(item: &HashMap<String, AttributeValue>) -> Result<(Key, Record, u64), StoreError> {
+    /// A stored item back into its record and version: what every read does, public for the
+    /// fuzz target. A corrupt item is an error naming it, never a panic.
+    pub fn decode_item(
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<(Key, Record, u64), StoreError> {
         let pk = match item.get(PK) {
             Some(AttributeValue::S(p)) => p.clone(),
             _ => {
@@ -473,7 +477,7 @@ impl Store for DynamoStore {
                     .into_iter()
                     .flatten()
                 {
-                    let (key, record, version) = Self::decode(item)?;
+                    let (key, record, version) = Self::decode_item(item)?;
                     out.versions.insert(key.clone(), version);
                     match (key, record) {
                         (Key::Instance(i), Record::Instance(r)) => {
@@ -718,7 +722,7 @@ mod tests {
             matches!(item.get(REC), Some(AttributeValue::S(_))),
             "{item:?}"
         );
-        let (k, r, v) = DynamoStore::decode(&item).unwrap();
+        let (k, r, v) = DynamoStore::decode_item(&item).unwrap();
         assert_eq!((k, v), (key.clone(), 1));
         assert_eq!(r, record);
         // An item written before records were stored as text.
@@ -728,11 +732,11 @@ mod tests {
             serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(&record).unwrap(),
         );
         assert!(matches!(old.get(REC), Some(AttributeValue::M(_))));
-        let (_, r, _) = DynamoStore::decode(&old).unwrap();
+        let (_, r, _) = DynamoStore::decode_item(&old).unwrap();
         assert_eq!(r, record);
         // Neither: refused, naming the record.
         old.insert(REC.into(), n(7));
-        let err = DynamoStore::decode(&old).unwrap_err();
+        let err = DynamoStore::decode_item(&old).unwrap_err();
         assert!(
             matches!(&err, StoreError::Corrupt { key, .. } if key == "G#app0#dg0"),
             "{err:?}"
