@@ -247,3 +247,43 @@ async fn plan_check_through_the_binary_exits_3_and_0() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["valid"], true);
 }
+
+/// A plan outside the stack's scope is refused as the functions refuse it, each field named:
+/// a gate outside `--gate-prefix`, a step of an application outside `--applications`.
+#[tokio::test]
+async fn hostile_plan_check_refuses_what_the_stacks_scope_leaves_out() {
+    let file = fixture("valid-plan.json");
+    let ran = run(&["plan", "check", &file], ctx(0, None)).await;
+    assert_eq!(ran.exit, Exit::Ok, "no scope given: {}{}", ran.out, ran.err);
+    let ran = run(
+        &[
+            "plan",
+            "check",
+            &file,
+            "--gate-prefix",
+            "team-b:gate:",
+            "--applications",
+            "web,unrelated",
+        ],
+        ctx(0, None),
+    )
+    .await;
+    assert_eq!(ran.exit, Exit::Problems, "{}{}", ran.out, ran.err);
+    assert!(ran.out.contains("steps[0].gateTag"), "{}", ran.out);
+    assert!(
+        ran.out.contains("gate tag prefix `team-b:gate:`"),
+        "{}",
+        ran.out
+    );
+    assert!(
+        ran.out
+            .contains("is not one of the stack's managed applications (unrelated, web)"),
+        "{}",
+        ran.out
+    );
+    assert!(
+        !ran.out.contains("steps[0].application"),
+        "web is managed: {}",
+        ran.out
+    );
+}

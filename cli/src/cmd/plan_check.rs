@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::{Value, json};
 use turnstile_core::engine::MIN_ROBUST_HEARTBEAT_SECS;
-use turnstile_core::{HookTimeouts, OnFailure, Plan, PlanIssue};
+use turnstile_core::{HookTimeouts, OnFailure, Plan, PlanIssue, PlanScope};
 
 use super::written;
 use crate::output::{Cell, Style, Table, dur, paint, write_json};
@@ -44,6 +44,29 @@ pub struct PlanCheckArgs {
         value_parser = clap::value_parser!(u64).range(30..=7200)
     )]
     pub heartbeat_timeout: u64,
+    /// The stack's `GateTagPrefix`: a gate outside it is refused, as the functions refuse it
+    /// (they may write no other tag).
+    #[arg(long, value_name = "PREFIX")]
+    pub gate_prefix: Option<String>,
+    /// The stack's `ManagedApplications` (comma-separated): a step of another application is
+    /// refused, as the functions refuse it.
+    #[arg(long, value_name = "APP,...", value_delimiter = ',')]
+    pub applications: Option<Vec<String>>,
+}
+
+impl PlanCheckArgs {
+    /// The stack's scope as given on the command line (open where nothing is given).
+    pub fn scope(&self) -> PlanScope {
+        PlanScope {
+            gate_prefix: self.gate_prefix.clone().filter(|p| !p.is_empty()),
+            applications: self.applications.as_ref().map(|a| {
+                a.iter()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }),
+        }
+    }
 }
 
 /// The timeout arithmetic of a valid plan against its hook.
@@ -52,7 +75,9 @@ pub struct Budget {
     pub timeouts: HookTimeouts,
     /// `(group, timeoutSecs, retries, retryBackoffSecs)` per step.
     pub steps: Vec<(String, u64, u32, u64)>,
-    /// One attempt of each step: what the core checks at launch.
+    /// The readiness wait's timeout, when the plan has one (counted in `total_secs`).
+    pub readiness_secs: u64,
+    /// The readiness wait and one attempt of each step: what the core checks at launch.
     pub total_secs: u64,
     /// Every retry of every step used, with its back-off: not checked at launch (the core fails
     /// a pipeline early when the rest can no longer fit), shown for planning.
@@ -74,7 +99,8 @@ impl Budget {
                 )
             })
             .collect();
-        let total_secs = steps.iter().map(|s| s.1).sum();
+        let readiness_secs = plan.readiness.as_ref().map_or(0, |r| r.timeout_secs);
+        let total_secs = plan.budget_secs();
         let worst_case_secs = steps
             .iter()
             .map(|&(_, t, r, b)| {
@@ -83,10 +109,12 @@ impl Budget {
                     .fold(0, u64::saturating_add);
                 t.saturating_mul(u64::from(r) + 1).saturating_add(backoffs)
             })
-            .fold(0, u64::saturating_add);
+            .fold(0, u64::saturating_add)
+            .saturating_add(readiness_secs);
         Self {
             timeouts,
             steps,
+            readiness_secs,
             total_secs,
             worst_case_secs,
         }
@@ -99,9 +127,13 @@ impl Budget {
     /// The issue the core would hold every launch for.
     pub fn issue(&self) -> Option<PlanIssue> {
         (!self.fits()).then(|| PlanIssue {
-            field: "steps[*].timeoutSecs".into(),
+            field: if self.readiness_secs > 0 {
+                "readiness.timeoutSecs, steps[*].timeoutSecs".into()
+            } else {
+                "steps[*].timeoutSecs".into()
+            },
             reason: format!(
-                "the plan's step timeouts add up to {} s but the hook's global timeout is {} s \
+                "the plan's timeouts (readiness wait and steps) add up to {} s but the hook's global timeout is {} s \
                  (100 × {} s heartbeat timeout, at most 48 h): every launch would be held",
                 self.total_secs, self.timeouts.global_secs, self.timeouts.heartbeat_secs
             ),
@@ -144,8 +176,9 @@ pub fn plan_text(content: &str) -> Result<String, PlanIssue> {
     Ok(trimmed.to_owned())
 }
 
-/// Checks a plan file's content against a hook with this heartbeat timeout.
-pub fn check(content: &str, heartbeat_secs: u64) -> Checked {
+/// Checks a plan file's content against a hook with this heartbeat timeout, and the stack's
+/// scope.
+pub fn check(content: &str, heartbeat_secs: u64, scope: &PlanScope) -> Checked {
     let mut warnings = Vec::new();
     if heartbeat_secs < MIN_ROBUST_HEARTBEAT_SECS {
         warnings.push(format!(
@@ -166,8 +199,14 @@ pub fn check(content: &str, heartbeat_secs: u64) -> Checked {
     match Plan::parse(&text) {
         Ok(plan) => {
             let budget = Budget::of(&plan, heartbeat_secs);
+            let mut issues: Vec<PlanIssue> = scope
+                .check(&plan)
+                .err()
+                .map(|e| e.issues)
+                .unwrap_or_default();
+            issues.extend(budget.issue());
             Checked {
-                issues: budget.issue().into_iter().collect(),
+                issues,
                 plan: Some(plan),
                 warnings,
                 budget: Some(budget),
@@ -211,7 +250,7 @@ pub fn run(
             return Exit::Failure;
         }
     };
-    let checked = check(&content, args.heartbeat_timeout);
+    let checked = check(&content, args.heartbeat_timeout, &args.scope());
     let r = match global.output {
         Format::Json => write_json(out, &document(&name, &checked)),
         Format::Table => table(&name, &checked, ctx.color, out),
@@ -236,6 +275,7 @@ pub fn document(file: &str, c: &Checked) -> Value {
                 "retries": r,
                 "retryBackoffSecs": back,
             })).collect::<Vec<_>>(),
+            "readinessSecs": b.readiness_secs,
             "totalSecs": b.total_secs,
             "worstCaseWithRetriesSecs": b.worst_case_secs,
             "fits": b.fits(),

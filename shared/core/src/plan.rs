@@ -44,8 +44,8 @@ pub struct Plan {
 
 /// The readiness signal: a tag the instance sets on itself at the end of its bootstrap (user
 /// data, `cfn-init`), after which its CodeDeploy agent runs. AWS's order for a new instance is
-/// boot, bootstrap, agent, first deployment [aws-behaviour §3.10 Bootstrap before the first
-/// deployment]; a deployment that comes earlier fails and costs a retry.
+/// boot, bootstrap, agent, first deployment [aws-behaviour §3.6 Bootstrap and the
+/// agent]; a deployment that comes earlier fails and costs a retry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
     /// The tag the instance sets, and the value that means ready.
