@@ -70,6 +70,8 @@ OPERATOR_READ = [
     # status and show read records (DynamoStore::load, in_flight); doctor describes.
     ("shared/aws/src/store/dynamo.rs", "READ_AWS_CALLS"),
     ("cli/src/cmd/doctor.rs", "AWS_CALLS"),
+    # doctor reads the in-service instances' gate tags with the functions' Tags::read.
+    ("shared/aws/src/tags.rs", "READINESS_AWS_CALLS"),
 ]
 
 # Who makes which calls: each function's role and each operator managed policy.

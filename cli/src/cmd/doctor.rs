@@ -12,8 +12,10 @@ use std::io::Write;
 use aws_config::SdkConfig;
 use clap::Args;
 use serde_json::{Value, json};
+use turnstile_aws::ports::Tags;
+use turnstile_aws::tags::Ec2Tags;
 use turnstile_core::engine::MIN_ROBUST_HEARTBEAT_SECS;
-use turnstile_core::{DEFAULT_LAUNCH_HOOK, Gate, HookNames, Plan};
+use turnstile_core::{DEFAULT_LAUNCH_HOOK, Gate, HookNames, InstanceId, Plan};
 
 use super::plan_check::Budget;
 use super::written;
@@ -28,7 +30,6 @@ pub const AWS_CALLS: &[&str] = &[
     "autoscaling:DescribeLifecycleHooks",
     "codedeploy:GetDeploymentGroup",
     "codedeploy:GetDeploymentConfig",
-    "ec2:DescribeTags",
 ];
 
 pub const SCHEMA: &str = "turnstile.doctor/v1";
@@ -1069,45 +1070,24 @@ pub async fn gather(
         .filter(|(_, s)| s == "InService")
         .map(|(id, _)| id.clone())
         .collect();
-    let keys: BTreeSet<&str> = plan.steps.iter().map(|s| s.gate.key.as_str()).collect();
-    // EC2 filters take a bounded number of values; 200 ids per call stays well inside it.
-    for chunk in in_service.chunks(200) {
-        let ids = aws_sdk_ec2::types::Filter::builder()
-            .name("resource-id")
-            .set_values(Some(chunk.to_vec()))
-            .build();
-        let key_filter = aws_sdk_ec2::types::Filter::builder()
-            .name("key")
-            .set_values(Some(keys.iter().map(|k| (*k).to_owned()).collect()))
-            .build();
-        let mut token: Option<String> = None;
-        loop {
-            let page = ec2
-                .describe_tags()
-                .filters(ids.clone())
-                .filters(key_filter.clone())
-                .max_results(1000)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| failed("DescribeTags", &e))?;
-            for t in page.tags() {
-                if let (Some(id), Some(k)) = (t.resource_id(), t.key()) {
-                    facts
-                        .instance_tags
-                        .entry(id.to_owned())
-                        .or_default()
-                        .insert(k.to_owned(), t.value().unwrap_or_default().to_owned());
-                }
-            }
-            token = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+    let keys: Vec<String> = plan
+        .steps
+        .iter()
+        .map(|s| s.gate.key.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // The functions' own read (200 instances per DescribeTags, paged).
+    let ids: Vec<InstanceId> = in_service
+        .iter()
+        .map(|i| InstanceId::from(i.as_str()))
+        .collect();
+    let found = Ec2Tags::new(ec2)
+        .read(&ids, &keys)
+        .await
+        .map_err(|e| failed("DescribeTags", &e))?;
+    for (id, k, v) in found {
+        facts.instance_tags.entry(id.0).or_default().insert(k, v);
     }
     Ok(Some(facts))
 }

@@ -13,8 +13,8 @@ use crate::ports::{PortError, Tags};
 /// longer calls, or the template does not allow what the caller needs.
 pub const AWS_CALLS: &[&str] = &["ec2:CreateTags", "ec2:DeleteTags"];
 
-/// The AWS operations of [`Tags::read`], which only the timer's readiness pass calls
-/// (`readiness.rs`); checked as [`AWS_CALLS`] is.
+/// The AWS operations of [`Tags::read`], which the timer's readiness pass (`readiness.rs`)
+/// and `turnstile doctor` call; checked as [`AWS_CALLS`] is.
 pub const READINESS_AWS_CALLS: &[&str] = &["ec2:DescribeTags"];
 
 /// Instances per CreateTags / DeleteTags call.

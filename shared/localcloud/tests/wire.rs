@@ -924,3 +924,102 @@ async fn get_deployment_config_knows_the_predefined_ones_and_refuses_others() {
             .is_deployment_config_does_not_exist_exception()
     );
 }
+
+/// aws-behaviour §2 Warm pools, DescribeAutoScalingGroups and DescribeWarmPool: a group with a
+/// warm pool carries a `WarmPoolConfiguration`; its pool's instances are left out of the
+/// group's `Instances` and listed by DescribeWarmPool in their `Warmed:*` states (paged), so
+/// the adoption sweep finds an instance entering the pool (`Place::WarmPool`) and none stopped
+/// in it.
+#[tokio::test]
+async fn warm_pool_wire_describes_the_pool_and_the_sweep_finds_instances_entering_it() {
+    use turnstile_aws::autoscaling::AutoScaling;
+    use turnstile_aws::ports::Lifecycle;
+    use turnstile_core::Place;
+    use turnstile_model::WarmPoolSpec;
+
+    let mut c = cloud();
+    c.put_warm_pool("fleet", WarmPoolSpec::default());
+    let f = fixture(c).await;
+    let pooled = f.sim.cloud().fill_warm_pool("fleet", 3);
+    let token = {
+        let cloud = f.sim.cloud();
+        cloud.instances[&pooled[0]].actions[0].token.clone()
+    };
+    // The first one's entry completes: it is stopped in the pool.
+    f.asg
+        .complete_lifecycle_action()
+        .auto_scaling_group_name("fleet")
+        .lifecycle_hook_name("launch")
+        .lifecycle_action_token(&token)
+        .lifecycle_action_result("CONTINUE")
+        .send()
+        .await
+        .unwrap();
+    let groups = f
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("fleet")
+        .send()
+        .await
+        .unwrap();
+    let g = &groups.auto_scaling_groups()[0];
+    assert!(g.warm_pool_configuration().is_some());
+    assert!(
+        g.instances().is_empty(),
+        "pool instances are not the group's"
+    );
+    let page = f
+        .asg
+        .describe_warm_pool()
+        .auto_scaling_group_name("fleet")
+        .max_records(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.instances().len(), 2);
+    let next = page.next_token().unwrap().to_owned();
+    let rest = f
+        .asg
+        .describe_warm_pool()
+        .auto_scaling_group_name("fleet")
+        .next_token(next)
+        .send()
+        .await
+        .unwrap();
+    let mut states: Vec<(String, String)> = page
+        .instances()
+        .iter()
+        .chain(rest.instances())
+        .map(|i| {
+            (
+                i.instance_id().unwrap().to_owned(),
+                i.lifecycle_state().unwrap().as_str().to_owned(),
+            )
+        })
+        .collect();
+    states.sort();
+    assert_eq!(
+        states,
+        [
+            (pooled[0].clone(), "Warmed:Stopped".to_owned()),
+            (pooled[1].clone(), "Warmed:Pending:Wait".to_owned()),
+            (pooled[2].clone(), "Warmed:Pending:Wait".to_owned()),
+        ]
+    );
+    let err = f
+        .asg
+        .describe_warm_pool()
+        .auto_scaling_group_name("nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationError"));
+    let mut found = AutoScaling::new(f.asg.clone())
+        .waiting(&["fleet".to_owned()])
+        .await
+        .unwrap();
+    found.sort_by(|a, b| a.instance.cmp(&b.instance));
+    let ids: Vec<&str> = found.iter().map(|w| w.instance.as_str()).collect();
+    assert_eq!(ids, [pooled[1].as_str(), pooled[2].as_str()]);
+    assert!(found.iter().all(|w| w.place == Place::WarmPool));
+}

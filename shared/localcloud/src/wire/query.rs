@@ -173,6 +173,20 @@ fn describe_hooks(sim: &Simulator, params: &Params, request_id: &str) -> Reply {
 const DEFAULT_MAX_RECORDS: usize = 50;
 const MAX_MAX_RECORDS: usize = 100;
 
+/// `MaxRecords` of a describe call (1 to 100; the default without it), or the error AWS
+/// answers.
+fn max_records(params: &Params, request_id: &str) -> Result<usize, Reply> {
+    match params.get("MaxRecords").map(|v| v.parse::<usize>()) {
+        None => Ok(DEFAULT_MAX_RECORDS),
+        Some(Ok(n)) if (1..=MAX_MAX_RECORDS).contains(&n) => Ok(n),
+        Some(_) => Err(autoscaling_error(
+            "ValidationError",
+            "MaxRecords must be between 1 and 100",
+            request_id,
+        )),
+    }
+}
+
 /// DescribeAutoScalingGroups for the groups named in `AutoScalingGroupNames.member.N` (all
 /// groups without names), `MaxRecords` groups per page with a `NextToken`, each with its
 /// instances and their `LifecycleState` [aws-behaviour §2 DescribeAutoScalingGroups], and its
@@ -182,16 +196,9 @@ fn describe_groups(sim: &Simulator, params: &Params, request_id: &str) -> Reply 
         .into_iter()
         .map(|(_, v)| v)
         .collect();
-    let max_records = match params.get("MaxRecords").map(|v| v.parse::<usize>()) {
-        None => DEFAULT_MAX_RECORDS,
-        Some(Ok(n)) if (1..=MAX_MAX_RECORDS).contains(&n) => n,
-        Some(_) => {
-            return autoscaling_error(
-                "ValidationError",
-                "MaxRecords must be between 1 and 100",
-                request_id,
-            );
-        }
+    let max_records = match max_records(params, request_id) {
+        Ok(n) => n,
+        Err(reply) => return reply,
     };
     if names.len() > max_records.max(DEFAULT_MAX_RECORDS) {
         return autoscaling_error(
@@ -275,16 +282,9 @@ fn describe_warm_pool(sim: &Simulator, params: &Params, request_id: &str) -> Rep
         Ok(a) => a.to_owned(),
         Err(m) => return autoscaling_error("ValidationError", &m, request_id),
     };
-    let max_records = match params.get("MaxRecords").map(|v| v.parse::<usize>()) {
-        None => DEFAULT_MAX_RECORDS,
-        Some(Ok(n)) if (1..=MAX_MAX_RECORDS).contains(&n) => n,
-        Some(_) => {
-            return autoscaling_error(
-                "ValidationError",
-                "MaxRecords must be between 1 and 100",
-                request_id,
-            );
-        }
+    let max_records = match max_records(params, request_id) {
+        Ok(n) => n,
+        Err(reply) => return reply,
     };
     let mut cloud = sim.cloud();
     let has_pool = cloud.warm_pools.contains_key(&asg);
