@@ -25,7 +25,13 @@ export const PLAN_DEFAULTS = {
   maxBatch: CODEDEPLOY_MAX_INSTANCES_PER_DEPLOYMENT,
   breakerThreshold: 3,
   breakerWindowSecs: 3600,
+  readinessValue: 'true',
+  readinessTimeoutSecs: 900,
+  readinessOnTimeout: 'abandon',
 } as const;
+
+/** Bounds of `readiness.timeoutSecs` (shared/core `READINESS_TIMEOUT_RANGE_SECS`). */
+export const READINESS_TIMEOUT_RANGE_SECS = { min: 60, max: 172_800 } as const;
 
 /** The per-step options, as the plan document spells them. */
 export interface PlanStepOptions {
@@ -43,6 +49,14 @@ export interface PlanStep extends PlanStepOptions {
   readonly gateValue?: string;
 }
 
+/** The readiness signal (shared/core `ReadinessDoc`): a tag the instance sets on itself once bootstrapped. */
+export interface PlanReadiness {
+  readonly tag: string;
+  readonly value?: string;
+  readonly timeoutSecs?: number;
+  readonly onTimeout?: 'abandon' | 'hold' | 'start';
+}
+
 /** The plan document (README "Configuring a plan"), as it goes into the hook's metadata. */
 export interface PlanDocument {
   readonly version: number;
@@ -53,6 +67,7 @@ export interface PlanDocument {
   readonly batchFollowSecs?: number;
   readonly maxBatch?: number;
   readonly breaker?: { readonly threshold?: number; readonly windowSecs?: number };
+  readonly readiness?: PlanReadiness;
 }
 
 /** One problem found in a plan: the JSON path of the field and the reason. */
@@ -133,6 +148,7 @@ export function validatePlanDocument(doc: PlanDocument): PlanIssue[] {
     }
     gates.add(s.gateTag);
   });
+  if (doc.readiness) checkReadiness(doc.readiness, doc.steps, push);
 
   const maxBatch = doc.maxBatch ?? PLAN_DEFAULTS.maxBatch;
   if (maxBatch === 0 || maxBatch > CODEDEPLOY_MAX_INSTANCES_PER_DEPLOYMENT) {
@@ -154,6 +170,23 @@ export function validatePlanDocument(doc: PlanDocument): PlanIssue[] {
     push('breaker.windowSecs', 'must be at least 1');
   }
   return issues;
+}
+
+/** shared/core `resolve_readiness`: a tag key only the instance sets, its value and timeout. */
+function checkReadiness(r: PlanReadiness, steps: PlanStep[], push: (f: string, r: string) => void) {
+  checkTagKey('readiness.tag', r.tag, push);
+  const i = steps.findIndex((s) => s.gateTag === r.tag);
+  if (i >= 0) {
+    push('readiness.tag', `\`${r.tag}\` is steps[${i}]'s gate tag; the readiness tag must be one only the instance sets`);
+  }
+  if (chars(r.value ?? PLAN_DEFAULTS.readinessValue) > 256) {
+    push('readiness.value', 'EC2 tag values are at most 256 characters');
+  }
+  const t = r.timeoutSecs ?? PLAN_DEFAULTS.readinessTimeoutSecs;
+  const { min, max } = READINESS_TIMEOUT_RANGE_SECS;
+  if (!(t >= min && t <= max)) {
+    push('readiness.timeoutSecs', `must be ${min}..=${max} (at least one timer sweep, at most the hook's 48 h)`);
+  }
 }
 
 function checkOptions(prefix: string, o: PlanStepOptions, push: (f: string, r: string) => void) {
@@ -203,16 +236,23 @@ export function globalTimeoutSecs(heartbeatSecs: number): number {
   return Math.min(heartbeatSecs * 100, 172_800);
 }
 
+/** `Plan::budget_secs`: the longest the plan can take, its readiness wait then every step's timeout. */
+export function planBudgetSecs(doc: PlanDocument): number {
+  const steps = resolvedStepTimeouts(doc).reduce((a, b) => a + b, 0);
+  return steps + (doc.readiness ? doc.readiness.timeoutSecs ?? PLAN_DEFAULTS.readinessTimeoutSecs : 0);
+}
+
 /**
- * The check the queue function makes on every launch before it starts a plan
- * (shared/core/src/engine/lifecycle.rs): the step timeouts must fit the hook's global timeout,
- * or the instance is held with a `PlanCannotFit` alert. Same wording; `undefined` when it fits.
+ * The check the queue function makes on every launch from EC2 before it starts a plan
+ * (shared/core/src/engine/lifecycle.rs `plan_cannot_fit`): the readiness wait and the step
+ * timeouts must fit the hook's global timeout, or the instance is held with a `PlanCannotFit`
+ * alert. Same wording; `undefined` when it fits.
  */
-export function planCannotFit(doc: PlanDocument, heartbeatSecs: number): string | undefined {
-  const need = resolvedStepTimeouts(doc).reduce((a, b) => a + b, 0);
+export function planCannotFit(doc: PlanDocument, heartbeatSecs: number, hook: string): string | undefined {
+  const need = planBudgetSecs(doc);
   const global = globalTimeoutSecs(heartbeatSecs);
   if (need > global) {
-    return `the plan's step timeouts add up to ${need} s but the hook's global timeout is ${global} s (100 × heartbeat timeout, at most 48 h)`;
+    return `the plan's timeouts (readiness wait and steps) add up to ${need} s but hook ${hook}'s global timeout is ${global} s (100 × heartbeat timeout, at most 48 h)`;
   }
   return undefined;
 }

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import {
   Annotations,
   Aws,
+  CfnResource,
   Duration,
   RemovalPolicy,
   Stack,
@@ -25,12 +26,14 @@ import { Construct, IConstruct } from 'constructs';
 import {
   MAX_METADATA_LEN,
   PlanDocument,
+  PlanReadiness,
   PlanStep,
   PlanStepOptions,
   formatIssue,
   planCannotFit,
   validatePlanDocument,
 } from './plan';
+import { ALARM_SKIPS, SKIPS, addScannerSkips } from './skips';
 
 /** What happens when a step has used up its retries. */
 export enum OnFailure {
@@ -38,6 +41,31 @@ export enum OnFailure {
   ABANDON = 'abandon',
   /** Keep the instance in Pending:Wait, heartbeating, and alert an operator. */
   HOLD = 'hold',
+}
+
+/** What happens when the readiness tag has not come within its timeout. */
+export enum OnNotReady {
+  /** Complete the lifecycle action with ABANDON: the group replaces the instance. */
+  ABANDON = 'abandon',
+  /** Keep the instance waiting (heartbeats continue) and alert an operator. */
+  HOLD = 'hold',
+  /** Start the first step anyway (its retries cover an agent that comes up late). */
+  START = 'start',
+}
+
+/**
+ * The readiness signal (README "Configuring a plan"): the first step waits until the instance
+ * tags itself `tag=value` at the end of its bootstrap.
+ */
+export interface ReadinessOptions {
+  /** The tag key the instance sets on itself; not `aws:`-prefixed and not a gate tag. */
+  readonly tag: string;
+  /** @default 'true' */
+  readonly value?: string;
+  /** Longest the pipeline waits for it (60 s to 48 h), counted from the lifecycle action's start. @default 900 seconds */
+  readonly timeout?: Duration;
+  /** @default OnNotReady.ABANDON */
+  readonly onTimeout?: OnNotReady;
 }
 
 /** Which launch transitions run the plan when the group has a warm pool. */
@@ -118,6 +146,19 @@ export interface TurnstileProps {
   /** Instances per deployment. @default 1000 */
   readonly maxBatch?: number;
   readonly breaker?: BreakerOptions;
+  /** Hold the first step until the instance tags itself ready. @default - no readiness signal: start at once */
+  readonly readiness?: ReadinessOptions;
+  /**
+   * The tag key whose changes on EC2 instances reach the queue at once (the readiness rule).
+   * A plan whose readiness tag is another key is seen by the timer's sweep, within a minute.
+   * @default - the readiness tag, or 'turnstile:ready' without one
+   */
+  readonly readinessTagKey?: string;
+  /**
+   * Reserved concurrency of the queue function, and the most concurrent invocations its SQS
+   * event source starts (2 to 1000; docs/design.md "Reserved concurrency"). @default 10
+   */
+  readonly queueConcurrency?: number;
   /** Heartbeat timeout of the created hooks (30 s to 2 h; 120 s or more recommended). @default 600 seconds */
   readonly heartbeatTimeout?: Duration;
   /**
@@ -138,7 +179,7 @@ export interface TurnstileProps {
   /** @default LogLevel.INFO */
   readonly logLevel?: LogLevel;
   /**
-   * An existing table (keys pk/sk, indexes `inflight`, `due`, `overflow`, TTL on `ttl`, as the
+   * An existing table (keys pk/sk, indexes `inflight`, `due`, `overflow`, `ready`, TTL on `ttl`, as the
    * one this construct creates). @default - a new table, retained on stack deletion
    */
   readonly table?: dynamodb.ITable;
@@ -179,11 +220,8 @@ const DEFAULT_ASSETS = path.join(__dirname, '..', '..', 'assets');
 /** Statements of the read-only operator policy (turnstile status, show, doctor). */
 function readStatements(tableArn: string): iam.PolicyStatement[] {
   return [
-    new iam.PolicyStatement({
-      sid: 'ReadRecords',
-      actions: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'],
-      resources: [tableArn, `${tableArn}/index/*`],
-    }),
+    new iam.PolicyStatement({ sid: 'ReadRecords', actions: ['dynamodb:BatchGetItem'], resources: [tableArn] }),
+    new iam.PolicyStatement({ sid: 'ReadIndexes', actions: ['dynamodb:Query'], resources: [`${tableArn}/index/*`] }),
     new iam.PolicyStatement({
       sid: 'DoctorDescribe',
       actions: ['autoscaling:DescribeAutoScalingGroups', 'autoscaling:DescribeLifecycleHooks', 'ec2:DescribeTags'],
@@ -192,11 +230,13 @@ function readStatements(tableArn: string): iam.PolicyStatement[] {
     }),
     new iam.PolicyStatement({
       sid: 'DoctorDeploymentGroups',
-      actions: ['codedeploy:GetDeploymentGroup', 'codedeploy:GetDeploymentConfig'],
-      resources: [
-        `arn:${Aws.PARTITION}:codedeploy:${Aws.REGION}:${Aws.ACCOUNT_ID}:deploymentgroup:*`,
-        `arn:${Aws.PARTITION}:codedeploy:${Aws.REGION}:${Aws.ACCOUNT_ID}:deploymentconfig:*`,
-      ],
+      actions: ['codedeploy:GetDeploymentGroup'],
+      resources: [`arn:${Aws.PARTITION}:codedeploy:${Aws.REGION}:${Aws.ACCOUNT_ID}:deploymentgroup:*`],
+    }),
+    new iam.PolicyStatement({
+      sid: 'DoctorDeploymentConfigs',
+      actions: ['codedeploy:GetDeploymentConfig'],
+      resources: [`arn:${Aws.PARTITION}:codedeploy:${Aws.REGION}:${Aws.ACCOUNT_ID}:deploymentconfig:*`],
     }),
   ];
 }
@@ -214,6 +254,8 @@ export class Turnstile extends Construct {
   public readonly table: dynamodb.ITable;
   public readonly queue: sqs.IQueue;
   public readonly deadLetterQueue: sqs.IQueue;
+  /** Where the timer's failed (or late) sweeps go. */
+  public readonly timerDeadLetterQueue: sqs.IQueue;
   public readonly queueFunction: lambda.IFunction;
   public readonly timerFunction: lambda.IFunction;
   public readonly queueFunctionLogs: logs.ILogGroup;
@@ -221,6 +263,7 @@ export class Turnstile extends Construct {
   public readonly launchRule: events.IRule;
   public readonly terminateRule: events.IRule;
   public readonly codeDeployRule: events.IRule;
+  public readonly readinessRule: events.IRule;
   /** The functions' shared permissions. */
   public readonly orchestratorPolicy: iam.IManagedPolicy;
   /** For whoever runs `turnstile status | show | doctor`. */
@@ -231,6 +274,7 @@ export class Turnstile extends Construct {
   public readonly terminateHooks: autoscaling.ILifecycleHook[] = [];
   public readonly alarms: {
     readonly deadLetter: cloudwatch.IAlarm;
+    readonly sweepFailed: cloudwatch.IAlarm;
     readonly queueAge: cloudwatch.IAlarm;
     readonly heldInstances: cloudwatch.IAlarm;
     readonly deadlineSoon: cloudwatch.IAlarm;
@@ -250,8 +294,10 @@ export class Turnstile extends Construct {
     const prefix = props.ownedHookPrefix ?? '';
     const gatePrefix = props.gateTagPrefix ?? 'turnstile:gate:';
     const heartbeat = (props.heartbeatTimeout ?? Duration.seconds(600)).toSeconds();
+    const readinessTagKey = props.readinessTagKey ?? props.readiness?.tag ?? 'turnstile:ready';
+    const queueConcurrency = props.queueConcurrency ?? 10;
 
-    this.checkProps(props, launchHookName, prefix, gatePrefix, heartbeat);
+    this.checkProps(props, launchHookName, prefix, gatePrefix, heartbeat, readinessTagKey, queueConcurrency);
     this.managedGroupNames = props.autoScalingGroups.map((g) => g.autoScalingGroupName);
 
     // ---- the plan ------------------------------------------------------------------------
@@ -260,10 +306,11 @@ export class Turnstile extends Construct {
     this.plan = renderPlan(props, stages);
     const tokens = stages.some((s) => Token.isUnresolved(s.application) || Token.isUnresolved(s.deploymentGroup));
     this.planJson = tokens ? stack.toJsonString(this.plan) : JSON.stringify(this.plan);
-    this.validatePlan(props, stages, heartbeat, tokens, gatePrefix);
+    this.validatePlan(props, stages, heartbeat, tokens, gatePrefix, launchHookName);
 
     // ---- state and queues ----------------------------------------------------------------
     this.table = props.table ?? this.createTable();
+    if (!props.table) addScannerSkips(this.table.node.defaultChild as CfnResource, SKIPS.Table);
     const dlq = new sqs.Queue(this, 'DeadLetterQueue', {
       retentionPeriod: Duration.days(14),
       encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -276,6 +323,15 @@ export class Turnstile extends Construct {
     });
     this.queue = queue;
     this.deadLetterQueue = dlq;
+    // One sweep's schedule event at a time, none retried (docs/design.md "The timer's failures").
+    const timerDlq = new sqs.Queue(this, 'TimerDeadLetterQueue', {
+      retentionPeriod: Duration.days(14),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+    });
+    this.timerDeadLetterQueue = timerDlq;
+    for (const [id, q] of [['Queue', queue], ['DeadLetterQueue', dlq], ['TimerDeadLetterQueue', timerDlq]] as const) {
+      addScannerSkips(q.node.defaultChild as CfnResource, SKIPS[id]);
+    }
 
     // ---- EventBridge -----------------------------------------------------------------------
     const toQueue: events.IRuleTarget = { bind: () => ({ id: 'queue', arn: queue.queueArn }) };
@@ -315,9 +371,20 @@ export class Turnstile extends Construct {
       },
       targets: [toQueue],
     });
+    const readinessRule = new events.Rule(this, 'ReadinessRule', {
+      description:
+        "An EC2 instance tagging itself ready (ReadinessTagKey). Tag events are best effort; the timer's sweep reads the tags of every instance still waiting as the fallback.",
+      eventPattern: {
+        source: ['aws.tag'],
+        detailType: ['Tag Change on Resource'],
+        detail: { service: ['ec2'], 'resource-type': ['instance'], 'changed-tag-keys': [readinessTagKey] },
+      },
+      targets: [toQueue],
+    });
     this.launchRule = launchRule;
     this.terminateRule = terminateRule;
     this.codeDeployRule = codeDeployRule;
+    this.readinessRule = readinessRule;
     // One policy, as the SAM stack's: each rule may send to the queue, nothing else may.
     new sqs.QueuePolicy(this, 'QueuePolicy', { queues: [queue] }).document.addStatements(
       new iam.PolicyStatement({
@@ -325,7 +392,9 @@ export class Turnstile extends Construct {
         principals: [new iam.ServicePrincipal('events.amazonaws.com')],
         actions: ['sqs:SendMessage'],
         resources: [queue.queueArn],
-        conditions: { ArnEquals: { 'aws:SourceArn': [launchRule.ruleArn, terminateRule.ruleArn, codeDeployRule.ruleArn] } },
+        conditions: {
+          ArnEquals: { 'aws:SourceArn': [launchRule.ruleArn, terminateRule.ruleArn, codeDeployRule.ruleArn, readinessRule.ruleArn] },
+        },
       }),
     );
 
@@ -336,18 +405,14 @@ export class Turnstile extends Construct {
     const orchestrator = new iam.ManagedPolicy(this, 'OrchestratorPolicy', {
       description: "What turnstile's functions may do, and no more.",
       statements: [
+        // The store's transactions put and delete (TransactWriteItems is allowed by the actions
+        // of its items); every query is on an index (infra/iam.py checks the SAM stack's).
         new iam.PolicyStatement({
           sid: 'State',
-          actions: [
-            'dynamodb:GetItem',
-            'dynamodb:BatchGetItem',
-            'dynamodb:PutItem',
-            'dynamodb:DeleteItem',
-            'dynamodb:ConditionCheckItem',
-            'dynamodb:Query',
-          ],
-          resources: [this.table.tableArn, `${this.table.tableArn}/index/*`],
+          actions: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
+          resources: [this.table.tableArn],
         }),
+        new iam.PolicyStatement({ sid: 'StateIndexes', actions: ['dynamodb:Query'], resources: [`${this.table.tableArn}/index/*`] }),
         new iam.PolicyStatement({ sid: 'TimerMessages', actions: ['sqs:SendMessage'], resources: [queue.queueArn] }),
         // DescribeLifecycleHooks supports no resource-level permissions.
         new iam.PolicyStatement({ sid: 'DescribeHooks', actions: ['autoscaling:DescribeLifecycleHooks'], resources: ['*'] }),
@@ -411,6 +476,9 @@ export class Turnstile extends Construct {
           // Auto Scaling's Describe* actions support no resource-level permissions.
           resources: ['*'],
         }),
+        // The sweep's fallback for lost tag events: one read of the readiness tags of every
+        // instance still waiting for its bootstrap (ec2:DescribeTags has no resource-level permissions).
+        new iam.PolicyStatement({ sid: 'ReadReadinessTags', actions: ['ec2:DescribeTags'], resources: ['*'] }),
       ],
     });
     // Per managed Auto Scaling group: complete and heartbeat its lifecycle actions, nothing else.
@@ -444,8 +512,9 @@ export class Turnstile extends Construct {
             ],
             resources: [`arn:${partition}:codedeploy:${region}:${account}:deploymentgroup:${app}/*`],
           }),
+          // CodeDeploy checks it for the revision CreateDeployment deploys (docs/aws-behaviour.md §6).
           new iam.PolicyStatement({
-            actions: ['codedeploy:GetApplicationRevision', 'codedeploy:RegisterApplicationRevision'],
+            actions: ['codedeploy:GetApplicationRevision'],
             resources: [`arn:${partition}:codedeploy:${region}:${account}:application:${app}`],
           }),
         ],
@@ -464,13 +533,14 @@ export class Turnstile extends Construct {
       TURNSTILE_MANAGED_GROUPS: this.managedGroupNames.join(','),
       RUST_LOG: props.logLevel ?? LogLevel.INFO,
     };
-    const fn = (id: string, description: string, fnCode: lambda.Code, role: iam.IRole) => {
+    const fn = (id: 'QueueFunction' | 'TimerFunction', description: string, fnCode: lambda.Code, role: iam.IRole, concurrency: number, extra: Partial<lambda.FunctionProps> = {}) => {
       // The log group exists before the function (so the function never creates it itself),
       // and the role may write to it only.
       const logGroup = new logs.LogGroup(this, `${id}Logs`, {
         retention: logs.RetentionDays.ONE_MONTH,
         removalPolicy: RemovalPolicy.DESTROY,
       });
+      addScannerSkips(logGroup.node.defaultChild as CfnResource, SKIPS[`${id}Logs`]);
       role.addToPrincipalPolicy(
         new iam.PolicyStatement({
           sid: 'Logs',
@@ -489,11 +559,28 @@ export class Turnstile extends Construct {
         role,
         environment,
         logGroup,
+        reservedConcurrentExecutions: concurrency,
+        ...extra,
       });
+      addScannerSkips(f.node.defaultChild as CfnResource, SKIPS[id]);
       return { f, logGroup };
     };
-    const q = fn('QueueFunction', 'Handles lifecycle and CodeDeploy events and timer messages.', code.queue, queueRole);
-    const t = fn('TimerFunction', 'Every minute, heartbeats, reconciles and replays what the due index holds.', code.timer, timerRole);
+    // Sized from the expected load (docs/design.md "Reserved concurrency"); the event source
+    // starts no more invocations than the function may run, so none is throttled.
+    const q = fn('QueueFunction', 'Handles lifecycle and CodeDeploy events and timer messages.', code.queue, queueRole, queueConcurrency);
+    // One sweep at a time, none retried or late: the next minute's sweep does the same work, and
+    // two at once would only contend for the same records. A sweep that fails, or cannot start
+    // within a minute, goes to the timer's dead-letter queue and raises the sweep-failed alarm.
+    const t = fn('TimerFunction', 'Every minute, heartbeats, reconciles and replays what the due index holds.', code.timer, timerRole, 1, {
+      maxEventAge: Duration.seconds(60),
+      retryAttempts: 0,
+    });
+    // Lambda's DeadLetterConfig, with only the send it needs (the L2's deadLetterQueue prop
+    // would also grant GetQueueAttributes and GetQueueUrl, which SAM's DeadLetterQueue does not).
+    (t.f.node.defaultChild as lambda.CfnFunction).deadLetterConfig = { targetArn: timerDlq.queueArn };
+    timerRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ sid: 'TimerDeadLetters', actions: ['sqs:SendMessage'], resources: [timerDlq.queueArn] }),
+    );
     this.queueFunction = q.f;
     this.timerFunction = t.f;
     this.queueFunctionLogs = q.logGroup;
@@ -504,6 +591,8 @@ export class Turnstile extends Construct {
       batchSize: 10,
       maxBatchingWindow: Duration.seconds(1),
       reportBatchItemFailures: true,
+      // Out of range, checkProps has reported it; aws-cdk-lib would throw instead of reporting.
+      maxConcurrency: queueConcurrency >= 2 && queueConcurrency <= 1000 ? queueConcurrency : undefined,
     });
     // The poller needs the role's queue permissions before the mapping is created.
     mapping.node.addDependency(queueRole);
@@ -545,6 +634,8 @@ export class Turnstile extends Construct {
       if (props.alarmTopic) {
         a.addAlarmAction(new cw_actions.SnsAction(props.alarmTopic));
         if (p.ok) a.addOkAction(new cw_actions.SnsAction(props.alarmTopic));
+      } else {
+        addScannerSkips(a.node.defaultChild as CfnResource, ALARM_SKIPS);
       }
       return a;
     };
@@ -554,6 +645,14 @@ export class Turnstile extends Construct {
         alarmDescription:
           'Messages turnstile could not process reached the dead-letter queue: an event it never acted on (a launch it may adopt at the next sweep, or a deployment state it reconciles). Run `turnstile dlq list` to see each with the field that broke it, fix the producer or the function, then `turnstile dlq redrive`.',
         metric: dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(1) }),
+        evaluationPeriods: 1,
+        threshold: 0,
+        comparisonOperator: gt,
+      }),
+      sweepFailed: alarm('SweepFailedAlarm', {
+        alarmDescription:
+          "A timer sweep failed, or could not start within a minute, and its event went to the timer's dead-letter queue. While sweeps fail nothing heartbeats the lifecycle actions whose timer messages were lost, lost CodeDeploy events are not reconciled and lost launches are not adopted, so instances may be abandoned. Each message's ErrorMessage attribute and RequestID (in the timer's log) say why; purge the queue once fixed.",
+        metric: timerDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(1) }),
         evaluationPeriods: 1,
         threshold: 0,
         comparisonOperator: gt,
@@ -606,7 +705,7 @@ export class Turnstile extends Construct {
     });
 
     // cdk-nag (AwsSolutions), for apps that run it: each finding acknowledged with its reason.
-    for (const q of [queue, dlq]) {
+    for (const q of [queue, dlq, timerDlq]) {
       Validations.of(q).acknowledge({
         id: 'AwsSolutions-SQS4',
         reason:
@@ -740,6 +839,15 @@ export class Turnstile extends Construct {
     table.addGlobalSecondaryIndex({ indexName: 'due', partitionKey: { name: 'due_shard', type: S }, sortKey: { name: 'wake', type: N }, projectionType: keysOnly });
     // Instances waiting outside a group's full list, longest waiting first.
     table.addGlobalSecondaryIndex({ indexName: 'overflow', partitionKey: { name: 'overflow_group', type: S }, sortKey: { name: 'overflow_since', type: N }, projectionType: keysOnly });
+    // Instances waiting for their readiness tag, with the tag, for the sweep's batched read of
+    // their tags (docs/design.md "Readiness").
+    table.addGlobalSecondaryIndex({
+      indexName: 'ready',
+      partitionKey: { name: 'ready_shard', type: S },
+      sortKey: { name: 'pk', type: S },
+      projectionType: dynamodb.ProjectionType.INCLUDE,
+      nonKeyAttributes: ['ready_key', 'ready_value'],
+    });
     return table;
   }
 
@@ -761,13 +869,32 @@ export class Turnstile extends Construct {
     return { application: s.applicationName ?? '', deploymentGroup: s.deploymentGroupName ?? '' };
   }
 
-  private checkProps(props: TurnstileProps, launchHookName: string, prefix: string, gatePrefix: string, heartbeat: number) {
+  private checkProps(
+    props: TurnstileProps,
+    launchHookName: string,
+    prefix: string,
+    gatePrefix: string,
+    heartbeat: number,
+    readinessTagKey: string,
+    queueConcurrency: number,
+  ) {
     const err = (m: string) => Annotations.of(this).addError(m);
     if (props.autoScalingGroups.length === 0) err('autoScalingGroups: give at least one Auto Scaling group');
     // The SAM stack's parameter constraints.
     if (!/^[A-Za-z0-9/_-]{1,255}$/.test(launchHookName)) err(`launchHookName \`${launchHookName}\`: must match ^[A-Za-z0-9/_-]{1,255}$`);
     if (!/^[A-Za-z0-9/_-]{0,255}$/.test(prefix)) err(`ownedHookPrefix \`${prefix}\`: must match ^[A-Za-z0-9/_-]{0,255}$`);
     if (!/^[^*]{1,100}$/.test(gatePrefix)) err(`gateTagPrefix \`${gatePrefix}\`: must be 1 to 100 characters without *`);
+    if (!/^(?!aws:)[^*]{1,128}$/.test(readinessTagKey)) err(`readinessTagKey \`${readinessTagKey}\`: must match ^(?!aws:)[^*]{1,128}$`);
+    if (!(Number.isInteger(queueConcurrency) && queueConcurrency >= 2 && queueConcurrency <= 1000)) {
+      err(`queueConcurrency: ${queueConcurrency}; must be a whole number from 2 to 1000`);
+    }
+    const tag = props.readiness?.tag;
+    if (tag !== undefined && !Token.isUnresolved(tag) && tag !== readinessTagKey) {
+      Annotations.of(this).addWarningV2(
+        'turnstile:readiness-tag-key',
+        `readiness.tag \`${tag}\` is not readinessTagKey \`${readinessTagKey}\`: its tag events do not reach the queue, so an instance is seen ready only by the timer's sweep, within a minute`,
+      );
+    }
     if (heartbeat < 30 || heartbeat > 7200) err(`heartbeatTimeout: ${heartbeat} s; lifecycle hooks take 30 to 7200 s`);
     else if (heartbeat < 120) {
       Annotations.of(this).addWarningV2(
@@ -783,6 +910,7 @@ export class Turnstile extends Construct {
     heartbeat: number,
     tokens: boolean,
     gatePrefix: string,
+    launchHookName: string,
   ) {
     const err = (m: string) => Annotations.of(this).addError(m);
     const integer = (field: string, v: number | undefined) => {
@@ -801,6 +929,7 @@ export class Turnstile extends Construct {
     integer('batchFollowSecs', this.plan.batchFollowSecs);
     integer('breaker.threshold', this.plan.breaker?.threshold);
     integer('breaker.windowSecs', this.plan.breaker?.windowSecs);
+    integer('readiness.timeoutSecs', this.plan.readiness?.timeoutSecs);
 
     // The Rust validator's rules, on a copy whose unresolved names stand in as one character
     // (their length is checked by CodeDeploy, and only a literal can be checked here).
@@ -833,8 +962,8 @@ export class Turnstile extends Construct {
         );
       }
     }
-    const unfit = planCannotFit(checked, heartbeat);
-    if (unfit) err(`steps: ${unfit}; the queue function would hold every new instance`);
+    const unfit = planCannotFit(checked, heartbeat, launchHookName);
+    if (unfit) err(`${unfit}; the queue function would hold every new instance (PlanCannotFit)`);
 
     const managed = new Set(props.autoScalingGroups);
     const managedNames = new Set(props.autoScalingGroups.map((g) => g.autoScalingGroupName));
@@ -888,6 +1017,10 @@ function renderPlan(props: TurnstileProps, names: { application: string; deploym
   const breaker = props.breaker
     ? defined({ threshold: props.breaker.threshold, windowSecs: props.breaker.window?.toSeconds() })
     : undefined;
+  const r = props.readiness;
+  const readiness: PlanReadiness | undefined = r
+    ? { tag: r.tag, ...defined({ value: r.value, timeoutSecs: r.timeout?.toSeconds(), onTimeout: r.onTimeout }) }
+    : undefined;
   return {
     version: 1,
     steps,
@@ -899,6 +1032,7 @@ function renderPlan(props: TurnstileProps, names: { application: string; deploym
       maxBatch: props.maxBatch,
     }),
     ...(breaker && Object.keys(breaker).length ? { breaker } : {}),
+    ...(readiness ? { readiness } : {}),
   };
 }
 
@@ -942,8 +1076,8 @@ function grantAll(grantee: iam.IGrantable, statements: iam.PolicyStatement[]): i
 
 /** Why each wildcard resource of turnstile's policies is as narrow as it can be. */
 const WILDCARD_REASONS: [RegExp, string][] = [
-  [/^\*$/, 'Describe* actions with no resource-level permissions (autoscaling DescribeLifecycleHooks, DescribeAutoScalingGroups, DescribeWarmPool; ec2 DescribeTags), as in infra/template.yaml'],
-  [/\/index\/\*$/, "the table's own indexes (inflight, due, overflow), which the store queries"],
+  [/^\*$/, 'Describe* actions with no resource-level permissions (autoscaling DescribeLifecycleHooks, DescribeAutoScalingGroups, DescribeWarmPool; ec2 DescribeTags, also the readiness sweep), as in infra/template.yaml'],
+  [/\/index\/\*$/, "the table's own indexes (inflight, due, overflow, ready), which the store queries"],
   [/:deploymentconfig:\*$/, 'GetDeploymentConfig only; a plan may name any built-in or account deployment configuration'],
   [/:deploymentgroup:\*$/, 'GetDeploymentGroup for turnstile doctor, which checks whatever deployment group a plan names (read only)'],
   [/:instance\/\*$/, "CreateTags/DeleteTags on instances only with tag keys under the gate prefix (aws:TagKeys) and only on the managed groups' instances (aws:ResourceTag/aws:autoscaling:groupName)"],

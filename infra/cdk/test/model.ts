@@ -7,6 +7,7 @@
 //   rules.<name>                                        pattern, schedule, description, targets
 //   queues.<name>, queuePolicies, table, logGroups, alarms.<name>, hooks, dashboard
 //   operatorPolicies.<name>                             { action: [resource (if condition)] }
+//   scannerSkips.<name>                                 Metadata checkov.skip and guard.SuppressedRules
 //   other                                               any resource the model does not know
 //
 // Where the construct intentionally differs (see the README's "Deploying with CDK"), the
@@ -28,6 +29,7 @@ export interface Model {
   hooks: Json[];
   dashboard: Json;
   operatorPolicies: Record<string, Record<string, string[]>>;
+  scannerSkips: Record<string, Json>;
   other: Record<string, string>;
 }
 
@@ -106,7 +108,15 @@ function hookModel(p: Obj): Json {
 }
 
 function empty(): Model {
-  return { functions: {}, eventSources: [], rules: {}, queues: {}, queuePolicies: {}, table: null, logGroups: {}, alarms: {}, hooks: [], dashboard: null, operatorPolicies: {}, other: {} };
+  return { functions: {}, eventSources: [], rules: {}, queues: {}, queuePolicies: {}, table: null, logGroups: {}, alarms: {}, hooks: [], dashboard: null, operatorPolicies: {}, scannerSkips: {}, other: {} };
+}
+
+/** The scanners' in-line skips of a resource (README "Security checks"), as infra/scan.py reads them. */
+function scannerSkips(m: Model, name: string, r: Resource, drop: (rule: string) => boolean = () => false) {
+  const meta = (r.Metadata ?? {}) as Obj;
+  const checkov = asList(((meta.checkov ?? {}) as Obj).skip);
+  const guard = (asList(((meta.guard ?? {}) as Obj).SuppressedRules) as Obj[]).filter((g) => !drop(g.rule as string));
+  if (checkov.length || guard.length) m.scannerSkips[name] = canon({ checkov, guard });
 }
 
 function finish(m: Model): Model {
@@ -136,6 +146,11 @@ export function samModel(file: string, given: Record<string, Json>): Model {
   for (const [name, r] of Object.entries(resources)) {
     if (r.Condition && !conditions[r.Condition]) continue;
     const p = props(r);
+    // The SAM stack cannot know whether AlarmTopicArn will be set, so its alarms always carry
+    // the alarm-action suppression; the construct knows, and adds it only to alarms without an
+    // action (with one, the rule passes and the suppression would be stale).
+    const alarmed = r.Type === 'AWS::CloudWatch::Alarm' && params.AlarmTopicArn !== '';
+    scannerSkips(m, name, r, (rule) => alarmed && rule === 'cloudwatch_alarm_action_check');
     switch (r.Type) {
       case 'AWS::Serverless::Function': {
         const merged: Obj = { ...globals, ...p };
@@ -272,6 +287,7 @@ export function cdkModel(stack: Stack, root: IConstruct): Model {
   for (const [id, r] of Object.entries(resources)) {
     const name = symbol(id);
     const p = props(r);
+    scannerSkips(m, name, r);
     switch (r.Type) {
       case 'AWS::Lambda::Function': {
         // The construct's log groups exist before the functions and are passed as LoggingConfig.

@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { Duration, aws_sns as sns } from 'aws-cdk-lib';
-import { LogLevel } from '../src';
+import { LogLevel, OnNotReady } from '../src';
 import { Json } from './cfn';
 import { ROOT, fixture } from './helpers';
 import { Model, cdkModel, samModel } from './model';
@@ -34,7 +34,7 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'every option (two groups, owned hook prefix, terminate hooks, alarm topic)',
+    name: 'every option (two groups, owned hook prefix, terminate hooks, alarm topic, readiness, queue concurrency)',
     build: () => {
       const f = fixture(
         (stack) => ({
@@ -45,6 +45,8 @@ const cases: Case[] = [
           heartbeatTimeout: Duration.seconds(900),
           gateTagPrefix: 'acme:gate:',
           logLevel: LogLevel.DEBUG,
+          readiness: { tag: 'acme:ready', value: 'yes', timeout: Duration.minutes(20), onTimeout: OnNotReady.START },
+          queueConcurrency: 25,
         }),
         {
           groups: ['blue-fleet', 'green-fleet'],
@@ -70,6 +72,8 @@ const cases: Case[] = [
           CreateTerminateHooks: 'true',
           LogLevel: 'debug',
           AlarmTopicArn: TOPIC,
+          ReadinessTagKey: 'acme:ready',
+          QueueConcurrency: 25,
         }),
       };
     },
@@ -87,6 +91,7 @@ const SECTIONS: (keyof Model)[] = [
   'hooks',
   'dashboard',
   'operatorPolicies',
+  'scannerSkips',
   'other',
 ];
 

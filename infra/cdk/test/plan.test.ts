@@ -1,14 +1,14 @@
 // The shared plan vectors (tests/fixtures/plan-vectors.json), which
-// shared/core/tests/plan_vectors.rs runs through the Rust validator: the construct's validator
-// must give every vector the same verdict and the same issues, and the construct must report
-// them at synth time.
+// shared/core/tests/plan_vectors.rs runs through the Rust validator and the engine's fit check:
+// the construct's validator must give every vector the same verdict and the same issues, its
+// fit check the same budget and message, and the construct must report them at synth time.
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { Duration } from 'aws-cdk-lib';
-import { OnFailure, PlanDocument, PlanIssue, WarmPoolPolicy, formatIssue, validatePlanText } from '../src';
+import { OnFailure, OnNotReady, PlanDocument, PlanIssue, WarmPoolPolicy, formatIssue, planBudgetSecs, planCannotFit, validatePlanText } from '../src';
 import { ROOT, fixture } from './helpers';
 
 interface Vector {
@@ -16,15 +16,25 @@ interface Vector {
   plan: PlanDocument;
   ok: boolean;
   issues?: PlanIssue[];
+  fit?: { hook: string; heartbeatSecs: number; budgetSecs: number; cannotFit: string | null };
 }
 const vectors: Vector[] = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests', 'fixtures', 'plan-vectors.json'), 'utf8'));
 
 describe('shared plan vectors', () => {
-  it('are all there', () => assert.ok(vectors.length >= 20, `${vectors.length} vectors`));
+  it('are all there', () => {
+    assert.ok(vectors.length >= 40, `${vectors.length} vectors`);
+    assert.ok(vectors.filter((v) => v.plan.readiness).length >= 10, 'readiness vectors');
+    assert.ok(vectors.filter((v) => v.fit).length >= 5, 'fit vectors');
+  });
   for (const v of vectors) {
     it(v.name, () => {
       const issues = validatePlanText(JSON.stringify(v.plan));
       assert.deepEqual(issues, v.ok ? [] : v.issues);
+      if (v.fit) {
+        assert.ok(v.ok, 'a fit needs a valid plan');
+        assert.equal(planBudgetSecs(v.plan), v.fit.budgetSecs);
+        assert.equal(planCannotFit(v.plan, v.fit.heartbeatSecs, v.fit.hook) ?? null, v.fit.cannotFit);
+      }
     });
   }
 });
@@ -54,6 +64,8 @@ describe('the construct reports plan issues at synth time', () => {
       batchFollow: Duration.minutes(2),
       maxBatch: 50,
       breaker: { threshold: 5, window: Duration.hours(2) },
+      readiness: { tag: 'acme:ready', value: 'done', timeout: Duration.minutes(30), onTimeout: OnNotReady.HOLD },
+      readinessTagKey: 'acme:ready',
     }, {
       stages: () => [
         { applicationName: 'web', deploymentGroupName: 'web-fleet', gateTag: 'turnstile:gate:web', gateValue: 'yes', retries: 0, retryBackoff: Duration.seconds(10), timeout: Duration.minutes(15), deploymentConfig: 'CodeDeployDefault.OneAtATime', onFailure: OnFailure.ABANDON },
@@ -68,9 +80,22 @@ describe('the construct reports plan issues at synth time', () => {
       batchFollowSecs: 120,
       maxBatch: 50,
       breaker: { threshold: 5, windowSecs: 7200 },
+      readiness: { tag: 'acme:ready', value: 'done', timeoutSecs: 1800, onTimeout: 'hold' },
     });
     assert.deepEqual(validatePlanText(f.turnstile.planJson), []);
     assert.deepEqual(Annotations.fromStack(f.stack).findError('*', Match.anyValue()), []);
+  });
+
+  it('reports readiness issues with the Rust messages, and renders only the fields given', () => {
+    const f = fixture({ readiness: { tag: 'turnstile:gate:api', value: 'v'.repeat(257), timeout: Duration.seconds(30) } });
+    assert.deepEqual(JSON.parse(f.turnstile.planJson).readiness, { tag: 'turnstile:gate:api', value: 'v'.repeat(257), timeoutSecs: 30 });
+    const errors = Annotations.fromStack(f.stack).findError('*', Match.anyValue()).map((e) => e.entry.data);
+    assert.deepEqual(errors, [
+      "readiness.tag: `turnstile:gate:api` is steps[1]'s gate tag; the readiness tag must be one only the instance sets",
+      'readiness.value: EC2 tag values are at most 256 characters',
+      "readiness.timeoutSecs: must be 60..=172800 (at least one timer sweep, at most the hook's 48 h)",
+    ]);
+    assert.deepEqual(JSON.parse(fixture({ readiness: { tag: 'turnstile:ready' } }).turnstile.planJson).readiness, { tag: 'turnstile:ready' });
   });
 
   it('reports a plan over 4,000 characters', () => {

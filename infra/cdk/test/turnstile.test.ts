@@ -9,6 +9,7 @@ import {
   aws_dynamodb as dynamodb,
   aws_ec2 as ec2,
   aws_iam as iam,
+  aws_sns as sns,
 } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { Turnstile } from '../src';
@@ -136,9 +137,42 @@ describe('Turnstile resources', () => {
     }
   });
 
-  it('creates the six alarms without actions when no topic is given', () => {
-    t.resourceCountIs('AWS::CloudWatch::Alarm', 6);
-    for (const a of Object.values(t.findResources('AWS::CloudWatch::Alarm'))) assert.equal(a.Properties.AlarmActions, undefined);
+  it('creates the seven alarms without actions when no topic is given, each with its alarm-action suppression', () => {
+    t.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+    for (const a of Object.values(t.findResources('AWS::CloudWatch::Alarm'))) {
+      assert.equal(a.Properties.AlarmActions, undefined);
+      assert.deepEqual(a.Metadata.guard.SuppressedRules.map((r: { rule: string }) => r.rule), ['cloudwatch_alarm_action_check']);
+    }
+    const withTopic = Template.fromStack(fixture((stack) => ({ alarmTopic: sns.Topic.fromTopicArn(stack, 'T', 'arn:aws:sns:us-east-1:111122223333:t') })).stack);
+    for (const a of Object.values(withTopic.findResources('AWS::CloudWatch::Alarm'))) assert.equal(a.Metadata?.guard, undefined);
+  });
+
+  it('reserves concurrency: the queue function and its event source at queueConcurrency, the timer at one', () => {
+    const fns = Object.values(t.findResources('AWS::Lambda::Function')).map((r) => r.Properties.ReservedConcurrentExecutions).sort();
+    assert.deepEqual(fns, [1, 10]);
+    t.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 10 } });
+    const c = Template.fromStack(fixture({ queueConcurrency: 40 }).stack);
+    c.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 40 } });
+    c.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 40 });
+  });
+
+  it('sends the timer\'s failed or late sweeps to its own dead-letter queue, without retries', () => {
+    t.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { MaximumEventAgeInSeconds: 60, MaximumRetryAttempts: 0 });
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      DeadLetterConfig: { TargetArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^TurnstileTimerDeadLetterQueue'), 'Arn'] } },
+    });
+  });
+
+  it('routes the readiness tag\'s changes on EC2 instances to the queue', () => {
+    t.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.tag'],
+        'detail-type': ['Tag Change on Resource'],
+        detail: { service: ['ec2'], 'resource-type': ['instance'], 'changed-tag-keys': ['turnstile:ready'] },
+      },
+    });
+    const r = Template.fromStack(fixture({ readiness: { tag: 'acme:ready' } }).stack);
+    r.hasResourceProperties('AWS::Events::Rule', { EventPattern: Match.objectLike({ detail: Match.objectLike({ 'changed-tag-keys': ['acme:ready'] }) }) });
   });
 });
 
@@ -192,10 +226,14 @@ describe('Turnstile synth-time checks', () => {
     assert.deepEqual(errors(f.stack), ['steps[1].gateTag: gate tag `turnstile:gate:x` is used by an earlier step; each step needs its own gate']);
   });
 
-  it('reports step timeouts that cannot fit the hook\'s global timeout', () => {
+  it('reports step timeouts and a readiness wait that cannot fit the hook\'s global timeout, as the queue function words it', () => {
     const f = fixture({ heartbeatTimeout: Duration.seconds(60), defaults: { timeout: Duration.hours(1) } });
     assert.deepEqual(errors(f.stack), [
-      "steps: the plan's step timeouts add up to 10800 s but the hook's global timeout is 6000 s (100 × heartbeat timeout, at most 48 h); the queue function would hold every new instance",
+      "the plan's timeouts (readiness wait and steps) add up to 10800 s but hook turnstile-launch's global timeout is 6000 s (100 × heartbeat timeout, at most 48 h); the queue function would hold every new instance (PlanCannotFit)",
+    ]);
+    const r = fixture({ heartbeatTimeout: Duration.seconds(120), launchHookName: 'fleet-launch', readiness: { tag: 'turnstile:ready', timeout: Duration.hours(2) } });
+    assert.deepEqual(errors(r.stack), [
+      "the plan's timeouts (readiness wait and steps) add up to 12600 s but hook fleet-launch's global timeout is 12000 s (100 × heartbeat timeout, at most 48 h); the queue function would hold every new instance (PlanCannotFit)",
     ]);
     assert.deepEqual(warnings(f.stack), ['heartbeatTimeout: 60 s; below 120 s a single lost timer message can miss a heartbeat [ack: turnstile:heartbeat]']);
   });
@@ -203,6 +241,19 @@ describe('Turnstile synth-time checks', () => {
   it('reports a gate tag outside the gate tag prefix (IAM would deny setting it)', () => {
     const f = fixture({}, { stages: () => [{ applicationName: 'web', deploymentGroupName: 'a', gateTag: 'gate:web' }] });
     assert.deepEqual(errors(f.stack), ['steps[0].gateTag: `gate:web` does not start with the gate tag prefix `turnstile:gate:`, so turnstile may not set it']);
+  });
+
+  it('checks readinessTagKey and queueConcurrency as the SAM parameters do, and warns when the readiness tag is another key', () => {
+    const f = fixture({ readinessTagKey: 'aws:ready', queueConcurrency: 1 });
+    assert.deepEqual(errors(f.stack), [
+      'readinessTagKey `aws:ready`: must match ^(?!aws:)[^*]{1,128}$',
+      'queueConcurrency: 1; must be a whole number from 2 to 1000',
+    ]);
+    const w = fixture({ readiness: { tag: 'acme:ready' }, readinessTagKey: 'turnstile:ready' });
+    assert.deepEqual(errors(w.stack), []);
+    assert.deepEqual(warnings(w.stack), [
+      "readiness.tag `acme:ready` is not readinessTagKey `turnstile:ready`: its tag events do not reach the queue, so an instance is seen ready only by the timer's sweep, within a minute [ack: turnstile:readiness-tag-key]",
+    ]);
   });
 
   it('reports a heartbeat timeout Auto Scaling does not take, and fractional or negative numbers', () => {
