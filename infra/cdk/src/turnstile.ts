@@ -531,6 +531,10 @@ export class Turnstile extends Construct {
       TURNSTILE_TERMINATE_HOOKS: prefix ? `${terminateHookName},${prefix}*` : terminateHookName,
       // The timer sweep adopts launches whose event was lost in these groups.
       TURNSTILE_MANAGED_GROUPS: this.managedGroupNames.join(','),
+      // What a plan may name; a plan outside it is refused at validation, before any call IAM
+      // would refuse (docs/design.md "Hostile plans").
+      TURNSTILE_GATE_PREFIX: gatePrefix,
+      TURNSTILE_MANAGED_APPLICATIONS: this.managedApplications.join(','),
       RUST_LOG: props.logLevel ?? LogLevel.INFO,
     };
     const fn = (id: 'QueueFunction' | 'TimerFunction', description: string, fnCode: lambda.Code, role: iam.IRole, concurrency: number, extra: Partial<lambda.FunctionProps> = {}) => {
