@@ -16,7 +16,7 @@ FUZZ_CRATES := turnstile-core turnstile-events turnstile-aws turnstile-localclou
 
 .PHONY: fuzz test fmt-check clippy unit core-deps tools moto infra-check security-scan iam-check cdk-test build sam-build soak oversized demo simulate bench check-toolchain check-java
 
-test: check-toolchain tools moto fmt-check clippy core-deps infra-check security-scan iam-check cdk-test unit
+test: check-toolchain tools moto fmt-check clippy core-deps infra-check cdk-test security-scan iam-check unit
 
 TEMPLATES := infra/template.yaml infra/example/template.yaml
 INFRA_VENV := .venv-infra
@@ -38,9 +38,12 @@ $(INFRA_VENV)/.installed: tools/requirements-infra.txt
 SCAN_DIR := target/scan
 SCAN_VENV := .venv-scan
 GUARD_PKG := tools/guard/node_modules/@cdklabs/cdk-validator-cfnguard
-# Plain CloudFormation templates to scan as they are (no SAM transform), beside TEMPLATES:
-# the CDK construct's synth output goes here once it lands (e.g. CFN_TEMPLATES=cdk.out/*.template.json).
-CFN_TEMPLATES ?=
+# Plain CloudFormation templates to scan as they are (no SAM transform), beside TEMPLATES: by
+# default the CDK example's synthesized stack (the construct with the example's fleet), which
+# cdk-test writes; security-scan then runs cdk-test first. infra/scan.py maps its resources to
+# the README's rows by construct path (`QueueFunction`, `Fleet/ASG`).
+CDK_TEMPLATE := infra/cdk/example/cdk.out/SharedFleet.template.json
+CFN_TEMPLATES ?= $(CDK_TEMPLATE)
 
 $(SCAN_DIR)/.transformed: $(INFRA_VENV)/.installed infra/transform.py $(TEMPLATES)
 	rm -rf $(SCAN_DIR) && mkdir -p $(SCAN_DIR)
@@ -49,9 +52,9 @@ $(SCAN_DIR)/.transformed: $(INFRA_VENV)/.installed infra/transform.py $(TEMPLATE
 
 # Security scanners (README "Security checks"), failing on any finding not skipped in-line with
 # a reason: checkov over each SAM template as written and after the transform, and cfn-guard
-# with the AWS Control Tower proactive rules over the transformed ones (infra/scan.py, which
-# also checks that every skip has its README row).
-security-scan: $(SCAN_DIR)/.transformed $(SCAN_VENV)/.installed $(GUARD_PKG)/.installed
+# with the AWS Control Tower proactive rules over the transformed ones, both also over
+# CFN_TEMPLATES (infra/scan.py, which also checks that every skip has its README row).
+security-scan: $(SCAN_DIR)/.transformed $(SCAN_VENV)/.installed $(GUARD_PKG)/.installed $(if $(filter $(CDK_TEMPLATE),$(CFN_TEMPLATES)),cdk-test)
 	$(SCAN_VENV)/bin/checkov --skip-download --framework cloudformation --compact --quiet \
 	  $(addprefix -f ,$(TEMPLATES) $(SCAN_DIR)/*.json $(CFN_TEMPLATES))
 	$(INFRA_VENV)/bin/python infra/scan.py --guard $(GUARD_PKG) --readme README.md \

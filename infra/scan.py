@@ -11,7 +11,10 @@ Usage: scan.py --guard PACKAGE_DIR --readme README.md [--source TEMPLATE ...] DA
   and a suppression no finding needs any more fails too, so none outlives its cause.
 - Every skip in the --source templates (checkov's `Metadata.checkov.skip` and the guard
   suppressions above) must carry a reason and have a row in the README's table of skipped
-  checks naming the check and the resource.
+  checks naming the check and the resource. A CDK-synthesized resource is named by its logical
+  id or by its construct path below the stack (`aws:cdk:path` without the stack and a final
+  `Resource`): the whole path (`Fleet/ASG`) or its last part (`QueueFunction` for
+  `Turnstile/QueueFunction`, the SAM template's name for the same resource).
 
 Exit 1 with one line per problem.
 """
@@ -97,6 +100,19 @@ def check_guard(package, data):
     return problems, lines
 
 
+def resource_names(name, res):
+    """The names a README row may use for a resource: its logical id, and for a CDK-synthesized
+    one its construct path below the stack and that path's last part."""
+    names = [name]
+    cdk_path = ((res.get("Metadata") or {}).get("aws:cdk:path") if isinstance(res, dict) else None) or ""
+    parts = cdk_path.split("/")[1:]
+    if parts and parts[-1] == "Resource":
+        parts = parts[:-1]
+    if parts:
+        names += ["/".join(parts), parts[-1]]
+    return names
+
+
 def source_skips(path):
     from cfnlint.decode import decode
 
@@ -106,10 +122,11 @@ def source_skips(path):
     out = []
     for name, res in (template.get("Resources") or {}).items():
         meta = res.get("Metadata", {}) if isinstance(res, dict) else {}
+        names = resource_names(name, res)
         for skip in ((meta.get("checkov") or {}).get("skip")) or []:
-            out.append((path, name, "checkov", skip.get("id"), skip.get("comment")))
+            out.append((path, names, "checkov", skip.get("id"), skip.get("comment")))
         for rule, reason in suppressions(res).items():
-            out.append((path, name, "cfn-guard", rule, reason))
+            out.append((path, names, "cfn-guard", rule, reason))
     return out
 
 
@@ -118,11 +135,12 @@ def check_readme(readme, sources):
     text = Path(readme).read_text()
     rows = [line for line in text.splitlines() if line.startswith("|")]
     skips = [s for src in sources for s in source_skips(Path(src))]
-    for path, name, tool, check, reason in skips:
+    for path, names, tool, check, reason in skips:
+        name = names[0]
         if not check or not isinstance(reason, str) or len(reason.strip()) < 40:
             problems.append(f"{path}: {name}: {tool} skip {check!r} needs a reason (a sentence a reviewer can judge)")
-        if not any(check in row and re.search(rf"\b{re.escape(name)}\b", row) for row in rows):
-            problems.append(f"{readme}: no row of the skipped-checks table names {tool} {check} and {name} ({path})")
+        if not any(check in row and re.search(rf"\b{re.escape(n)}\b", row) for row in rows for n in names):
+            problems.append(f"{readme}: no row of the skipped-checks table names {tool} {check} and {' or '.join(dict.fromkeys(names))} ({path})")
     return problems, len(skips)
 
 
