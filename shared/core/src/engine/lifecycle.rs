@@ -147,11 +147,8 @@ impl Cx<'_> {
             (_, Some(Place::WarmPool), WarmPoolPolicy::DeployOnExit)
                 | (Some(Place::WarmPool), _, WarmPoolPolicy::DeployOnEntry)
         );
-        let readiness = plan
-            .readiness
-            .as_ref()
-            .filter(|_| ev.origin != Some(Place::WarmPool))
-            .map_or(0, |r| r.timeout_secs);
+        let readiness =
+            super::readiness::readiness_for(plan, ev.origin).map_or(0, |r| r.timeout_secs);
         if !deploy {
             // Entering the warm pool: Auto Scaling stops the instance once its launch hooks
             // complete, so with a readiness signal it waits for the bootstrap to finish first.

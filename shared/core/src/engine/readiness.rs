@@ -8,10 +8,8 @@ use super::*;
 use crate::plan::{OnNotReady, Readiness};
 
 impl Cx<'_> {
-    /// Starts the wait for the readiness tag, or returns false when the transition needs none:
-    /// the plan has no readiness signal, or the instance is leaving the warm pool, which means
-    /// it booted, bootstrapped and tagged itself before it entered it (tags stay on a stopped
-    /// instance, and no tag-change event would come for a tag that did not change).
+    /// Starts the wait for the readiness tag, or returns false when the transition waits for
+    /// none ([`readiness_for`]).
     pub(super) fn await_ready(
         &mut self,
         id: &InstanceId,
@@ -22,7 +20,7 @@ impl Cx<'_> {
         let Some(inst) = self.inst_mut(id) else {
             return false;
         };
-        if inst.plan.readiness.is_none() || origin == Some(Place::WarmPool) {
+        if readiness_for(&inst.plan, origin).is_none() {
             return false;
         }
         inst.phase = Phase::Readying { since: now, deploy };
@@ -120,6 +118,15 @@ impl Cx<'_> {
             }
         }
     }
+}
+
+/// The readiness signal a transition from `origin` waits for: the plan's, unless the instance
+/// is leaving the warm pool (it bootstrapped and tagged itself before it entered; tags stay on
+/// a stopped instance, and no tag-change event would come for a tag that did not change).
+pub(super) fn readiness_for(plan: &Plan, origin: Option<Place>) -> Option<&Readiness> {
+    plan.readiness
+        .as_ref()
+        .filter(|_| origin != Some(Place::WarmPool))
 }
 
 fn carries(tags: &[(String, String)], r: &Readiness) -> bool {
