@@ -365,14 +365,20 @@ impl<H: Observer> Driver<H> {
         if self.trace.is_some() {
             self.aws.1.record();
         }
-        let attempt = match turnstile_aws::readiness::probe(&self.runner, Millis(now), 1000).await {
+        let result = turnstile_aws::readiness::probe(&self.runner, Millis(now), 1000).await;
+        self.pass_done("<readiness pass>", result);
+    }
+
+    /// A sweep pass is over: a failure counts as a crash (the next sweep runs it again).
+    fn pass_done<T>(&mut self, what: &str, result: Result<T, turnstile_aws::RunError>) {
+        let attempt = match result {
             Ok(_) => Attempt::Done,
             Err(e) => {
                 self.crashes += 1;
                 Attempt::Failed(e)
             }
         };
-        self.traced("<readiness pass>", &attempt);
+        self.traced(what, &attempt);
     }
 
     /// The sweep's second half, as the timer function runs it: adopt the launches of every
@@ -383,14 +389,7 @@ impl<H: Observer> Driver<H> {
             self.aws.1.record();
         }
         let result = turnstile_aws::adopt::adopt(&self.runner, &managed).await;
-        let attempt = match result {
-            Ok(_) => Attempt::Done,
-            Err(e) => {
-                self.crashes += 1;
-                Attempt::Failed(e)
-            }
-        };
-        self.traced("<adoption pass>", &attempt);
+        self.pass_done("<adoption pass>", result);
     }
 
     fn run_script(&mut self, what: Script) {
